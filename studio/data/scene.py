@@ -1,0 +1,96 @@
+"""The structured scene behind every `shapes` sample (contract: shared/specs/SHAPES.md).
+
+This module is the single source of the palette, vocabulary and geometry constants. The renderer
+(`studio.data.shapes`) and the alignment checker (`studio.eval.alignment`) both import from here, so the
+two can never disagree about what "blue" or "in the top left corner" means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+# RGB palettes, exactly as in SHAPES.md.
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "gray": (128, 128, 128),
+}
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 70),
+    "blue": (40, 90, 220),
+    "yellow": (240, 210, 40),
+    "purple": (150, 70, 200),
+    "orange": (245, 140, 30),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
+PLURALS: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles",
+                           "star": "stars", "cross": "crosses"}
+ROTATED_SHAPES = frozenset({"square", "triangle", "star", "cross"})
+MAX_ROTATION_DEG = 20.0
+STAR_INNER_RATIO = 0.45
+CROSS_ARM_RATIO = 1.0 / 3.0
+
+# Extent = diameter of the circumscribed circle, as a fraction of the canvas side R.
+SIZES: dict[str, float] = {"small": 0.18, "large": 0.36}
+SIZE_JITTER = 0.10
+
+# 3x3 position grid: name -> (cell centre x, cell centre y) as fractions of R, y downwards.
+POSITIONS: dict[str, tuple[float, float]] = {
+    "top left": (1 / 6, 1 / 6), "top": (1 / 2, 1 / 6), "top right": (5 / 6, 1 / 6),
+    "left": (1 / 6, 1 / 2), "center": (1 / 2, 1 / 2), "right": (5 / 6, 1 / 2),
+    "bottom left": (1 / 6, 5 / 6), "bottom": (1 / 2, 5 / 6), "bottom right": (5 / 6, 5 / 6),
+}
+POSITION_PHRASES: dict[str, str] = {
+    "top left": " in the top left corner", "top": " at the top", "top right": " in the top right corner",
+    "left": " on the left", "center": " in the center", "right": " on the right",
+    "bottom left": " in the bottom left corner", "bottom": " at the bottom",
+    "bottom right": " in the bottom right corner",
+}
+POSITION_JITTER = 0.04
+RELATIONS: tuple[str, ...] = ("to the left of", "to the right of", "above", "below")
+RELATION_MIN_ALONG = 0.25  # centres differ by >= this (fraction of R) along the relation's axis
+RELATION_MAX_ACROSS = 0.15  # ... and by <= this across it
+COUNT_WORDS: dict[int, str] = {2: "two", 3: "three"}
+
+SceneKind = Literal["single", "count", "relation"]
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    color: str
+    shape: str
+    size: str  # "small" | "large"
+    x: float  # centre, fraction of R
+    y: float  # centre, fraction of R, y downwards
+    extent: float  # circumscribed-circle diameter, fraction of R
+    rotation: float  # degrees; 0 for circles
+
+
+@dataclass(frozen=True)
+class Scene:
+    kind: SceneKind
+    background: str
+    objects: tuple[SceneObject, ...]
+    position: str | None = None  # single-object scenes with a position phrase
+    relation: str | None = None  # relation scenes: objects[0] is the subject
+    caption: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["objects"] = [asdict(o) for o in self.objects]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scene":
+        objects = tuple(SceneObject(**o) for o in d["objects"])
+        return cls(kind=d["kind"], background=d["background"], objects=objects,
+                   position=d.get("position"), relation=d.get("relation"),
+                   caption=d.get("caption", ""), extra=dict(d.get("extra") or {}))
+
+
+def article(word: str) -> str:
+    """`a`, or `an` before a vowel (`an orange square`)."""
+    return "an" if word[:1] in "aeiou" else "a"
