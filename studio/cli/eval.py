@@ -1,0 +1,128 @@
+"""`studio eval`: prompt alignment on `shapes` (`align`), the checker's ground-truth ceiling (`ceiling`) and
+FID / KID against a data set (`fid`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _resolution(text: str) -> int:
+    value = int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be >= 16 px, got {value}")
+    return value
+
+
+def _sampling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance (default 3.0)")
+    parser.add_argument("--sampler", default="dpm++", help="sampler name (default dpm++)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="images per sampling batch")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="measure prompt alignment, FID and KID",
+                                   description="Evaluate models: prompt alignment on shapes, FID / KID.")
+    parser.set_defaults(func=lambda args: parser.print_help())
+    subs = parser.add_subparsers(dest="eval_command", metavar="METRIC")
+
+    align = subs.add_parser("align", help="prompt alignment on held-out shapes captions",
+                            description="Generate one image per held-out shapes caption and check colour, shape, "
+                                        "size, count, position and relation from the pixels; accuracy with 95% "
+                                        "Wilson intervals, next to the checker's ceiling on ground truth.")
+    align.add_argument("--model", required=True, help="model name or folder")
+    align.add_argument("--n", type=_positive_int, default=300, help="number of captions (default 300)")
+    align.add_argument("--seed", type=_seed, default=0, help="caption and sampling seed (default 0)")
+    _sampling_args(align)
+    align.add_argument("--no-ceiling", action="store_true", help="skip the ground-truth ceiling")
+    align.add_argument("--json", type=Path, help="write the full result (with per-image answers) here")
+    align.set_defaults(func=_align)
+
+    ceiling = subs.add_parser("ceiling", help="the alignment checker's accuracy on ground-truth renderings",
+                              description="Run the alignment checker on ground-truth shapes renderings at one "
+                                          "resolution: the best a model can score there.")
+    ceiling.add_argument("--resolution", type=_resolution, required=True, help="side in pixels (>= 16)")
+    ceiling.add_argument("--n", type=_positive_int, default=300, help="number of scenes (default 300)")
+    ceiling.add_argument("--seed", type=_seed, default=0, help="held-out seed (default 0)")
+    ceiling.add_argument("--json", type=Path, help="write the full result here")
+    ceiling.set_defaults(func=_ceiling)
+
+    fid = subs.add_parser("fid", help="FID and KID against a data set",
+                          description="Generate one image per evaluation caption of a data set and compute FID "
+                                      "and KID (InceptionV3 features) against its images at the model's "
+                                      "resolution. Reference features are cached under $STUDIO_DATA/fid_refs.")
+    fid.add_argument("--model", required=True, help="model name or folder")
+    fid.add_argument("--data", required=True, help="'shapes', 'emoji' or the path of an image folder")
+    fid.add_argument("--n", type=_at_least_two, default=1000, help="number of images (default 1000)")
+    fid.add_argument("--seed", type=_seed, default=0, help="caption and sampling seed (default 0)")
+    _sampling_args(fid)
+    fid.add_argument("--kid-subsets", type=_positive_int, default=100, help="KID subsets (default 100)")
+    fid.add_argument("--json", type=Path, help="write the result here")
+    fid.set_defaults(func=_fid)
+
+
+def _write_json(path: Path | None, result: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def _align(args) -> int:
+    from studio.eval.alignment import align_model, format_question_table
+
+    result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                         sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling)
+    ceiling = result.get("ceiling", {}).get("questions")
+    title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
+             f"{args.sampler} {args.steps} steps, guidance {args.guidance}")
+    print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
+    _write_json(args.json, result)
+    return 0
+
+
+def _ceiling(args) -> int:
+    from studio.eval.alignment import checker_ceiling
+
+    report = checker_ceiling(args.resolution, args.n, args.seed, progress=True)
+    print(report.format_table(f"checker ceiling at {args.resolution} px ({args.n} held-out scenes, "
+                              f"seed {args.seed})"))
+    _write_json(args.json, {"resolution": args.resolution, "n": args.n, "seed": args.seed, **report.to_dict()})
+    return 0
+
+
+def _fid(args) -> int:
+    from studio.eval.fid import fid_model
+
+    result = fid_model(args.model, args.data, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                       sampler=args.sampler, batch_size=args.batch_size, kid_subsets=args.kid_subsets)
+    print(f"{result['model']} vs {result['data']} at {result['resolution']} px, n = {result['n']}")
+    print(f"  FID  {result['fid']:.3f}")
+    print(f"  KID  {result['kid_mean']:.5f} +- {result['kid_std']:.5f}  "
+          f"({result['kid_subsets']} subsets of {result['kid_subset_size']})")
+    _write_json(args.json, result)
+    return 0

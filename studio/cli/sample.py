@@ -1,0 +1,150 @@
+"""`studio sample`: images from a prompt (or a file of prompts), with every step on request."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
+
+
+def _int_range(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {value}")
+        return value
+    return parse
+
+
+def _guidance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 50.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 50, got {value}")
+    return value
+
+
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """--sampler/--steps/--guidance/--guidance-interval, shared by every command that samples."""
+    from studio.diffusion import SAMPLERS
+
+    parser.add_argument("--sampler", choices=SAMPLERS, default="dpm++", help="diffusers scheduler (default dpm++)")
+    parser.add_argument("--steps", type=_int_range(1, 1000), default=25, help="denoising steps (default 25)")
+    parser.add_argument("--guidance", type=_guidance, default=3.0, help="classifier-free guidance scale (default 3)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 4)")
+
+
+def register(subparsers) -> None:
+    from studio.sampling import MAX_SEED
+
+    p = subparsers.add_parser("sample", help="generate images from prompts",
+                              description="Generate images with a shipped model or a model folder.")
+    p.add_argument("--model", help=f"preset name or model folder (default: the first shipped of {', '.join(DEFAULT_MODELS)})")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prompt", help="the prompt (\"\" samples unconditionally)")
+    src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
+    p.add_argument("--seed", type=_int_range(0, MAX_SEED), default=0, help="seed of the first image (default 0)")
+    add_sampler_options(p)
+    p.add_argument("--batch-size", type=_int_range(1, 64), default=4, help="images per forward batch (default 4)")
+    p.add_argument("--out", type=Path, help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
+    p.add_argument("--frames", type=Path, help="also write every step's x_t and x0 into this folder")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(func=run)
+
+
+def pick_default_model() -> str:
+    from studio.errors import ModelNotFoundError
+    from studio.hub import list_models
+
+    available = list_models()
+    for name in DEFAULT_MODELS:
+        if name in available:
+            return name
+    if available:
+        return sorted(available)[0]
+    raise ModelNotFoundError("no shipped model found and --model not given: pass --model with a model folder "
+                             "(written by `studio train ...`)")
+
+
+def run(args) -> int:
+    from studio.cli import CLIError
+    from studio.hub import load_model
+
+    if args.prompt is None and args.prompts is None:
+        raise CLIError("give --prompt TEXT or --prompts FILE")
+    if args.prompts is not None:
+        if not args.prompts.is_file():
+            raise CLIError(f"prompt file {args.prompts} does not exist")
+        prompts = [line.rstrip("\n") for line in args.prompts.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise CLIError(f"prompt file {args.prompts} has no prompts (one per line)")
+    else:
+        prompts = [args.prompt]
+    model = load_model(args.model or pick_default_model(), device=args.device)
+    settings = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                    guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+    if args.prompts is None:
+        out = args.out or Path("sample.png")
+        _sample_one(model, prompts[0], args.seed, settings, out, args.frames)
+        print(f"wrote {out}")
+    else:
+        out = args.out or Path("samples")
+        _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames)
+        print(f"wrote {len(prompts)} images and samples.jsonl to {out}/")
+    return 0
+
+
+def _sample_one(model, prompt, seed, settings, out: Path, frames: Path | None) -> None:
+    from tqdm.auto import tqdm
+
+    from studio.images import save_png
+    from studio.sampling import generation_info, stream, to_pil
+
+    last = None
+    for last in tqdm(stream(model, prompt, seed=seed, **settings), total=settings["steps"], desc="sampling"):
+        if frames is not None:
+            _write_frames(frames, last, 0)
+    save_png(to_pil(last.x0)[0], out, generation_info(model, prompt, seed, **settings))
+
+
+def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: Path | None) -> None:
+    import json
+
+    from tqdm.auto import tqdm
+
+    from studio.images import atomic_write, save_png
+    from studio.sampling import generation_info, stream, to_pil
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="batches"):
+        chunk = prompts[start:start + batch_size]
+        last = None
+        for last in stream(model, chunk, seed=seed + start, **settings):
+            if frames is not None:
+                for j in range(len(chunk)):
+                    _write_frames(frames / f"{start + j:04d}", last, j)
+        for j, image in enumerate(to_pil(last.x0)):
+            i = start + j
+            info = generation_info(model, chunk[j], seed + i, **settings)
+            save_png(image, out / f"{i:04d}.png", info)
+            lines.append(json.dumps(info | {"file_name": f"{i:04d}.png"}))
+    atomic_write(out / "samples.jsonl", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def _write_frames(folder: Path, record, j: int) -> None:
+    from studio.images import save_png
+    from studio.sampling import to_pil
+
+    x_t = to_pil(record.x_t[j:j + 1].clamp(-1, 1))[0]
+    x0 = to_pil(record.x0[j:j + 1])[0]
+    info = {"step": record.index, "timestep": record.timestep, "logsnr": record.logsnr, "guided": record.guided}
+    save_png(x_t, folder / f"step{record.index:03d}_xt.png", info)
+    save_png(x0, folder / f"step{record.index:03d}_x0.png", info)

@@ -1,0 +1,179 @@
+"""Variance-preserving diffusion in pixel space (simple-diffusion conventions).
+
+- z_t = alpha_t x + sigma_t eps, alpha_t^2 = sigmoid(lambda_t), sigma_t^2 = sigmoid(-lambda_t)
+- cosine logSNR lambda(t) = -2 log tan(t_min + t (t_max - t_min)), in [-15, 15]
+- resolution shift lambda_R(t) = lambda(t) + 2 log(R_ref / R): more noise at higher resolution
+- v-prediction: v = alpha eps - sigma x
+
+The schedule knows nothing of a particular model: it takes a resolution and a reference resolution.
+`make_scheduler` hands the same shifted schedule to any diffusers scheduler as `trained_betas`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from studio.errors import ConfigError
+
+LOGSNR_MIN, LOGSNR_MAX = -15.0, 15.0
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+#################################################################################
+#                                 Schedule                                      #
+#################################################################################
+
+def resolution_shift(resolution: int, reference_resolution: int) -> float:
+    """2 log(R_ref / R): 0 at the reference, -2 log 2 per doubling."""
+    return 2.0 * math.log(reference_resolution / resolution)
+
+
+def logsnr_cosine(t: torch.Tensor | float, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX):
+    """Cosine logSNR for t in [0, 1]: logsnr_max at t=0, logsnr_min at t=1."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    t_min = math.atan(math.exp(-0.5 * logsnr_max))
+    t_max = math.atan(math.exp(-0.5 * logsnr_min))
+    return (-2.0 * torch.log(torch.tan(t_min + t * (t_max - t_min)))).clamp(logsnr_min, logsnr_max)
+
+
+def logsnr_schedule(t: torch.Tensor | float, resolution: int, reference_resolution: int) -> torch.Tensor:
+    """The shifted schedule lambda_R(t) (float64)."""
+    return logsnr_cosine(t) + resolution_shift(resolution, reference_resolution)
+
+
+def alpha_sigma(logsnr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha = sqrt(sigmoid(lambda)), sigma = sqrt(sigmoid(-lambda))."""
+    return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
+
+
+def _expand(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return coef.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+def add_noise(x: torch.Tensor, noise: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = alpha_sigma(logsnr)
+    return _expand(alpha, x) * x + _expand(sigma, x) * noise
+
+
+def v_target(x: torch.Tensor, noise: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = alpha_sigma(logsnr)
+    return _expand(alpha, x) * noise - _expand(sigma, x) * x
+
+
+def x0_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = alpha_sigma(logsnr)
+    return _expand(alpha, z) * z - _expand(sigma, z) * v
+
+
+def eps_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = alpha_sigma(logsnr)
+    return _expand(sigma, z) * z + _expand(alpha, z) * v
+
+
+#################################################################################
+#                                 Training loss                                 #
+#################################################################################
+
+LOSS_WEIGHTINGS = ("v", "sigmoid", "min_snr")
+
+
+def loss_weight(logsnr: torch.Tensor, weighting: str = "v", sigmoid_bias: float = -1.0,
+                min_snr_gamma: float = 5.0) -> torch.Tensor:
+    """Per-example weight on the v-MSE.
+
+    Since eps_hat - eps = alpha (v_hat - v), an eps-loss weight w_eps equals a v-loss weight w_eps * alpha^2.
+    - "v": plain v-MSE (= eps-MSE weighted by 1 + exp(-lambda)).
+    - "sigmoid": eps-loss weight sigmoid(b - lambda) (Kingma & Gao 2023; simple diffusion v2), rescaled
+      so the weight is ~1 at the low-noise end.
+    - "min_snr": min(SNR, gamma) / (SNR + 1) (Hang et al. 2023, v-prediction form).
+    """
+    if weighting == "v":
+        return torch.ones_like(logsnr)
+    if weighting == "sigmoid":
+        return torch.sigmoid(sigmoid_bias - logsnr) * torch.sigmoid(logsnr) / torch.sigmoid(torch.tensor(sigmoid_bias))
+    if weighting == "min_snr":
+        snr = logsnr.exp()
+        return snr.clamp(max=min_snr_gamma) / (snr + 1)
+    raise ConfigError(f"unknown loss weighting {weighting!r}; choose one of {LOSS_WEIGHTINGS}")
+
+
+def sample_training_logsnr(batch: int, resolution: int, reference_resolution: int,
+                           generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Stratified t ~ U(0, 1) (lower-variance loss estimates), mapped through the shifted schedule."""
+    u = (torch.arange(batch, dtype=torch.float64) + torch.rand(batch, generator=generator, dtype=torch.float64)) / batch
+    u = u[torch.randperm(batch, generator=generator)]
+    return logsnr_schedule(u, resolution, reference_resolution).float().to(device)
+
+
+def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", generator: torch.Generator | None = None,
+                   reduce: bool = True) -> torch.Tensor:
+    """v-MSE of `model` on clean images x (B, 3, R, R) in [-1, 1] and a TextEmbedding-like `text`.
+    Noise and timesteps are drawn from `generator` (seeded runs are reproducible)."""
+    B = x.shape[0]
+    logsnr = sample_training_logsnr(B, model.resolution, model.schedule_reference_resolution, generator,
+                                    device=x.device)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    z = add_noise(x, noise, logsnr)
+    v_hat = model(z, logsnr, text.tokens, text.mask, text.pooled)
+    per_example = (v_hat.float() - v_target(x, noise, logsnr).float()).pow(2).mean(dim=(1, 2, 3))
+    per_example = per_example * loss_weight(logsnr, weighting)
+    return per_example.mean() if reduce else per_example
+
+
+#################################################################################
+#                        Bridge to diffusers schedulers                         #
+#################################################################################
+
+@dataclass(frozen=True)
+class DiscreteSchedule:
+    """The shifted schedule on diffusers' integer grid: timestep i <-> t = (i + 1) / N."""
+
+    resolution: int
+    reference_resolution: int
+    num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+
+    def logsnrs(self) -> np.ndarray:
+        t = (np.arange(self.num_train_timesteps) + 1) / self.num_train_timesteps
+        return logsnr_schedule(torch.from_numpy(t), self.resolution, self.reference_resolution).numpy()
+
+    def alphas_cumprod(self) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logsnrs()))  # sigmoid(lambda) = alpha^2
+
+    def betas(self) -> np.ndarray:
+        acp = self.alphas_cumprod()
+        return 1.0 - acp / np.concatenate([[1.0], acp[:-1]])
+
+    def logsnr_at(self, timestep) -> torch.Tensor:
+        """logSNR at (possibly fractional, as Euler uses) scheduler timesteps, by interpolation."""
+        t = np.atleast_1d(np.asarray(torch.as_tensor(timestep).detach().cpu().double()))
+        grid = np.arange(self.num_train_timesteps)
+        return torch.from_numpy(np.interp(t, grid, self.logsnrs())).float()
+
+
+SAMPLERS = ("ddpm", "ddim", "dpm++", "euler", "unipc")
+
+
+def make_scheduler(sampler: str, resolution: int, reference_resolution: int):
+    """A diffusers scheduler driven by the shifted schedule, predicting v."""
+    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                           UniPCMultistepScheduler)
+
+    schedule = DiscreteSchedule(resolution, reference_resolution)
+    common = dict(num_train_timesteps=schedule.num_train_timesteps, trained_betas=schedule.betas().tolist(),
+                  prediction_type="v_prediction")
+    if sampler == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False, timestep_spacing="linspace")
+    if sampler == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, timestep_spacing="linspace")
+    if sampler == "dpm++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
+                                           timestep_spacing="linspace", final_sigmas_type="zero")
+    if sampler == "euler":
+        return EulerDiscreteScheduler(**common, timestep_spacing="linspace")
+    if sampler == "unipc":
+        return UniPCMultistepScheduler(**common, timestep_spacing="linspace", final_sigmas_type="zero")
+    raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")

@@ -1,0 +1,172 @@
+"""Greedy growing: wrap a trained core in new high-resolution stages, freeze it, report what is trained.
+
+`grow(shallow, resolution=256, stage_channels=...)` discards the Shallow-UViT's entry/exit layers and
+builds a GrownUViT around a bit-exact copy of the core. `grow(grown, resolution=2R, stage_channels=(c,))`
+adds one outer stage and keeps every existing stage (their names do not change). The core starts frozen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from studio.errors import ConfigError
+from studio.models import UNTRAINED, GrownUViT, ShallowUViT
+
+
+def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -> tuple[int, ...]:
+    """Halve the channels at each stage outwards (high resolutions get thin, cheap stages)."""
+    return tuple(max(minimum, core_channels // 2 ** (i + 1)) for i in range(stages))
+
+
+def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[int, ...] | None = None,
+         blocks_per_stage: int | None = None, freeze_previous_stages: bool = False) -> GrownUViT:
+    """Return a GrownUViT at `resolution` carrying `model`'s core (and stages, if it was grown) bit-exactly.
+
+    For a Shallow-UViT `stage_channels` lists every stage from the core outwards; for a grown model it lists
+    only the new outer stages.
+    """
+    config = dict(model.core_config())
+    grid = config["grid"]
+    if isinstance(model, ShallowUViT):
+        old_stages: tuple[int, ...] = ()
+        blocks = blocks_per_stage or 1
+    elif isinstance(model, GrownUViT):
+        old_stages = tuple(model.config.stage_channels)
+        blocks = model.config.blocks_per_stage
+        if blocks_per_stage not in (None, blocks):
+            raise ConfigError("blocks_per_stage must match the model being grown "
+                              f"({blocks}); it is shared by every stage")
+    else:
+        raise ConfigError(f"can only grow a ShallowUViT or GrownUViT, not {type(model).__name__}")
+    if resolution < model.resolution or (old_stages and resolution == model.resolution):
+        raise ConfigError(f"growing needs a higher resolution than the model's {model.resolution} px, got {resolution}")
+    total = (resolution // grid).bit_length() - 1
+    if grid * 2 ** total != resolution:
+        raise ConfigError(f"resolution {resolution} must be the core grid {grid} times a power of two")
+    new_count = total - len(old_stages)
+    if stage_channels is None:
+        stage_channels = default_stage_channels(config["core_channels"], total)[len(old_stages):]
+    if len(stage_channels) != new_count:
+        raise ConfigError(f"growing {model.resolution} -> {resolution} px adds {new_count} stage(s), "
+                          f"but {len(stage_channels)} channel counts were given")
+
+    grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
+                      blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
+                      training_phase=UNTRAINED)
+    grown.to(device=model.device, dtype=model.dtype)
+    grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
+    if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers
+        for name in ("encoder_stages", "decoder_stages"):
+            new_list, old_list = getattr(grown, name), getattr(model, name)
+            for i in range(len(old_stages)):
+                new_list[i].load_state_dict(old_list[i].state_dict())
+    freeze_core(grown)
+    if freeze_previous_stages:
+        for name in ("encoder_stages", "decoder_stages"):
+            for stage in getattr(grown, name)[:len(old_stages)]:
+                stage.requires_grad_(False)
+    return grown
+
+
+def freeze_core(model: nn.Module) -> None:
+    model.core.requires_grad_(False)
+
+
+def unfreeze(model: nn.Module) -> None:
+    model.requires_grad_(True)
+
+
+def parameter_groups(model: nn.Module, lr: float, core_lr_multiplier: float = 0.1,
+                     weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer groups of the *trainable* parameters: the core (if unfrozen) at lr * multiplier, the rest
+    at lr. Frozen tensors are left out of the optimizer entirely (no state, no updates)."""
+    core_ids = {id(p) for p in model.core.parameters()}
+    core = [p for p in model.core.parameters() if p.requires_grad]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in core_ids]
+    groups = []
+    if rest:
+        groups.append({"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "stages"})
+    if core:
+        groups.append({"params": core, "lr": lr * core_lr_multiplier, "weight_decay": weight_decay, "name": "core"})
+    if not groups:
+        raise ConfigError("the model has no trainable parameters (everything is frozen)")
+    return groups
+
+
+#################################################################################
+#                                 Growth report                                 #
+#################################################################################
+
+@dataclass
+class PartReport:
+    part: str
+    resolution: str
+    parameters: int
+    trainable: int
+
+    @property
+    def frozen(self) -> bool:
+        return self.trainable == 0
+
+
+def _parts(model: nn.Module) -> list[tuple[str, str, list[nn.Parameter]]]:
+    R, G = model.resolution, model.config.grid
+    named = OrderedDict(model.named_parameters())
+
+    def params(prefix: str) -> list[nn.Parameter]:
+        return [p for n, p in named.items() if n.startswith(prefix)]
+
+    if isinstance(model, ShallowUViT):
+        return [("entry (patchify conv)", f"{R}->{G}", params("entry.")),
+                ("shallow encoder ResBlock", f"{G}", params("encoder_block.")),
+                ("core", f"{G}x{G} tokens", params("core.")),
+                ("shallow decoder ResBlock", f"{G}", params("decoder_block.")),
+                ("exit (transposed conv)", f"{G}->{R}", params("out_norm.") + params("exit."))]
+    parts = [("stem", f"{R}", params("stem."))]
+    for k in reversed(range(len(model.config.stage_channels))):
+        r = G * 2 ** (k + 1)
+        parts.append((f"encoder stage {k}", f"{r}->{r // 2}", params(f"encoder_stages.{k}.")))
+    parts.append(("core", f"{G}x{G} tokens", params("core.")))
+    for k in range(len(model.config.stage_channels)):
+        r = G * 2 ** (k + 1)
+        parts.append((f"decoder stage {k}", f"{r // 2}->{r}", params(f"decoder_stages.{k}.")))
+    parts.append(("output", f"{R}", params("out_norm.") + params("out.")))
+    return parts
+
+
+def growth_report(model: nn.Module) -> list[PartReport]:
+    """Parameters per part, trainable vs frozen, and the resolution each part works at."""
+    return [PartReport(name, res, sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad))
+            for name, res, ps in _parts(model)]
+
+
+def format_report(report: list[PartReport]) -> str:
+    rows = [("part", "resolution", "parameters", "trainable", "state")]
+    rows += [(r.part, r.resolution, f"{r.parameters:,}", f"{r.trainable:,}", "frozen" if r.frozen else "trained")
+             for r in report]
+    total = sum(r.parameters for r in report)
+    trainable = sum(r.trainable for r in report)
+    rows.append(("total", "", f"{total:,}", f"{trainable:,}", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report_as_dicts(report: list[PartReport]) -> list[dict]:
+    return [asdict(r) | {"frozen": r.frozen} for r in report]
+
+
+def core_fingerprint(model: nn.Module) -> str:
+    """sha256 over the core's tensors: equal fingerprints mean a bit-identical core."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.core.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

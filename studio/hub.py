@@ -1,0 +1,97 @@
+"""Finding and loading model folders: shipped presets by name, or a `save_pretrained` folder by path.
+
+Only safetensors and JSON are read (never a pickle). Names are looked up in the shipped models folder and
+in `$STUDIO_MODELS`; a name is a plain folder name, so `../../etc` can never escape those folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from studio.errors import ModelFormatError, ModelNotFoundError
+from studio.models import MODEL_CLASSES, UNTRAINED
+from studio.paths import model_dirs
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def list_models() -> dict[str, Path]:
+    """Every loadable model folder by name (first folder wins on a clash)."""
+    found: dict[str, Path] = {}
+    for root in model_dirs():
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if (folder / "config.json").is_file() and folder.name not in found:
+                found[folder.name] = folder
+    return found
+
+
+def resolve_model(name_or_path: str | Path, allow_paths: bool = True) -> Path:
+    """A model name or (when allowed) a folder path -> the model folder."""
+    text = str(name_or_path)
+    if allow_paths and (Path(text).expanduser() / "config.json").is_file():
+        return Path(text).expanduser().resolve()
+    if _NAME.match(text):
+        models = list_models()
+        if text in models:
+            return models[text]
+    elif not allow_paths:
+        raise ModelNotFoundError(f"{text!r} is not a model name: names are letters, digits, '.', '_' and '-' "
+                                 "(paths are not accepted here)")
+    known = ", ".join(sorted(list_models())) or "none yet"
+    where = ", ".join(str(d) for d in model_dirs())
+    hint = " or the path of a folder written by save_pretrained" if allow_paths else ""
+    raise ModelNotFoundError(f"unknown model {text!r}. Known models: {known}. Names are looked up in: {where} "
+                             f"(add folders with $STUDIO_MODELS){hint}.")
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelFormatError(f"{path} is not readable JSON ({err}); re-export the model with save_pretrained") from err
+    cls = config.get("_class_name") if isinstance(config, dict) else None
+    if cls not in MODEL_CLASSES:
+        raise ModelFormatError(f"{folder} holds a {cls or 'non-diffusers'} model, not a studio model "
+                               f"({' or '.join(MODEL_CLASSES)}); point --model at a studio model folder")
+    return config
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+               allow_untrained: bool = False, allow_paths: bool = True):
+    """Load a ShallowUViT or GrownUViT in eval mode. Refuses a model whose phase was never trained (its
+    samples would be static), unless `allow_untrained`."""
+    folder = resolve_model(name_or_path, allow_paths=allow_paths)
+    config = read_config(folder)
+    if config.get("training_phase", UNTRAINED) == UNTRAINED and not allow_untrained:
+        raise ModelFormatError(f"{folder} was never trained (training_phase is 'untrained'): its samples would "
+                               "be noise. Train it first (`studio train ...`), or pass allow_untrained=True.")
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelFormatError(f"{folder} has no {WEIGHTS_NAME} (only safetensors weights are loaded)")
+    try:
+        model = MODEL_CLASSES[config["_class_name"]].from_pretrained(folder, use_safetensors=True,
+                                                                     low_cpu_mem_usage=False)
+    except Exception as err:  # corrupted or truncated weights, mismatched shapes
+        raise ModelFormatError(f"could not load {weights}: {type(err).__name__}: {err}") from err
+    model.name = folder.name
+    model.folder = folder
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def weights_hash(name_or_path: str | Path, length: int = 16) -> str:
+    """sha256 of the weights file (hex, shortened): the identity of a model in PNG text and the arena."""
+    folder = resolve_model(name_or_path)
+    digest = hashlib.sha256()
+    with open(folder / WEIGHTS_NAME, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -1,0 +1,68 @@
+"""Image files: PNGs that carry their generation settings (like AUTOMATIC1111's infotext), grids,
+and trajectory animations. Every write is atomic (temporary name, then rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+INFO_KEY = "studio"  # one PNG text chunk holding the settings as JSON
+
+
+def atomic_write(path: Path, save) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(image: Image.Image, path: str | Path, info: dict | None = None) -> Path:
+    """Save a PNG with `info` as text chunks: one JSON chunk plus one readable chunk per key."""
+    meta = PngImagePlugin.PngInfo()
+    if info:
+        meta.add_text(INFO_KEY, json.dumps(info, sort_keys=True))
+        for key, value in info.items():
+            meta.add_text(str(key), str(value))
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=meta))
+
+
+def read_png_info(path: str | Path) -> dict:
+    with Image.open(path) as im:
+        text = im.text.get(INFO_KEY) if hasattr(im, "text") else None
+    return json.loads(text) if text else {}
+
+
+def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2,
+         background=(255, 255, 255)) -> Image.Image:
+    """Tile same-sized images into one picture."""
+    if not images:
+        raise ValueError("grid() needs at least one image")
+    columns = columns or min(len(images), 8)
+    rows = (len(images) + columns - 1) // columns
+    w, h = images[0].size
+    canvas = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), background)
+    for i, im in enumerate(images):
+        canvas.paste(im.convert("RGB"), (pad + (i % columns) * (w + pad), pad + (i // columns) * (h + pad)))
+    return canvas
+
+
+def save_animation(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 80) -> Path:
+    """An animated GIF of a trajectory (last frame held longer)."""
+    if not frames:
+        raise ValueError("no frames to animate")
+    durations = [duration_ms] * (len(frames) - 1) + [1000]
+    return atomic_write(Path(path), lambda tmp: frames[0].save(tmp, format="GIF", save_all=True,
+                                                              append_images=list(frames[1:]), duration=durations,
+                                                              loop=0))

@@ -1,0 +1,176 @@
+"""Building blocks shared by the core and the convolutional stages.
+
+Shapes: B batch, C channels, H/W pixels, N = G*G tokens, D core width, T text tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups that divide the channel count (works for tiny test widths)."""
+    return nn.GroupNorm(math.gcd(32, channels), channels, eps=1e-6)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: (B, N, D) * (1 + scale) + shift, with (B, D) modulation vectors."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+#################################################################################
+#                         Conditioning embedders                                #
+#################################################################################
+
+class LogSNREmbedder(nn.Module):
+    """Continuous noise level -> (B, D). The network sees logSNR (not a step index), so any sampler can
+    drive it. Fourier features with periods from ~0.2 to ~200 logSNR units cover the shifted range."""
+
+    def __init__(self, dim: int, frequencies: int = 128):
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.linspace(-5, 5, frequencies), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, logsnr: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
+        angles = logsnr.float()[:, None] * self.freqs[None]  # (B, F)
+        features = torch.cat([angles.cos(), angles.sin()], dim=-1)  # (B, 2F)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class PooledTextEmbedder(nn.Module):
+    """Masked-mean text vector (B, 384) -> (B, D), added to the noise-level embedding."""
+
+    def __init__(self, text_dim: int, dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.mlp(pooled)
+
+
+#################################################################################
+#                         Attention and transformer block                      #
+#################################################################################
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)  # fused QKV: one matmul instead of three
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D)
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3x (B, h, N, d)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class CrossAttention(nn.Module):
+    """Image tokens attend to text tokens; padding tokens are masked out."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape  # x (B, N, D), text (B, T, D), mask (B, T) bool
+        T = text.shape[1]
+        q = self.q(x).view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, h, N, d)
+        k, v = self.kv(text).view(B, T, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, T, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention, masked cross-attention to text, MLP; each modulated by adaLN from the conditioning
+    vector with zero-initialised gates (DiT's adaLN-Zero), so a fresh block is the identity."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.cross = CrossAttention(dim, heads)
+        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x (B, N, D), cond (B, D), text (B, T, D), mask (B, T)
+        (shift1, scale1, gate1, shift2, scale2, gate2,
+         shift3, scale3, gate3) = self.adaLN(cond).chunk(9, dim=-1)  # 9x (B, D)
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+        x = x + gate2[:, None] * self.cross(modulate(self.norm2(x), shift2, scale2), text, mask)
+        x = x + gate3[:, None] * self.mlp(modulate(self.norm3(x), shift3, scale3))
+        return x
+
+
+#################################################################################
+#                         Convolutional stages                                  #
+#################################################################################
+
+class ResBlock(nn.Module):
+    """Pre-norm residual conv block; the conditioning vector sets a scale and shift after the second norm
+    (as in ADM/UNets). The last conv is zero-initialised, so a fresh block is the identity."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.cond = nn.Linear(cond_dim, 2 * out_channels)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # x (B, C, H, W), cond (B, Dc)
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, C', H, W)
+        scale, shift = self.cond(F.silu(cond)).chunk(2, dim=-1)  # (B, C') each
+        h = self.norm2(h) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """2x down with a strided 3x3 conv (changes channels)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C', H/2, W/2)
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """2x nearest-neighbour up, then a 3x3 conv (no checkerboard artefacts)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C', 2H, 2W)
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """Fixed 2D sine-cosine position table (N, D), the initial value of the learned position embedding."""
+    assert dim % 4 == 0, "core width must be divisible by 4"
+    coords = torch.arange(grid, dtype=torch.float64)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    parts = []
+    for c in (yy.flatten(), xx.flatten()):
+        angles = c[:, None] * omega[None]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()  # (G*G, D)

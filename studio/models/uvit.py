@@ -1,0 +1,158 @@
+"""The two model classes: the Shallow-UViT (phase 1) and the grown UViT (phases 2 and 3).
+
+Both predict v for a noisy image z_t (B, 3, R, R) given its logSNR (B,) and the text encoder's token
+states (B, T, 384), padding mask (B, T) and pooled vector (B, 384). Both hold the same `Core` under the
+attribute `core`, so growing is a state-dict copy of `core.*`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from studio.models.core import Core
+from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
+
+UNTRAINED = "untrained"
+
+
+class _UViT(ModelMixin, ConfigMixin):
+    """What both classes share: the core, its conditioning, and a little bookkeeping."""
+
+    core: Core
+
+    def _build_core(self) -> Core:
+        c = self.config
+        return Core(c.core_channels, c.grid, c.width, c.depth, c.heads, c.mlp_ratio, c.text_dim)
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def schedule_reference_resolution(self) -> int:
+        """The resolution whose noise schedule is unshifted: the core's pre-training resolution."""
+        return self.config.reference_resolution or self.config.resolution
+
+    def core_config(self) -> dict:
+        keys = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim")
+        return {k: self.config[k] for k in keys}
+
+
+#################################################################################
+#                                Shallow-UViT                                   #
+#################################################################################
+
+class ShallowUViT(_UViT):
+    """Entry conv (kernel = stride = R/G) -> ResBlock -> core -> ResBlock -> transposed conv.
+
+    The shallow entry/exit layers are cheap and thrown away at growth; the core is what is kept.
+    """
+
+    @register_to_config
+    def __init__(self, resolution: int = 64, grid: int = 16, core_channels: int = 128, width: int = 256,
+                 depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
+                 reference_resolution: int | None = None, training_phase: str = UNTRAINED):
+        super().__init__()
+        patch = resolution // grid
+        if patch * grid != resolution or patch < 1:
+            raise ValueError(f"resolution {resolution} must be a multiple of the core grid {grid}")
+        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
+        self.encoder_block = ResBlock(core_channels, core_channels, width)
+        self.core = self._build_core()
+        self.decoder_block = ResBlock(core_channels, core_channels, width)
+        self.out_norm = group_norm(core_channels)
+        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+        nn.init.zeros_(self.exit.weight)  # the untrained model predicts v = 0
+        nn.init.zeros_(self.exit.bias)
+
+    def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
+                text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
+        cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
+        h = self.entry(sample)  # (B, C, G, G)
+        h = self.encoder_block(h, cond)
+        h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
+        h = self.decoder_block(h, cond)
+        return self.exit(F.silu(self.out_norm(h)))  # (B, 3, R, R)
+
+
+#################################################################################
+#                                 Grown UViT                                    #
+#################################################################################
+
+class EncoderStage(nn.Module):
+    """ResBlocks at this stage's resolution, then 2x down to the next stage inwards."""
+
+    def __init__(self, channels: int, inner_channels: int, blocks: int, cond_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResBlock(channels, channels, cond_dim) for _ in range(blocks))
+        self.down = Downsample(channels, inner_channels)
+
+
+class DecoderStage(nn.Module):
+    """2x up from the stage inwards, concatenate the encoder's skip, ResBlocks."""
+
+    def __init__(self, channels: int, inner_channels: int, blocks: int, cond_dim: int):
+        super().__init__()
+        self.up = Upsample(inner_channels, channels)
+        self.blocks = nn.ModuleList(
+            ResBlock(2 * channels if i == 0 else channels, channels, cond_dim) for i in range(blocks))
+
+
+class GrownUViT(_UViT):
+    """Stem at R -> encoder stages (ResBlocks, 2x down) to the G x G grid -> core -> decoder stages
+    (2x up, skip, ResBlocks) -> output conv.
+
+    `stage_channels` lists the stages **from the core outwards**: stage 0 works at 2G pixels, stage k at
+    G * 2^(k+1). Module names follow the same order (`encoder_stages.0` is next to the core), so growing
+    again (R -> 2R) appends one stage and every existing tensor keeps its name.
+    """
+
+    @register_to_config
+    def __init__(self, resolution: int = 256, grid: int = 16, core_channels: int = 128, width: int = 256,
+                 depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
+                 stage_channels: tuple[int, ...] = (128, 64, 32, 32), blocks_per_stage: int = 1,
+                 reference_resolution: int | None = None, training_phase: str = UNTRAINED):
+        super().__init__()
+        stages = math.log2(resolution / grid)
+        if stages != int(stages) or stages < 1:
+            raise ValueError(f"resolution {resolution} must be the core grid {grid} times a power of two")
+        if len(stage_channels) != int(stages):
+            raise ValueError(f"{int(stages)} stages take the grid {grid} to {resolution} px, "
+                             f"but stage_channels has {len(stage_channels)} entries: {list(stage_channels)}")
+        inner = [core_channels, *stage_channels[:-1]]  # channels of the next stage inwards
+        self.core = self._build_core()
+        self.stem = nn.Conv2d(3, stage_channels[-1], 3, padding=1)
+        self.encoder_stages = nn.ModuleList(
+            EncoderStage(c, ci, blocks_per_stage, width) for c, ci in zip(stage_channels, inner))
+        self.decoder_stages = nn.ModuleList(
+            DecoderStage(c, ci, blocks_per_stage, width) for c, ci in zip(stage_channels, inner))
+        self.out_norm = group_norm(stage_channels[-1])
+        self.out = nn.Conv2d(stage_channels[-1], 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
+                text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
+        cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
+        h = self.stem(sample)  # (B, c_K, R, R)
+        skips = []
+        for stage in reversed(self.encoder_stages):  # outermost first
+            for block in stage.blocks:
+                h = block(h, cond)
+            skips.append(h)  # (B, c_k, r, r)
+            h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
+        h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
+        for stage in self.decoder_stages:  # innermost first
+            h = torch.cat([stage.up(h), skips.pop()], dim=1)  # (B, 2 c_k, r, r)
+            for block in stage.blocks:
+                h = block(h, cond)
+        return self.out(F.silu(self.out_norm(h)))  # (B, 3, R, R)
+
+
+MODEL_CLASSES = {"ShallowUViT": ShallowUViT, "GrownUViT": GrownUViT}

@@ -1,0 +1,172 @@
+"""The streaming sampler: a Python generator that yields one record per denoising step.
+
+Every record holds the step's noisy input x_t and the model's predicted clean image x0 (pixel space needs
+no decoder, so previews are exact). Classifier-free guidance runs conditional and unconditional in one
+batched forward; a guidance interval (in logSNR) can restrict it to part of the trajectory. Image i of a
+call uses the seed `seed + i`, so an image does not depend on the batch it was drawn in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from studio.diffusion import SAMPLERS, DiscreteSchedule, make_scheduler, x0_from_v
+from studio.errors import ConfigError
+from studio.text import TextEmbedding, get_text_encoder
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class StepRecord:
+    """One denoising step. Tensors are (B, 3, R, R) float32 on the CPU, pixels in [-1, 1] (x_t unbounded)."""
+
+    index: int  # 0-based step number
+    steps: int  # total steps of the run
+    timestep: float  # the scheduler's timestep (0..999)
+    logsnr: float  # noise level of x_t
+    x_t: torch.Tensor
+    x0: torch.Tensor
+    guided: bool  # whether classifier-free guidance was applied at this step
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.steps - 1
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    sampler: str = "dpm++"
+    steps: int = 25
+    guidance: float = 3.0
+    guidance_interval: tuple[float, float] | None = None  # apply guidance only for logSNR in [lo, hi]
+
+    def validate(self) -> "SamplerSettings":
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if not (1 <= int(self.steps) <= 1000):
+            raise ConfigError(f"steps must be between 1 and 1000, got {self.steps}")
+        if not (0.0 <= float(self.guidance) <= 50.0) or not np.isfinite(self.guidance):
+            raise ConfigError(f"guidance must be between 0 and 50, got {self.guidance}")
+        if self.guidance_interval is not None:
+            lo, hi = self.guidance_interval
+            if not lo <= hi:
+                raise ConfigError(f"guidance interval must be (low, high) with low <= high, got {self.guidance_interval}")
+        return self
+
+
+def _check_seed(seed: int) -> int:
+    if not (0 <= int(seed) <= MAX_SEED):
+        raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {seed}")
+    return int(seed)
+
+
+def initial_noise(batch: int, resolution: int, seed: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """Per-image generators seeded seed, seed+1, ...; returns the noise (B, 3, R, R) and the generators
+    (reused by ancestral samplers)."""
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+    noise = torch.stack([torch.randn(3, resolution, resolution, generator=g) for g in generators])
+    return noise, generators
+
+
+def encode_prompts(prompts: Sequence[str], text_encoder=None) -> tuple[TextEmbedding, TextEmbedding]:
+    """(conditional, unconditional) embeddings; the empty prompt is the unconditional input."""
+    encoder = text_encoder or get_text_encoder()
+    cond = encoder.encode(list(prompts))
+    uncond = encoder.encode([""] * len(prompts))
+    return cond, uncond
+
+
+@torch.no_grad()
+def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
+           sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
+           text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None) -> Iterator[StepRecord]:
+    """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not
+    iterating further (the latest x0 is the best image so far)."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise ConfigError("give at least one prompt (the empty prompt \"\" samples unconditionally)")
+    settings = SamplerSettings(sampler, int(steps), float(guidance), guidance_interval).validate()
+    seed = _check_seed(seed)
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
+    resolution, reference = model.resolution, model.schedule_reference_resolution
+    schedule = DiscreteSchedule(resolution, reference)
+    scheduler = make_scheduler(settings.sampler, resolution, reference)
+    scheduler.set_timesteps(settings.steps)
+
+    cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder)
+    both = TextEmbedding.cat([cond, uncond]).to(device, dtype)  # (2B, T, 384): one batched forward
+    cond = cond.to(device, dtype)
+    B = len(prompts)
+    noise, generators = initial_noise(B, resolution, seed)
+    sample = (noise * scheduler.init_noise_sigma).to(device, torch.float32)
+
+    use_guidance = settings.guidance != 1.0
+    for i, t in enumerate(scheduler.timesteps):
+        logsnr = schedule.logsnr_at(t).to(device)  # (1,)
+        z = scheduler.scale_model_input(sample, t)  # the VP noisy image x_t
+        lam = float(logsnr)
+        guided = use_guidance and (settings.guidance_interval is None
+                                   or settings.guidance_interval[0] <= lam <= settings.guidance_interval[1])
+        z_in = z.to(dtype)
+        if guided:
+            v_cond, v_uncond = model(torch.cat([z_in, z_in]), logsnr.expand(2 * B).to(dtype), both.tokens,
+                                     both.mask, both.pooled).float().chunk(2)
+            v = v_uncond + settings.guidance * (v_cond - v_uncond)
+        else:
+            v = model(z_in, logsnr.expand(B).to(dtype), cond.tokens, cond.mask, cond.pooled).float()
+        x0 = x0_from_v(z.float(), v, logsnr.expand(B).float())
+        yield StepRecord(i, settings.steps, float(t), lam, z.float().cpu(), x0.clamp(-1, 1).cpu(), guided)
+        step_kwargs = {"generator": generators} if settings.sampler == "ddpm" else {}
+        sample = scheduler.step(v, t, sample, **step_kwargs).prev_sample
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, R, R) in [-1, 1] -> PIL images (diffusers' (x / 2 + 0.5).clamp(0, 1))."""
+    arr = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in arr]
+
+
+def sample_tensor(model, prompts: Sequence[str] | str, **kwargs) -> torch.Tensor:
+    """Run the whole trajectory; returns the final x0 (B, 3, R, R) in [-1, 1]."""
+    last = None
+    for last in stream(model, prompts, **kwargs):
+        pass
+    return last.x0
+
+
+def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25, guidance: float = 3.0,
+             sampler: str = "dpm++", batch_size: int = 8, progress: bool = False, **kwargs) -> list[Image.Image]:
+    """Final PIL images for prompts, in mini-batches; image i uses seed + i."""
+    from tqdm.auto import tqdm
+
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    images: list[Image.Image] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress):
+        chunk = prompts[start:start + batch_size]
+        x0 = sample_tensor(model, chunk, seed=seed + start, steps=steps, guidance=guidance, sampler=sampler,
+                           **kwargs)
+        images.extend(to_pil(x0))
+    return images
+
+
+def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
+                    guidance_interval: tuple[float, float] | None = None) -> dict:
+    """What a saved image carries as PNG text: enough to reproduce it exactly."""
+    from studio import __version__
+    from studio.hub import weights_hash
+
+    folder = getattr(model, "folder", None)
+    return {
+        "prompt": prompt, "seed": int(seed), "sampler": sampler, "steps": int(steps), "guidance": float(guidance),
+        "guidance_interval": list(guidance_interval) if guidance_interval else None,
+        "model": getattr(model, "name", type(model).__name__),
+        "model_hash": weights_hash(folder) if folder else None,
+        "resolution": int(model.resolution), "studio_version": __version__,
+    }

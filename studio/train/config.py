@@ -1,0 +1,272 @@
+"""Training configuration: one flat dataclass of plain values (nanoGPT style), loaded from a YAML recipe and
+overridden from the command line with `--set key=value`.
+
+A recipe (`studio/train/presets/<name>.yaml`, or any YAML path) holds shared keys plus optional per-phase
+sections (`core:`, `grow:`, `finetune:`, `scratch:`) that apply only to that phase:
+
+    data: shapes
+    batch_size: 64
+    core:
+      architecture: core-64
+      lr: 3.0e-4
+
+Resolution order: dataclass defaults < recipe top level < recipe section of the phase < `--set` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import ConfigError
+
+PHASES = ("core", "grow", "finetune", "scratch")
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    phase: str = "core"  # core | grow | finetune | scratch
+
+    # --- model: a preset from studio.models.presets, then single fields override it (None = from preset)
+    architecture: str = "core-64"  # core preset (core) or grown preset (grow, scratch)
+    resolution: int | None = None
+    grid: int | None = None
+    core_channels: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    mlp_ratio: float | None = None
+    stage_channels: list[int] | None = None  # grow/scratch: stages from the core outwards
+    blocks_per_stage: int | None = None
+    freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
+
+    # --- data
+    data: str = "shapes"  # "shapes", "emoji" (prepared with `studio data emoji`) or an image-folder path
+    data_n: int = 20000  # shapes: number of training scenes
+    data_seed: int = 0
+
+    # --- optimisation
+    batch_size: int = 64  # global batch (split across processes)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    core_lr_multiplier: float = 0.1  # finetune: the unfrozen core trains at lr * this
+    loss_weighting: str = "v"  # v | sigmoid | min_snr (studio.diffusion.LOSS_WEIGHTINGS)
+    cfg_dropout: float = 0.1  # fraction of examples whose caption is replaced by the empty prompt
+    ema_decay: float = 0.999  # 0 = no EMA (the raw weights are saved)
+
+    # --- budget: whichever comes first; at least one must be set
+    max_steps: int | None = 10000
+    max_minutes: float | None = None
+
+    # --- speed and precision
+    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 only on GPU)
+    compile: bool = False  # torch.compile the model (text is padded to a fixed length to avoid recompiles)
+    cpu: bool = False  # force the CPU even when a GPU is there
+    deterministic: bool = False  # torch deterministic algorithms (bit-exact resume on CPU)
+    seed: int = 0
+
+    # --- bookkeeping
+    log_every: int = 10
+    checkpoint_every: int = 1000  # 0 = only at the end
+    keep_checkpoints: int = 2
+    max_bad_steps: int = 5  # consecutive non-finite losses before the run stops
+    validate_every: int = 0  # 0 = off (validation still runs once at the end when validation_n > 0)
+    validation_n: int = 16  # prompts in the validation grid (shapes: held-out captions)
+    validation_prompts: list[str] | None = None  # fixed prompts instead of the data set's held-out ones
+    validation_seed: int = 0
+    validation_steps: int = 25
+    validation_guidance: float = 3.0
+    validation_sampler: str = "dpm++"
+    validation_alignment: bool = True  # shapes only: score the grid with studio.eval.alignment
+
+    # --- where this config came from (filled in by load_config, not meant to be set)
+    preset: str | None = None
+    init_from: str | None = None  # parent model folder (grow, finetune)
+
+    def validate(self) -> "TrainConfig":
+        """Check values; raises ConfigError naming the key and what is allowed."""
+        from studio.diffusion import LOSS_WEIGHTINGS, SAMPLERS
+        from studio.models.presets import CORE_PRESETS, GROWN_PRESETS
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.phase in PHASES, f"phase must be one of {', '.join(PHASES)}, got {self.phase!r}")
+        presets = CORE_PRESETS if self.phase == "core" else GROWN_PRESETS
+        if self.phase != "finetune":
+            need(self.architecture in presets,
+                 f"architecture {self.architecture!r} is not a {'core' if self.phase == 'core' else 'grown'} "
+                 f"preset for phase {self.phase!r}; choose one of {', '.join(sorted(presets))}")
+        need(self.phase not in ("grow", "finetune") or bool(self.init_from),
+             f"phase {self.phase!r} starts from a trained model: pass --from MODEL_DIR")
+        for key in ("batch_size", "log_every", "keep_checkpoints", "max_bad_steps", "data_n", "validation_steps"):
+            need(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("warmup_steps", "checkpoint_every", "validate_every", "validation_n", "seed", "data_seed",
+                    "validation_seed"):
+            need(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0.0 <= self.min_lr_ratio <= 1.0, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0, "adam betas must be in [0, 1)")
+        need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        need(self.core_lr_multiplier >= 0, f"core_lr_multiplier must be >= 0, got {self.core_lr_multiplier}")
+        need(self.loss_weighting in LOSS_WEIGHTINGS,
+             f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
+        need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        need(self.max_steps is not None or self.max_minutes is not None,
+             "set a budget: max_steps, max_minutes, or both (whichever comes first ends the run)")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        need(self.max_minutes is None or self.max_minutes > 0, f"max_minutes must be > 0, got {self.max_minutes}")
+        need(self.mixed_precision in MIXED_PRECISION,
+             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        need(self.validation_sampler in SAMPLERS,
+             f"validation_sampler must be one of {', '.join(SAMPLERS)}, got {self.validation_sampler!r}")
+        need(self.stage_channels is None or all(c >= 1 for c in self.stage_channels),
+             f"stage_channels must be positive channel counts, got {self.stage_channels}")
+        need(self.resolution is None or self.resolution >= 16, f"resolution must be >= 16, got {self.resolution}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#################################################################################
+#                          Keys, types and overrides                            #
+#################################################################################
+
+def valid_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _check_key(key: str, where: str) -> None:
+    keys = valid_keys()
+    if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r} in {where}{hint}. Valid keys: {', '.join(keys)}")
+
+
+def _coerce(key: str, value):
+    """Check `value` against the field's annotation (ints pass as floats; YAML strings like '3e-4' too)."""
+    hint = typing.get_type_hints(TrainConfig)[key]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{key} cannot be empty (null)")
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if base is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if base is list and isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(option)
+            try:
+                return [item(v) for v in value]
+            except (TypeError, ValueError):
+                continue
+    raise ConfigError(f"{key} must be {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint) -> str:
+    names = [getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in typing.get_args(hint) or (hint,)]
+    return " or ".join(str(n) if not str(n).startswith("list") else "a list" for n in names)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """`["lr=1e-4", "stage_channels=[64,32]"]` -> dict; values are parsed as YAML."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set lr=1e-4)")
+        _check_key(key, "--set")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: cannot parse {text!r} ({err})") from err
+    return out
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def read_recipe(name_or_path: str | Path) -> tuple[dict, str]:
+    """A recipe by preset name or YAML path -> (its dict, a display name)."""
+    import yaml
+
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = PRESETS_DIR / f"{text}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown training config {text!r}: give a preset name "
+                              f"({', '.join(list_presets())}) or the path of a .yaml file")
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{path} must be a mapping of config keys to values")
+    return recipe, (path.stem if path.parent == PRESETS_DIR else str(path))
+
+
+def resolve(recipe: dict, phase: str, overrides: dict | None = None, where: str = "the config") -> TrainConfig:
+    """Merge defaults < recipe < recipe[phase] < overrides into a validated TrainConfig."""
+    if phase not in PHASES:
+        raise ConfigError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    merged: dict = {}
+    for key, value in recipe.items():
+        if key in PHASES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"section {key!r} of {where} must be a mapping of config keys")
+            continue
+        _check_key(key, where)
+        merged[key] = value
+    for key, value in (recipe.get(phase) or {}).items():
+        _check_key(key, f"section {phase!r} of {where}")
+        merged[key] = value
+    merged.update(overrides or {})
+    merged["phase"] = phase
+    values = {key: _coerce(key, value) for key, value in merged.items()}
+    return TrainConfig(**values).validate()
+
+
+def load_config(name_or_path: str | Path, phase: str, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """The resolved config of a recipe (preset name or YAML path) for `phase`, with `--set` overrides."""
+    recipe, name = read_recipe(name_or_path)
+    extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    for key in extra:
+        _check_key(key, "the overrides")
+    config = resolve(recipe, phase, extra, where=name)
+    config.preset = name
+    return config
+
+
+__all__ = ["TrainConfig", "PHASES", "load_config", "resolve", "parse_overrides", "read_recipe", "list_presets",
+           "valid_keys"]

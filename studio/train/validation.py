@@ -1,0 +1,104 @@
+"""Validation during training: fixed prompts and seeds sampled to a grid PNG, scored on shapes.
+
+The prompts and their embeddings are fixed at the start of a run, so grids of different steps are directly
+comparable ("is text conditioning even working?" is answered by looking at them). On `shapes` the grid is
+scored with the alignment checker of `studio.eval.alignment` (when it is installed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from studio.text import TextEmbedding
+
+VALIDATION_DIR = "validation"
+
+
+@dataclass
+class ValidationSet:
+    prompts: list[str]
+    targets: list | None  # shapes scenes for the alignment checker, else None
+    cond: TextEmbedding
+    uncond: TextEmbedding
+
+
+def validation_prompts(config) -> tuple[list[str], list | None]:
+    """The run's fixed prompts: explicit ones, else the data set's held-out captions."""
+    n = config.validation_n
+    if config.validation_prompts:
+        return list(config.validation_prompts)[:n] if n else list(config.validation_prompts), None
+    if config.data == "shapes":
+        from studio.data.shapes import heldout_captions
+
+        scenes = heldout_captions(n, config.validation_seed)
+        return [s.caption for s in scenes], scenes
+    if config.data == "emoji":
+        try:
+            from studio.data.emoji import default_emoji_dir, emoji_prompt_suite
+
+            return emoji_prompt_suite(default_emoji_dir(), limit=n), None
+        except Exception:  # an older data set without an eval split: fall back to training captions
+            pass
+    return [], None  # filled from the training captions by the trainer
+
+
+def build_validation(prompts: list[str], targets: list | None) -> ValidationSet:
+    from studio.text import precompute_embeddings
+
+    table = precompute_embeddings(list(prompts) + [""], progress=False)
+    cond = table[torch.arange(len(prompts))]
+    uncond = table[torch.full((len(prompts),), len(prompts))]
+    return ValidationSet(list(prompts), targets, cond, uncond)
+
+
+def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    grid = Image.new("RGB", (columns * w, rows * h), "white")
+    for i, image in enumerate(images):
+        grid.paste(image, ((i % columns) * w, (i // columns) * h))
+    return grid
+
+
+@torch.no_grad()
+def run_validation(model, vset: ValidationSet, out_dir: str | Path, step: int, config) -> dict:
+    """Sample the fixed prompts (image i with seed validation_seed + i), save the grid, score it on shapes."""
+    from studio.sampling import sample_tensor, to_pil
+
+    images: list[Image.Image] = []
+    batch = 8
+    model.eval()
+    with torch.random.fork_rng(devices=[]):  # sampling must not move the training RNG
+        for start in range(0, len(vset.prompts), batch):
+            end = min(start + batch, len(vset.prompts))
+            rows = torch.arange(start, end)
+            x0 = sample_tensor(model, vset.prompts[start:end], seed=config.validation_seed + start,
+                               steps=config.validation_steps, guidance=config.validation_guidance,
+                               sampler=config.validation_sampler, text=(vset.cond[rows], vset.uncond[rows]))
+            images.extend(to_pil(x0))
+    folder = Path(out_dir) / VALIDATION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:08d}.png"
+    image_grid(images).save(path)
+    result: dict = {"grid": str(path.relative_to(out_dir)), "prompts": len(images)}
+    if vset.targets is not None and config.validation_alignment:
+        result.update(_alignment(images, vset.targets))
+    return result
+
+
+def _alignment(images: list[Image.Image], targets: list) -> dict:
+    try:
+        from studio.eval.alignment import evaluate_alignment
+    except ImportError:  # the checker is optional for training
+        return {}
+    try:
+        report = evaluate_alignment(images, targets)
+    except Exception as err:  # a checker bug must not kill a training run
+        return {"alignment_error": f"{type(err).__name__}: {err}"}
+    return {"alignment": {q: round(s.accuracy, 4) for q, s in report.questions.items()}}

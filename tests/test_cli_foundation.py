@@ -1,0 +1,96 @@
+"""`studio sample` / `studio info` on model folders, and the CLI's error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from studio.cli import build_parser, main
+from studio.images import read_png_info
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_core):
+    torch.nn.init.normal_(tiny_core.exit.weight, std=0.05)
+    tiny_core.register_to_config(training_phase="core")
+    folder = tmp_path / "tiny-model"
+    tiny_core.save_pretrained(folder)
+    return folder
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"sample", "info", "data"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+def test_sample_one_image_with_png_text(tmp_path, model_dir):
+    out = tmp_path / "img.png"
+    frames = tmp_path / "frames"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a red star on a white background",
+                 "--steps", "3", "--seed", "7", "--out", str(out), "--frames", str(frames)]) == 0
+    info = read_png_info(out)
+    assert info["prompt"] == "a red star on a white background" and info["seed"] == 7 and info["steps"] == 3
+    assert info["sampler"] == "dpm++" and len(info["model_hash"]) == 16
+    assert len(list(frames.glob("step*_x0.png"))) == 3 and len(list(frames.glob("step*_xt.png"))) == 3
+
+
+def test_sample_prompt_file(tmp_path, model_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red star\n\na blue circle\nthree green squares\n")
+    out = tmp_path / "many"
+    assert main(["sample", "--model", str(model_dir), "--prompts", str(prompts), "--steps", "2",
+                 "--batch-size", "2", "--out", str(out)]) == 0
+    lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [x["file_name"] for x in lines] == ["0000.png", "0001.png", "0002.png"]
+    assert [x["seed"] for x in lines] == [0, 1, 2] and lines[1]["prompt"] == "a blue circle"
+
+
+def test_info_prints_growth_report(model_dir, capsys):
+    assert main(["info", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "core" in out and "ShallowUViT" in out and "total" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--model", "no-such-model", "--prompt", "x"], "unknown model 'no-such-model'"),
+    (["sample", "--model", "../../etc", "--prompt", "x"], "unknown model"),
+])
+def test_unknown_model_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Known models" in err and "Traceback" not in err
+
+
+def test_bad_option_values(model_dir, capsys):
+    for bad in (["--steps", "0"], ["--guidance", "-2"], ["--sampler", "magic"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["sample", "--model", str(model_dir), "--prompt", "x", *bad])
+        assert exc.value.code == 2
+    assert "must be between" in capsys.readouterr().err
+
+
+def test_foreign_and_untrained_folders(tmp_path, tiny_core, capsys):
+    foreign = tmp_path / "unet"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
+    assert main(["sample", "--model", str(foreign), "--prompt", "x"]) == 2
+    assert "not a studio model" in capsys.readouterr().err
+    untrained = tmp_path / "fresh"
+    tiny_core.save_pretrained(untrained)
+    assert main(["sample", "--model", str(untrained), "--prompt", "x"]) == 2
+    assert "never trained" in capsys.readouterr().err
+
+
+def test_corrupted_weights_name_the_file(tmp_path, model_dir, capsys):
+    weights = model_dir / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1000])
+    assert main(["sample", "--model", str(model_dir), "--prompt", "x"]) == 2
+    assert "diffusion_pytorch_model.safetensors" in capsys.readouterr().err

@@ -1,0 +1,105 @@
+"""Models, save/load, growth and freezing."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import fake_text
+from studio.growth import (core_fingerprint, format_report, grow, growth_report, parameter_groups, unfreeze)
+from studio.diffusion import diffusion_loss
+from studio.models import GrownUViT, ShallowUViT
+
+
+def _inputs(resolution: int, batch: int = 2, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    text = fake_text(batch, seed=seed)
+    return (torch.randn(batch, 3, resolution, resolution, generator=g), torch.linspace(-10, 10, batch),
+            text.tokens, text.mask, text.pooled)
+
+
+def test_forward_shapes(tiny_core, tiny_grown):
+    assert tiny_core(*_inputs(16)).shape == (2, 3, 16, 16)
+    assert tiny_grown(*_inputs(32)).shape == (2, 3, 32, 32)
+
+
+def test_padding_tokens_are_ignored(tiny_core):
+    # Perturb the text states of padded positions: the output must not change.
+    torch.nn.init.normal_(tiny_core.exit.weight)  # make the output depend on everything
+    for block in tiny_core.core.blocks:
+        torch.nn.init.normal_(block.adaLN[-1].weight, std=0.1)
+    x, lam, tokens, mask, pooled = _inputs(16)
+    out = tiny_core(x, lam, tokens, mask, pooled)
+    tokens2 = tokens.clone()
+    tokens2[~mask] = 100.0
+    torch.testing.assert_close(tiny_core(x, lam, tokens2, mask, pooled), out)
+
+
+def test_save_load_round_trip(tmp_path, tiny_core, tiny_grown):
+    for model, resolution in ((tiny_core, 16), (tiny_grown, 32)):
+        torch.nn.init.normal_(model.get_submodule("exit" if isinstance(model, ShallowUViT) else "out").weight)
+        model.save_pretrained(tmp_path / type(model).__name__)
+        assert (tmp_path / type(model).__name__ / "config.json").is_file()
+        loaded = type(model).from_pretrained(tmp_path / type(model).__name__)
+        inputs = _inputs(resolution)
+        torch.testing.assert_close(loaded(*inputs), model(*inputs))
+
+
+def test_grown_model_holds_core_bit_exactly(tiny_core, tiny_grown):
+    for name, tensor in tiny_core.core.state_dict().items():
+        assert torch.equal(tensor, tiny_grown.core.state_dict()[name]), name
+    assert core_fingerprint(tiny_core) == core_fingerprint(tiny_grown)
+    # The shallow entry/exit layers are gone.
+    names = {n for n, _ in tiny_grown.named_parameters()}
+    assert not any(n.startswith(("entry.", "exit.", "encoder_block.", "decoder_block.")) for n in names)
+
+
+def test_grow_phase_trains_stages_and_never_touches_core(tiny_core, tiny_grown):
+    before_core = {n: t.clone() for n, t in tiny_grown.core.state_dict().items()}
+    before_rest = {n: p.detach().clone() for n, p in tiny_grown.named_parameters() if not n.startswith("core.")}
+    optimizer = torch.optim.AdamW(parameter_groups(tiny_grown, lr=1e-2), weight_decay=0.01)
+    assert all(not p.requires_grad for p in tiny_grown.core.parameters())
+    for step in range(3):
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(step)) * 2 - 1
+        loss = diffusion_loss(tiny_grown, x, fake_text(2, seed=step), generator=torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in tiny_grown.core.parameters())
+        optimizer.step()
+    for name, tensor in tiny_grown.core.state_dict().items():
+        assert torch.equal(tensor, before_core[name]), f"core tensor {name} changed"
+    unchanged = [n for n, p in tiny_grown.named_parameters()
+                 if not n.startswith("core.") and torch.equal(p.detach(), before_rest[n])]
+    assert unchanged == [], f"new tensors that did not train: {unchanged}"
+
+
+def test_unfreeze_puts_core_in_optimizer_at_its_own_rate(tiny_grown):
+    groups = parameter_groups(tiny_grown, lr=1e-3)
+    assert [g["name"] for g in groups] == ["stages"]
+    unfreeze(tiny_grown)
+    groups = {g["name"]: g for g in parameter_groups(tiny_grown, lr=1e-3, core_lr_multiplier=0.1)}
+    assert set(groups) == {"stages", "core"}
+    assert abs(groups["core"]["lr"] - 1e-4) < 1e-12
+    assert sum(p.numel() for p in groups["core"]["params"]) == sum(p.numel() for p in tiny_grown.core.parameters())
+
+
+def test_grow_again_keeps_stages_and_core(tiny_grown):
+    torch.nn.init.normal_(tiny_grown.encoder_stages[1].blocks[0].conv2.weight)
+    bigger = grow(tiny_grown, resolution=64, stage_channels=(8,))
+    assert isinstance(bigger, GrownUViT) and bigger.config.stage_channels == (16, 16, 8)
+    assert core_fingerprint(bigger) == core_fingerprint(tiny_grown)
+    for name in ("encoder_stages", "decoder_stages"):
+        for i in range(2):
+            old, new = getattr(tiny_grown, name)[i].state_dict(), getattr(bigger, name)[i].state_dict()
+            assert all(torch.equal(old[k], new[k]) for k in old)
+    assert bigger(*_inputs(64)).shape == (2, 3, 64, 64)
+    assert bigger.schedule_reference_resolution == 16
+
+
+def test_growth_report(tiny_grown):
+    report = growth_report(tiny_grown)
+    by_part = {r.part: r for r in report}
+    assert by_part["core"].frozen and by_part["core"].parameters > 0
+    assert not by_part["encoder stage 1"].frozen
+    assert sum(r.parameters for r in report) == sum(p.numel() for p in tiny_grown.parameters())
+    text = format_report(report)
+    assert "core" in text and "frozen" in text and "total" in text
