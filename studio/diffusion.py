@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from studio.constants import SAMPLERS
 from studio.errors import ConfigError
 
 LOGSNR_MIN, LOGSNR_MAX = -15.0, 15.0
@@ -154,7 +155,6 @@ class DiscreteSchedule:
         return torch.from_numpy(np.interp(t, grid, self.logsnrs())).float()
 
 
-SAMPLERS = ("ddpm", "ddim", "dpm++", "euler", "unipc")
 
 
 def make_scheduler(sampler: str, resolution: int, reference_resolution: int):

@@ -78,13 +78,13 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
     if not weights.is_file():
         raise ModelFormatError(f"{folder} has no {WEIGHTS_NAME} (only safetensors weights are loaded)")
     try:
-        model = MODEL_CLASSES[config["_class_name"]].from_pretrained(folder, use_safetensors=True,
+        model = MODEL_CLASSES[config["_class_name"]].from_pretrained(folder, use_safetensors=True, torch_dtype=dtype,
                                                                      low_cpu_mem_usage=False)
     except Exception as err:  # corrupted or truncated weights, mismatched shapes
         raise ModelFormatError(f"could not load {weights}: {type(err).__name__}: {err}") from err
     model.name = folder.name
     model.folder = folder
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return model.to(device=device).eval().requires_grad_(False)
 
 
 def weights_hash(name_or_path: str | Path, length: int = 16) -> str:

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studio.diffusion import SAMPLERS, DiscreteSchedule, make_scheduler, x0_from_v
+from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS
+from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.text import TextEmbedding, get_text_encoder
 
-MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -49,10 +49,10 @@ class SamplerSettings:
     def validate(self) -> "SamplerSettings":
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if not (1 <= int(self.steps) <= 1000):
-            raise ConfigError(f"steps must be between 1 and 1000, got {self.steps}")
-        if not (0.0 <= float(self.guidance) <= 50.0) or not np.isfinite(self.guidance):
-            raise ConfigError(f"guidance must be between 0 and 50, got {self.guidance}")
+        if not (1 <= int(self.steps) <= MAX_STEPS):
+            raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        if not (0.0 <= float(self.guidance) <= MAX_GUIDANCE) or not np.isfinite(self.guidance):
+            raise ConfigError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {self.guidance}")
         if self.guidance_interval is not None:
             lo, hi = self.guidance_interval
             if not lo <= hi:

@@ -63,7 +63,7 @@ def _campaign(tmp_path: Path, n_contenders: int = 3, n_prompts: int = 2, seeds: 
 # Contenders and inputs
 # ----------------------------------------------------------------------------------------------------------
 def test_contender_identity() -> None:
-    a = Contender(model="runs/grown", weights_hash="h1", sampler="ddim", steps=50, guidance=3.0)
+    a = Contender(model="runs/grown", weights_hash="h1", steps=50, guidance=3.0)
     assert a.key == Contender(model="elsewhere/copy", weights_hash="h1", steps=50, guidance=3.0).key  # same weights
     assert a.key != Contender(model="runs/grown", weights_hash="h1", steps=51, guidance=3.0).key
     assert a.key != Contender(model="runs/grown", weights_hash="h2", steps=50, guidance=3.0).key

@@ -4,9 +4,8 @@ network, no npm)."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
-import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -22,7 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "emoji"
 PACKAGE_DIRS = {key: FIXTURES / key for key in ("fluent3d", "fluentui", "openmoji")}
 SIZE = 32  # small renders keep the tests fast; the pipeline is the same at 256
 
-HAS_SVG = any(__import__("importlib").util.find_spec(m) for m in ("resvg_py", "cairosvg"))
+HAS_SVG = any(importlib.util.find_spec(m) for m in ("resvg_py", "cairosvg"))
 needs_svg = pytest.mark.skipif(not HAS_SVG, reason="needs resvg-py (or cairosvg) to rasterise SVG")
 
 

@@ -169,8 +169,8 @@ class ArenaReport:
         lines = [
             f"# Arena report: {self.campaign}",
             "",
-            f"{self.n_votes} votes from {self.n_raters} raters on {self.n_battles} battles "
-            f"({len(self.contenders)} contenders). Choices: "
+            f"{_count(self.n_votes, 'vote')} from {_count(self.n_raters, 'rater')} on "
+            f"{_count(self.n_battles, 'battle')} ({_count(len(self.contenders), 'contender')}). Choices: "
             + ", ".join(f"{k} {v}" for k, v in self.choices.items()) + ".",
             "",
             "## Leaderboard",
@@ -409,6 +409,10 @@ def win_matrix_figure(report: ArenaReport) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _fmt_p(p: float) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"

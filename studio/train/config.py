@@ -74,6 +74,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (text is padded to a fixed length to avoid recompiles)
     cpu: bool = False  # force the CPU even when a GPU is there
     deterministic: bool = False  # torch deterministic algorithms (bit-exact resume on CPU)
+    num_threads: int | None = None  # CPU threads (None = torch's default; 1 is fastest on a busy machine)
     seed: int = 0
 
     # --- bookkeeping
@@ -136,6 +137,7 @@ class TrainConfig:
              f"validation_sampler must be one of {', '.join(SAMPLERS)}, got {self.validation_sampler!r}")
         need(self.stage_channels is None or all(c >= 1 for c in self.stage_channels),
              f"stage_channels must be positive channel counts, got {self.stage_channels}")
+        need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
         need(self.resolution is None or self.resolution >= 16, f"resolution must be >= 16, got {self.resolution}")
         return self
 
@@ -178,7 +180,9 @@ def _coerce(key: str, value):
                 return float(value)
             except ValueError:
                 continue
-        if base is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if base is str and isinstance(value, bool):
+            return "yes" if value else "no"  # YAML 1.1 reads `no` as false: `mixed_precision: no` means "no"
+        if base is str and isinstance(value, (str, int, float)):
             return str(value)
         if base is list and isinstance(value, (list, tuple)):
             (item,) = typing.get_args(option)

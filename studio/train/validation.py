@@ -37,13 +37,14 @@ def validation_prompts(config) -> tuple[list[str], list | None]:
 
         scenes = heldout_captions(n, config.validation_seed)
         return [s.caption for s in scenes], scenes
-    if config.data == "emoji":
-        try:
-            from studio.data.emoji import default_emoji_dir, emoji_prompt_suite
+    try:  # an emoji data set (by name, or a prepared folder): its held-out concepts
+        from studio.data.emoji import default_emoji_dir, emoji_prompt_suite, read_manifest
 
-            return emoji_prompt_suite(default_emoji_dir(), limit=n), None
-        except Exception:  # an older data set without an eval split: fall back to training captions
-            pass
+        root = default_emoji_dir() if config.data == "emoji" else Path(config.data).expanduser()
+        if config.data == "emoji" or read_manifest(root) is not None:
+            return emoji_prompt_suite(root, limit=n), None
+    except Exception:  # not an emoji set, or one without an eval split
+        pass
     return [], None  # filled from the training captions by the trainer
 
 

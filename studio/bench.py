@@ -1,0 +1,1213 @@
+"""`studio bench`: how fast training, sampling and the data path are, and how that compares with the hardware.
+
+Every function measures one thing and returns a plain dict (JSON-ready); `run_benchmark` runs the chosen
+sections in one process and `format_markdown` prints the tables. Nothing here changes the models or the
+trainer: the training step below mirrors `studio.train.trainer.Trainer.train_step` (AdamW, the same
+non-finite checks, gradient clipping, EMA) without accelerate, so ours and the diffusers peer go through
+the identical loop.
+
+Conventions:
+- timings are medians over the measured iterations, after warm-up iterations that are not counted;
+  every timed region is closed by a device synchronisation (a no-op on the CPU);
+- FLOPs are counted once per model with `torch.utils.flop_counter.FlopCounterMode` over one forward and
+  backward of the training loss (matmuls, convolutions and attention; element-wise work is not counted),
+  and achieved FLOP/s is set against large square matmuls measured in the same run;
+- memory is the peak process RSS (polled) on the CPU and `max_memory_allocated` on a GPU.
+
+    from studio.bench import BenchConfig, run_benchmark, format_markdown
+    result = run_benchmark(BenchConfig(quick=True))
+    print(format_markdown(result))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from studio.errors import ConfigError
+
+SECTIONS = ("train", "sample", "peer", "loader", "memory")
+EXTRA_SECTIONS = ("tweaks",)  # opt-in: candidate speed-ups, measured against the baseline step
+PRECISIONS = ("fp32", "bf16")
+SCHEMA_VERSION = 1
+MB = 2 ** 20
+
+
+#################################################################################
+#                                 Settings                                      #
+#################################################################################
+
+@dataclass
+class BenchConfig:
+    """What to measure. `None` fields are filled in by `resolved()` from `quick` and `device`."""
+
+    device: str = "cpu"
+    quick: bool = False
+    only: tuple[str, ...] = SECTIONS
+    core_preset: str | None = None  # default core-64 (quick: tiny-core)
+    grown_preset: str | None = None  # default grown-256 (quick: tiny-grown)
+    core_overrides: dict = field(default_factory=dict)  # e.g. {"width": 128, "heads": 2}
+    stage_channels: tuple[int, ...] | None = None  # grown stages from the core outwards (default: the preset's)
+    train_batch_core: int | None = None
+    train_batch_grown: int | None = None
+    precisions: tuple[str, ...] = PRECISIONS
+    warmup: int | None = None
+    iters: int | None = None
+    max_seconds: float | None = None  # stop measuring a case after this long (>= 1 measured iteration)
+    text_tokens: int = 16  # caption length of the synthetic text states (T); some rows are padded
+    steps: int = 25
+    guidance: float = 3.0
+    sampler: str = "dpm++"
+    sample_batches: tuple[int, ...] | None = None  # default (1, 2) on the CPU, (1, 8) on a GPU
+    sample_precisions: tuple[str, ...] | None = None  # default fp32 on the CPU, fp32 + bf16 on a GPU
+    sample_repeats: int | None = None
+    preview_every: int = 5  # the "every N steps" preview mode
+    matmul_sizes: tuple[int, ...] | None = None
+    loader_n: int | None = None
+    loader_seconds: float | None = None
+    threads: int | None = None  # torch.set_num_threads for the run (None = leave torch's default)
+    seed: int = 0
+
+    def resolved(self) -> "BenchConfig":
+        c = copy.deepcopy(self)
+        cuda = c.device.startswith("cuda")
+        unknown = set(c.only) - set(SECTIONS) - set(EXTRA_SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown bench section(s) {sorted(unknown)}; choose from "
+                              f"{', '.join(SECTIONS + EXTRA_SECTIONS)}")
+        bad = set(c.precisions) - set(PRECISIONS)
+        if bad:
+            raise ConfigError(f"unknown precision(s) {sorted(bad)}; choose from {', '.join(PRECISIONS)}")
+        if cuda and not torch.cuda.is_available():
+            raise ConfigError(f"--device {c.device} was asked for, but torch sees no CUDA device")
+        c.core_preset = c.core_preset or ("tiny-core" if c.quick else "core-64")
+        c.grown_preset = c.grown_preset or ("tiny-grown" if c.quick else "grown-256")
+        if c.quick:
+            defaults = dict(train_batch_core=2, train_batch_grown=2, warmup=1, iters=2, max_seconds=10.0,
+                            sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(128, 256), loader_n=32,
+                            loader_seconds=0.3)
+        elif cuda:  # the training configs' batch sizes (shapes-core-64: 64, shapes-256: 32)
+            defaults = dict(train_batch_core=64, train_batch_grown=32, warmup=3, iters=10, max_seconds=60.0,
+                            sample_batches=(1, 8), sample_repeats=3, matmul_sizes=(4096, 8192), loader_n=2048,
+                            loader_seconds=3.0)
+        else:  # small batches: a CPU step of the shipped presets takes seconds
+            defaults = dict(train_batch_core=8, train_batch_grown=4, warmup=1, iters=3, max_seconds=90.0,
+                            sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(512, 1024, 2048), loader_n=512,
+                            loader_seconds=2.0)
+        for key, value in defaults.items():
+            if getattr(c, key) is None:
+                setattr(c, key, value)
+        if c.sample_precisions is None:
+            c.sample_precisions = ("fp32", "bf16") if cuda else ("fp32",)
+        c.only, c.precisions = tuple(c.only), tuple(c.precisions)
+        c.sample_batches, c.matmul_sizes = tuple(c.sample_batches), tuple(c.matmul_sizes)
+        if c.stage_channels is not None:
+            c.stage_channels = tuple(int(x) for x in c.stage_channels)
+        return c
+
+
+#################################################################################
+#                          Timing, memory, machine                              #
+#################################################################################
+
+def synchronize(device: torch.device | str) -> None:
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], *, warmup: int, iters: int, device, max_seconds: float | None = None,
+          cpu_times: list[float] | None = None) -> list[float]:
+    """Wall seconds per call of `fn` for up to `iters` calls after `warmup` uncounted ones. Stops early (after
+    at least one counted call) once `max_seconds` of counted time have passed. `cpu_times` (optional) gets the
+    process CPU seconds (all threads) of each counted call: on a shared machine, wall time also measures
+    the other jobs, CPU time mostly measures our work."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    for _ in range(max(1, iters)):
+        start, cpu = time.perf_counter(), time.process_time()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - cpu)
+        if max_seconds is not None and sum(times) >= max_seconds:
+            break
+    return times
+
+
+def cpu_share(wall: float, cpu: float) -> float | None:
+    """The share of the torch threads' capacity the process got: CPU seconds / (wall seconds x threads)."""
+    return cpu / (wall * torch.get_num_threads()) if wall > 0 else None
+
+
+def _rss_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def max_rss_mb() -> float | None:
+    """The process's lifetime peak RSS (getrusage), in MiB."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None
+
+
+class PeakMemory:
+    """Peak memory inside a `with` block: allocated bytes on a GPU; on the CPU the process RSS, polled from a
+    thread every `interval` s (psutil if installed, else /proc/self/statm). `result()` -> dict in MiB."""
+
+    def __init__(self, device, interval: float = 0.005):
+        self.device = torch.device(device)
+        self.interval = interval  # psutil's RSS read costs ~50 us: 1% of one core at 5 ms
+        self.base = self.peak = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = self.peak = _rss_bytes()
+            if self.base is not None:
+                self._thread = threading.Thread(target=self._poll, name="bench-rss", daemon=True)
+                self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = _rss_bytes()
+            if rss is not None and rss > self.peak:
+                self.peak = rss
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss_bytes() or 0)
+
+    def result(self) -> dict:
+        kind = "cuda_max_allocated" if self.device.type == "cuda" else "rss"
+        if self.peak is None:
+            return dict(kind=kind, peak_mb=None, delta_mb=None)
+        return dict(kind=kind, peak_mb=round(self.peak / MB, 1), delta_mb=round((self.peak - self.base) / MB, 1))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_info(device) -> dict:
+    """What the numbers were measured on (and how busy it was when the run started)."""
+    device = torch.device(device)
+    info = dict(device=str(device), cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), torch_threads=torch.get_num_threads(),
+                torch=torch.__version__, python=platform.python_version(), platform=platform.platform(),
+                load_average_start=load_average())
+    try:
+        info["nice"] = os.nice(0)
+    except (AttributeError, OSError):
+        pass
+    try:
+        import diffusers
+
+        info["diffusers"] = diffusers.__version__
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 1e9, 1),
+                    cuda=torch.version.cuda, capability=f"{props.major}.{props.minor}")
+    return info
+
+
+#################################################################################
+#                                Matmul peak                                    #
+#################################################################################
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def matmul_peak(dtype: str = "fp32", sizes: Sequence[int] = (512, 1024, 2048), device="cpu", repeats: int = 3,
+                max_seconds: float = 15.0) -> dict:
+    """Best achieved FLOP/s of square (n x n) @ (n x n) matmuls over `sizes` (2 n^3 FLOPs each), best of
+    `repeats` (the best is what the hardware does when the process has it to itself).
+
+    Sizes are tried in increasing order; a size whose repeats would take more than `max_seconds` (predicted
+    from the previous size's time, scaled by n^3) is skipped with every larger one: bf16 on a CPU without
+    AVX-512 BF16/AMX is that slow. On a GPU each timing covers ten back-to-back matmuls, so launch overhead
+    does not count.
+    """
+    device = torch.device(device)
+    per_size, best, previous = [], None, None
+    for n in sorted(sizes):
+        if previous is not None and previous[1] * (n / previous[0]) ** 3 * (repeats + 1) > max_seconds:
+            break
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
+        b = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
+        inner = 10 if device.type == "cuda" else 1
+        start = time.perf_counter()
+        torch.mm(a, b)  # warm-up (kernel selection, first-touch)
+        synchronize(device)
+        first = time.perf_counter() - start
+
+        def run():
+            for _ in range(inner):
+                torch.mm(a, b)
+
+        times = timed(run, warmup=0, iters=repeats, device=device)
+        seconds = min(times) / inner
+        flops = 2 * n ** 3 / seconds
+        per_size.append(dict(n=n, seconds=seconds, flops_per_s=flops))
+        if best is None or flops > best["flops_per_s"]:
+            best = dict(n=n, seconds=seconds, flops_per_s=flops)
+        del a, b
+        previous = (n, max(first, seconds))
+    return dict(dtype=dtype, flops_per_s=best["flops_per_s"], best_n=best["n"], repeats=repeats, sizes=per_size)
+
+
+#################################################################################
+#                              Models and inputs                                #
+#################################################################################
+
+def build_models(config: BenchConfig) -> tuple[nn.Module, Callable[[int], nn.Module], dict]:
+    """(core ShallowUViT, grown(resolution) -> GrownUViT with the core frozen, architecture description).
+
+    `grown(r)` grows the same core to any r between 2 G and the grown preset's resolution using the inner
+    stages of the preset (stage_channels are listed from the core outwards)."""
+    from studio.growth import grow
+    from studio.models import ShallowUViT, core_preset, grown_preset
+
+    recipe = grown_preset(config.grown_preset)
+    arch = core_preset(config.core_preset) | dict(config.core_overrides)
+    torch.manual_seed(config.seed)
+    core = ShallowUViT(**arch)
+    stage_channels = tuple(config.stage_channels or recipe["stage_channels"])
+    grid, top = arch["grid"], int(recipe["resolution"])
+    if len(stage_channels) != int(math.log2(top // grid)):
+        raise ConfigError(f"{len(stage_channels)} stage channels {list(stage_channels)} do not take the "
+                          f"{grid} x {grid} grid to {top} px")
+
+    def grown(resolution: int = top) -> nn.Module:
+        stages = int(math.log2(resolution // grid))
+        torch.manual_seed(config.seed + resolution)
+        with quiet_diffusers():
+            return grow(core, resolution, stage_channels[:stages])
+
+    described = dict(core_preset=config.core_preset, grown_preset=config.grown_preset, core=arch,
+                     grown_resolution=top, stage_channels=list(stage_channels))
+    return core, grown, described
+
+
+def synthetic_text(batch: int, tokens: int, device="cpu", dtype=torch.float32, seed: int = 0):
+    """Text states like the encoder's: (B, T, 384) tokens, a mask with some padded rows, the masked mean."""
+    from studio.text import TEXT_DIM, TextEmbedding
+
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(batch, tokens, TEXT_DIM, generator=g)
+    lengths = [max(2, tokens - (i % 4) * max(1, tokens // 4)) for i in range(batch)]  # full, 3/4, 1/2, 1/4
+    mask = torch.arange(tokens)[None] < torch.tensor(lengths)[:, None]
+    pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return TextEmbedding(states, mask, pooled).to(device, dtype)
+
+
+def parameter_counts(model: nn.Module) -> dict:
+    return dict(params=sum(p.numel() for p in model.parameters()),
+                trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+#################################################################################
+#                               Training step                                   #
+#################################################################################
+
+class TrainStep:
+    """One optimizer step as `Trainer.train_step` takes it: loss under autocast, non-finite check, backward,
+    clipped global grad norm, AdamW, EMA. `syncs=False` drops the host synchronisations (the finite check
+    and the float() of loss and norm), to measure what they cost on a GPU."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, text, precision: str = "fp32", *,
+                 lr: float = 1e-4, grad_clip: float = 1.0, ema_decay: float = 0.999, seed: int = 0,
+                 syncs: bool = True, call: Callable | None = None):
+        from studio.train.ema import EMA
+
+        self.model, self.images, self.text = model.train(), images, text
+        self.device = images.device
+        self.precision, self.grad_clip, self.syncs = precision, grad_clip, syncs
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99))
+        self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.loss_model = _LossModel(call or model, model)
+        self.last = None
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
+
+    def loss(self) -> torch.Tensor:
+        from studio.diffusion import diffusion_loss
+
+        with self.autocast():
+            return diffusion_loss(self.loss_model, self.images, self.text, generator=self.generator)
+
+    def __call__(self):
+        loss = self.loss()
+        if self.syncs and float(torch.isfinite(loss.detach()).float()) < 1.0:
+            return None
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.syncs and not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.last = (float(loss.detach()), float(norm)) if self.syncs else (loss.detach(), norm)
+        return self.last
+
+
+class _LossModel:
+    """What `diffusion_loss` reads from a model, for a wrapped or compiled callable."""
+
+    def __init__(self, call, raw):
+        self.call, self.resolution = call, raw.resolution
+        self.schedule_reference_resolution = raw.schedule_reference_resolution
+
+    def __call__(self, *args):
+        return self.call(*args)
+
+
+def _sdpa_cpu_formulas() -> dict:
+    """FlopCounterMode counts SDPA only for the GPU kernels; add the CPU flash kernel (forward, backward)."""
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    mapping = {}
+    fwd, bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None), \
+        getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    def forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    def backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+    if fwd is not None and fwd not in fc.flop_registry:
+        mapping[fwd] = forward
+    if bwd is not None and bwd not in fc.flop_registry:
+        mapping[bwd] = backward
+    return mapping
+
+
+def training_flops(model: nn.Module, resolution: int, text_tokens: int, batch: int = 2, device="meta") -> dict:
+    """FLOPs of one forward + backward of the training loss, per image (counted once, batch `batch`).
+
+    By default the count runs on a copy of the model on the meta device: shapes only, no compute and no
+    memory, the same figure for every device and precision. There attention goes through the math path, so
+    it is counted as its two matmuls forward and four backward (the usual model-FLOPs convention, without the
+    recomputation a flash kernel's backward does); gradients of frozen weights are not computed or counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from studio.diffusion import diffusion_loss
+
+    model = copy.deepcopy(model).to(device).train()
+    images = torch.rand(batch, 3, resolution, resolution).to(device) * 2 - 1
+    text = synthetic_text(batch, text_tokens).to(device)
+    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_cpu_formulas())
+    generator = torch.Generator().manual_seed(0)
+    loss_model = model if hasattr(model, "schedule_reference_resolution") else _LossModel(model, model)
+    with counter:
+        diffusion_loss(loss_model, images, text, generator=generator).backward()
+    by_op = {str(k).replace("aten.", ""): int(v) for k, v in counter.get_flop_counts()["Global"].items()}
+    total = counter.get_total_flops()
+    return dict(flops_per_image=total / batch, counted_on=str(device), batch=batch,
+                by_op_per_image={k: v / batch for k, v in sorted(by_op.items())})
+
+
+def train_benchmark(name: str, model: nn.Module, resolution: int, batch: int, precision: str, config: BenchConfig,
+                    *, flops_per_image: float | None = None, peaks: dict | None = None, call=None,
+                    memory_format=None) -> dict:
+    """Images/s of the training step (median over iterations), achieved FLOP/s and fraction of the peak."""
+    device = torch.device(config.device)
+    images = (torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    images = images.to(device)
+    if memory_format is not None:
+        images = images.contiguous(memory_format=memory_format)
+    text = synthetic_text(batch, config.text_tokens, device)
+    step = TrainStep(model, images, text, precision, seed=config.seed, call=call)
+    cpu: list[float] = []
+    with PeakMemory(device) as memory:
+        times = timed(step, warmup=config.warmup, iters=config.iters, device=device, max_seconds=config.max_seconds,
+                      cpu_times=cpu)
+    step_s = statistics.median(times)
+    out = dict(model=name, resolution=resolution, batch=batch, precision=precision, **parameter_counts(model),
+               warmup=config.warmup, iters=len(times), step_s=step_s, step_s_all=times,
+               cpu_s=statistics.median(cpu), cpu_share=cpu_share(sum(times), sum(cpu)),
+               images_per_s=batch / step_s, memory=memory.result())
+    if flops_per_image:
+        achieved = flops_per_image * batch / step_s
+        out.update(flops_per_image=flops_per_image, achieved_flops_per_s=achieved)
+        peak = (peaks or {}).get(precision)
+        if peak:
+            out.update(peak_flops_per_s=peak, fraction_of_peak=achieved / peak)
+            if device.type == "cpu" and out["cpu_s"] > 0:
+                # Load-corrected: FLOPs per CPU-second against the peak per thread-second. On a shared machine
+                # wall time counts the other jobs too; this counts only the time the step ran (threads that
+                # spin while waiting count as running, so it errs low).
+                per_cpu_s = flops_per_image * batch / out["cpu_s"]
+                out.update(flops_per_cpu_s=per_cpu_s,
+                           fraction_of_peak_cpu_time=per_cpu_s / (peak / torch.get_num_threads()))
+    del step
+    return out
+
+
+#################################################################################
+#                                 The peer                                      #
+#################################################################################
+
+class PeerUNet(nn.Module):
+    """diffusers' UNet2DConditionModel behind our forward signature, so the same loss and step drive it.
+    The noise level (logSNR) goes in as the timestep (sinusoidal embedding), the text token states as
+    `encoder_hidden_states` with their padding mask; the pooled vector is not used (the UNet has no input
+    for it without an added embedding)."""
+
+    def __init__(self, unet: nn.Module, resolution: int):
+        super().__init__()
+        self.unet = unet
+        self.resolution = self.schedule_reference_resolution = resolution
+
+    def forward(self, sample, logsnr, text_tokens, text_mask, text_pooled):
+        return self.unet(sample, logsnr, encoder_hidden_states=text_tokens, encoder_attention_mask=text_mask,
+                         return_dict=False)[0]
+
+
+def peer_unet_config(resolution: int, grid: int, base: int, multipliers: Sequence[int], layers: int,
+                     heads: int, text_dim: int = 384) -> dict:
+    """An SD-style UNet with one level per resolution from R down to the core grid G; cross-attention
+    (transformer) blocks only at the G x G level and in the middle block, i.e. on the same token grid as our
+    core (with layers_per_block = 2 that is 2 + 1 + 3 = 6 transformer blocks, our depth)."""
+    levels = int(math.log2(resolution // grid)) + 1
+    channels = tuple(int(base * m) for m in multipliers)
+    down = tuple("CrossAttnDownBlock2D" if resolution // 2 ** i <= grid else "DownBlock2D" for i in range(levels))
+    up = tuple("CrossAttnUpBlock2D" if d.startswith("CrossAttn") else "UpBlock2D" for d in reversed(down))
+    return dict(sample_size=resolution, in_channels=3, out_channels=3, down_block_types=down, up_block_types=up,
+                block_out_channels=channels, layers_per_block=layers, cross_attention_dim=text_dim,
+                attention_head_dim=heads, norm_num_groups=math.gcd(32, base))
+
+
+_PARAM_CACHE: dict[str, int] = {}
+
+
+def _unet_params(cfg: dict) -> int:
+    from diffusers import UNet2DConditionModel
+
+    key = repr(sorted(cfg.items()))
+    if key not in _PARAM_CACHE:
+        with torch.device("meta"):
+            unet = UNet2DConditionModel(**cfg)
+        _PARAM_CACHE[key] = sum(p.numel() for p in unet.parameters())
+    return _PARAM_CACHE[key]
+
+
+def transformer_blocks(cfg: dict) -> int:
+    """Transformer (self + cross attention) blocks of a UNet config: per attention level layers_per_block
+    down and layers_per_block + 1 up, plus the middle block."""
+    attn = sum(t.startswith("CrossAttn") for t in cfg["down_block_types"])
+    return attn * cfg["layers_per_block"] + 1 + attn * (cfg["layers_per_block"] + 1)
+
+
+def match_peer(target_params: int, resolution: int, grid: int, heads: int, depth: int | None = None,
+               tolerance: float = 0.10) -> dict:
+    """Search base width (multiples of 8), channel multipliers and layers_per_block for a UNet with
+    `target_params` parameters (counted on the meta device: no memory, no init cost). Among the candidates
+    within `tolerance`, the one whose number of transformer blocks is closest to our `depth` wins, then the
+    one closest in parameters."""
+    levels = int(math.log2(resolution // grid)) + 1
+    patterns = [tuple(min(2 ** i, 2) for i in range(levels)), tuple(min(2 ** i, 4) for i in range(levels))]
+    patterns = list(dict.fromkeys(patterns))
+    tried, best = [], None
+    for mult in patterns:
+        for layers in (1, 2):
+            def count(k: int) -> int:
+                return _unet_params(peer_unet_config(resolution, grid, 8 * k, mult, layers, heads))
+
+            hi = 1  # base = 8 k; params grow with k: double k until it is enough, then bisect
+            while hi < 256 and count(hi) < target_params:
+                hi *= 2
+            lo = max(1, hi // 2)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if count(mid) < target_params:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for k in sorted({max(1, lo - 1), lo}):
+                cfg = peer_unet_config(resolution, grid, 8 * k, mult, layers, heads)
+                params = _unet_params(cfg)
+                entry = dict(base=8 * k, multipliers=list(mult), layers_per_block=layers, params=params,
+                             ratio=params / target_params, transformer_blocks=transformer_blocks(cfg))
+                tried.append((cfg, entry))
+
+    def rank(item):
+        entry = item[1]
+        off = abs(entry["ratio"] - 1)
+        return (off > tolerance, abs(entry["transformer_blocks"] - (depth or 0)) if depth else 0, off)
+
+    cfg, entry = min(tried, key=rank)
+    tried = [e for _, e in tried]
+    return dict(config=cfg, params=entry["params"], target_params=target_params, ratio=entry["ratio"],
+                transformer_blocks=entry["transformer_blocks"], our_depth=depth,
+                within_tolerance=abs(entry["ratio"] - 1) <= tolerance, tolerance=tolerance, candidates=tried)
+
+
+def build_peer(target_params: int, resolution: int, grid: int, heads: int, depth: int | None = None,
+               seed: int = 0) -> tuple[PeerUNet, dict]:
+    from diffusers import UNet2DConditionModel
+
+    match = match_peer(target_params, resolution, grid, heads, depth)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**match["config"])
+    return PeerUNet(unet, resolution), match
+
+
+#################################################################################
+#                                  Sampling                                     #
+#################################################################################
+
+def _pil_previews(record) -> None:
+    """What the app's preview encoder does with a step: x_t and x0 -> uint8 -> PIL grids."""
+    from studio.previews import batch_grid, to_uint8
+
+    batch_grid(to_uint8(record.x_t))
+    batch_grid(to_uint8(record.x0))
+
+
+def _sampling_text(batch: int, tokens: int):
+    cond = synthetic_text(batch, tokens, seed=1)
+    uncond = synthetic_text(batch, 2, seed=2)  # the empty prompt: [CLS] [SEP]
+    uncond.mask[:] = True
+    return cond, uncond
+
+
+def sample_once(model: nn.Module, batch: int, config: BenchConfig, preview_every: int | None = None) -> dict:
+    """One guided trajectory of `config.steps` steps: total seconds and the latency of the first StepRecord.
+    `preview_every`: convert x_t and x0 to PIL every N steps (and at the last), as the app does; 0/None: never."""
+    from studio.sampling import stream
+
+    text = _sampling_text(batch, config.text_tokens)
+    conversions = 0
+    cpu = time.process_time()
+    with torch.inference_mode():
+        start = time.perf_counter()
+        first = None
+        for record in stream(model, [""] * batch, seed=config.seed, steps=config.steps, guidance=config.guidance,
+                             sampler=config.sampler, text=text):
+            if first is None:
+                first = time.perf_counter() - start
+            if preview_every and ((record.index + 1) % preview_every == 0 or record.is_last):
+                _pil_previews(record)
+                conversions += 1
+        total = time.perf_counter() - start
+    return dict(seconds=total, cpu_s=time.process_time() - cpu, first_step_s=first, conversions=conversions)
+
+
+def sampling_benchmark(model: nn.Module, batch: int, precision: str, config: BenchConfig) -> dict:
+    """Seconds per image of a guided `steps`-step trajectory and the first-preview latency (medians)."""
+    device = torch.device(config.device)
+    model = _cast(model.eval().requires_grad_(False), device, DTYPES[precision])
+    runs = []
+    with PeakMemory(device) as memory:
+        sample_once(model, batch, replace(config, steps=min(config.steps, 2)))  # warm-up
+        for _ in range(config.sample_repeats):
+            runs.append(sample_once(model, batch, config))
+    seconds = statistics.median(r["seconds"] for r in runs)
+    return dict(resolution=int(model.resolution), batch=batch, precision=precision, steps=config.steps,
+                guidance=config.guidance, sampler=config.sampler, repeats=len(runs), seconds=seconds,
+                cpu_share=cpu_share(sum(r["seconds"] for r in runs), sum(r["cpu_s"] for r in runs)),
+                seconds_per_image=seconds / batch, seconds_per_step=seconds / config.steps,
+                first_step_s=statistics.median(r["first_step_s"] for r in runs), memory=memory.result(),
+                **parameter_counts(model))
+
+
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' warning about casting a ModelMixin with `to(dtype)` (grow() and bf16 sampling do)."""
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)
+
+
+def _cast(model: nn.Module, device, dtype) -> nn.Module:
+    with quiet_diffusers():
+        return model.to(device=device, dtype=dtype)
+
+
+def conversion_cost(resolution: int, batch: int = 1, repeats: int = 20) -> dict:
+    """Milliseconds to turn one step's x_t and x0 into PIL grids (and, for reference, to PNG-encode them as a
+    web UI does), without any sampling around it."""
+    from studio.sampling import StepRecord
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, resolution, resolution, generator=g)
+    record = StepRecord(0, 1, 0.0, 0.0, x, x.clamp(-1, 1), True)
+    pil = timed(lambda: _pil_previews(record), warmup=2, iters=repeats, device="cpu")
+
+    def png():
+        from studio.previews import batch_grid, to_uint8
+
+        for t in (record.x_t, record.x0):
+            batch_grid(to_uint8(t)).save(io.BytesIO(), format="PNG")
+
+    png_t = timed(png, warmup=1, iters=max(3, repeats // 4), device="cpu")
+    return dict(resolution=resolution, batch=batch, pil_ms=1e3 * statistics.median(pil),
+                pil_png_ms=1e3 * statistics.median(png_t))
+
+
+def preview_benchmark(model: nn.Module, config: BenchConfig, modes: Sequence[int] | None = None) -> dict:
+    """Sampling with PIL previews every step vs every N steps vs none (batch 1, modes interleaved)."""
+    device = torch.device(config.device)
+    model = _cast(model.eval().requires_grad_(False), device, torch.float32)
+    modes = list(modes or (0, config.preview_every, 1))
+    sample_once(model, 1, replace(config, steps=2), preview_every=1)  # warm-up
+    runs: dict[int, list[dict]] = {m: [] for m in modes}
+    for _ in range(config.sample_repeats):
+        for m in modes:
+            runs[m].append(sample_once(model, 1, config, preview_every=m))
+    rows = []
+    base = statistics.median(r["seconds"] for r in runs[modes[0]])
+    for m in modes:
+        s = statistics.median(r["seconds"] for r in runs[m])
+        rows.append(dict(every=m, label="none" if m == 0 else f"every {m}", seconds=s,
+                         conversions=runs[m][0]["conversions"], overhead=s / base - 1.0))
+    return dict(resolution=int(model.resolution), batch=1, steps=config.steps, repeats=config.sample_repeats,
+                modes=rows)
+
+
+def replace(config: BenchConfig, **changes) -> BenchConfig:
+    out = copy.copy(config)
+    for key, value in changes.items():
+        setattr(out, key, value)
+    return out
+
+
+#################################################################################
+#                                 Data path                                     #
+#################################################################################
+
+def loader_benchmark(resolution: int, batch: int, config: BenchConfig) -> dict:
+    """Images/s of the data path on cached `shapes` pixels, two ways: `loader_throughput` (a shuffled
+    DataLoader, no workers) and the trainer's `BatchSource.batch` (memmap gather + caption-embedding rows +
+    CFG dropout), which is what `studio train` actually runs each step."""
+    import numpy as np
+
+    from studio.data.cache import cached_dataset, loader_throughput
+    from studio.text import TextEmbedding
+    from studio.train.batches import BatchSource
+
+    start = time.perf_counter()
+    dataset = cached_dataset("shapes", resolution, config.loader_n, config.seed, progress=False)
+    prepare_s = time.perf_counter() - start
+    n = len(dataset)
+    dataloader = loader_throughput(dataset, batch, seconds=config.loader_seconds)
+
+    captions = [r["caption"] for r in dataset.records]
+    unique = sorted(set(captions) | {""})
+    row = {c: i for i, c in enumerate(unique)}
+    table = synthetic_text(len(unique), config.text_tokens)
+    table = TextEmbedding(table.tokens, table.mask, table.pooled)
+    source = BatchSource(dataset, np.arange(n), table, np.asarray([row[c] for c in captions]), row[""], batch,
+                         config.seed, 0.1, device=config.device)
+    generator = torch.Generator().manual_seed(0)
+    counter = iter(range(10 ** 9))
+    times = timed(lambda: source.batch(next(counter), generator), warmup=1, iters=10 ** 6,
+                  device=config.device, max_seconds=config.loader_seconds)
+    return dict(resolution=resolution, batch=batch, cache=dataset.path.name, examples=n,
+                cache_ready_s=prepare_s, dataloader_images_per_s=dataloader,
+                batch_source_images_per_s=batch / statistics.median(times))
+
+
+#################################################################################
+#                                 Speed-ups                                     #
+#################################################################################
+
+def compare_variants(variants: dict[str, Callable[[], object]], batch: int, config: BenchConfig,
+                     rounds: int | None = None) -> list[dict]:
+    """Interleaved rounds (so a busy moment of the machine hits every variant alike); step medians and the
+    speed-up of each variant over the first."""
+    device = torch.device(config.device)
+    for fn in variants.values():
+        for _ in range(config.warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds or config.iters):
+        for name, fn in variants.items():
+            times[name] += timed(fn, warmup=0, iters=1, device=device)
+    base = statistics.median(times[next(iter(variants))])
+    return [dict(variant=k, step_s=statistics.median(v), step_s_all=v, images_per_s=batch / statistics.median(v),
+                 speedup=base / statistics.median(v)) for k, v in times.items()]
+
+
+def _step_factory(model_fn, resolution: int, batch: int, config: BenchConfig, *, channels_last=False,
+                  syncs=True, compile_mode=None):
+    """A fresh model and TrainStep (fp32) for one variant."""
+    device = torch.device(config.device)
+    model = model_fn().to(device)
+    images = (torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    images = images.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    call = torch.compile(model, mode=compile_mode) if compile_mode is not None else None
+    return TrainStep(model, images, synthetic_text(batch, config.text_tokens, device), "fp32", seed=config.seed,
+                     syncs=syncs, call=call)
+
+
+def _with_threads(n: int, fn):
+    def run():
+        saved = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(saved)
+    return run
+
+
+def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: BenchConfig,
+                     compile_model: bool = True) -> dict:
+    """Candidate speed-ups of the training step, each against the unchanged step in interleaved rounds."""
+    out: dict = {}
+    bc, bg = config.train_batch_core, config.train_batch_grown
+    # channels_last: convolutions dominate the grown model's FLOPs.
+    out["channels_last_grown"] = compare_variants({
+        "baseline": _step_factory(grown_fn, grown_res, bg, config),
+        "channels_last": _step_factory(grown_fn, grown_res, bg, config, channels_last=True)}, bg, config)
+    out["channels_last_core"] = compare_variants({
+        "baseline": _step_factory(core_fn, core_res, bc, config),
+        "channels_last": _step_factory(core_fn, core_res, bc, config, channels_last=True)}, bc, config)
+    # Host synchronisations (finite check, float(loss), float(norm)): free on the CPU, a stall per step on a GPU.
+    out["host_syncs_core"] = compare_variants({
+        "baseline": _step_factory(core_fn, core_res, bc, config),
+        "no_syncs": _step_factory(core_fn, core_res, bc, config, syncs=False)}, bc, config)
+    # Threads: torch's default vs fewer (a busy CPU can prefer fewer threads).
+    if torch.device(config.device).type == "cpu":
+        threads = torch.get_num_threads()
+        variants = {f"threads_{threads}": _step_factory(core_fn, core_res, bc, config)}
+        for n in sorted({1, max(1, threads // 2)} - {threads}):
+            variants[f"threads_{n}"] = _with_threads(n, _step_factory(core_fn, core_res, bc, config))
+        out["threads_core"] = compare_variants(variants, bc, config)
+    # Noise drawn on the CPU generator and copied (as diffusion_loss does) vs on the device: what it costs.
+    device = torch.device(config.device)
+    g = torch.Generator().manual_seed(0)
+    shape = (bg, 3, grown_res, grown_res)
+    cpu_noise = timed(lambda: torch.randn(shape, generator=g).to(device), warmup=1, iters=5, device=device)
+    dev_gen = torch.Generator(device=device).manual_seed(0)
+    dev_noise = timed(lambda: torch.randn(shape, generator=dev_gen, device=device), warmup=1, iters=5, device=device)
+    out["noise_grown"] = dict(shape=list(shape), cpu_generator_s=statistics.median(cpu_noise),
+                              device_generator_s=statistics.median(dev_noise))
+    # torch.compile (inductor): compile time of the first step, then the steady-state step.
+    if compile_model:
+        try:
+            compiled = _step_factory(core_fn, core_res, bc, config, compile_mode="default")
+            start = time.perf_counter()
+            compiled()
+            synchronize(device)
+            first = time.perf_counter() - start
+            rows = compare_variants({"baseline": _step_factory(core_fn, core_res, bc, config),
+                                     "compiled": compiled}, bc, config)
+            out["compile_core"] = dict(first_step_s=first, rows=rows,
+                                       compile_s=first - rows[0]["step_s"])
+        except Exception as err:  # inductor needs a C++ compiler on the CPU; report, do not fail the run
+            out["compile_core"] = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
+    return out
+
+
+#################################################################################
+#                                  The run                                      #
+#################################################################################
+
+def _log(message: str, verbose: bool) -> None:
+    if verbose:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_benchmark(config: BenchConfig, *, verbose: bool = False, command: str | None = None) -> dict:
+    """Run the chosen sections; returns the JSON-ready result (see `format_markdown` for the tables)."""
+    config = config.resolved()
+    saved_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, verbose, command)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
+    device = torch.device(config.device)
+    started = time.perf_counter()
+    result: dict = dict(schema=SCHEMA_VERSION, command=command, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        machine=machine_info(device), settings=_settings(config))
+    core, grown_fn, arch = build_models(config)
+    result["architecture"] = arch
+    core_res, grown_res, grid = int(core.resolution), int(arch["grown_resolution"]), int(core.config.grid)
+    sections = set(config.only)
+
+    # --- matmul peak (the yardstick for achieved FLOP/s)
+    peaks = {}
+    result["matmul_peak"] = {}
+    for dtype in config.precisions:
+        _log(f"matmul peak {dtype}", verbose)
+        peak = matmul_peak(dtype, config.matmul_sizes, device)
+        result["matmul_peak"][dtype] = peak
+        peaks[dtype] = peak["flops_per_s"]
+
+    # --- training step: core and grown, every precision
+    train_rows: list[dict] = []
+    flops: dict[str, dict] = {}
+    if "train" in sections or "peer" in sections or "loader" in sections:
+        _log("counting FLOPs", verbose)
+        flops["core"] = training_flops(core, core_res, config.text_tokens)
+    if "train" in sections:
+        flops["grown"] = training_flops(grown_fn(), grown_res, config.text_tokens)
+        for name, fn, res, batch in (("core", lambda: copy.deepcopy(core), core_res, config.train_batch_core),
+                                     ("grown", grown_fn, grown_res, config.train_batch_grown)):
+            for precision in config.precisions:
+                _log(f"train {name} {res}px batch {batch} {precision}", verbose)
+                model = fn().to(device)
+                row = train_benchmark(name, model, res, batch, precision, config,
+                                      flops_per_image=flops[name]["flops_per_image"], peaks=peaks)
+                row["phase"] = "core" if name == "core" else "grow (core frozen)"
+                train_rows.append(row)
+                del model
+        result["train"] = train_rows
+        result["flops"] = flops
+
+    # --- the peer: diffusers UNet2DConditionModel with our core's parameter count, same loop
+    if "peer" in sections:
+        _log("peer: matching UNet2DConditionModel", verbose)
+        target = parameter_counts(core)["params"]
+        peer, match = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
+        peer_flops = training_flops(peer, core_res, config.text_tokens)
+        rows = []
+        for precision in config.precisions:
+            ours = next((r for r in train_rows if r["model"] == "core" and r["precision"] == precision), None)
+            if ours is None:
+                _log(f"peer: our core {precision}", verbose)
+                ours = train_benchmark("core", copy.deepcopy(core).to(device), core_res, config.train_batch_core,
+                                       precision, config, flops_per_image=flops["core"]["flops_per_image"],
+                                       peaks=peaks)
+            _log(f"peer: UNet {precision}", verbose)
+            theirs = train_benchmark("peer-unet", copy.deepcopy(peer).to(device), core_res,
+                                     config.train_batch_core, precision, config,
+                                     flops_per_image=peer_flops["flops_per_image"], peaks=peaks)
+            rows.append(dict(precision=precision, ours_images_per_s=ours["images_per_s"],
+                             peer_images_per_s=theirs["images_per_s"],
+                             ratio=ours["images_per_s"] / theirs["images_per_s"], ours=ours, peer=theirs))
+        result["peer"] = dict(match=_jsonable(match), flops=peer_flops, ours_params=target, rows=rows,
+                              ours_flops_per_image=flops["core"]["flops_per_image"],
+                              note="the peer ignores the pooled text vector (no input for it)")
+        del peer
+
+    # --- sampling: 25 guided steps at every resolution from the core's to the grown model's
+    if "sample" in sections:
+        sampling, conversions = [], []
+        resolutions = [core_res * 2 ** k for k in range(int(math.log2(grown_res // core_res)) + 1)]
+        for res in resolutions:
+            model = copy.deepcopy(core) if res == core_res else grown_fn(res)
+            for precision in config.sample_precisions:
+                for batch in config.sample_batches:
+                    _log(f"sample {res}px batch {batch} {precision}", verbose)
+                    sampling.append(sampling_benchmark(model, batch, precision, config))
+            conversions.append(conversion_cost(res, 1, repeats=5 if config.quick else 20))
+            del model
+        _log(f"previews at {core_res}px", verbose)
+        previews = preview_benchmark(copy.deepcopy(core), config)
+        result["sampling"] = sampling
+        result["previews"] = dict(loop=previews, conversion=conversions)
+
+    # --- data path vs the training step
+    if "loader" in sections:
+        rows = []
+        for name, res, batch in (("core", core_res, config.train_batch_core),
+                                 ("grown", grown_res, config.train_batch_grown)):
+            _log(f"loader {res}px batch {batch}", verbose)
+            row = loader_benchmark(res, batch, config)
+            train = next((r for r in train_rows if r["model"] == name and r["precision"] == "fp32"), None)
+            if train is not None:
+                row.update(train_images_per_s=train["images_per_s"],
+                           loader_over_train=row["dataloader_images_per_s"] / train["images_per_s"],
+                           batch_source_over_train=row["batch_source_images_per_s"] / train["images_per_s"],
+                           data_share_of_step=train["images_per_s"] / row["batch_source_images_per_s"])
+            rows.append(row)
+        result["loader"] = rows
+
+    # --- memory: one training step and one guided sampling step per model, each from a fresh baseline
+    if "memory" in sections:
+        rows = []
+        for name, fn, res, batch in (("core", lambda: copy.deepcopy(core), core_res, config.train_batch_core),
+                                     ("grown", grown_fn, grown_res, config.train_batch_grown)):
+            _log(f"memory {name}", verbose)
+            one = replace(config, warmup=0, iters=1, max_seconds=None)
+            row = train_benchmark(name, fn().to(device), res, batch, "fp32", one)
+            rows.append(dict(model=name, what=f"train step fp32, batch {batch}", resolution=res, **row["memory"]))
+            s = sampling_benchmark(fn(), 1, "fp32", replace(config, steps=1, sample_repeats=1))
+            rows.append(dict(model=name, what="guided sampling step, batch 1", resolution=res, **s["memory"]))
+        result["memory"] = dict(rows=rows, process_max_rss_mb=max_rss_mb())
+
+    if "tweaks" in sections:
+        _log("tweaks", verbose)
+        result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(core), grown_fn, core_res, grown_res, config,
+                                            compile_model=not config.quick)
+
+    # --- the yardstick again: how much the machine's speed moved during the run
+    if config.precisions:
+        first = config.precisions[0]
+        end = matmul_peak(first, (result["matmul_peak"][first]["best_n"],), device)
+        result["matmul_peak"][f"{first}_end"] = end
+    result["machine"]["load_average_end"] = load_average()
+    result["machine"]["process_max_rss_mb"] = max_rss_mb()
+    result["wall_s"] = time.perf_counter() - started
+    return _jsonable(result)
+
+
+def _settings(config: BenchConfig) -> dict:
+    out = asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (int, str, bool)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+#################################################################################
+#                                  Tables                                       #
+#################################################################################
+
+def _fmt(value, spec: str = ".3g", missing: str = "-") -> str:
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def _g(flops: float | None) -> str:
+    return "-" if flops is None else f"{flops / 1e9:.3g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2g}%"
+
+
+def _mem(m: dict | None) -> str:
+    if not m or m.get("peak_mb") is None:
+        return "-"
+    return f"{m['peak_mb']:.0f} (+{m['delta_mb']:.0f})"
+
+
+def format_markdown(result: dict) -> str:
+    """The benchmark's tables as Markdown (also what `studio bench` prints)."""
+    m = result["machine"]
+    mem_kind = "RSS MiB (+ over start)" if m["device"] == "cpu" else "allocated MiB (+ over start)"
+    out = ["## Machine", ""]
+    desc = f"{m.get('gpu', m['cpu'])}" + ("" if m["device"] == "cpu" else f" (host CPU: {m['cpu']})")
+    out += [f"- device: `{m['device']}`: {desc}",
+            f"- CPU: {m['cpu']}, {m['cpu_count']} logical cores, capability {m['cpu_capability']}, "
+            f"torch threads {m['torch_threads']}, nice {m.get('nice', '?')}",
+            f"- torch {m['torch']}, diffusers {m.get('diffusers', '?')}, Python {m['python']}",
+            f"- load average (1, 5, 15 min): start {m.get('load_average_start')}, end {m.get('load_average_end')}",
+            f"- wall time of the run: {result.get('wall_s', 0):.0f} s"]
+    if result.get("command"):
+        out += [f"- command: `{result['command']}`"]
+    a = result.get("architecture", {})
+    out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
+            f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}", ""]
+
+    peaks = result.get("matmul_peak", {})
+    if peaks:
+        out += ["## Matmul peak (same run)", ""]
+        out += _table(["dtype", "best n", "GFLOP/s", "per size (n: GFLOP/s)"],
+                      [(k, p["best_n"], f"{p['flops_per_s'] / 1e9:.1f}",
+                        ", ".join(f"{s['n']}: {s['flops_per_s'] / 1e9:.1f}" for s in p["sizes"]))
+                       for k, p in peaks.items()])
+        if "fp32" in peaks and "bf16" in peaks:
+            out += ["", f"bf16 / fp32 matmul speed: {peaks['bf16']['flops_per_s'] / peaks['fp32']['flops_per_s']:.3g}x"]
+        out += [""]
+
+    if result.get("train"):
+        out += ["## Training step", "",
+                "FLOPs per image: one forward + backward of the training loss, counted with FlopCounterMode "
+                "(matmul, conv, attention). Peak: the same-dtype matmul peak above.", ""]
+        cpu = m["device"] == "cpu"
+        if cpu:
+            out += ["On the CPU, \"CPU share\" is the process's CPU seconds over (wall seconds x torch threads): "
+                    "below 100% the machine was shared. \"% of peak (CPU time)\" divides the FLOPs by the CPU "
+                    "seconds the step actually ran instead of wall time: the load-corrected efficiency.", ""]
+        header = ["model", "phase", "params (trainable)", "px", "batch", "precision", "step s (median)", "images/s",
+                  "GFLOP/image", "achieved GFLOP/s", "% of peak"]
+        header += ["% of peak (CPU time)", "CPU share"] if cpu else []
+        rows = []
+        for r in result["train"]:
+            row = [r["model"], r.get("phase", ""), f"{r['params'] / 1e6:.2f}M ({r['trainable'] / 1e6:.2f}M)",
+                   r["resolution"], r["batch"], r["precision"], f"{r['step_s']:.3g} (n={r['iters']})",
+                   f"{r['images_per_s']:.3g}", _g(r.get("flops_per_image")), _g(r.get("achieved_flops_per_s")),
+                   _pct(r.get("fraction_of_peak"))]
+            if cpu:
+                row += [_pct(r.get("fraction_of_peak_cpu_time")), _pct(r.get("cpu_share"))]
+            rows.append(row + [_mem(r.get("memory"))])
+        out += _table(header + [f"peak {mem_kind}"], rows)
+        out += [""]
+
+    if result.get("peer"):
+        p = result["peer"]
+        cfg = p["match"]["config"]
+        out += ["## Peer: diffusers UNet2DConditionModel, same parameter count, same loop", "",
+                f"- UNet: block_out_channels {list(cfg['block_out_channels'])}, layers_per_block "
+                f"{cfg['layers_per_block']}, down {list(cfg['down_block_types'])}, cross_attention_dim "
+                f"{cfg['cross_attention_dim']}, heads {cfg['attention_head_dim']}",
+                f"- parameters: UNet {p['match']['params'] / 1e6:.2f}M vs ours {p['ours_params'] / 1e6:.2f}M "
+                f"(ratio {p['match']['ratio']:.3f}, within 10%: {p['match']['within_tolerance']}); transformer "
+                f"blocks {p['match']['transformer_blocks']} (our depth {p['match']['our_depth']})",
+                f"- GFLOP/image (forward + backward): UNet {_g(p['flops']['flops_per_image'])}, ours "
+                f"{_g(p.get('ours_flops_per_image'))}", f"- {p['note']}", ""]
+        out += _table(["precision", "ours images/s", "UNet images/s", "ours / UNet", "ours % of peak",
+                       "UNet % of peak", f"UNet peak {mem_kind}"],
+                      [(r["precision"], f"{r['ours_images_per_s']:.3g}", f"{r['peer_images_per_s']:.3g}",
+                        f"{r['ratio']:.3g}", _pct(r["ours"].get("fraction_of_peak")),
+                        _pct(r["peer"].get("fraction_of_peak")), _mem(r["peer"].get("memory"))) for r in p["rows"]])
+        out += [""]
+
+    if result.get("sampling"):
+        out += ["## Sampling (25 guided steps: conditional + unconditional in one 2B forward)", ""]
+        out += _table(["px", "batch", "precision", "s / image", "s / step", "first preview s", "CPU share",
+                       f"peak {mem_kind}"],
+                      [(r["resolution"], r["batch"], r["precision"], f"{r['seconds_per_image']:.3g}",
+                        f"{r['seconds_per_step']:.3g}", f"{r['first_step_s']:.3g}",
+                        _pct(r.get("cpu_share")) if m["device"] == "cpu" else "-", _mem(r.get("memory")))
+                       for r in result["sampling"]])
+        pv = result.get("previews", {})
+        if pv.get("loop"):
+            lp = pv["loop"]
+            out += ["", f"Previews (x_t and x0 -> PIL on the sampling loop, {lp['resolution']} px, batch 1):", ""]
+            out += _table(["previews", "conversions", "s / trajectory", "overhead"],
+                          [(r["label"], r["conversions"], f"{r['seconds']:.3g}", f"{100 * r['overhead']:+.1f}%")
+                           for r in lp["modes"]])
+        if pv.get("conversion"):
+            out += ["", "One step's conversion alone (batch 1):", ""]
+            out += _table(["px", "x_t + x0 -> PIL ms", "+ PNG encode ms"],
+                          [(c["resolution"], f"{c['pil_ms']:.3g}", f"{c['pil_png_ms']:.3g}") for c in pv["conversion"]])
+        out += [""]
+
+    if result.get("loader"):
+        out += ["## Data path vs training step (fp32)", ""]
+        out += _table(["px", "batch", "cache", "DataLoader images/s", "BatchSource images/s", "train images/s",
+                       "BatchSource / train", "data share of step"],
+                      [(r["resolution"], r["batch"], r["cache"], f"{r['dataloader_images_per_s']:.4g}",
+                        f"{r['batch_source_images_per_s']:.4g}", _fmt(r.get("train_images_per_s")),
+                        _fmt(r.get("batch_source_over_train"), ".3g"),
+                        _fmt(100 * r["data_share_of_step"] if r.get("data_share_of_step") else None, ".2g") + "%")
+                       for r in result["loader"]])
+        out += [""]
+
+    if result.get("memory"):
+        mm = result["memory"]
+        out += ["## Memory", ""]
+        out += _table(["model", "what", "px", f"peak {mem_kind}"],
+                      [(r["model"], r["what"], r["resolution"], _mem(r)) for r in mm["rows"]])
+        out += ["", f"Process lifetime max RSS: {mm.get('process_max_rss_mb')} MiB", ""]
+
+    if result.get("tweaks"):
+        out += ["## Candidate speed-ups (interleaved rounds, fp32 training step)", ""]
+        rows = []
+        for name, value in result["tweaks"].items():
+            if isinstance(value, list):
+                rows += [(name, r["variant"], f"{r['step_s']:.3g}", f"{r['images_per_s']:.3g}",
+                          f"{r['speedup']:.3g}x") for r in value]
+            elif name.startswith("compile") and "rows" in value:
+                rows += [(name, r["variant"], f"{r['step_s']:.3g}", f"{r['images_per_s']:.3g}",
+                          f"{r['speedup']:.3g}x") for r in value["rows"]]
+                rows.append((name, "compile time (first step - baseline step)", f"{value['compile_s']:.3g}", "", ""))
+            elif name.startswith("compile"):
+                rows.append((name, value.get("error", "?"), "", "", ""))
+            elif name.startswith("noise"):
+                rows.append((name, f"randn {value['shape']} CPU generator (+copy)", f"{value['cpu_generator_s']:.3g}",
+                             "", ""))
+                rows.append((name, "randn on the device generator", f"{value['device_generator_s']:.3g}", "", ""))
+        out += _table(["experiment", "variant", "s (median)", "images/s", "speed-up"], rows)
+        out += [""]
+    end = peaks.get(f"{next(iter(peaks), '')}_end") if peaks else None
+    if end:
+        out += [f"Matmul peak at the end of the run ({end['dtype']}, n={end['best_n']}): "
+                f"{end['flops_per_s'] / 1e9:.1f} GFLOP/s (start: {peaks[end['dtype']]['flops_per_s'] / 1e9:.1f}).", ""]
+    return "\n".join(out)

@@ -1,0 +1,27 @@
+"""`studio ship RUN --name NAME`: publish a trained run as a shipped model folder (fp16, card, samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("ship", help="publish a trained run into assets/models/NAME",
+                              description="Write a trained run as a shipped model: fp16 EMA weights, config, "
+                                          "training record, training curve, a sample grid and a model card.")
+    p.add_argument("run", type=Path, help="the run folder written by `studio train ...`")
+    p.add_argument("--name", required=True, help="model name, e.g. shapes-core-64")
+    p.add_argument("--out-root", type=Path, help="models folder (default: the repository's assets/models)")
+    p.add_argument("--align-n", type=int, default=0, help="held-out shapes captions to score alignment on (0 = skip)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from studio.paths import SHIPPED_MODELS_DIR
+    from studio.ship import ship_model
+
+    target = ship_model(args.run, args.name, out_root=args.out_root or SHIPPED_MODELS_DIR, align_n=args.align_n,
+                        overwrite=args.overwrite)
+    print(f"shipped {args.name} -> {target}")
+    return 0

@@ -1,0 +1,121 @@
+"""Turn a finished training run into a shipped model folder: `assets/models/<name>/`.
+
+The folder holds fp16 EMA weights (safetensors), `config.json`, `training.json` (the run's record plus the
+shipping metrics), `log.jsonl` (the training curve, for the app's Model tab), `samples.png` (a sample grid)
+and a model card `README.md`. It is written next to its destination and renamed into place, so a crash never
+leaves half a model where the app looks for models.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from studio.errors import ModelFormatError
+from studio.paths import SHIPPED_MODELS_DIR
+
+DATA_LICENCES = {
+    "shapes": "Procedural `shapes` data rendered by this project (spec: shared/specs/SHAPES.md); no third-party "
+              "images.",
+    "emoji": "Microsoft Fluent Emoji (MIT) and, where the flat/openmoji styles are used, OpenMoji "
+             "(CC BY-SA 4.0, by the OpenMoji project); see the data folder's ATTRIBUTION.md.",
+}
+
+
+def default_prompts(data: str, n: int = 8) -> list[str]:
+    if str(data).startswith("emoji"):
+        from studio.data.emoji import default_emoji_dir, emoji_prompt_suite
+
+        try:
+            return emoji_prompt_suite(default_emoji_dir(), limit=n)
+        except Exception:  # noqa: BLE001 - data not prepared here: fall back to fixed concepts
+            return [f"{c}, 3d style" for c in ("red apple", "grinning face", "rocket", "cat face", "sun",
+                                               "green heart", "pizza", "snowman")][:n]
+    from studio.data.shapes import heldout_captions
+
+    return [scene.caption for scene in heldout_captions(n, seed=1)]
+
+
+def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED_MODELS_DIR,
+               prompts: list[str] | None = None, align_n: int = 0, steps: int = 25, guidance: float = 3.0,
+               overwrite: bool = False, progress: bool = True) -> Path:
+    """Copy a trained run into `out_root/name` with fp16 weights, a sample grid and a model card."""
+    from studio.card import model_card
+    from studio.hub import load_model
+    from studio.images import grid, save_png
+    from studio.sampling import generate
+
+    run_dir, out_root = Path(run_dir), Path(out_root)
+    target = out_root / name
+    if target.exists() and not overwrite:
+        raise ModelFormatError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    model = load_model(run_dir)
+    training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
+    data = str(training.get("data", {}).get("source", training.get("config", {}).get("data", "shapes")))
+    prompts = prompts or default_prompts(data)
+    images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
+
+    metrics: dict = {}
+    if align_n and not data.startswith("emoji"):
+        from studio.eval.alignment import align_model
+
+        result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress)
+        result.pop("details", None)
+        metrics["alignment"] = result
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
+    try:
+        model.to(torch.float16).save_pretrained(tmp)
+        model.to(torch.float32)
+        training = training | {"shipped_as": name, "shipping_metrics": metrics,
+                               "sample_prompts": prompts, "sample_settings": {"steps": steps, "guidance": guidance,
+                                                                              "sampler": "dpm++", "seed": 0}}
+        (tmp / "training.json").write_text(json.dumps(training, indent=2))
+        if (run_dir / "log.jsonl").is_file():
+            shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
+        save_png(grid(images, columns=4), tmp / "samples.png", {"prompts": json.dumps(prompts)})
+        shipped = load_model(tmp, allow_untrained=True)
+        shipped.name = name
+        card = model_card(shipped)
+        (tmp / "README.md").write_text(_card_markdown(name, card, prompts, metrics, data))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, data: str) -> str:
+    from studio.card import format_card
+
+    t = card["training"]
+    lines = [f"# {name}", "",
+             f"A {card['class']} at {card['config']['resolution']} px from Greedy Growing Studio "
+             f"(phase: `{card['config'].get('training_phase')}`).", "",
+             "![samples](samples.png)", "",
+             "Prompts of the grid (left to right, top to bottom; seed 0, 25 dpm++ steps, guidance 3):", ""]
+    lines += [f"{i + 1}. {p}" for i, p in enumerate(prompts)]
+    lines += ["", "## Architecture and training", "", "```", format_card(card), "```", ""]
+    if t:
+        keys = ("phase", "preset", "parent", "parent_hash", "steps", "images_seen", "wall_time_s", "images_per_s")
+        lines += [f"- {k}: `{t[k]}`" for k in keys if k in t]
+        if "hardware" in t:
+            lines.append(f"- hardware: `{json.dumps(t['hardware'])}`")
+    if metrics.get("alignment"):
+        lines += ["", "## Prompt alignment (held-out canonical captions)", ""]
+        from studio.eval.alignment import format_question_table
+
+        a = metrics["alignment"]
+        lines += [f"{a['n']} captions, seed {a['seed']}, {a['steps']} {a['sampler']} steps, guidance {a['guidance']}; "
+                  "`ceiling` is the same checker on ground-truth renderings at this resolution.", "", "```",
+                  format_question_table(a["questions"], a.get("confidence", 0.95),
+                                        ceiling=(a.get("ceiling") or {}).get("questions")), "```"]
+    lines += ["", "## Data and licence", "", DATA_LICENCES.get(data.split("-")[0], f"Data: {data}."), "",
+              "Reproduce: see `training.json` (`config`) and the README's training commands.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,449 @@
+"""The training loop, one phase at a time, on accelerate (CPU, one GPU, or DDP over several processes).
+
+    config = load_config("shapes-core-64", "core")
+    train(config, "runs/shapes-core-64")      # -> the run folder, which is also the model folder
+
+A run folder holds the trained model (`config.json` + EMA weights + `training.json`, loadable by
+`studio sample --model RUN` and `studio.hub.load_model`), `log.jsonl` (one JSON object per logged step,
+skipped step, checkpoint and validation), `checkpoints/` and `validation/` grids.
+
+Reproducibility: the data order is a function of the step (see batches.py), all training noise comes from a
+per-process generator saved in every checkpoint, and the learning rate is a function of the step (and of
+wall time only when `max_minutes` is set). So with a step budget, a resumed run is bit-identical to an
+uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from studio.diffusion import diffusion_loss
+from studio.errors import ConfigError, StudioError
+from studio.train import checkpoint as ckpt
+from studio.train.config import TrainConfig
+
+LOG_FILE = "log.jsonl"
+CONFIG_FILE = "train_config.json"
+TRAINING_FILE = "training.json"
+
+
+class TrainingDivergedError(StudioError):
+    """Too many non-finite losses or gradients in a row."""
+
+
+def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine from 1 to `min_lr_ratio` over the budget's progress."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warmup * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+class _LossModel:
+    """What `diffusion_loss` needs from a model, for a wrapped one (DDP, torch.compile hide attributes)."""
+
+    def __init__(self, wrapped, raw):
+        self.wrapped = wrapped
+        self.resolution = raw.resolution
+        self.schedule_reference_resolution = raw.schedule_reference_resolution
+
+    def __call__(self, *args):
+        return self.wrapped(*args)
+
+
+def _hardware(accelerator) -> dict:
+    device = accelerator.device
+    info = dict(device=str(device), processes=accelerator.num_processes, torch=torch.__version__,
+                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), mixed_precision=accelerator.mixed_precision)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell, assume it is fine
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _reset_single_process_accelerate() -> None:
+    """accelerate keeps one AcceleratorState per process and refuses a second Accelerator with another
+    mixed_precision; in a single (non-distributed) process, runs are independent, so start afresh."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.config, self.out, self.progress = config, Path(out_dir), progress
+        # Process-wide torch settings are restored when the run ends (tests and notebooks run several).
+        self._saved_globals = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        _reset_single_process_accelerate()
+        # Frozen parameters have requires_grad=False, so DDP does not wait for their gradients; every
+        # trainable parameter is used in each forward, so find_unused_parameters can stay off (faster).
+        # Several processes without a GPU (torchrun, `accelerate launch --multi_gpu` on a CPU machine): accelerate
+        # only picks its multi-CPU (gloo) mode when asked for the CPU.
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.accelerator = acc = Accelerator(
+            cpu=config.cpu or multi_cpu, mixed_precision=config.mixed_precision,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        if config.mixed_precision == "fp16" and acc.device.type == "cpu":
+            raise ConfigError("mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
+        if config.mixed_precision == "bf16" and acc.device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn("bf16 autocast on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and can be "
+                          "~10x slower than fp32; consider mixed_precision=no", stacklevel=2)
+        self._prepare_run_dir(resume, overwrite)
+
+        # --- model, data, optimizer, EMA
+        from studio.growth import core_fingerprint, parameter_groups
+        from studio.train.batches import build_batches
+        from studio.train.build import build_model
+        from studio.train.ema import EMA
+
+        with acc.main_process_first():  # the first process builds the pixel and embedding caches
+            self.model, self.parent = build_model(config)
+            self.model.to(acc.device)
+            self.batches, self.data_info = build_batches(
+                config, self.model.resolution, rank=acc.process_index, world=acc.num_processes,
+                device=acc.device, progress=progress and acc.is_main_process)
+            self.validation = self._build_validation() if acc.is_main_process else None
+        self.core_fingerprint_start = core_fingerprint(self.model)
+        self.core_frozen = not any(p.requires_grad for p in self.model.core.parameters())
+        groups = parameter_groups(self.model, config.lr, config.core_lr_multiplier, config.weight_decay)
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
+        self.trainable = [p for g in groups for p in g["params"]]
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+
+        # --- state, then restore it from the newest checkpoint when resuming
+        self.step, self.images_seen, self.elapsed_before, self.bad_in_row, self.bad_total = 0, 0, 0.0, 0, 0
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + acc.process_index)
+        self.resumed_from = None
+        if resume and (latest := ckpt.latest_checkpoint(self.out)) is not None:
+            self._load_checkpoint(latest)
+
+        self.train_model, self.optimizer = acc.prepare(self.model, self.optimizer)
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.loss_model = _LossModel(self.train_model, self.model)
+
+    # ------------------------------------------------------------------------------------------- setup
+
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        acc, out = self.accelerator, self.out
+        has_run = (out / CONFIG_FILE).is_file() or (out / ckpt.CHECKPOINTS_DIR).is_dir()
+        if acc.is_main_process:
+            if has_run and overwrite:
+                for name in (ckpt.CHECKPOINTS_DIR, "validation", LOG_FILE, CONFIG_FILE, TRAINING_FILE,
+                             "config.json", "diffusion_pytorch_model.safetensors"):
+                    path = out / name
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            elif has_run and not resume:
+                raise ConfigError(f"{out} already holds a training run; continue it with `studio train resume "
+                                  f"{out}` (or --resume), or start over with --overwrite")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
+        acc.wait_for_everyone()
+
+    def _build_validation(self):
+        from studio.train.validation import build_validation, validation_prompts
+
+        if self.config.validation_n == 0:
+            return None
+        prompts, targets = validation_prompts(self.config)
+        if not prompts:  # a folder data set: its first distinct captions
+            records = self.batches.dataset.records
+            prompts = list(dict.fromkeys(records[i]["caption"] for i in self.batches.indices))
+            prompts = prompts[:self.config.validation_n]
+        return build_validation(prompts, targets)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+
+    def _rng_state(self) -> dict:
+        state = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save_checkpoint(self) -> None:
+        acc = self.accelerator
+        tmp = ckpt.temp_dir(self.out, self.step)
+        if acc.is_main_process:
+            ckpt.begin(self.out, self.step)
+        acc.wait_for_everyone()
+        ckpt.write_rng(tmp, acc.process_index, self._rng_state())
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = dict(step=self.step, images_seen=self.images_seen, elapsed_s=self.elapsed(),
+                         bad_in_row=self.bad_in_row, bad_total=self.bad_total, processes=acc.num_processes)
+            ckpt.write(tmp, model_state=self.model.state_dict(),
+                       ema_state=self.ema.state_dict() if self.ema else None,
+                       optimizer_state=self.optimizer.state_dict(), state=state)
+            path = ckpt.commit(self.out, self.step, self.config.keep_checkpoints)
+            self.log(event="checkpoint", step=self.step, path=str(path.relative_to(self.out)))
+        acc.wait_for_everyone()
+        self.last_checkpoint_step = self.step
+
+    def _load_checkpoint(self, path: Path) -> None:
+        data = ckpt.load(path, self.accelerator.process_index)
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        if self.ema is not None and data["ema"] is not None:
+            self.ema.load_state_dict(data["ema"])
+        self.generator.set_state(data["rng"]["generator"])
+        torch.set_rng_state(data["rng"]["torch"])
+        if "cuda" in data["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(data["rng"]["cuda"])
+        state = data["state"]
+        self.step, self.images_seen, self.elapsed_before = state["step"], state["images_seen"], state["elapsed_s"]
+        self.bad_in_row, self.bad_total = state["bad_in_row"], state["bad_total"]
+        self.resumed_from = str(path)
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.start_time)
+
+    def progress_fraction(self, elapsed: float) -> float:
+        c, parts = self.config, []
+        if c.max_steps:
+            parts.append(self.step / c.max_steps)
+        if c.max_minutes:
+            parts.append(elapsed / (60.0 * c.max_minutes))
+        return max(parts)
+
+    def _shared_elapsed(self) -> float:
+        """Wall time as the main process sees it, so every process takes the same LR and stop decision."""
+        elapsed = self.elapsed()
+        if self.config.max_minutes and self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            elapsed = float(broadcast(torch.tensor([elapsed], device=self.accelerator.device))[0])
+        return elapsed
+
+    def log(self, **record) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def train_step(self) -> tuple[float | None, float | None]:
+        """One optimizer step; returns (loss, grad norm), or (None, None) when the step was skipped."""
+        acc, c = self.accelerator, self.config
+        images, text = self.batches.batch(self.step, self.generator)
+        with acc.autocast():
+            loss = diffusion_loss(self.loss_model, images, text, weighting=c.loss_weighting,
+                                  generator=self.generator)
+        finite = torch.isfinite(loss.detach()).float()
+        if acc.num_processes > 1:  # all processes must agree to skip, or DDP's all-reduce would hang
+            finite = acc.reduce(finite, reduction="mean")
+        if float(finite) < 1.0:
+            return None, None
+        acc.backward(loss)
+        norm = acc.clip_grad_norm_(self.trainable, c.grad_clip if c.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None, None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return float(loss.detach()), float(norm)
+
+    def run(self) -> Path:
+        """Train until the budget is spent, checkpoint, validate, write the model; returns the run folder."""
+        try:
+            return self._run()
+        finally:
+            self._restore_globals()
+
+    def _run(self) -> Path:
+        from tqdm.auto import tqdm
+
+        acc, c = self.accelerator, self.config
+        self.start_time = time.perf_counter()
+        session_start_step, session_images = self.step, 0
+        if self.resumed_from:
+            self.log(event="resume", step=self.step, checkpoint=self.resumed_from)
+        else:
+            self.log(event="start", phase=c.phase, config=c.to_dict(), parent=self.parent,
+                     data=self.data_info.to_dict(), hardware=_hardware(acc))
+        by_steps = c.max_steps is not None
+        bar = tqdm(total=c.max_steps if by_steps else int(c.max_minutes * 60), initial=self.step if by_steps else 0,
+                   unit="step" if by_steps else "s", desc=f"train {c.phase}",
+                   disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
+        window = dict(loss=0.0, n=0, images=0, norm=0.0, t=time.perf_counter())
+        self.last_loss, self.images_per_s = None, None
+        self.last_checkpoint_step = self.step if self.resumed_from else None
+        try:
+            while True:
+                elapsed = self._shared_elapsed()
+                if self.progress_fraction(elapsed) >= 1.0:
+                    break
+                factor = lr_factor(self.step, self.progress_fraction(elapsed), c)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+                loss, norm = self.train_step()
+                self.step += 1
+                self.images_seen += c.batch_size
+                session_images += c.batch_size
+                window["images"] += c.batch_size
+                if loss is None:
+                    self._bad_step()
+                else:
+                    self.bad_in_row = 0
+                    window["loss"] += loss
+                    window["norm"] += norm
+                    window["n"] += 1
+                if self.step % c.log_every == 0 and window["n"]:
+                    self._log_window(window, factor)
+                if by_steps:
+                    bar.update(1)
+                else:
+                    bar.update(max(0, int(self.elapsed()) - bar.n))
+                bar.set_postfix(loss=f"{self.last_loss:.4f}" if self.last_loss is not None else "-",
+                                img_s=f"{self.images_per_s:.1f}" if self.images_per_s else "-",
+                                step=self.step, refresh=False)
+                # No checkpoints during a run of bad steps: the newest checkpoint stays the last good one.
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.bad_in_row == 0:
+                    self.save_checkpoint()
+                if c.validate_every and self.step % c.validate_every == 0:
+                    self.validate()
+        except KeyboardInterrupt:
+            if acc.num_processes == 1 and self.step > 0:  # keep what was trained; resume continues from here
+                self.save_checkpoint()
+            raise
+        finally:
+            bar.close()
+        if window["n"]:
+            self._log_window(window, lr_factor(self.step, 1.0, c))
+        if self.last_checkpoint_step != self.step:
+            self.save_checkpoint()
+        metrics = self.validate() if c.validation_n > 0 else {}  # every process: validate() synchronises
+        wall = time.perf_counter() - self.start_time
+        self.finish(metrics, session_images / wall if wall > 0 else 0.0, self.step - session_start_step)
+        return self.out
+
+    def _restore_globals(self) -> None:
+        deterministic, threads = self._saved_globals
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+    def _bad_step(self) -> None:
+        self.bad_in_row += 1
+        self.bad_total += 1
+        self.log(event="skipped", step=self.step, reason="non-finite loss or gradient", in_row=self.bad_in_row)
+        if self.bad_in_row >= self.config.max_bad_steps:
+            last = ckpt.latest_checkpoint(self.out)
+            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            raise TrainingDivergedError(
+                f"{self.bad_in_row} steps in a row had a non-finite loss or gradient (step {self.step}); "
+                f"training stopped and {where}. Lower lr (now {self.config.lr}), raise warmup_steps, or try "
+                "mixed_precision=no, then `studio train resume` from the checkpoint.")
+
+    def _log_window(self, window: dict, factor: float) -> None:
+        acc = self.accelerator
+        now = time.perf_counter()
+        loss = torch.tensor([window["loss"] / window["n"]], device=acc.device)
+        if acc.num_processes > 1:
+            loss = acc.reduce(loss, reduction="mean")
+        self.last_loss = float(loss[0])
+        self.images_per_s = window["images"] / max(now - window["t"], 1e-9)
+        self.log(event="train", step=self.step, loss=self.last_loss, lr=self.config.lr * factor,
+                 grad_norm=window["norm"] / window["n"], images_per_s=round(self.images_per_s, 2),
+                 images_seen=self.images_seen, wall_s=round(self.elapsed(), 2))
+        window.update(loss=0.0, n=0, images=0, norm=0.0, t=now)
+
+    # ------------------------------------------------------------------------------------------- outputs
+
+    def sampling_model(self) -> torch.nn.Module:
+        """The weights that are saved and sampled: the EMA, or the raw weights without EMA."""
+        import copy
+
+        model = self.ema.averaged_copy(self.model) if self.ema is not None else copy.deepcopy(self.model)
+        return model.eval().requires_grad_(False)
+
+    def validate(self) -> dict:
+        from studio.train.validation import run_validation
+
+        result = {}
+        if self.accelerator.is_main_process and self.validation is not None:
+            result = run_validation(self.sampling_model(), self.validation, self.out, self.step, self.config)
+            self.log(event="validation", step=self.step, **result)
+        self.accelerator.wait_for_everyone()
+        return result
+
+    def finish(self, metrics: dict, images_per_s: float, session_steps: int) -> None:
+        """Write the model (EMA weights, config.json with training_phase) and training.json, atomically."""
+        from studio.growth import core_fingerprint, growth_report, report_as_dicts
+
+        acc, c = self.accelerator, self.config
+        if acc.is_main_process:
+            model = self.sampling_model().to("cpu")
+            model.register_to_config(training_phase=c.phase)
+            tmp = self.out / ".model-tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp, safe_serialization=True)
+            fingerprint = core_fingerprint(model)
+            if self.core_frozen and fingerprint != self.core_fingerprint_start:  # a bug, never a user error
+                raise RuntimeError("the frozen core changed during training; this is a bug, please report it")
+            training = dict(
+                phase=c.phase, preset=c.preset, parent=self.parent, data=self.data_info.to_dict(),
+                config=c.to_dict(), steps=self.step, images_seen=self.images_seen,
+                seeds=dict(seed=c.seed, data_seed=c.data_seed, validation_seed=c.validation_seed),
+                wall_time_s=round(self.elapsed(), 2), images_per_s=round(images_per_s, 2),
+                steps_this_session=session_steps, resumed_from=self.resumed_from, hardware=_hardware(acc),
+                core_frozen=self.core_frozen, core_fingerprint=fingerprint,
+                parameters=report_as_dicts(growth_report(self.model)),  # trainable as trained
+                final_metrics=dict(loss=self.last_loss, skipped_steps=self.bad_total, **metrics))
+            (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2))
+            for f in tmp.iterdir():  # weights first, config.json last: a folder with a config is loadable
+                if f.name != "config.json":
+                    os.replace(f, self.out / f.name)
+            os.replace(tmp / "config.json", self.out / "config.json")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.log(event="end", step=self.step, images_seen=self.images_seen, wall_s=round(self.elapsed(), 2),
+                     images_per_s=round(images_per_s, 2), model=str(self.out))
+        acc.wait_for_everyone()
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train one phase and write the model into `out_dir`; returns the folder. See the module docstring."""
+    return Trainer(config, out_dir, resume=resume, overwrite=overwrite, progress=progress).run()
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The resolved config a run was started with (for `studio train resume`), plus `--set` overrides."""
+    from studio.train.config import parse_overrides, resolve
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a training run (no {CONFIG_FILE}); give the --out folder of a run")
+    saved = json.loads(path.read_text())
+    phase, preset = saved.pop("phase"), saved.pop("preset", None)
+    config = resolve(saved, phase, parse_overrides(overrides), where=str(path))
+    config.preset = preset
+    return config

@@ -1,0 +1,285 @@
+"""The Gradio studio through gradio_client: the app runs in-process on a free port with two tiny models
+(a 16 px core and a 32 px model grown from it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+from gradio_client import Client  # noqa: E402
+
+from studio.images import read_png_info  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `ui/` sits next to `studio/` (not installed as a package)
+    sys.path.insert(0, str(REPO))
+PROMPT = "a red star to the left of a blue circle on a white background"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_models(root: Path) -> Path:
+    """tiny-core (16 px, phase core, with a log.jsonl) and tiny-grown (32 px, grown from it)."""
+    from studio.growth import core_fingerprint, grow, growth_report, report_as_dicts
+    from studio.models import GROWN_PRESETS, ShallowUViT, core_preset
+
+    torch.manual_seed(0)
+    core = ShallowUViT(**core_preset("tiny-core"))
+    core.register_to_config(training_phase="core")
+    core.save_pretrained(root / "tiny-core")
+    (root / "tiny-core" / "training.json").write_text(json.dumps(
+        {"phase": "core", "steps": 30, "final_metrics": {"loss": 0.21, "alignment": 0.5},
+         "parameters": report_as_dicts(growth_report(core))}))
+    with open(root / "tiny-core" / "log.jsonl", "w") as f:
+        for step in range(1, 31):
+            f.write(json.dumps({"event": "train", "step": step, "loss": 1.0 / step}) + "\n")
+        f.write(json.dumps({"event": "validation", "step": 30, "alignment": 0.5}) + "\n")
+    recipe = GROWN_PRESETS["tiny-grown"]
+    grown = grow(core, resolution=recipe["resolution"], stage_channels=recipe["stage_channels"])
+    grown.register_to_config(training_phase="grow")
+    grown.save_pretrained(root / "tiny-grown")
+    (root / "tiny-grown" / "training.json").write_text(json.dumps(
+        {"phase": "grow", "parent": {"name": "tiny-core"}, "core_fingerprint": core_fingerprint(grown)}))
+    return root
+
+
+@contextmanager
+def running_app(models_dir: Path, outputs: Path, **config):
+    """Build and launch the app in this process on a free port; yields its URL."""
+    old = os.environ.get("STUDIO_MODELS")
+    os.environ["STUDIO_MODELS"] = str(models_dir)
+    from ui.app import AppConfig, build_app, launch
+
+    demo = build_app(AppConfig(outputs_dir=outputs, **config))
+    try:
+        _, url, _ = launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+        yield url
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("STUDIO_MODELS", None)
+        else:
+            os.environ["STUDIO_MODELS"] = old
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    with running_app(make_models(root / "models"), root / "outputs") as url:
+        yield url
+
+
+@pytest.fixture
+def client(app_url) -> Client:
+    return Client(app_url, verbose=False)  # a new browser session per test
+
+
+def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
+             guidance=3.0, sampler="dpm++"):
+    job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, api_name="/generate")
+    job.result(timeout=120)
+    return job.outputs()
+
+
+# indices of /generate's outputs (see ui.generate.build; the replay Column is a layout, not an API output)
+SEED_USED, STATUS, LIVE_XT, LIVE_X0, RESULTS, HISTORY, REPLAY_SLIDER = 0, 1, 2, 3, 4, 5, 6
+GIF = 13
+
+
+def final_outputs(outputs):
+    return next(o for o in reversed(outputs) if isinstance(o[RESULTS], list) and o[RESULTS])
+
+
+def test_generate_streams_previews_and_a_final_png(client):
+    outputs = generate(client, steps=6, images=2)
+    previews = [o for o in outputs if isinstance(o[LIVE_X0], str)]
+    assert len(previews) >= 2  # streamed while sampling, not only at the end
+    assert any("step 6/6" in o[STATUS] for o in outputs)
+    final = final_outputs(outputs)
+    assert "Done: 6 steps" in final[STATUS]
+    paths = [item["image"] for item in final[RESULTS]]
+    assert len(paths) == 2
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            assert im.size == (32, 32) and im.format == "PNG"
+        info = read_png_info(path)  # the settings travel inside the file
+        assert info["prompt"] == PROMPT and info["seed"] == 7 + i and info["model"] == "tiny-grown"
+        assert info["sampler"] == "dpm++" and info["steps"] == 6 and info["guidance"] == 3.0
+        assert len(info["model_hash"]) == 16
+    assert outputs[0][SEED_USED] == "7"
+    gif = [o[GIF] for o in outputs if isinstance(o[GIF], dict) and o[GIF].get("value")]
+    assert gif and Path(gif[-1]["value"]).suffix == ".gif"
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_same_seed_same_image(client):
+    a = final_outputs(generate(client, seed=11, steps=4))[RESULTS][0]["image"]
+    b = final_outputs(generate(client, seed=11, steps=4))[RESULTS][0]["image"]
+    c = final_outputs(generate(client, seed=12, steps=4))[RESULTS][0]["image"]
+    assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(a), pixels(c))
+
+
+def test_replay_every_step_and_save_a_frame(client):
+    with pytest.raises(Exception, match="Nothing to replay"):
+        client.predict(1, api_name="/replay")
+    generate(client, steps=5, every=2)
+    xt, x0, label, plot, frame_x0, frame_xt = client.predict(2, api_name="/replay")
+    assert "step 2/5" in label
+    assert pixels(xt).shape == pixels(x0).shape == (32, 32, 3)
+    assert plot["type"] == "plotly" and "guidance applied" in plot["plot"]
+    info = read_png_info(frame_x0["value"] if isinstance(frame_x0, dict) else frame_x0)
+    assert info["step"] == 1 and info["prompt"] == PROMPT
+
+
+def test_stop_keeps_the_latest_prediction(client):
+    job = client.submit("tiny-grown", PROMPT, "dpm++", 200, 3.0, 3, 1, 1, api_name="/generate")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(isinstance(o[LIVE_X0], str) for o in job.outputs()):
+        time.sleep(0.05)
+    assert "Stopping" in client.predict(api_name="/stop")
+    job.result(timeout=60)
+    final = final_outputs(job.outputs())
+    assert "Stopped after step" in final[STATUS]
+    info = read_png_info(final[RESULTS][0]["image"])
+    assert 1 <= info["stopped_after_step"] < 200
+
+
+def test_rejected_inputs_say_why(client):
+    with pytest.raises(Exception, match="seed must be between"):
+        generate(client, seed=2**63)
+    with pytest.raises(Exception, match="steps|maximum|200"):
+        generate(client, steps=500)
+    with pytest.raises(Exception):
+        generate(client, model="../../etc/passwd")  # only listed names are accepted
+    outputs = generate(client, prompt="", steps=2)
+    assert "unconditionally" in outputs[0][STATUS]
+    long = " ".join(["star"] * 400)
+    outputs = generate(client, prompt=long, steps=2)
+    assert "truncated" in outputs[0][STATUS]
+
+
+def test_random_seed_is_reported(client):
+    outputs = generate(client, seed=-1, steps=2)
+    used = int(outputs[0][SEED_USED])
+    assert read_png_info(final_outputs(outputs)[RESULTS][0]["image"])["seed"] == used
+
+
+def test_sessions_do_not_share_history(app_url):
+    one, two = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    final = final_outputs(generate(one, steps=2))
+    assert len(final[HISTORY]) == 1
+    final = final_outputs(generate(one, steps=2, seed=99))
+    assert len(final[HISTORY]) == 2
+    assert len(final_outputs(generate(two, steps=2))[HISTORY]) == 1  # two never sees one's images
+    with pytest.raises(Exception, match="Nothing to replay"):
+        Client(app_url, verbose=False).predict(1, api_name="/replay")  # a reload is a fresh session
+
+
+def test_core_vs_grown(client):
+    gallery, text = client.predict(True, api_name="/core_vs_grown")
+    assert gallery is None and "Generate an image" in text
+    generate(client, model="tiny-core", steps=3, seed=5)
+    gallery, text = client.predict(True, api_name="/core_vs_grown")
+    assert len(gallery) == 2
+    assert "16 px" in gallery[0]["caption"] and "32 px" in gallery[1]["caption"]
+    assert pixels(gallery[0]["image"]).shape == pixels(gallery[1]["image"]).shape == (32, 32, 3)
+    assert "tiny-core" in text and "tiny-grown" in text
+
+
+def test_model_card(client):
+    summary, parts, curve, metrics, readme = client.predict("tiny-grown", api_name="/model_card")
+    assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary
+    states = {row[0]: row[4] for row in parts["data"]}
+    assert states["core"] == "frozen" and states["stem"] == "trained"
+    summary, parts, curve, metrics, readme = client.predict("tiny-core", api_name="/model_card")
+    assert curve is not None and "training loss" in curve["plot"]
+    assert ["loss", "0.21"] in metrics["data"]
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+def test_cli_options():
+    from studio.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["app"])
+    assert (args.host, args.port, args.concurrency) == ("127.0.0.1", 7860, 1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["app", "--share"])  # never offered
+
+
+def test_cli_auth_and_models_dir(tmp_path, monkeypatch):
+    from studio.cli import CLIError
+    from studio.cli.app import add_models_dirs, auth_from_env
+
+    monkeypatch.delenv("STUDIO_APP_PASSWORD", raising=False)
+    assert auth_from_env() is None
+    monkeypatch.setenv("STUDIO_APP_PASSWORD", "s3cret")
+    assert auth_from_env() == ("studio", "s3cret")
+    monkeypatch.setenv("STUDIO_MODELS", "")
+    add_models_dirs([tmp_path])
+    assert os.environ["STUDIO_MODELS"] == str(tmp_path.resolve())
+    with pytest.raises(CLIError, match="not a folder"):
+        add_models_dirs([tmp_path / "missing"])
+
+
+def test_studio_app_starts_quickly_on_loopback(tmp_path):
+    port = free_port()
+    env = dict(os.environ, STUDIO_MODELS=str(make_models(tmp_path / "models")), GRADIO_ANALYTICS_ENABLED="False")
+    env.pop("STUDIO_APP_PASSWORD", None)
+    start = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "app", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.time() - start < 60, "the app did not start within 60 s"
+                time.sleep(0.25)
+        print(f"studio app answered after {time.time() - start:.1f} s")
+        with socket.socket() as s:  # loopback only: not reachable on another interface of this machine
+            other = socket.gethostbyname(socket.gethostname())
+            if not other.startswith("127."):
+                assert s.connect_ex((other, port)) != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_studio_app_warns_beyond_loopback(capsys, monkeypatch):
+    from studio.cli.app import run
+    from studio.cli import build_parser
+
+    monkeypatch.setattr("ui.app.launch", lambda *a, **k: None)  # do not serve
+    monkeypatch.delenv("STUDIO_APP_PASSWORD", raising=False)
+    run(build_parser().parse_args(["app", "--host", "0.0.0.0", "--port", "7999"]))
+    err = capsys.readouterr().err
+    assert "warning: binding 0.0.0.0" in err and "STUDIO_APP_PASSWORD" in err

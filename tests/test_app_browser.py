@@ -1,0 +1,90 @@
+"""End to end in a real browser (Debian's /usr/bin/chromium through Playwright): type a prompt, generate,
+watch previews arrive, scrub the replay, switch core vs grown, and keep a screenshot in
+test-artifacts/app.png."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is missing: `apt-get install chromium` (Playwright never downloads one)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app import make_models, running_app  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+
+# Records every distinct picture the live x0 preview shows (the stream replaces the <img> element).
+WATCH_PREVIEWS = """
+() => {
+  window.__previews = new Set();
+  const seen = () => document.querySelectorAll('#live-x0 img').forEach(img => {
+    if (img.src) window.__previews.add(img.src);
+  });
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['src']});
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    with running_app(make_models(root / "models"), root / "outputs", preview_interval_s=0.05) as url:
+        yield url
+
+
+def test_generate_replay_compare_in_a_browser(page_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=30_000)  # a busy CI machine samples slowly
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.set_default_timeout(30_000)
+            page.goto(page_url)
+            page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
+            steps = page.locator("#steps input[type=number]")  # the slider's number box
+            steps.fill("40")
+            steps.press("Enter")
+            page.evaluate(WATCH_PREVIEWS)
+            page.locator("#generate").click()
+
+            expect(page.locator("#results img").first).to_be_visible()
+            expect(page.locator("#status")).to_contain_text("Done: 40 steps")
+            previews = page.evaluate("() => window.__previews.size")
+            assert previews >= 2, "the x0 preview should update while sampling, not only at the end"
+            expect(page.locator("#seed-used textarea, #seed-used input").first).to_have_value("0")
+            expect(page.locator("#history img").first).to_be_visible()
+
+            replay = page.locator("#replay input[type=range]")
+            expect(replay).to_be_visible()
+            replay.fill("10")  # scrub to step 10
+            expect(page.locator("#replay-group")).to_contain_text("step 10/40")
+            expect(page.locator("#replay-x0 img")).to_be_visible()
+            expect(page.locator("#logsnr-plot .js-plotly-plot, #logsnr-plot .plotly").first).to_be_visible()
+            expect(page.locator("#gif")).to_be_visible()
+
+            page.locator("#compare input[type=checkbox]").check()
+            expect(page.locator("#compare-gallery img")).to_have_count(2)
+            expect(page.locator("#compare-group")).to_contain_text("16 px")
+            expect(page.locator("#compare-group")).to_contain_text("32 px")
+
+            page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,249 @@
+"""The shapes alignment checker: near-perfect on ground truth, fails the right question on wrong images."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+
+import numpy as np
+import pytest
+
+from studio.data.scene import Scene
+from studio.data.shapes import heldout_captions, image_to_tensor, render_scene, sample_scene
+from studio.errors import DataError, StudioError
+from studio.eval.alignment import (
+    QUESTIONS, answer_questions, check_image, checker_ceiling, detect_objects, evaluate_alignment,
+)
+
+RES = 128
+
+
+def _first(kind: str, pred=lambda s: True) -> Scene:
+    for i in range(500):
+        s = sample_scene(i, 0, split="heldout")
+        if s.kind == kind and pred(s):
+            return s
+    raise AssertionError(f"no {kind} scene found")
+
+
+def _with_objects(scene: Scene, objects) -> Scene:
+    """The scene with other objects but the ORIGINAL caption (the image is now wrong for it)."""
+    return dataclasses.replace(scene, objects=tuple(objects))
+
+
+def test_ceiling_on_ground_truth_128px():
+    report = checker_ceiling(RES, n=60, seed=0)
+    assert report.n_images == 60
+    assert set(report.questions) <= set(QUESTIONS)
+    for q in ("color", "shape", "size", "count", "position", "relation", "all"):
+        assert q in report.questions, q
+        assert report.questions[q].accuracy >= 0.98, (q, report.questions[q])
+    # Per-question n follows the caption kinds: colour and shape apply everywhere, count to count captions.
+    assert report.questions["color"].n == 60
+    assert report.questions["count"].n == sum(1 for d in report.details if d["kind"] == "count")
+
+
+def test_detection_reads_the_scene():
+    scene = _first("single", lambda s: s.position is not None)
+    det = detect_objects(render_scene(scene, RES))
+    assert det.background == scene.background
+    (obj,) = det.objects
+    truth = scene.objects[0]
+    assert (obj.color, obj.shape, obj.size, obj.cell) == (truth.color, truth.shape, truth.size, scene.position)
+    assert abs(obj.x - truth.x) < 0.01 and abs(obj.y - truth.y) < 0.01
+    assert abs(obj.extent - truth.extent) / truth.extent < 0.1
+
+
+def test_every_shape_and_colour_at_128px():
+    from studio.data.scene import BACKGROUNDS, COLORS, SHAPES, SceneObject
+
+    for bg in BACKGROUNDS:
+        for k, (color, shape) in enumerate(zip(list(COLORS) * 5, SHAPES * 6)):
+            obj = SceneObject(color, shape, "small", 0.5, 0.5, 0.18, (-17.0 + 7 * k) % 40 - 20)
+            (det,) = detect_objects(render_scene(Scene("single", bg, (obj,)), RES)).objects
+            assert (det.color, det.shape, det.size) == (color, shape, "small"), (bg, color, shape)
+
+
+def test_wrong_colour_fails_colour_only():
+    scene = _first("single")
+    other = "blue" if scene.objects[0].color != "blue" else "red"
+    wrong = _with_objects(scene, [dataclasses.replace(scene.objects[0], color=other)])
+    answers = check_image(render_scene(wrong, RES), scene.caption)
+    assert answers["color"] is False and answers["all"] is False
+    assert answers["shape"] and answers["size"]
+
+
+def test_wrong_shape_fails_shape_only():
+    for shape in ("circle", "square", "triangle", "star", "cross"):
+        scene = _first("single", lambda s, shape=shape: s.objects[0].shape == shape)
+        other = {"circle": "square", "square": "cross", "triangle": "star", "star": "triangle",
+                 "cross": "square"}[shape]
+        wrong = _with_objects(scene, [dataclasses.replace(scene.objects[0], shape=other)])
+        answers = check_image(render_scene(wrong, RES), scene)
+        assert answers["shape"] is False, (shape, other)
+        assert answers["color"]
+
+
+def test_wrong_size_and_position_fail():
+    scene = _first("single", lambda s: s.position is not None)
+    image = render_scene(scene, RES)
+    o = scene.objects[0]
+    other_size = "large" if o.size == "small" else "small"
+    caption = scene.caption.replace(f" {o.size} ", f" {other_size} ", 1)
+    assert check_image(image, caption)["size"] is False
+    from studio.data.scene import POSITION_PHRASES
+
+    other_cell = "center" if scene.position != "center" else "top left"
+    caption = scene.caption.replace(POSITION_PHRASES[scene.position], POSITION_PHRASES[other_cell])
+    answers = check_image(image, caption)
+    assert answers["position"] is False and answers["color"] and answers["shape"]
+
+
+def test_wrong_count_fails_count_only():
+    scene = _first("count", lambda s: len(s.objects) == 3)
+    answers = check_image(render_scene(_with_objects(scene, scene.objects[:2]), RES), scene)
+    assert answers["count"] is False and answers["color"] and answers["shape"]
+    two = _first("count", lambda s: len(s.objects) == 2)
+    assert check_image(render_scene(_with_objects(two, two.objects[:1]), RES), two)["count"] is False
+    # An extra object of another colour breaks the colour question too.
+    extra = dataclasses.replace(scene.objects[2], color="green" if scene.objects[0].color != "green" else "red")
+    answers = check_image(render_scene(_with_objects(scene, (*scene.objects[:2], extra)), RES), scene)
+    assert answers["count"] and answers["color"] is False
+
+
+def test_swapped_relation_fails_relation_only():
+    scene = _first("relation")
+    a, b = scene.objects
+    # Swap what is drawn where: the named subject now stands on the other side.
+    swapped = _with_objects(scene, [dataclasses.replace(a, color=b.color, shape=b.shape),
+                                    dataclasses.replace(b, color=a.color, shape=a.shape)])
+    answers = check_image(render_scene(swapped, RES), scene)
+    assert answers["relation"] is False
+    assert answers["color"] and answers["shape"]
+    assert check_image(render_scene(scene, RES), scene)["all"]
+
+
+def test_missing_object_fails_relation_questions():
+    scene = _first("relation")
+    answers = check_image(render_scene(_with_objects(scene, scene.objects[:1]), RES), scene)
+    assert not answers["relation"] and not answers["all"]
+
+
+def test_blank_and_noise_images_fail():
+    scene = _first("single")
+    blank = np.full((64, 64, 3), 245, dtype=np.uint8)
+    assert check_image(blank, scene.caption) == {"color": False, "shape": False, "size": False,
+                                                  **({"position": False} if scene.position else {}),
+                                                  "all": False}
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert check_image(noise, scene.caption)["all"] is False
+
+
+def test_tolerates_noise_and_colour_shift():
+    rng = np.random.default_rng(0)
+    scenes = heldout_captions(20, seed=3)
+    images = []
+    for s in scenes:
+        a = np.asarray(render_scene(s, 64), dtype=np.float64) + rng.normal(0, 8, (64, 64, 3)) + rng.uniform(-12, 12, 3)
+        images.append(np.clip(a, 0, 255).astype(np.uint8))
+    report = evaluate_alignment(images, scenes)
+    assert report.questions["all"].accuracy >= 0.9
+
+
+def test_image_formats_agree():
+    scene = _first("relation")
+    pil = render_scene(scene, 64)
+    expected = check_image(pil, scene)
+    assert check_image(np.asarray(pil), scene) == expected
+    assert check_image(np.asarray(pil) / 255.0, scene) == expected
+    assert check_image(image_to_tensor(pil), scene) == expected
+    assert check_image(pil, scene.to_dict()) == expected
+
+
+def test_report_counts_and_wilson_interval():
+    scenes = [_first("single")] * 10
+    good = render_scene(scenes[0], 64)
+    blank = np.full((64, 64, 3), 245, dtype=np.uint8)
+    report = evaluate_alignment([good] * 8 + [blank] * 2, scenes)
+    s = report.questions["all"]
+    assert (s.correct, s.n, s.accuracy) == (8, 10, 0.8)
+    # Wilson 95% interval of 8/10: [0.4902, 0.9433].
+    assert s.ci_low == pytest.approx(0.4902, abs=1e-3) and s.ci_high == pytest.approx(0.9433, abs=1e-3)
+    d = report.to_dict()
+    json.dumps(d)
+    assert d["per_kind"]["single"]["all"]["n"] == 10 and len(d["details"]) == 10
+    table = report.format_table("t")
+    assert "all" in table and "0.800" in table
+
+
+def test_bad_inputs_raise_studio_errors():
+    scene = _first("single")
+    with pytest.raises(DataError):
+        evaluate_alignment([render_scene(scene, 32)], [scene, scene])
+    with pytest.raises(StudioError):
+        check_image(render_scene(scene, 32), "a photo of a cat")
+    check_image(np.zeros((16, 16), dtype=np.uint8), scene)  # grayscale is fine...
+    with pytest.raises(DataError):
+        check_image(np.zeros((16, 16, 5)), scene)  # ...five channels are not
+
+
+def test_answers_from_parsed_caption_dict():
+    scene = _first("count")
+    det = detect_objects(render_scene(scene, 64))
+    from studio.data.shapes import parse_caption
+
+    assert answer_questions(det, parse_caption(scene.caption)) == answer_questions(det, scene)
+
+
+@pytest.fixture
+def fake_studio_model(monkeypatch):
+    """Fake `studio.hub` / `studio.sampling` whose `generate` returns ground-truth renderings."""
+    calls = {}
+
+    class FakeModel:
+        name = "fake"
+        config = types.SimpleNamespace(resolution=64)
+
+    def load_model(name_or_path):
+        calls["loaded"] = name_or_path
+        return FakeModel()
+
+    def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", **kwargs):
+        calls.update(seed=seed, steps=steps, guidance=guidance, sampler=sampler, n=len(prompts))
+        by_caption = {s.caption: s for s in heldout_captions(len(prompts), seed)}
+        return [render_scene(by_caption[p], model.config.resolution) for p in prompts]
+
+    import studio.hub
+    import studio.sampling
+
+    monkeypatch.setattr(studio.hub, "load_model", load_model)
+    monkeypatch.setattr(studio.sampling, "generate", generate)
+    return calls
+
+
+def test_align_model_with_ground_truth_generator(fake_studio_model):
+    from studio.eval.alignment import align_model
+
+    result = align_model("fake", n=12, seed=1, steps=7, guidance=2.0, sampler="euler", progress=False)
+    assert fake_studio_model == {"loaded": "fake", "seed": 1, "steps": 7, "guidance": 2.0, "sampler": "euler",
+                                 "n": 12}
+    assert result["resolution"] == 64 and result["n"] == 12 and result["model"] == "fake"
+    assert result["questions"]["all"]["accuracy"] == 1.0
+    assert result["ceiling"]["questions"]["all"]["n"] == 12 and "details" not in result["ceiling"]
+    json.dumps(result)
+
+
+def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):
+    from studio.cli import main
+
+    out = tmp_path / "align.json"
+    assert main(["eval", "align", "--model", "fake", "--n", "6", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ceiling" in text and "all" in text
+    assert json.loads(out.read_text())["questions"]["all"]["n"] == 6
+    out = tmp_path / "ceiling.json"
+    assert main(["eval", "ceiling", "--resolution", "32", "--n", "5", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["resolution"] == 32
+    with pytest.raises(SystemExit):  # argparse rejects resolutions below 16 px
+        main(["eval", "ceiling", "--resolution", "8"])

@@ -1,0 +1,87 @@
+"""The whole greedy-growing chain through the CLI on tiny models: core -> grow -> finetune -> sample."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from studio.cli import main
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    return tmp_path
+
+
+def _train(*argv) -> None:
+    assert main(["train", *argv, "--config", "tiny", "--no-progress", "--set", "max_steps=3"]) == 0
+
+
+def test_core_grow_finetune_sample(runs):
+    from studio.growth import core_fingerprint
+    from studio.hub import load_model, weights_hash
+    from studio.sampling import generate
+
+    core, grown, tuned = runs / "core", runs / "grown", runs / "tuned"
+    _train("core", "--out", str(core))
+    _train("grow", "--from", str(core), "--resolution", "32", "--out", str(grown))
+    _train("finetune", "--from", str(grown), "--out", str(tuned))
+
+    core_model, grown_model, tuned_model = (load_model(p) for p in (core, grown, tuned))
+    assert core_fingerprint(grown_model) == core_fingerprint(core_model)  # growing kept the core bit-exactly
+    assert core_fingerprint(tuned_model) != core_fingerprint(core_model)  # fine-tuning trained it
+    assert (grown_model.resolution, grown_model.config.training_phase) == (32, "grow")
+    assert tuned_model.config.training_phase == "finetune"
+
+    info = json.loads((grown / "training.json").read_text())
+    assert info["phase"] == "grow" and info["preset"] == "tiny" and info["steps"] == 3
+    assert info["parent"]["weights_hash"] == weights_hash(core)
+    assert info["parent"]["core_fingerprint"] == info["core_fingerprint"] and info["core_frozen"]
+    assert info["data"]["resolution"] == 32 and info["images_seen"] == 3 * info["config"]["batch_size"]
+    assert info["hardware"]["device"] == "cpu" and info["wall_time_s"] > 0 and info["images_per_s"] > 0
+    assert "grid" in info["final_metrics"] and (grown / info["final_metrics"]["grid"]).is_file()
+    parts = {p["part"]: p for p in info["parameters"]}
+    assert parts["core"]["frozen"] and not parts["stem"]["frozen"]
+    tuned_info = json.loads((tuned / "training.json").read_text())
+    assert tuned_info["parent"]["training_phase"] == "grow" and not tuned_info["core_frozen"]
+
+    images = generate(tuned_model, ["a red circle"], seed=0, steps=2)
+    assert images[0].size == (32, 32)
+
+
+def test_scratch_and_log(runs):
+    out = runs / "scratch"
+    _train("scratch", "--out", str(out))
+    from studio.hub import load_model
+
+    model = load_model(out)
+    assert type(model).__name__ == "GrownUViT" and model.config.training_phase == "scratch"
+    assert model.schedule_reference_resolution == 16  # same noise schedule as the grown tiny model
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train_steps = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in train_steps] == [1, 2, 3]
+    assert {"loss", "lr", "grad_norm", "images_per_s", "wall_s"} <= set(train_steps[0])
+    assert torch.isfinite(torch.tensor([r["loss"] for r in train_steps])).all()
+
+    # `studio train resume` continues from the newest checkpoint with the run's own config (+ overrides)
+    assert main(["train", "resume", str(out), "--no-progress", "--set", "max_steps=4"]) == 0
+    info = json.loads((out / "training.json").read_text())
+    assert info["steps"] == 4 and info["steps_this_session"] == 1 and info["resumed_from"]
+
+
+def test_validation_grid_is_scored_on_shapes(runs):
+    from studio.models import ShallowUViT, core_preset
+    from studio.train import load_config
+    from studio.train.validation import build_validation, run_validation, validation_prompts
+
+    config = load_config("tiny", "core", ["validation_n=2", "validation_alignment=true"])
+    prompts, scenes = validation_prompts(config)
+    assert len(prompts) == 2 and scenes is not None
+    result = run_validation(ShallowUViT(**core_preset("tiny-core")).eval(), build_validation(prompts, scenes),
+                            runs, step=7, config=config)
+    assert (runs / result["grid"]).is_file() and result["grid"].endswith("step-00000007.png")
+    if "alignment" in result:  # the checker is optional
+        assert 0.0 <= result["alignment"]["all"] <= 1.0

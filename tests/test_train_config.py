@@ -1,0 +1,80 @@
+"""Training configs: presets resolve for their phases, typos and bad values are clear ConfigErrors."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.errors import ConfigError
+from studio.train.config import PHASES, list_presets, load_config, parse_overrides, resolve, valid_keys
+
+PHASES_OF = {"tiny": PHASES, "shapes-core-64": ("core",), "emoji-core-64": ("core",),
+             "shapes-256": ("grow", "finetune"), "emoji-256": ("grow", "finetune"), "scratch-256": ("scratch",)}
+
+
+def test_shipped_presets_exist():
+    assert set(PHASES_OF) <= set(list_presets())
+
+
+@pytest.mark.parametrize("preset,phase", [(p, ph) for p, phases in PHASES_OF.items() for ph in phases])
+def test_presets_resolve(preset, phase):
+    extra = ["init_from=some/model"] if phase in ("grow", "finetune") else []
+    config = load_config(preset, phase, extra)
+    assert config.phase == phase and config.preset == preset
+
+
+def test_phase_section_and_overrides_win():
+    recipe = {"lr": 1e-3, "max_steps": 10, "core": {"architecture": "tiny-core", "lr": 2e-3}}
+    assert resolve(recipe, "core").lr == 2e-3
+    assert resolve(recipe, "core", {"lr": 5e-4}).lr == 5e-4
+    config = load_config("tiny", "core", ["lr=1e-4", "stage_channels=[8, 8]", "max_minutes=1.5", "max_steps=null"])
+    assert config.lr == 1e-4 and config.stage_channels == [8, 8]
+    assert config.max_minutes == 1.5 and config.max_steps is None
+    # YAML reads a bare `no` as false; for a text key it still means "no"
+    assert load_config("tiny", "core", ["mixed_precision=no"]).mixed_precision == "no"
+    assert resolve({"mixed_precision": False, "core": {"architecture": "tiny-core"}}, "core").mixed_precision == "no"
+
+
+def test_typo_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", "core", ["learning_rate=1e-4"])
+    message = str(err.value)
+    assert "learning_rate" in message and "Valid keys" in message
+    assert all(key in message for key in valid_keys())
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        resolve({"batch_sise": 4}, "core")
+    with pytest.raises(ConfigError, match="section 'core'"):
+        resolve({"core": {"lrr": 1}}, "core")
+
+
+@pytest.mark.parametrize("override,match", [
+    ("lr=-1", "lr must be > 0"),
+    ("lr=fast", "lr must be"),
+    ("batch_size=0", "batch_size must be >= 1"),
+    ("batch_size=2.5", "batch_size must be"),
+    ("cfg_dropout=1.5", "cfg_dropout"),
+    ("mixed_precision=fp8", "mixed_precision must be one of"),
+    ("loss_weighting=l1", "loss_weighting"),
+    ("architecture=huge", "not a core preset"),
+    ("max_steps=null", "set a budget"),
+    ("ema_decay=1", "ema_decay"),
+    ("compile=maybe", "compile must be"),
+])
+def test_bad_values(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("tiny", "core", [override])
+
+
+def test_grow_needs_parent_and_bad_syntax():
+    with pytest.raises(ConfigError, match="--from"):
+        load_config("tiny", "grow")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
+    with pytest.raises(ConfigError, match="unknown training config"):
+        load_config("no-such-preset", "core")
+
+
+def test_cli_reports_config_errors(capsys):
+    from studio.cli import main
+
+    assert main(["train", "core", "--config", "tiny", "--set", "lrr=1", "--out", "unused"]) == 2
+    assert "Valid keys" in capsys.readouterr().err

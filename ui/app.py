@@ -1,0 +1,138 @@
+"""The Gradio studio: Blocks assembly and `launch`.
+
+    from ui.app import AppConfig, build_app, launch
+    demo = build_app(AppConfig(concurrency=1))
+    launch(demo, host="127.0.0.1", port=7860)
+
+Tabs: Generate (ui/generate.py), Model (ui/model_tab.py), then any registered extra tab (the arena and its
+leaderboard plug in here: `register_tab("Arena", build_arena_tab)`, where the builder lays out its
+components inside the `gr.Tab` it is called in and receives the `AppContext`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+
+from ui import generate, model_tab  # noqa: E402
+from ui.models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
+from ui.session import SESSION_TTL_S, Session, close_session  # noqa: E402
+
+TITLE = "Greedy Growing Studio"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class AppConfig:
+    concurrency: int = 1  # generations running at once (each uses every CPU core it gets)
+    cache_size: int = DEFAULT_CACHE_SIZE  # loaded models kept in memory
+    max_steps: int = 200
+    preview_interval_s: float = 0.1  # at most one preview pushed to the browser per interval
+    outputs_dir: Path | None = None  # per-session folders of saved PNGs/GIFs; default: a temporary folder
+    device: str = "cpu"
+
+
+@dataclass
+class AppContext:
+    """What every tab builder gets: the config, the shared model cache and the per-session state."""
+
+    config: AppConfig
+    models: ModelCache
+    session: gr.State
+    extras: dict = field(default_factory=dict)
+
+
+TabBuilder = Callable[[AppContext], None]
+EXTRA_TABS: list[tuple[str, TabBuilder]] = []
+
+
+def register_tab(title: str, builder: TabBuilder) -> None:
+    """Add a tab after Generate and Model (e.g. the arena). `builder(ctx)` runs inside the `gr.Tab`."""
+    EXTRA_TABS.append((title, builder))
+
+
+CSS = """
+.gradio-container { max-width: 1380px !important; margin: auto; }
+#title h1 { margin-bottom: 0; }
+#title p { margin-top: 2px; color: var(--body-text-color-subdued); }
+.pixel img, .pixel canvas { image-rendering: pixelated; }
+.pixel .image-container, .pixel .image-container > button, .pixel .image-frame { width: 100%; height: 100%; }
+.pixel .image-frame img { width: 100%; height: 100%; object-fit: contain; }
+.pixel .thumbnail-item img { object-fit: contain; }
+.status p { margin: 0; font-size: 0.95em; }
+.model-info p { margin: 0; font-size: 0.85em; color: var(--body-text-color-subdued); }
+.hint p { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 0; }
+.icon-btn { align-self: center; }
+#compare-gallery { max-width: 720px; }
+.settings { gap: 10px; }
+"""
+
+
+def theme():
+    system = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
+    mono = ("ui-monospace", "SFMono-Regular", "Menlo", "monospace")
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="orange", neutral_hue="slate", font=system,
+                          font_mono=mono)
+
+
+def build_app(config: AppConfig | None = None, extra_tabs: list[tuple[str, TabBuilder]] | None = None) -> gr.Blocks:
+    """The whole app as gr.Blocks (queue enabled); nothing is loaded until the first request."""
+    config = config or AppConfig()
+    root = Path(config.outputs_dir) if config.outputs_dir else Path(tempfile.mkdtemp(prefix="studio-app-"))
+    config.outputs_dir = root
+    models = ModelCache(config.cache_size, config.device)
+    # delete_cache: every hour, drop served copies of images older than the session lifetime
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as demo:
+        session = gr.State(Session(root), time_to_live=SESSION_TTL_S, delete_callback=close_session)
+        ctx = AppContext(config, models, session)
+        gr.Markdown(f"# {TITLE}\nPixel-space text-to-image diffusion, grown greedily from a low-resolution core.",
+                    elem_id="title")
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate"):
+                ctx.extras["generate"] = generate.build(ctx, session)
+            with gr.Tab("Model", id="model") as tab:
+                ctx.extras["model"] = model_tab.build(ctx, tab)
+            for title, builder in [*EXTRA_TABS, *(extra_tabs or [])]:
+                with gr.Tab(title):
+                    builder(ctx)
+        # a (re)loaded page lists the models present now (new training runs appear without a restart)
+        for dropdown in (ctx.extras["generate"].model, ctx.extras["model"]):
+            demo.load(generate.refresh_models, dropdown, dropdown, api_visibility="private", show_progress="hidden")
+    demo.queue(default_concurrency_limit=config.concurrency)
+    demo.studio_config = config  # for launch(): the outputs folder must be servable
+    return demo
+
+
+def warm_up() -> None:
+    """Load the text encoder in the background, so the first generation does not wait for it."""
+    from studio.text import get_text_encoder
+
+    threading.Thread(target=get_text_encoder, name="warm-text-encoder", daemon=True).start()
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
+           auth: tuple[str, str] | None = None, prevent_thread_lock: bool = False, quiet: bool = False,
+           warm: bool = True):
+    """Serve the app (never through a share link). Binds loopback unless `host` says otherwise."""
+    config = getattr(demo, "studio_config", None)
+    allowed = [str(config.outputs_dir)] if config and config.outputs_dir else None
+    if warm:
+        warm_up()
+    return demo.launch(server_name=host, server_port=port, share=False, auth=auth, inbrowser=False,
+                       prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True, ssr_mode=False,
+                       allowed_paths=allowed, theme=theme(), css=CSS, footer_links=["api", "settings"],
+                       mcp_server=False, enable_monitoring=False,
+                       auth_message="Greedy Growing Studio: sign in with the password from STUDIO_APP_PASSWORD")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")

@@ -1,0 +1,309 @@
+"""The Generate tab: prompt and settings, live x_t / x0 previews, stop, replay, downloads, core vs grown and
+the session's history. A thin layer: sampling, previews, trajectories and comparisons are `studio.previews`."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio.diffusion import SAMPLERS
+from studio.errors import ConfigError, StudioError
+from studio.images import save_png
+from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
+from studio.sampling import MAX_SEED, SamplerSettings, generation_info
+from ui.models import example_prompts, model_names, model_summary
+from ui.session import LastRun, RunSettings, Session
+
+MAX_IMAGES = 4
+RANDOM_SEED_MAX = 2**32 - 1  # the 🎲 button draws below this (any seed up to MAX_SEED may be typed)
+DEFAULT_STEPS = 20
+PREVIEW_HEIGHT = 256
+
+
+@dataclass
+class GenerateTab:
+    """The components other parts of the app (and the tests) refer to."""
+
+    model: gr.Dropdown
+    prompt: gr.Textbox
+    generate: gr.Button
+    stop: gr.Button
+    compare: gr.Checkbox
+    examples: gr.Dataset
+
+
+#################################################################################
+#                                 Input checks                                  #
+#################################################################################
+
+def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
+                  max_steps: int) -> tuple[RunSettings, list[str]]:
+    """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
+    message that says what to change."""
+    if not model:
+        raise ConfigError("no model selected (no models found: add model folders with --models-dir or "
+                          "$STUDIO_MODELS)")
+    try:
+        steps_i, images_i = int(steps), int(images)
+        guidance_f = float(guidance)
+    except (TypeError, ValueError):
+        raise ConfigError("steps, guidance and number of images must be numbers") from None
+    if not 1 <= steps_i <= max_steps:
+        raise ConfigError(f"steps must be between 1 and {max_steps}, got {steps_i}")
+    if not 1 <= images_i <= MAX_IMAGES:
+        raise ConfigError(f"number of images must be between 1 and {MAX_IMAGES}, got {images_i}")
+    SamplerSettings(sampler, steps_i, guidance_f).validate()
+    notes: list[str] = []
+    if seed is None or int(seed) == -1:
+        seed_i = random.randint(0, RANDOM_SEED_MAX)
+        notes.append(f"Random seed: {seed_i}.")
+    else:
+        seed_i = int(seed)
+        if not 0 <= seed_i <= MAX_SEED - MAX_IMAGES:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED - MAX_IMAGES} (or -1 for a random one), "
+                              f"got {seed_i}")
+    prompt_s, prompt_notes = check_prompt(prompt)
+    return RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i), prompt_notes + notes
+
+
+def _notify(notes: list[str]) -> None:
+    for note in notes:
+        if "truncated" in note or "cut" in note:
+            gr.Warning(note)
+        elif not note.startswith("Random seed"):
+            gr.Info(note)
+
+
+#################################################################################
+#                                   Handlers                                    #
+#################################################################################
+
+def make_handlers(ctx, ui: dict):
+    """The event functions, closed over the app context (model cache, config) and the components."""
+
+    def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every):
+        try:
+            settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
+                                            ctx.config.max_steps)
+            every = max(0, int(every or 0))
+            loaded = ctx.models.get(settings.model)
+        except StudioError as err:
+            raise gr.Error(str(err)) from None
+        _notify(notes)
+        s = settings
+        settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance)
+        live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
+                       sampler=s.sampler, every=every, info=settings.info)
+        session.run = live
+        note_md = "".join(f"\n\n{n}" for n in notes)
+        yield {ui["seed_used"]: str(s.seed),
+               ui["status"]: f"Sampling **{s.model}** · seed {s.seed} · {s.steps} steps…{note_md}",
+               ui["live_xt"]: None, ui["live_x0"]: None, ui["results"]: None,
+               ui["replay_group"]: gr.Column(visible=False)}
+        try:
+            for preview in live.previews(min_interval_s=ctx.config.preview_interval_s):
+                yield {ui["live_xt"]: preview.x_t, ui["live_x0"]: preview.x0,
+                       ui["status"]: f"**{s.model}** · seed {s.seed} · {preview.label}{note_md}"}
+            result = live.result()
+        except StudioError as err:
+            raise gr.Error(str(err)) from None
+        finally:  # also when the browser went away mid-run: end the worker too
+            live.stop()
+            if session.run is live:
+                session.run = None
+
+        paths, captions = [], []
+        for i, image in enumerate(result.images):
+            info = dict(settings.info, seed=s.seed + i)
+            if result.stopped:
+                info["stopped_after_step"] = result.steps_done
+            path = session.next_path(f"seed{s.seed + i}")
+            save_png(image, path, info)
+            paths.append(path)
+            captions.append(f"seed {s.seed + i}" + (" · stopped" if result.stopped else ""))
+        session.last = LastRun(settings, result.trajectory, result.images, paths, result.stopped)
+        session.add_history(paths, [f"{c} · {s.model} · {s.prompt or '(unconditional)'}" for c in captions])
+        n = len(result.trajectory)
+        done = (f"Stopped after step {result.steps_done}/{s.steps}; kept its prediction" if result.stopped
+                else f"Done: {s.steps} steps")
+        yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
+               ui["status"]: f"{done} in {result.seconds:.1f} s · **{s.model}** · seed {s.seed}{note_md}",
+               ui["history"]: session.gallery(),
+               ui["replay_group"]: gr.Column(visible=True),
+               ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
+               **replay_outputs(session, n)}
+        gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))
+        mp4 = result.trajectory.save_mp4(session.next_path("trajectory", ".mp4")) if mp4_available() else None
+        yield {ui["gif"]: gr.DownloadButton(value=str(gif), visible=True),
+               ui["mp4"]: gr.DownloadButton(value=str(mp4) if mp4 else None, visible=mp4 is not None)}
+
+    def replay_outputs(session: Session, step) -> dict:
+        last = session.last
+        if last is None or not len(last.trajectory):
+            return {}
+        traj = last.trajectory
+        i = min(max(int(step or len(traj)) - 1, 0), len(traj) - 1)
+        s = traj.steps[i]
+        x0_path = traj.save_frame(i, session.folder / "frame-x0.png", "x0")
+        xt_path = traj.save_frame(i, session.folder / "frame-xt.png", "x_t")
+        label = (f"step {i + 1}/{traj.steps_planned} · logSNR {s.logsnr:+.2f} · "
+                 + ("guidance applied" if s.guided else "no guidance"))
+        return {ui["replay_xt"]: traj.frame(i, "x_t"), ui["replay_x0"]: traj.frame(i, "x0"),
+                ui["replay_label"]: label, ui["plot"]: traj.logsnr_figure(current=i),
+                ui["frame_x0"]: gr.DownloadButton(value=str(x0_path)),
+                ui["frame_xt"]: gr.DownloadButton(value=str(xt_path))}
+
+    def replay(session: Session, step):
+        if session.last is None:
+            raise gr.Error("Nothing to replay yet: generate an image first.")
+        return replay_outputs(session, step)
+
+    def stop(session: Session) -> str:
+        return "Stopping after the current step…" if session.stop() else "Nothing is running."
+
+    def compare(session: Session, enabled: bool):
+        if not enabled:
+            return {ui["compare_group"]: gr.Column(visible=False)}
+        last = session.last
+        if last is None:
+            return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
+                    ui["compare_label"]: "Generate an image: the core and the grown model will render the same "
+                                         "prompt and seed here."}
+        s = last.settings
+        known = {} if last.stopped else {s.model: last.finals}
+        try:
+            c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
+                              n=s.images, load=ctx.models.get, known=known)
+        except StudioError as err:
+            raise gr.Error(str(err)) from None
+        items = []
+        for i, (core, grown) in enumerate(zip(c.core_upsampled(), c.grown_images)):
+            items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
+        text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
+                f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
+                f"guidance {s.guidance:g}. Paired by {c.how_paired}.")
+        return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
+                ui["compare_label"]: text}
+
+    def on_model(name):
+        return (gr.Dataset(samples=[[p] for p in example_prompts(name)]), model_summary(name))
+
+    return dict(run=run, replay=replay, stop=stop, compare=compare, on_model=on_model,
+                refresh_models=refresh_models)
+
+
+def refresh_models(current: str | None):
+    """The model dropdown with the models present now, keeping the selection when it still exists."""
+    names = model_names()
+    value = current if current in names else (names[0] if names else None)
+    return gr.Dropdown(choices=names, value=value)
+
+
+#################################################################################
+#                                    Layout                                     #
+#################################################################################
+
+def build(ctx, session: gr.State) -> GenerateTab:
+    """Lay out the tab (inside a `gr.Tab`) and wire its events."""
+    names = model_names()
+    first = names[0] if names else None
+    ui: dict = {}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=320, elem_classes="settings"):
+            with gr.Row():
+                model = gr.Dropdown(names, value=first, label="Model", scale=5, elem_id="model")
+                refresh = gr.Button("↻", scale=0, min_width=44, elem_classes="icon-btn")
+            model_info = gr.Markdown(model_summary(first), elem_classes="model-info")
+            prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="prompt",
+                                placeholder="a red star to the left of a blue circle on a white background "
+                                            "(empty = unconditional)")
+            examples = gr.Dataset(components=[prompt], samples=[[p] for p in example_prompts(first)],
+                                  label="Example prompts", samples_per_page=6, elem_id="examples")
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+            with gr.Row():
+                sampler = gr.Dropdown(list(SAMPLERS), value="dpm++", label="Sampler", min_width=100)
+                images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)
+            steps = gr.Slider(1, ctx.config.max_steps, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
+            guidance = gr.Slider(0, 20, value=3.0, step=0.25, label="Guidance scale (1 = off)")
+            with gr.Row(equal_height=True):
+                seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
+                                 scale=4, elem_id="seed")
+                dice = gr.Button("Random", scale=0, min_width=80, elem_classes="icon-btn", elem_id="random-seed")
+                seed_used = gr.Textbox(label="Seed used", info="by the last run", interactive=False, scale=3,
+                                       elem_id="seed-used")
+            every = gr.Slider(0, 10, value=DEFAULT_PREVIEW_EVERY, step=1, label="Live preview every N steps",
+                              info="0 = only the final image", elem_id="preview-every")
+            compare = gr.Checkbox(value=False, label="Core vs grown", elem_id="compare",
+                                  info="also render this prompt and seed with the core and the model grown from it")
+
+        with gr.Column(scale=7, min_width=420):
+            ui["status"] = gr.Markdown("Pick a model, write a prompt, press **Generate**.", elem_id="status",
+                                       elem_classes="status")
+            with gr.Row(equal_height=True):
+                ui["live_xt"] = gr.Image(label="x_t · noisy input", format="png", interactive=False,
+                                         height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-xt",
+                                         buttons=["fullscreen"])
+                ui["live_x0"] = gr.Image(label="x̂₀ · predicted image", format="png", interactive=False,
+                                         height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-x0",
+                                         buttons=["fullscreen"])
+            ui["results"] = gr.Gallery(label="Result (PNG with settings embedded)", format="png", columns=4,
+                                       height=190, object_fit="contain", elem_classes="pixel", elem_id="results",
+                                       interactive=False, fit_columns=False, allow_preview=True)
+            with gr.Column(visible=False, elem_id="replay-group") as replay_group:
+                gr.Markdown("#### Replay")
+                ui["replay"] = gr.Slider(1, 2, value=1, step=1, label="Step", elem_id="replay")
+                ui["replay_label"] = gr.Markdown(elem_classes="status")
+                with gr.Row(equal_height=True):
+                    ui["replay_xt"] = gr.Image(label="x_t at this step", format="png", interactive=False,
+                                               height=200, elem_classes="pixel", elem_id="replay-xt")
+                    ui["replay_x0"] = gr.Image(label="x̂₀ at this step", format="png", interactive=False,
+                                               height=200, elem_classes="pixel", elem_id="replay-x0")
+                with gr.Row():
+                    ui["frame_x0"] = gr.DownloadButton("Save x̂₀ frame", size="sm", elem_id="frame-x0")
+                    ui["frame_xt"] = gr.DownloadButton("Save x_t frame", size="sm", elem_id="frame-xt")
+                    ui["gif"] = gr.DownloadButton("Trajectory GIF", size="sm", visible=False, elem_id="gif")
+                    ui["mp4"] = gr.DownloadButton("Trajectory MP4", size="sm", visible=False, elem_id="mp4")
+                if not mp4_available():
+                    gr.Markdown("MP4 export needs the optional `imageio-ffmpeg` package; GIF always works.",
+                                elem_classes="hint")
+                ui["plot"] = gr.Plot(label="logSNR per step", elem_id="logsnr-plot")
+            ui["replay_group"] = replay_group
+            with gr.Column(visible=False, elem_id="compare-group") as compare_group:
+                gr.Markdown("#### Core vs grown")
+                ui["compare_label"] = gr.Markdown(elem_classes="status")
+                ui["compare_gallery"] = gr.Gallery(label="core (left) · grown (right)", format="png", columns=2,
+                                                   height="auto", object_fit="contain", elem_classes="pixel",
+                                                   elem_id="compare-gallery", interactive=False, fit_columns=False)
+            ui["compare_group"] = compare_group
+    ui["history"] = gr.Gallery(label="History (this browser tab only)", format="png", columns=10, height=190,
+                               object_fit="contain", elem_classes="pixel", elem_id="history", interactive=False,
+                               fit_columns=False)
+    ui["seed_used"] = seed_used
+
+    h = make_handlers(ctx, ui)
+    run_outputs = [ui[k] for k in ("seed_used", "status", "live_xt", "live_x0", "results", "history",
+                                   "replay_group", "replay", "replay_xt", "replay_x0", "replay_label", "plot",
+                                   "frame_x0", "frame_xt", "gif", "mp4")]
+    compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
+    replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
+    inputs = [session, model, prompt, sampler, steps, guidance, seed, images, every]
+    limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
+    event = go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
+    prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
+        .success(h["compare"], [session, compare], compare_outputs, api_visibility="private", **limit)
+    event.success(h["compare"], [session, compare], compare_outputs, api_visibility="private", **limit)
+    stop_btn.click(h["stop"], [session], [ui["status"]], api_name="stop", concurrency_limit=None,
+                   show_progress="hidden")
+    compare.change(h["compare"], [session, compare], compare_outputs, api_name="core_vs_grown", **limit)
+    ui["replay"].change(h["replay"], [session, ui["replay"]], replay_outputs, api_name="replay",
+                        trigger_mode="always_last", show_progress="hidden")
+    dice.click(lambda: random.randint(0, RANDOM_SEED_MAX), None, seed, api_visibility="private",
+               show_progress="hidden")
+    examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private", show_progress="hidden")
+    model.change(h["on_model"], model, [examples, model_info], api_visibility="private", show_progress="hidden")
+    refresh.click(h["refresh_models"], model, model, api_visibility="private", show_progress="hidden")
+    return GenerateTab(model, prompt, go, stop_btn, compare, examples)

@@ -1,0 +1,113 @@
+"""Models for the app: an LRU cache of loaded models (by name only) and example prompts per model family."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from studio.hub import list_models, load_model
+
+DEFAULT_CACHE_SIZE = 3
+
+SHAPES_EXAMPLES = (
+    "a red star to the left of a blue circle on a white background",
+    "a large yellow triangle in the center on a black background",
+    "three green squares on a gray background",
+    "an orange cross above a purple circle on a white background",
+    "a small blue star in the top left corner on a white background",
+    "two red circles on a black background",
+)
+EMOJI_EXAMPLES = (
+    "polar bear, 3d style",
+    "red apple, 3d style",
+    "rocket, 3d style",
+    "grinning face, 3d style",
+    "sunflower, 3d style",
+    "hot beverage, 3d style",
+)
+
+
+class ModelCache:
+    """Loaded models by name, least recently used evicted beyond `size`. Thread-safe: two sessions asking
+    for the same model load it once. Only names from `list_models()` are accepted (never paths)."""
+
+    def __init__(self, size: int = DEFAULT_CACHE_SIZE, device: str = "cpu"):
+        self.size = max(1, int(size))
+        self.device = device
+        self._models: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str):
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            model = load_model(name, device=self.device, allow_paths=False)
+            self._models[name] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return model
+
+    __call__ = get
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+
+def model_names() -> list[str]:
+    """Shipped and `$STUDIO_MODELS` model names: grown (high resolution) models first, then cores."""
+    models = list_models()
+    return sorted(models, key=lambda n: (-_config(models[n]).get("resolution", 0), n))
+
+
+def _config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def family(name: str) -> str:
+    """'shapes', 'emoji' or 'other', from the name or the data source recorded in training.json."""
+    for key in ("shapes", "emoji"):
+        if key in name.lower():
+            return key
+    folder = list_models().get(name)
+    if folder is not None and (folder / "training.json").is_file():
+        try:
+            source = str(json.loads((folder / "training.json").read_text()).get("data", {}).get("source", ""))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            source = ""
+        for key in ("shapes", "emoji"):
+            if key in source.lower():
+                return key
+    return "other"
+
+
+def example_prompts(name: str | None) -> list[str]:
+    """Prompts in the style of the captions the model was trained on."""
+    return list(EMOJI_EXAMPLES if name and family(name) == "emoji" else SHAPES_EXAMPLES)
+
+
+def model_summary(name: str | None) -> str:
+    """One line about a model, from its folder (nothing is loaded): class, resolution, phase, parent."""
+    if not name:
+        return "No models found: add model folders with `studio app --models-dir DIR` or `$STUDIO_MODELS`."
+    folder = list_models().get(name)
+    if folder is None:
+        return f"Unknown model {name!r}."
+    config = _config(folder)
+    kind = {"ShallowUViT": "core (Shallow-UViT)", "GrownUViT": "grown UViT"}.get(config.get("_class_name"), "model")
+    parts = [f"{kind}", f"{config.get('resolution', '?')} px", f"phase: {config.get('training_phase', '?')}"]
+    try:
+        training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        training = {}
+    parent = training.get("parent")
+    parent_name = parent.get("name") if isinstance(parent, dict) else parent
+    if parent_name:
+        parts.append(f"from {parent_name}")
+    return " · ".join(parts)
