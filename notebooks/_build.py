@@ -237,7 +237,10 @@ def tour() -> list:
         code('''
         from studio.card import format_card, model_card
 
-        print(format_card(model_card(grown)))
+        card = model_card(grown)
+        # A loaded model is frozen for inference; training.json records which parts were trained in its phase.
+        card["growth_report"] = card["training"].get("parameters", card["growth_report"])
+        print(format_card(card))
         '''),
         md('''
         ## 2. Generate

@@ -97,7 +97,7 @@ class BenchConfig:
         c.grown_preset = c.grown_preset or ("tiny-grown" if c.quick else "grown-256")
         if c.quick:
             defaults = dict(train_batch_core=2, train_batch_grown=2, warmup=1, iters=2, max_seconds=10.0,
-                            sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(128, 256), loader_n=32,
+                            sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(256, 512), loader_n=32,
                             loader_seconds=0.3)
         elif cuda:  # the training configs' batch sizes (shapes-core-64: 64, shapes-256: 32)
             defaults = dict(train_batch_core=64, train_batch_grown=32, warmup=3, iters=10, max_seconds=60.0,
@@ -294,24 +294,25 @@ def matmul_peak(dtype: str = "fp32", sizes: Sequence[int] = (512, 1024, 2048), d
         a = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
         b = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
         inner = 10 if device.type == "cuda" else 1
-        start = time.perf_counter()
-        torch.mm(a, b)  # warm-up (kernel selection, first-touch)
-        synchronize(device)
-        first = time.perf_counter() - start
+        torch.mm(a, b)  # warm-up (kernel selection, first touch)
 
         def run():
             for _ in range(inner):
                 torch.mm(a, b)
 
-        times = timed(run, warmup=0, iters=repeats, device=device)
+        cpu: list[float] = []
+        times = timed(run, warmup=0, iters=repeats, device=device, cpu_times=cpu)
         seconds = min(times) / inner
-        flops = 2 * n ** 3 / seconds
-        per_size.append(dict(n=n, seconds=seconds, flops_per_s=flops))
-        if best is None or flops > best["flops_per_s"]:
-            best = dict(n=n, seconds=seconds, flops_per_s=flops)
+        entry = dict(n=n, seconds=seconds, flops_per_s=2 * n ** 3 / seconds)
+        if device.type == "cpu":  # FLOPs per CPU-second of the threads: the yardstick for load-corrected figures
+            entry["flops_per_cpu_s"] = 2 * n ** 3 / max(min(cpu), 1e-9)
+        per_size.append(entry)
+        if best is None or entry["flops_per_s"] > best["flops_per_s"]:
+            best = entry
         del a, b
-        previous = (n, max(first, seconds))
-    return dict(dtype=dtype, flops_per_s=best["flops_per_s"], best_n=best["n"], repeats=repeats, sizes=per_size)
+        previous = (n, seconds)
+    return dict(dtype=dtype, flops_per_s=best["flops_per_s"], flops_per_cpu_s=best.get("flops_per_cpu_s"),
+                best_n=best["n"], repeats=repeats, sizes=per_size)
 
 
 #################################################################################
@@ -500,12 +501,13 @@ def train_benchmark(name: str, model: nn.Module, resolution: int, batch: int, pr
         if peak:
             out.update(peak_flops_per_s=peak, fraction_of_peak=achieved / peak)
             if device.type == "cpu" and out["cpu_s"] > 0:
-                # Load-corrected: FLOPs per CPU-second against the peak per thread-second. On a shared machine
-                # wall time counts the other jobs too; this counts only the time the step ran (threads that
-                # spin while waiting count as running, so it errs low).
+                # Load-corrected: FLOPs per CPU-second against the matmul's FLOPs per CPU-second. On a shared
+                # machine wall time counts the other jobs too; this counts only the time the threads ran
+                # (threads that spin while waiting for each other count as running, so it errs low).
                 per_cpu_s = flops_per_image * batch / out["cpu_s"]
-                out.update(flops_per_cpu_s=per_cpu_s,
-                           fraction_of_peak_cpu_time=per_cpu_s / (peak / torch.get_num_threads()))
+                out["flops_per_cpu_s"] = per_cpu_s
+                if (peaks or {}).get(f"{precision}_cpu"):
+                    out["fraction_of_peak_cpu_time"] = per_cpu_s / peaks[f"{precision}_cpu"]
     del step
     return out
 
@@ -694,6 +696,43 @@ def quiet_diffusers():
 def _cast(model: nn.Module, device, dtype) -> nn.Module:
     with quiet_diffusers():
         return model.to(device=device, dtype=dtype)
+
+
+class _ZeroModel(nn.Module):
+    """Predicts v = 0 at no cost: what `stream` costs around the network (scheduler, x0, copies)."""
+
+    def __init__(self, resolution: int, reference_resolution: int):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.resolution, self.schedule_reference_resolution = resolution, reference_resolution
+
+    def forward(self, sample, *args):
+        return torch.zeros_like(sample)
+
+
+def sampler_overhead(resolution: int, reference_resolution: int, batch: int, config: BenchConfig) -> dict:
+    """Seconds per step that the sampling loop spends outside the network (median of 3 trajectories)."""
+    model = _ZeroModel(resolution, reference_resolution).to(config.device)
+    runs = [sample_once(model, batch, config)["seconds"] for _ in range(3)]
+    return dict(resolution=resolution, batch=batch, steps=config.steps,
+                seconds_per_step=statistics.median(runs) / config.steps)
+
+
+def text_encoder_latency(prompt: str = "three small red stars above a blue circle") -> dict | None:
+    """Load time of the frozen text encoder and one uncached prompt's encoding (part of the first preview
+    the first time a prompt is used); None when the encoder package is not installed."""
+    from studio.errors import ModelNotFoundError
+    from studio.text import TextEncoder
+
+    try:
+        start = time.perf_counter()
+        encoder = TextEncoder()
+        load = time.perf_counter() - start
+    except (ModelNotFoundError, ImportError, OSError):
+        return None
+    encoder.encode(["warm up the tokenizer"])
+    times = timed(lambda: encoder._encode_uncached([prompt, ""]), warmup=0, iters=3, device="cpu")
+    return dict(load_s=load, encode_s=statistics.median(times), prompt=prompt)
 
 
 def conversion_cost(resolution: int, batch: int = 1, repeats: int = 20) -> dict:
@@ -915,6 +954,8 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
         peak = matmul_peak(dtype, config.matmul_sizes, device)
         result["matmul_peak"][dtype] = peak
         peaks[dtype] = peak["flops_per_s"]
+        if peak.get("flops_per_cpu_s"):
+            peaks[f"{dtype}_cpu"] = peak["flops_per_cpu_s"]
 
     # --- training step: core and grown, every precision
     train_rows: list[dict] = []
@@ -977,7 +1018,11 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
             del model
         _log(f"previews at {core_res}px", verbose)
         previews = preview_benchmark(copy.deepcopy(core), config)
+        _log("sampler overhead and text encoder", verbose)
+        overhead = [sampler_overhead(res, core_res, b, config) for res in resolutions for b in config.sample_batches]
         result["sampling"] = sampling
+        result["sampler_overhead"] = overhead
+        result["text_encoder"] = None if config.quick else text_encoder_latency()
         result["previews"] = dict(loop=previews, conversion=conversions)
 
     # --- data path vs the training step
@@ -1097,9 +1142,9 @@ def format_markdown(result: dict) -> str:
     peaks = result.get("matmul_peak", {})
     if peaks:
         out += ["## Matmul peak (same run)", ""]
-        out += _table(["dtype", "best n", "GFLOP/s", "per size (n: GFLOP/s)"],
-                      [(k, p["best_n"], f"{p['flops_per_s'] / 1e9:.1f}",
-                        ", ".join(f"{s['n']}: {s['flops_per_s'] / 1e9:.1f}" for s in p["sizes"]))
+        out += _table(["dtype", "best n", "GFLOP/s", "GFLOP per CPU-second", "per size (n: GFLOP/s)"],
+                      [(k, p["best_n"], f"{p['flops_per_s'] / 1e9:.3g}", _g(p.get("flops_per_cpu_s")),
+                        ", ".join(f"{s['n']}: {s['flops_per_s'] / 1e9:.3g}" for s in p["sizes"]))
                        for k, p in peaks.items()])
         if "fp32" in peaks and "bf16" in peaks:
             out += ["", f"bf16 / fp32 matmul speed: {peaks['bf16']['flops_per_s'] / peaks['fp32']['flops_per_s']:.3g}x"]
@@ -1112,8 +1157,8 @@ def format_markdown(result: dict) -> str:
         cpu = m["device"] == "cpu"
         if cpu:
             out += ["On the CPU, \"CPU share\" is the process's CPU seconds over (wall seconds x torch threads): "
-                    "below 100% the machine was shared. \"% of peak (CPU time)\" divides the FLOPs by the CPU "
-                    "seconds the step actually ran instead of wall time: the load-corrected efficiency.", ""]
+                    "below 100% the machine was shared. \"% of peak (CPU time)\" is FLOPs per CPU-second of the "
+                    "step over FLOPs per CPU-second of the peak matmul: the load-corrected efficiency.", ""]
         header = ["model", "phase", "params (trainable)", "px", "batch", "precision", "step s (median)", "images/s",
                   "GFLOP/image", "achieved GFLOP/s", "% of peak"]
         header += ["% of peak (CPU time)", "CPU share"] if cpu else []
@@ -1156,6 +1201,15 @@ def format_markdown(result: dict) -> str:
                         f"{r['seconds_per_step']:.3g}", f"{r['first_step_s']:.3g}",
                         _pct(r.get("cpu_share")) if m["device"] == "cpu" else "-", _mem(r.get("memory")))
                        for r in result["sampling"]])
+        if result.get("sampler_overhead"):
+            out += ["", "The sampling loop without the network (a model that returns v = 0): scheduler, x0, copies:", ""]
+            out += _table(["px", "batch", "ms / step"],
+                          [(r["resolution"], r["batch"], f"{1e3 * r['seconds_per_step']:.3g}")
+                           for r in result["sampler_overhead"]])
+        if result.get("text_encoder"):
+            te = result["text_encoder"]
+            out += ["", f"Text encoder (MiniLM-L6, CPU): load {te['load_s']:.3g} s once; encoding a new prompt "
+                        f"and the empty prompt {1e3 * te['encode_s']:.3g} ms (cached afterwards)."]
         pv = result.get("previews", {})
         if pv.get("loop"):
             lp = pv["loop"]

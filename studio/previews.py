@@ -458,14 +458,15 @@ class LiveRun:
 
 def preview_overhead(model, prompt: str = "a red circle on a white background", *, steps: int = 20,
                      every: Sequence[int] = (1, DEFAULT_PREVIEW_EVERY), repeats: int = 3, sampler: str = "dpm++",
-                     guidance: float = 3.0, batch: int = 1, consumer: bool = True, text_encoder=None) -> dict:
+                     guidance: float = 3.0, batch: int = 1, consumer: bool = True, direct: bool = False,
+                     text_encoder=None) -> dict:
     """Median sampling time without previews and with previews every N steps, and the overhead fractions
     (wall time of the sampling loop, and CPU time of the whole process, which a busy machine disturbs less).
 
     Every mode runs the sampler in a `LiveRun` worker thread, so they differ only in previews: "none" has
-    previews off and no trajectory; "every_N" records the trajectory and previews every N-th step. "direct"
-    is `stream` iterated on the calling thread, for reference. With `consumer`, a reader thread takes each
-    preview and encodes both images as PNG, like a web UI does. Modes are interleaved so a busy moment of
+    previews off and no trajectory; "every_N" records the trajectory and previews every N-th step. With
+    `direct`, "direct" is `stream` iterated on the calling thread, for reference. With `consumer`, a reader
+    thread takes each preview and encodes both images as PNG, like a web UI does. Modes are interleaved so a busy moment of
     the machine hits each alike. Returns {"none": s, "every_1": s, ..., "overhead_every_1": fraction,
     "cpu_none": s, ..., "cpu_overhead_every_1": fraction, ...}.
     """
@@ -478,7 +479,7 @@ def preview_overhead(model, prompt: str = "a red circle on a white background", 
     kwargs = dict(seed=0, steps=steps, guidance=guidance, sampler=sampler, text_encoder=text_encoder)
     text_encoder.encode(prompts + [""])  # load the encoder and cache the embeddings
 
-    def direct() -> tuple[float, float]:
+    def run_direct() -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()
         for _ in stream(model, prompts, **kwargs):
             pass
@@ -494,7 +495,7 @@ def preview_overhead(model, prompt: str = "a red circle on a white background", 
         seconds = run.result().seconds
         return seconds, time.process_time() - cpu
 
-    modes = {"direct": direct, "none": lambda: live(0, False),
+    modes = {**({"direct": run_direct} if direct else {}), "none": lambda: live(0, False),
              **{f"every_{n}": (lambda n=n: live(n, True)) for n in every}}
     for fn in modes.values():  # warm-up
         fn()

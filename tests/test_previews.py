@@ -234,5 +234,5 @@ def test_core_vs_grown_without_a_pair(tmp_path, monkeypatch, tiny_core):
 
 
 def test_preview_overhead_smoke(tiny_core, enc):
-    out = previews.preview_overhead(tiny_core, steps=2, every=(1,), repeats=1, text_encoder=enc)
-    assert {"none", "direct", "every_1", "overhead_every_1"} <= set(out)
+    out = previews.preview_overhead(tiny_core, steps=2, every=(1,), repeats=1, direct=True, text_encoder=enc)
+    assert {"none", "direct", "every_1", "overhead_every_1", "cpu_overhead_every_1"} <= set(out)

@@ -35,7 +35,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 class AppConfig:
     concurrency: int = 1  # generations running at once (each uses every CPU core it gets)
     cache_size: int = DEFAULT_CACHE_SIZE  # loaded models kept in memory
-    max_steps: int = 200
+    max_steps: int = 100  # a replay keeps every step: 100 steps of four 256 px images hold ~160 MB per tab
     preview_interval_s: float = 0.1  # at most one preview pushed to the browser per interval
     outputs_dir: Path | None = None  # per-session folders of saved PNGs/GIFs; default: a temporary folder
     device: str = "cpu"

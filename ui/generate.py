@@ -101,7 +101,8 @@ def make_handlers(ctx, ui: dict):
         yield {ui["seed_used"]: str(s.seed),
                ui["status"]: f"Sampling **{s.model}** · seed {s.seed} · {s.steps} steps…{note_md}",
                ui["live_xt"]: None, ui["live_x0"]: None, ui["results"]: None,
-               ui["replay_group"]: gr.Column(visible=False)}
+               ui["replay_group"]: gr.Column(visible=False), ui["gif"]: gr.DownloadButton(visible=False),
+               ui["mp4"]: gr.DownloadButton(visible=False)}
         try:
             for preview in live.previews(min_interval_s=ctx.config.preview_interval_s):
                 yield {ui["live_xt"]: preview.x_t, ui["live_x0"]: preview.x0,

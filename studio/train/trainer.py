@@ -101,11 +101,11 @@ class Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         _reset_single_process_accelerate()
-        # Frozen parameters have requires_grad=False, so DDP does not wait for their gradients; every
-        # trainable parameter is used in each forward, so find_unused_parameters can stay off (faster).
         # Several processes without a GPU (torchrun, `accelerate launch --multi_gpu` on a CPU machine): accelerate
         # only picks its multi-CPU (gloo) mode when asked for the CPU.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        # Frozen parameters have requires_grad=False, so DDP does not wait for their gradients; every
+        # trainable parameter is used in each forward, so find_unused_parameters can stay off (faster).
         self.accelerator = acc = Accelerator(
             cpu=config.cpu or multi_cpu, mixed_precision=config.mixed_precision,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
@@ -154,16 +154,18 @@ class Trainer:
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
         acc, out = self.accelerator, self.out
-        has_run = (out / CONFIG_FILE).is_file() or (out / ckpt.CHECKPOINTS_DIR).is_dir()
+        # Something worth keeping: a checkpoint or a finished model (a start that failed before its first
+        # checkpoint is simply started again).
+        has_run = ckpt.latest_checkpoint(out) is not None or (out / "config.json").is_file()
         if acc.is_main_process:
-            if has_run and overwrite:
+            if has_run and not (resume or overwrite):
+                raise ConfigError(f"{out} already holds a training run; continue it with `studio train resume "
+                                  f"{out}` (or --resume), or start over with --overwrite")
+            if overwrite or not has_run:
                 for name in (ckpt.CHECKPOINTS_DIR, "validation", LOG_FILE, CONFIG_FILE, TRAINING_FILE,
                              "config.json", "diffusion_pytorch_model.safetensors"):
                     path = out / name
                     shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-            elif has_run and not resume:
-                raise ConfigError(f"{out} already holds a training run; continue it with `studio train resume "
-                                  f"{out}` (or --resume), or start over with --overwrite")
             out.mkdir(parents=True, exist_ok=True)
             (out / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
         acc.wait_for_everyone()
@@ -297,8 +299,14 @@ class Trainer:
         window = dict(loss=0.0, n=0, images=0, norm=0.0, t=time.perf_counter())
         self.last_loss, self.images_per_s = None, None
         self.last_checkpoint_step = self.step if self.resumed_from else None
+        self.last_validation_step = None
+        restore_signals = self._stop_on_signals()
         try:
             while True:
+                if self.stop_requested:  # Ctrl-C / SIGTERM: between two steps, so the checkpoint is consistent
+                    if self.step > 0 and self.last_checkpoint_step != self.step:
+                        self.save_checkpoint()
+                    raise KeyboardInterrupt
                 elapsed = self._shared_elapsed()
                 if self.progress_fraction(elapsed) >= 1.0:
                     break
@@ -331,20 +339,43 @@ class Trainer:
                     self.save_checkpoint()
                 if c.validate_every and self.step % c.validate_every == 0:
                     self.validate()
-        except KeyboardInterrupt:
-            if acc.num_processes == 1 and self.step > 0:  # keep what was trained; resume continues from here
-                self.save_checkpoint()
-            raise
         finally:
+            restore_signals()
             bar.close()
         if window["n"]:
             self._log_window(window, lr_factor(self.step, 1.0, c))
         if self.last_checkpoint_step != self.step:
             self.save_checkpoint()
-        metrics = self.validate() if c.validation_n > 0 else {}  # every process: validate() synchronises
+        metrics = {}
+        if c.validation_n > 0:  # on every process: validate() synchronises them
+            metrics = self.last_validation if self.last_validation_step == self.step else self.validate()
         wall = time.perf_counter() - self.start_time
         self.finish(metrics, session_images / wall if wall > 0 else 0.0, self.step - session_start_step)
         return self.out
+
+    def _stop_on_signals(self):
+        """Single process: the first Ctrl-C (or SIGTERM) stops the run after the current step with a
+        checkpoint; a second Ctrl-C aborts at once. Returns a function that restores the old handlers."""
+        import signal
+        import threading
+
+        self.stop_requested = False
+        if self.accelerator.num_processes > 1 or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts immediately
+            print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+
+        def restore():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        return restore
 
     def _restore_globals(self) -> None:
         deterministic, threads = self._saved_globals
@@ -393,6 +424,7 @@ class Trainer:
             result = run_validation(self.sampling_model(), self.validation, self.out, self.step, self.config)
             self.log(event="validation", step=self.step, **result)
         self.accelerator.wait_for_everyone()
+        self.last_validation_step, self.last_validation = self.step, result
         return result
 
     def finish(self, metrics: dict, images_per_s: float, session_steps: int) -> None:

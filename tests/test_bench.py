@@ -1,0 +1,113 @@
+"""`studio bench --quick`: one smoke run with tiny models; checks the tables and the JSON have their fields.
+No timing is asserted (the numbers depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SECTION_TITLES = ("## Machine", "## Matmul peak", "## Training step", "## Peer", "## Sampling", "## Data path",
+                  "## Memory")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One CLI run of every default section (4 sampling steps instead of 25 keep it short)."""
+    from studio.cli import main
+
+    out = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDIO_DATA", str(out / "data"))  # the loader's tiny shapes caches go here
+        # One thread: tiny ops gain nothing from two, and on a loaded runner two threads wait for each other.
+        code = main(["bench", "--quick", "--steps", "4", "--threads", "1", "--quiet",
+                     "--json", str(out / "bench.json"), "--markdown", str(out / "bench.md")])
+    assert code == 0
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+
+
+def test_markdown_has_every_section(quick_run):
+    _, table = quick_run
+    for title in SECTION_TITLES:
+        assert title in table, title
+    assert "studio bench --quick --threads 1" in table  # the exact command is recorded
+    assert "load average" in table
+
+
+def test_json_machine_and_peaks(quick_run):
+    result, _ = quick_run
+    assert result["schema"] == 1
+    machine = result["machine"]
+    for key in ("cpu", "cpu_count", "torch", "torch_threads", "load_average_start", "load_average_end"):
+        assert key in machine
+    for dtype in ("fp32", "bf16"):
+        peak = result["matmul_peak"][dtype]
+        assert peak["flops_per_s"] > 0 and peak["sizes"]
+    assert "fp32_end" in result["matmul_peak"]
+
+
+def test_json_training_rows(quick_run):
+    result, _ = quick_run
+    rows = result["train"]
+    assert {(r["model"], r["precision"]) for r in rows} == {
+        (m, p) for m in ("core", "grown") for p in ("fp32", "bf16")}
+    for r in rows:
+        for key in ("images_per_s", "step_s", "flops_per_image", "achieved_flops_per_s", "fraction_of_peak",
+                    "params", "trainable", "memory"):
+            assert r[key] is not None, key
+        assert r["images_per_s"] > 0 and r["flops_per_image"] > 0
+    grown = next(r for r in rows if r["model"] == "grown")
+    assert grown["trainable"] < grown["params"]  # grow phase: the core is frozen
+    assert result["flops"]["core"]["by_op_per_image"]  # counted per op (matmuls, convs, attention)
+
+
+def test_json_peer(quick_run):
+    result, _ = quick_run
+    peer = result["peer"]
+    assert peer["match"]["within_tolerance"]
+    assert abs(peer["match"]["ratio"] - 1) <= 0.10
+    assert peer["match"]["config"]["cross_attention_dim"] == 384
+    assert {r["precision"] for r in peer["rows"]} == {"fp32", "bf16"}
+    for r in peer["rows"]:
+        assert r["ratio"] > 0 and r["peer_images_per_s"] > 0
+
+
+def test_json_sampling_previews_loader_memory(quick_run):
+    result, _ = quick_run
+    cases = {(r["resolution"], r["batch"]) for r in result["sampling"]}
+    assert cases == {(16, 1), (16, 2), (32, 1), (32, 2)}
+    for r in result["sampling"]:
+        assert r["seconds_per_image"] > 0 and r["first_step_s"] > 0 and r["steps"] == 4
+    modes = {m["label"]: m for m in result["previews"]["loop"]["modes"]}
+    assert set(modes) == {"none", "every 5", "every 1"}
+    assert modes["none"]["conversions"] == 0 and modes["every 1"]["conversions"] == 4
+    assert [c["resolution"] for c in result["previews"]["conversion"]] == [16, 32]
+    for row in result["loader"]:
+        assert row["dataloader_images_per_s"] > 0 and row["batch_source_images_per_s"] > 0
+        assert row["train_images_per_s"] > 0 and "data_share_of_step" in row
+    assert len(result["memory"]["rows"]) == 4
+    assert all(r["peak_mb"] is None or r["peak_mb"] > 0 for r in result["memory"]["rows"])
+
+
+def test_bad_section_is_a_clean_error(capsys):
+    from studio.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "--only", "train,nonsense"])
+    assert err.value.code == 2
+    assert "choose from" in capsys.readouterr().err
+
+
+def test_peer_matching_is_within_ten_percent_for_the_shipped_core():
+    """The diffusers peer of core-64 (counted on the meta device: no memory, a few seconds)."""
+    from studio.bench import match_peer
+    from studio.models import ShallowUViT, core_preset
+
+    import torch
+
+    arch = core_preset("core-64")
+    with torch.device("meta"):
+        params = sum(p.numel() for p in ShallowUViT(**arch).parameters())
+    match = match_peer(params, arch["resolution"], arch["grid"], arch["heads"], arch["depth"])
+    assert match["within_tolerance"]
+    assert match["transformer_blocks"] == arch["depth"]  # 2 down + 1 mid + 3 up on the 16 x 16 grid
