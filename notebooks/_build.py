@@ -137,6 +137,8 @@ def pick_models(use_shipped=True):
     for source, find in (("shipped", shipped_pair if use_shipped else None), ("notebooks 02-03", notebook_pair),
                          ("tiny, trained just now", quick_pair)):
         pair = find() if find else None
+        if find is shipped_pair and pair is None and list_models():
+            print("the shipped models hold no core + grown pair yet")
         if pair is not None:
             core, grown = pair
             print(f"models ({source}): core {core.name} ({core.resolution} px) -> grown {grown.name} "
@@ -159,7 +161,7 @@ class LiveTrainer(Trainer):
         self.figure = go.Figure(go.Scatter(x=[], y=[], mode="lines", name="loss"))
         self.figure.update_layout(title=title, xaxis_title="step", yaxis_title="loss (v-MSE)", height=300,
                                   template="plotly_white", margin=dict(t=40, b=40))
-        self.handle = display(self.figure, display_id=True)
+        self.handle = display(self.figure._repr_mimebundle_(), raw=True, display_id=True)
         self.last_draw = 0.0
 
     def log(self, **record):
@@ -167,18 +169,20 @@ class LiveTrainer(Trainer):
         if record.get("event") == "train":
             trace = self.figure.data[0]
             trace.x, trace.y = (*trace.x, record["step"]), (*trace.y, record["loss"])
-            if time.monotonic() - self.last_draw > 1.0:  # redraw at most once a second
-                self.handle.update(self.figure)
+            if time.monotonic() - self.last_draw > 1.0:  # redraw in place, at most once a second
+                self.handle.update(self.figure._repr_mimebundle_(), raw=True)
                 self.last_draw = time.monotonic()
         elif record.get("event") == "end":
-            self.handle.update(self.figure)
+            self.handle.update(self.figure._repr_mimebundle_(), raw=True)
 
 
 def describe(config):
     """What is about to run, and how long it may take."""
     budget = [f"{config.max_steps} steps"] if config.max_steps else []
     budget += [f"{config.max_minutes:g} minutes"] if config.max_minutes else []
-    print(f"phase {config.phase}: {config.architecture} preset, batch {config.batch_size}, lr {config.lr:g}, "
+    model = f"{config.architecture} preset" if config.phase != "finetune" else "the parent's architecture"
+    model += f" from {Path(config.init_from).name}/" if config.init_from else ""
+    print(f"phase {config.phase}: {model}, batch {config.batch_size}, lr {config.lr:g}, "
           f"data {config.data} (n={config.data_n})")
     print("budget:", " or ".join(budget), "(whichever comes first)")
 
@@ -215,7 +219,7 @@ def tour() -> list:
         USE_SHIPPED = True  # use the models in assets/models when they are there
         PROMPT = "a large red circle in the center on a white background"
         SEED = 0
-        STEPS = 6 if FAST else 25
+        STEPS = 4 if FAST else 25
         '''),
         code(SETUP),
         md('''
@@ -253,7 +257,7 @@ def tour() -> list:
         from studio.data import heldout_captions
         from studio.sampling import generate
 
-        prompts = [s.caption for s in heldout_captions(4)]
+        prompts = [s.caption for s in heldout_captions(2 if FAST else 4)]
         images = generate(grown, prompts, seed=SEED, steps=STEPS, guidance=3.0)
         for i, p in enumerate(prompts):
             print(i, p)
@@ -308,8 +312,8 @@ def tour() -> list:
         from studio.growth import core_fingerprint
         from studio.previews import Comparison
 
-        core_images = generate(core, [PROMPT], seed=SEED, steps=STEPS)
-        grown_images = generate(grown, [PROMPT], seed=SEED, steps=STEPS)
+        core_images = generate(core, [PROMPT], seed=SEED, steps=STEPS, guidance=3.0)
+        grown_images = trajectory.images(len(trajectory) - 1)  # the slider's run: same prompt, seed and settings
         comparison = Comparison(PROMPT, SEED, core.name, core.resolution, grown.name, grown.resolution,
                                 core_images, grown_images, how_paired="notebook")
         show(comparison.core_upsampled() + comparison.grown_images, size=256)
@@ -1388,7 +1392,7 @@ def evaluation() -> list:
         for k, m in models.items():
             real = inception_features(truth[k])
             fake = inception_features(generated[k])
-            kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=min(N, 50))
+            kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=max(2, N // 2))  # spread over subsets
             rows.append((k, m.resolution, fid(fake, real), kid_mean, kid_std))
         print(f"{'model':8s} {'px':>4s} {'FID':>8s} {'KID x 1000':>12s}")
         for k, res, f, km, ks in rows:

@@ -79,6 +79,7 @@ class BenchConfig:
     loader_n: int | None = None
     loader_seconds: float | None = None
     threads: int | None = None  # torch.set_num_threads for the run (None = leave torch's default)
+    tweaks: tuple[str, ...] | None = None  # which candidate speed-ups the tweaks section measures (default all)
     seed: int = 0
 
     def resolved(self) -> "BenchConfig":
@@ -88,6 +89,9 @@ class BenchConfig:
         if unknown:
             raise ConfigError(f"unknown bench section(s) {sorted(unknown)}; choose from "
                               f"{', '.join(SECTIONS + EXTRA_SECTIONS)}")
+        bad_tweaks = set(c.tweaks or ()) - set(TWEAKS)
+        if bad_tweaks:
+            raise ConfigError(f"unknown tweak(s) {sorted(bad_tweaks)}; choose from {', '.join(TWEAKS)}")
         bad = set(c.precisions) - set(PRECISIONS)
         if bad:
             raise ConfigError(f"unknown precision(s) {sorted(bad)}; choose from {', '.join(PRECISIONS)}")
@@ -376,14 +380,14 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, images: torch.Tensor, text, precision: str = "fp32", *,
                  lr: float = 1e-4, grad_clip: float = 1.0, ema_decay: float = 0.999, seed: int = 0,
-                 syncs: bool = True, call: Callable | None = None):
+                 syncs: bool = True, call: Callable | None = None, optimizer_options: dict | None = None):
         from studio.train.ema import EMA
 
         self.model, self.images, self.text = model.train(), images, text
         self.device = images.device
         self.precision, self.grad_clip, self.syncs = precision, grad_clip, syncs
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99))
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99), **(optimizer_options or {}))
         self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(seed)
         self.loss_model = _LossModel(call or model, model)
@@ -832,16 +836,22 @@ def compare_variants(variants: dict[str, Callable[[], object]], batch: int, conf
         for _ in range(config.warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds or config.iters):
         for name, fn in variants.items():
-            times[name] += timed(fn, warmup=0, iters=1, device=device)
-    base = statistics.median(times[next(iter(variants))])
-    return [dict(variant=k, step_s=statistics.median(v), step_s_all=v, images_per_s=batch / statistics.median(v),
-                 speedup=base / statistics.median(v)) for k, v in times.items()]
+            times[name] += timed(fn, warmup=0, iters=1, device=device, cpu_times=cpu[name])
+    first = next(iter(variants))
+    base, base_cpu = statistics.median(times[first]), statistics.median(cpu[first])
+    rows = []
+    for k, v in times.items():
+        wall, c = statistics.median(v), statistics.median(cpu[k])
+        rows.append(dict(variant=k, step_s=wall, step_s_all=v, cpu_s=c, images_per_s=batch / wall,
+                         speedup=base / wall, speedup_cpu=base_cpu / c if c > 0 else None))
+    return rows
 
 
 def _step_factory(model_fn, resolution: int, batch: int, config: BenchConfig, *, channels_last=False,
-                  syncs=True, compile_mode=None):
+                  syncs=True, compile_mode=None, optimizer_options=None):
     """A fresh model and TrainStep (fp32) for one variant."""
     device = torch.device(config.device)
     model = model_fn().to(device)
@@ -852,7 +862,19 @@ def _step_factory(model_fn, resolution: int, batch: int, config: BenchConfig, *,
         images = images.contiguous(memory_format=torch.channels_last)
     call = torch.compile(model, mode=compile_mode) if compile_mode is not None else None
     return TrainStep(model, images, synthetic_text(batch, config.text_tokens, device), "fp32", seed=config.seed,
-                     syncs=syncs, call=call)
+                     syncs=syncs, call=call, optimizer_options=optimizer_options)
+
+
+def optimizer_step_cost(model: nn.Module, options: dict, repeats: int = 5, device="cpu") -> dict:
+    """Median wall and CPU seconds of one AdamW step over `model`'s trainable parameters (random gradients)."""
+    model = model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), **options)
+    cpu: list[float] = []
+    wall = timed(optimizer.step, warmup=1, iters=repeats, device=device, cpu_times=cpu)
+    return dict(step_s=statistics.median(wall), cpu_s=statistics.median(cpu))
 
 
 def _with_threads(n: int, fn):
@@ -866,40 +888,48 @@ def _with_threads(n: int, fn):
     return run
 
 
+TWEAKS = ("channels_last", "optimizer", "syncs", "threads", "noise", "compile")
+
+
 def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: BenchConfig,
-                     compile_model: bool = True) -> dict:
-    """Candidate speed-ups of the training step, each against the unchanged step in interleaved rounds."""
+                     which: Sequence[str] = TWEAKS) -> dict:
+    """Candidate speed-ups of the fp32 training step, each against the unchanged step in interleaved rounds."""
     out: dict = {}
+    device = torch.device(config.device)
     bc, bg = config.train_batch_core, config.train_batch_grown
-    # channels_last: convolutions dominate the grown model's FLOPs.
-    out["channels_last_grown"] = compare_variants({
-        "baseline": _step_factory(grown_fn, grown_res, bg, config),
-        "channels_last": _step_factory(grown_fn, grown_res, bg, config, channels_last=True)}, bg, config)
-    out["channels_last_core"] = compare_variants({
-        "baseline": _step_factory(core_fn, core_res, bc, config),
-        "channels_last": _step_factory(core_fn, core_res, bc, config, channels_last=True)}, bc, config)
-    # Host synchronisations (finite check, float(loss), float(norm)): free on the CPU, a stall per step on a GPU.
-    out["host_syncs_core"] = compare_variants({
-        "baseline": _step_factory(core_fn, core_res, bc, config),
-        "no_syncs": _step_factory(core_fn, core_res, bc, config, syncs=False)}, bc, config)
-    # Threads: torch's default vs fewer (a busy CPU can prefer fewer threads).
-    if torch.device(config.device).type == "cpu":
+    if "channels_last" in which:  # convolutions dominate the grown model's FLOPs (the core has two convs)
+        out["channels_last_grown"] = compare_variants({
+            "baseline": _step_factory(grown_fn, grown_res, bg, config),
+            "channels_last": _step_factory(grown_fn, grown_res, bg, config, channels_last=True)}, bg, config)
+    if "optimizer" in which:
+        # AdamW: torch's default on the CPU is the per-tensor loop (foreach is the default only on CUDA);
+        # foreach and fused update all tensors in a few kernels.
+        options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+        out["optimizer_step_core"] = [dict(variant=k, **optimizer_step_cost(core_fn(), v, device=device))
+                                      for k, v in options.items()]
+        out["optimizer_core"] = compare_variants({
+            k: _step_factory(core_fn, core_res, bc, config, optimizer_options=v) for k, v in options.items()},
+            bc, config)
+    if "syncs" in which:  # finite check, float(loss), float(norm): free on the CPU, a stall per step on a GPU
+        out["host_syncs_core"] = compare_variants({
+            "baseline": _step_factory(core_fn, core_res, bc, config),
+            "no_syncs": _step_factory(core_fn, core_res, bc, config, syncs=False)}, bc, config)
+    if "threads" in which and device.type == "cpu":  # torch's default vs fewer (a busy CPU can prefer fewer)
         threads = torch.get_num_threads()
         variants = {f"threads_{threads}": _step_factory(core_fn, core_res, bc, config)}
         for n in sorted({1, max(1, threads // 2)} - {threads}):
             variants[f"threads_{n}"] = _with_threads(n, _step_factory(core_fn, core_res, bc, config))
         out["threads_core"] = compare_variants(variants, bc, config)
-    # Noise drawn on the CPU generator and copied (as diffusion_loss does) vs on the device: what it costs.
-    device = torch.device(config.device)
-    g = torch.Generator().manual_seed(0)
-    shape = (bg, 3, grown_res, grown_res)
-    cpu_noise = timed(lambda: torch.randn(shape, generator=g).to(device), warmup=1, iters=5, device=device)
-    dev_gen = torch.Generator(device=device).manual_seed(0)
-    dev_noise = timed(lambda: torch.randn(shape, generator=dev_gen, device=device), warmup=1, iters=5, device=device)
-    out["noise_grown"] = dict(shape=list(shape), cpu_generator_s=statistics.median(cpu_noise),
-                              device_generator_s=statistics.median(dev_noise))
-    # torch.compile (inductor): compile time of the first step, then the steady-state step.
-    if compile_model:
+    if "noise" in which:  # diffusion_loss draws the noise on the CPU generator and copies it to the device
+        g = torch.Generator().manual_seed(0)
+        shape = (bg, 3, grown_res, grown_res)
+        cpu_noise = timed(lambda: torch.randn(shape, generator=g).to(device), warmup=1, iters=5, device=device)
+        dev_gen = torch.Generator(device=device).manual_seed(0)
+        dev_noise = timed(lambda: torch.randn(shape, generator=dev_gen, device=device), warmup=1, iters=5,
+                          device=device)
+        out["noise_grown"] = dict(shape=list(shape), cpu_generator_s=statistics.median(cpu_noise),
+                                  device_generator_s=statistics.median(dev_noise))
+    if "compile" in which:  # torch.compile (inductor): the first step's compile time, then the steady state
         try:
             compiled = _step_factory(core_fn, core_res, bc, config, compile_mode="default")
             start = time.perf_counter()
@@ -908,9 +938,8 @@ def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: B
             first = time.perf_counter() - start
             rows = compare_variants({"baseline": _step_factory(core_fn, core_res, bc, config),
                                      "compiled": compiled}, bc, config)
-            out["compile_core"] = dict(first_step_s=first, rows=rows,
-                                       compile_s=first - rows[0]["step_s"])
-        except Exception as err:  # inductor needs a C++ compiler on the CPU; report, do not fail the run
+            out["compile_core"] = dict(first_step_s=first, rows=rows, compile_s=first - rows[0]["step_s"])
+        except Exception as err:  # inductor needs a working C++ compiler on the CPU: report, do not fail the run
             out["compile_core"] = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
     return out
 
@@ -1056,8 +1085,9 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
 
     if "tweaks" in sections:
         _log("tweaks", verbose)
+        which = config.tweaks or tuple(t for t in TWEAKS if not (config.quick and t == "compile"))
         result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(core), grown_fn, core_res, grown_res, config,
-                                            compile_model=not config.quick)
+                                            which)
 
     # --- the yardstick again: how much the machine's speed moved during the run
     if config.precisions:
@@ -1109,6 +1139,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
+
+
+def _variant_row(name: str, r: dict) -> tuple:
+    return (name, r["variant"], f"{r['step_s']:.3g}", f"{r['images_per_s']:.3g}", f"{r['speedup']:.3g}x",
+            _fmt(r.get("cpu_s")), f"{r['speedup_cpu']:.3g}x" if r.get("speedup_cpu") else "-")
 
 
 def _pct(x: float | None) -> str:
@@ -1245,20 +1280,26 @@ def format_markdown(result: dict) -> str:
         out += ["## Candidate speed-ups (interleaved rounds, fp32 training step)", ""]
         rows = []
         for name, value in result["tweaks"].items():
-            if isinstance(value, list):
-                rows += [(name, r["variant"], f"{r['step_s']:.3g}", f"{r['images_per_s']:.3g}",
-                          f"{r['speedup']:.3g}x") for r in value]
+            if name == "optimizer_step_core":
+                base, base_cpu = value[0]["step_s"], value[0]["cpu_s"]
+                rows += [(name, f"AdamW {r['variant']} (optimizer.step alone)", f"{r['step_s']:.3g}", "",
+                          f"{base / r['step_s']:.3g}x", f"{r['cpu_s']:.3g}", f"{base_cpu / r['cpu_s']:.3g}x")
+                         for r in value]
+            elif isinstance(value, list):
+                rows += [_variant_row(name, r) for r in value]
             elif name.startswith("compile") and "rows" in value:
-                rows += [(name, r["variant"], f"{r['step_s']:.3g}", f"{r['images_per_s']:.3g}",
-                          f"{r['speedup']:.3g}x") for r in value["rows"]]
-                rows.append((name, "compile time (first step - baseline step)", f"{value['compile_s']:.3g}", "", ""))
+                rows += [_variant_row(name, r) for r in value["rows"]]
+                rows.append((name, "compile time (first step - baseline step)", f"{value['compile_s']:.3g}", "", "",
+                             "", ""))
             elif name.startswith("compile"):
-                rows.append((name, value.get("error", "?"), "", "", ""))
+                rows.append((name, value.get("error", "?"), "", "", "", "", ""))
             elif name.startswith("noise"):
                 rows.append((name, f"randn {value['shape']} CPU generator (+copy)", f"{value['cpu_generator_s']:.3g}",
+                             "", "", "", ""))
+                rows.append((name, "randn on the device generator", f"{value['device_generator_s']:.3g}", "", "",
                              "", ""))
-                rows.append((name, "randn on the device generator", f"{value['device_generator_s']:.3g}", "", ""))
-        out += _table(["experiment", "variant", "s (median)", "images/s", "speed-up"], rows)
+        out += _table(["experiment", "variant", "wall s (median)", "images/s", "speed-up (wall)", "CPU s (median)",
+                       "speed-up (CPU time)"], rows)
         out += [""]
     end = peaks.get(f"{next(iter(peaks), '')}_end") if peaks else None
     if end:

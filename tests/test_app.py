@@ -220,6 +220,22 @@ def test_core_vs_grown(client):
     assert "tiny-core" in text and "tiny-grown" in text
 
 
+def test_core_vs_grown_without_a_pair(client, tmp_path):
+    generate(client, model="tiny-core", steps=2)
+    import studio.previews
+
+    real = studio.previews.find_core_and_grown
+    try:  # as if nothing had been grown from tiny-core yet
+        def no_pair(name, load=None):
+            raise studio.previews.ModelNotFoundError(f"no grown model was grown from {name!r}")
+
+        studio.previews.find_core_and_grown = no_pair
+        gallery, text = client.predict(True, api_name="/core_vs_grown")
+    finally:
+        studio.previews.find_core_and_grown = real
+    assert not gallery and "not available" in text and "no grown model" in text
+
+
 def test_model_card(client):
     summary, parts, curve, metrics, readme = client.predict("tiny-grown", api_name="/model_card")
     assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary

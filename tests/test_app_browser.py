@@ -58,6 +58,9 @@ def test_generate_replay_compare_in_a_browser(page_url):
             page = browser.new_page(viewport={"width": 1400, "height": 1300})
             page.set_default_timeout(30_000)
             page.goto(page_url)
+            page.locator("#model input").click()  # shipped models may be listed too: pick the tiny test model
+            page.get_by_role("option", name="tiny-grown", exact=True).click()
+            expect(page.locator("#model input")).to_have_value("tiny-grown")
             page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
             steps = page.locator("#steps input[type=number]")  # the slider's number box
             steps.fill("40")
@@ -86,5 +89,8 @@ def test_generate_replay_compare_in_a_browser(page_url):
             expect(page.locator("#compare-group")).to_contain_text("32 px")
 
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "app-failure.png"), full_page=True)  # what the page showed
+            raise
         finally:
             browser.close()

@@ -8,7 +8,8 @@ from studio.errors import ConfigError
 from studio.train.config import PHASES, list_presets, load_config, parse_overrides, resolve, valid_keys
 
 PHASES_OF = {"tiny": PHASES, "shapes-core-64": ("core",), "emoji-core-64": ("core",),
-             "shapes-256": ("grow", "finetune"), "emoji-256": ("grow", "finetune"), "scratch-256": ("scratch",)}
+             "shapes-256": ("grow", "finetune", "scratch"), "emoji-256": ("grow", "finetune"),
+             "scratch-256": ("scratch",), "shapes-core-64-gpu": ("core",), "shapes-256-gpu": ("grow", "finetune")}
 
 
 def test_shipped_presets_exist():

@@ -127,11 +127,20 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
     allowed = [str(config.outputs_dir)] if config and config.outputs_dir else None
     if warm:
         warm_up()
-    return demo.launch(server_name=host, server_port=port, share=False, auth=auth, inbrowser=False,
-                       prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True, ssr_mode=False,
-                       allowed_paths=allowed, theme=theme(), css=CSS, footer_links=["api", "settings"],
-                       mcp_server=False, enable_monitoring=False,
-                       auth_message="Greedy Growing Studio: sign in with the password from STUDIO_APP_PASSWORD")
+    kwargs = dict(server_name=host, server_port=port, share=False, auth=auth, inbrowser=False,
+                  prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True, ssr_mode=False,
+                  allowed_paths=allowed, theme=theme(), css=CSS, footer_links=["api", "settings"], mcp_server=False,
+                  enable_monitoring=False,
+                  auth_message="Greedy Growing Studio: sign in with the password from STUDIO_APP_PASSWORD")
+    for attempt in range(3):
+        try:
+            return demo.launch(**kwargs)
+        except ValueError as err:
+            # gradio gives up when its own server does not answer a HEAD request within 3 s, which happens on
+            # a machine too busy to schedule the server thread; the server is fine, so try again
+            if "localhost is not accessible" not in str(err) or attempt == 2:
+                raise
+            demo.close()
 
 
 def is_loopback(host: str) -> bool:

@@ -177,8 +177,10 @@ def make_handlers(ctx, ui: dict):
         try:
             c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
                               n=s.images, load=ctx.models.get, known=known)
-        except StudioError as err:
-            raise gr.Error(str(err)) from None
+        except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
+            gr.Warning(str(err))
+            return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
+                    ui["compare_label"]: f"Core vs grown is not available for **{s.model}**: {err}"}
         items = []
         for i, (core, grown) in enumerate(zip(c.core_upsampled(), c.grown_images)):
             items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
@@ -198,8 +200,9 @@ def make_handlers(ctx, ui: dict):
 def refresh_models(current: str | None):
     """The model dropdown with the models present now, keeping the selection when it still exists."""
     names = model_names()
-    value = current if current in names else (names[0] if names else None)
-    return gr.Dropdown(choices=names, value=value)
+    if current in names:  # leave the value alone: the user may have picked another model meanwhile
+        return gr.Dropdown(choices=names)
+    return gr.Dropdown(choices=names, value=names[0] if names else None)
 
 
 #################################################################################

@@ -56,6 +56,15 @@ def _precisions(text: str) -> tuple[str, ...]:
     return names
 
 
+def _tweaks(text: str) -> tuple[str, ...]:
+    from studio.bench import TWEAKS
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not names or any(n not in TWEAKS for n in names):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(TWEAKS)}, got {text!r}")
+    return names
+
+
 def _core_override(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -96,6 +105,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-seconds", type=float, help="stop counting a case after this long (default 90 CPU, 60 GPU)")
     p.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (default 25)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads for the run (default: torch's)")
+    p.add_argument("--tweaks", type=_tweaks, help="with --only tweaks: which candidate speed-ups "
+                                                  "(channels_last,optimizer,syncs,threads,noise,compile; default all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 
@@ -108,7 +119,7 @@ def config_from_args(args):
                   stage_channels=args.stage_channels, train_batch_core=args.batch_core,
                   train_batch_grown=args.batch_grown, sample_batches=args.sample_batches,
                   sample_repeats=args.sample_repeats, warmup=args.warmup, iters=args.iters,
-                  max_seconds=args.max_seconds, steps=args.steps, threads=args.threads)
+                  max_seconds=args.max_seconds, steps=args.steps, threads=args.threads, tweaks=args.tweaks)
     if args.precisions:
         kwargs["precisions"] = args.precisions
     return BenchConfig(**kwargs)
@@ -132,7 +143,7 @@ def command_line(args) -> str:
     for key, value in args.overrides:
         parts += ["--set", f"{key}={value}"]
     for flag, values in (("--stage-channels", args.stage_channels), ("--sample-batches", args.sample_batches),
-                         ("--precisions", args.precisions)):
+                         ("--precisions", args.precisions), ("--tweaks", args.tweaks)):
         if values:
             parts += [flag, ",".join(str(v) for v in values)]
     if args.steps != 25:
