@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _resolution(text: str) -> int:
-    value = int(text)
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"must be >= 16 px, got {value}")
-    return value
+from studio.cli.argtypes import positive_int
+from studio.cli.argtypes import resolution as resolution_px
 
 
 def register(subparsers) -> None:
@@ -29,8 +17,8 @@ def register(subparsers) -> None:
     shapes = subs.add_parser("shapes", help="write the procedural shapes set as an image folder",
                              description="Render N shapes samples into an image folder (PNG + metadata.jsonl "
                                          "with caption and scene per line).")
-    shapes.add_argument("--n", type=_positive_int, required=True, help="number of images")
-    shapes.add_argument("--resolution", type=_resolution, required=True, help="side in pixels (>= 16)")
+    shapes.add_argument("--n", type=positive_int, required=True, help="number of images")
+    shapes.add_argument("--resolution", type=resolution_px, required=True, help="side in pixels (>= 16)")
     shapes.add_argument("--out", required=True, help="output folder (must be new or empty)")
     shapes.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     shapes.add_argument("--split", choices=("train", "heldout"), default="train",
@@ -41,15 +29,15 @@ def register(subparsers) -> None:
     check = subs.add_parser("folder-check", help="summarise a folder of captioned images",
                             description="Check that a folder loads: images, captions, what would be skipped.")
     check.add_argument("dir", help="image folder (metadata.jsonl or sidecar .txt captions)")
-    check.add_argument("--resolution", type=_resolution, default=64, help="training resolution (default 64)")
+    check.add_argument("--resolution", type=resolution_px, default=64, help="training resolution (default 64)")
     check.set_defaults(func=_folder_check)
 
     cache = subs.add_parser("cache", help="pre-render a data set once into the pixel cache",
                             description="Build the memory-mapped pixel cache used by training "
                                         "(under $STUDIO_DATA/cache).")
     cache.add_argument("source", help="'shapes' or the path of an image folder")
-    cache.add_argument("--resolution", type=_resolution, required=True, help="side in pixels (>= 16)")
-    cache.add_argument("--n", type=_positive_int, help="number of samples (required for shapes)")
+    cache.add_argument("--resolution", type=resolution_px, required=True, help="side in pixels (>= 16)")
+    cache.add_argument("--n", type=positive_int, help="number of samples (required for shapes)")
     cache.add_argument("--seed", type=int, default=0, help="shapes sampling seed (default 0)")
     cache.add_argument("--split", choices=("train", "heldout"), default="train", help="shapes split")
     cache.add_argument("--workers", type=int, default=0, help="DataLoader workers for rendering")

@@ -4,43 +4,17 @@ FID / KID against a data set (`fid`)."""
 from __future__ import annotations
 
 import argparse
+
+from studio.cli import argtypes
 import json
 from pathlib import Path
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _resolution(text: str) -> int:
-    value = int(text)
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"must be >= 16 px, got {value}")
-    return value
-
-
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=argtypes.positive_int, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance (default 3.0)")
     parser.add_argument("--sampler", default="dpm++", help="sampler name (default dpm++)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="images per sampling batch")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=8, help="images per sampling batch")
 
 
 def register(subparsers) -> None:
@@ -54,8 +28,8 @@ def register(subparsers) -> None:
                                         "size, count, position and relation from the pixels; accuracy with 95% "
                                         "Wilson intervals, next to the checker's ceiling on ground truth.")
     align.add_argument("--model", required=True, help="model name or folder")
-    align.add_argument("--n", type=_positive_int, default=300, help="number of captions (default 300)")
-    align.add_argument("--seed", type=_seed, default=0, help="caption and sampling seed (default 0)")
+    align.add_argument("--n", type=argtypes.positive_int, default=300, help="number of captions (default 300)")
+    align.add_argument("--seed", type=argtypes.seed, default=0, help="caption and sampling seed (default 0)")
     _sampling_args(align)
     align.add_argument("--no-ceiling", action="store_true", help="skip the ground-truth ceiling")
     align.add_argument("--json", type=Path, help="write the full result (with per-image answers) here")
@@ -64,9 +38,9 @@ def register(subparsers) -> None:
     ceiling = subs.add_parser("ceiling", help="the alignment checker's accuracy on ground-truth renderings",
                               description="Run the alignment checker on ground-truth shapes renderings at one "
                                           "resolution: the best a model can score there.")
-    ceiling.add_argument("--resolution", type=_resolution, required=True, help="side in pixels (>= 16)")
-    ceiling.add_argument("--n", type=_positive_int, default=300, help="number of scenes (default 300)")
-    ceiling.add_argument("--seed", type=_seed, default=0, help="held-out seed (default 0)")
+    ceiling.add_argument("--resolution", type=argtypes.resolution, required=True, help="side in pixels (>= 16)")
+    ceiling.add_argument("--n", type=argtypes.positive_int, default=300, help="number of scenes (default 300)")
+    ceiling.add_argument("--seed", type=argtypes.seed, default=0, help="held-out seed (default 0)")
     ceiling.add_argument("--json", type=Path, help="write the full result here")
     ceiling.set_defaults(func=_ceiling)
 
@@ -76,10 +50,10 @@ def register(subparsers) -> None:
                                       "resolution. Reference features are cached under $STUDIO_DATA/fid_refs.")
     fid.add_argument("--model", required=True, help="model name or folder")
     fid.add_argument("--data", required=True, help="'shapes', 'emoji' or the path of an image folder")
-    fid.add_argument("--n", type=_at_least_two, default=1000, help="number of images (default 1000)")
-    fid.add_argument("--seed", type=_seed, default=0, help="caption and sampling seed (default 0)")
+    fid.add_argument("--n", type=argtypes.int_at_least(2), default=1000, help="number of images (default 1000)")
+    fid.add_argument("--seed", type=argtypes.seed, default=0, help="caption and sampling seed (default 0)")
     _sampling_args(fid)
-    fid.add_argument("--kid-subsets", type=_positive_int, default=100, help="KID subsets (default 100)")
+    fid.add_argument("--kid-subsets", type=argtypes.positive_int, default=100, help="KID subsets (default 100)")
     fid.add_argument("--json", type=Path, help="write the result here")
     fid.set_defaults(func=_fid)
 

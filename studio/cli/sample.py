@@ -5,19 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from studio.cli.argtypes import int_range
+
 DEFAULT_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
-
-
-def _int_range(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {value}")
-        return value
-    return parse
 
 
 def _guidance(text: str) -> float:
@@ -37,7 +27,7 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     from studio.constants import MAX_STEPS, SAMPLERS
 
     parser.add_argument("--sampler", choices=SAMPLERS, default="dpm++", help="diffusers scheduler (default dpm++)")
-    parser.add_argument("--steps", type=_int_range(1, 1000), default=25, help="denoising steps (default 25)")
+    parser.add_argument("--steps", type=int_range(1, MAX_STEPS), default=25, help="denoising steps (default 25)")
     parser.add_argument("--guidance", type=_guidance, default=3.0, help="classifier-free guidance scale (default 3)")
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 4)")
@@ -52,9 +42,9 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="the prompt (\"\" samples unconditionally)")
     src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
-    p.add_argument("--seed", type=_int_range(0, MAX_SEED), default=0, help="seed of the first image (default 0)")
+    p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0, help="seed of the first image (default 0)")
     add_sampler_options(p)
-    p.add_argument("--batch-size", type=_int_range(1, 64), default=4, help="images per forward batch (default 4)")
+    p.add_argument("--batch-size", type=int_range(1, 64), default=4, help="images per forward batch (default 4)")
     p.add_argument("--out", type=Path, help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
     p.add_argument("--frames", type=Path, help="also write every step's x_t and x0 into this folder")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

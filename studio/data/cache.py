@@ -9,7 +9,6 @@ that exists is complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from studio.data.folder import swap_into_place
 from tqdm import tqdm
 
 from studio.errors import DataError
@@ -85,13 +86,7 @@ def build_pixel_cache(dataset: Dataset, out_path: str | Path, *, batch_size: int
         del pixels
         meta = dict(version=CACHE_VERSION, n=n, resolution=res, source=source or {}, records=records)
         (tmp / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

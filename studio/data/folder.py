@@ -67,14 +67,14 @@ def write_image_folder(records: Iterable[tuple[Image.Image, str, dict]], out_dir
         if not lines:
             raise DataError("no records to write; the image folder would be empty")
         (tmp / METADATA_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
+def swap_into_place(tmp: Path, out: Path) -> None:
     """Rename the finished `tmp` folder to `out`, replacing an old `out` only after the new one is whole."""
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

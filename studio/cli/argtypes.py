@@ -1,0 +1,36 @@
+"""argparse value types shared by the command groups: bad values fail at parse time with a clear message."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def int_at_least(minimum: int, unit: str = ""):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{unit}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def int_range(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {value}")
+        return value
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+positive_int = int_at_least(1)
+seed = int_at_least(0)
+resolution = int_at_least(16, " px")
