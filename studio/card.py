@@ -7,7 +7,7 @@ import json
 
 def model_card(model) -> dict:
     """Everything `studio info` shows, as data (the app's Model tab uses it too)."""
-    from studio.growth import growth_report, report_as_dicts
+    from studio.growth import report_as_dicts
     from studio.hub import weights_hash
 
     folder = model.folder
@@ -15,7 +15,7 @@ def model_card(model) -> dict:
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     return {"name": model.name, "folder": str(folder), "class": type(model).__name__,
             "weights_hash": weights_hash(folder), "config": config, "training": training,
-            "growth_report": report_as_dicts(growth_report(model)),
+            "growth_report": report_as_dicts(_phase_report(model)),
             "readme": (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""}
 
 
@@ -36,3 +36,19 @@ def format_card(card: dict) -> str:
     rows = [PartReport(r["part"], r["resolution"], r["parameters"], r["trainable"]) for r in card["growth_report"]]
     lines += ["", format_report(rows)]
     return "\n".join(lines)
+
+
+def _phase_report(model) -> list:
+    """The growth report as the model's last phase trained it (a loaded model has every tensor frozen for
+    inference): the grow phase trains everything but the core; core, finetune and scratch train everything."""
+    from studio.growth import freeze_core, growth_report
+
+    saved = {name: p.requires_grad for name, p in model.named_parameters()}
+    try:
+        model.requires_grad_(True)
+        if model.config.get("training_phase") == "grow":
+            freeze_core(model)
+        return growth_report(model)
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(saved[name])

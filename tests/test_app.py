@@ -273,6 +273,7 @@ def test_cli_auth_and_models_dir(tmp_path, monkeypatch):
         add_models_dirs([tmp_path / "missing"])
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, diffusers and gradio (33 s on a busy 2-core machine)
 def test_studio_app_starts_quickly_on_loopback(tmp_path):
     port = free_port()
     env = dict(os.environ, STUDIO_MODELS=str(make_models(tmp_path / "models")), GRADIO_ANALYTICS_ENABLED="False")

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
-from ui import generate, model_tab  # noqa: E402
+from ui import arena_tab, generate, model_tab  # noqa: E402
 from ui.models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
 from ui.session import SESSION_TTL_S, Session, close_session  # noqa: E402
 
@@ -39,6 +39,7 @@ class AppConfig:
     preview_interval_s: float = 0.1  # at most one preview pushed to the browser per interval
     outputs_dir: Path | None = None  # per-session folders of saved PNGs/GIFs; default: a temporary folder
     device: str = "cpu"
+    arena_dir: Path | None = None  # arena campaign folder (`studio arena build`); None: the arena tabs are inert
 
 
 @dataclass
@@ -58,6 +59,10 @@ EXTRA_TABS: list[tuple[str, TabBuilder]] = []
 def register_tab(title: str, builder: TabBuilder) -> None:
     """Add a tab after Generate and Model (e.g. the arena). `builder(ctx)` runs inside the `gr.Tab`."""
     EXTRA_TABS.append((title, builder))
+
+
+register_tab("Arena", arena_tab.build_arena_tab)
+register_tab("Leaderboard", arena_tab.build_leaderboard_tab)
 
 
 CSS = """
@@ -124,7 +129,10 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
            warm: bool = True):
     """Serve the app (never through a share link). Binds loopback unless `host` says otherwise."""
     config = getattr(demo, "studio_config", None)
-    allowed = [str(config.outputs_dir)] if config and config.outputs_dir else None
+    allowed = [str(config.outputs_dir)] if config and config.outputs_dir else []
+    if config and getattr(config, "arena_dir", None):
+        allowed.append(str(arena_tab.images_dir(config.arena_dir)))  # the battle images, not the vote database
+    allowed = allowed or None
     if warm:
         warm_up()
     kwargs = dict(server_name=host, server_port=port, share=False, auth=auth, inbrowser=False,

@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--cache-size", type=_positive, default=3, help="loaded models kept in memory (default 3)")
     p.add_argument("--outputs-dir", type=Path,
                    help="where each session's PNGs and GIFs are written (default: a temporary folder)")
+    p.add_argument("--arena", type=Path, default=None, metavar="DIR",
+                   help="arena campaign folder (from `studio arena build`): enables the Arena and Leaderboard tabs")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
 
@@ -104,8 +106,16 @@ def run(args) -> int:
               file=sys.stderr)
     if not list_models():
         print("studio app: warning: no models found; add model folders with --models-dir DIR", file=sys.stderr)
+    if args.arena is not None:
+        from studio.arena import ArenaError, Campaign
+
+        try:
+            Campaign.open(args.arena).close()
+        except ArenaError as err:
+            print(f"studio app: error: --arena {args.arena}: {err}", file=sys.stderr)
+            return 2
     config = app.AppConfig(concurrency=args.concurrency, cache_size=args.cache_size, outputs_dir=args.outputs_dir,
-                           device=args.device)
+                           device=args.device, arena_dir=args.arena)
     demo = app.build_app(config)
     print(f"studio app: http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}  "
           "(Ctrl+C stops)")
