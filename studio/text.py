@@ -91,6 +91,7 @@ class TextEncoder:
         self.max_tokens = max_tokens
         self.cache_size = cache_size
         self._cache: dict[str, TextEmbedding] = {}
+        self._too_long: dict[str, int] = {}  # prompt -> token count, so a cached long prompt still warns
 
     @torch.no_grad()
     def encode(self, prompts: list[str] | str) -> TextEmbedding:
@@ -102,15 +103,18 @@ class TextEncoder:
                 if len(self._cache) >= self.cache_size:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[prompt] = emb
+        for prompt in dict.fromkeys(prompts):
+            if prompt in self._too_long:
+                msg = (f"prompt has {self._too_long[prompt]} tokens; the text encoder reads at most "
+                       f"{self.max_tokens}, so it was truncated: {prompt[:60]!r}...")
+                warnings.warn(msg, PromptTruncatedWarning, stacklevel=2)
         return TextEmbedding.cat([self._cache[p] for p in prompts])
 
     def _encode_uncached(self, prompts: list[str]) -> list[TextEmbedding]:
         full = self.tokenizer(prompts, padding=False, truncation=False)["input_ids"]
         for prompt, ids in zip(prompts, full):
             if len(ids) > self.max_tokens:
-                msg = (f"prompt has {len(ids)} tokens; the text encoder reads at most {self.max_tokens}, "
-                       f"so it was truncated: {prompt[:60]!r}...")
-                warnings.warn(msg, PromptTruncatedWarning, stacklevel=3)
+                self._too_long[prompt] = len(ids)
         batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens,
                                return_tensors="pt").to(self.device)
         states = self.model(**batch).last_hidden_state.float()  # (B, T, 384)
