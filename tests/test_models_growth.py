@@ -103,3 +103,25 @@ def test_growth_report(tiny_grown):
     assert sum(r.parameters for r in report) == sum(p.numel() for p in tiny_grown.parameters())
     text = format_report(report)
     assert "core" in text and "frozen" in text and "total" in text
+
+
+def test_shallow_skip_feeds_the_encoder_output_past_the_core(tmp_path):
+    """With `skip`, the decoder sees the encoder ResBlock's output directly: zero the core's output and the
+    model still reacts to its input. A folder saved without the field loads as a skip-less model."""
+    from studio.models import core_preset
+
+    model = ShallowUViT(**core_preset("tiny-core"))
+    assert model.config.skip and model.decoder_block.conv1.in_channels == 2 * model.config.core_channels
+    torch.nn.init.normal_(model.exit.weight)
+    torch.nn.init.normal_(model.decoder_block.conv2.weight)
+    torch.nn.init.zeros_(model.core.out_proj.weight)
+    torch.nn.init.zeros_(model.core.out_proj.bias)
+    x, lam, tokens, mask, pooled = _inputs(16)
+    assert not torch.allclose(model(x, lam, tokens, mask, pooled), model(x + 1, lam, tokens, mask, pooled))
+
+    legacy = ShallowUViT(**(core_preset("tiny-core") | {"skip": False}))
+    legacy.save_pretrained(tmp_path / "legacy")
+    config = tmp_path / "legacy" / "config.json"
+    config.write_text(config.read_text().replace('"skip": false,', ""))
+    assert "skip" not in config.read_text()
+    assert not ShallowUViT.from_pretrained(tmp_path / "legacy").config.skip

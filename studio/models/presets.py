@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from studio.errors import ConfigError
 
+# `skip=True` in every preset; the constructor's default stays False so folders saved before the skip
+# existed (their config.json has no `skip`) still load as they were trained.
 CORE_PRESETS: dict[str, dict] = {
     # Tests: seconds on a CPU.
-    "tiny-core": dict(resolution=16, grid=8, core_channels=16, width=32, depth=2, heads=2),
+    "tiny-core": dict(resolution=16, grid=8, core_channels=16, width=32, depth=2, heads=2, skip=True),
     # The shipped cores: 64 px images on a 16 x 16 token grid (4 x 4 pixel patches).
-    "core-64": dict(resolution=64, grid=16, core_channels=128, width=256, depth=6, heads=4),
+    "core-64": dict(resolution=64, grid=16, core_channels=128, width=256, depth=6, heads=4, skip=True),
     # What a 2-core CPU trains in an hour (~16 images/s fp32): the same grid and depth at half the width.
-    "core-64-cpu": dict(resolution=64, grid=16, core_channels=64, width=128, depth=6, heads=2),
+    "core-64-cpu": dict(resolution=64, grid=16, core_channels=64, width=128, depth=6, heads=2, skip=True),
 }
 
 # Growth recipes: the stages added around a core (listed from the core outwards, see GrownUViT).

@@ -52,12 +52,18 @@ class ShallowUViT(_UViT):
     """Entry conv (kernel = stride = R/G) -> ResBlock -> core -> ResBlock -> transposed conv.
 
     The shallow entry/exit layers are cheap and thrown away at growth; the core is what is kept.
+
+    `skip=True` (ours, the "U" of a UViT) concatenates the encoder ResBlock's output with the core's output
+    before the decoder ResBlock. Without it, every pixel of the noise to be predicted must pass through the
+    16 x 16 transformer, and samples keep high-frequency noise: the core is asked to denoise patches instead
+    of laying out the picture. The skip is part of the shallow layers, so growth is unchanged.
     """
 
     @register_to_config
     def __init__(self, resolution: int = 64, grid: int = 16, core_channels: int = 128, width: int = 256,
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
-                 reference_resolution: int | None = None, training_phase: str = UNTRAINED):
+                 reference_resolution: int | None = None, training_phase: str = UNTRAINED,
+                 skip: bool = False):
         super().__init__()
         patch = resolution // grid
         if patch * grid != resolution or patch < 1:
@@ -65,7 +71,7 @@ class ShallowUViT(_UViT):
         self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
         self.encoder_block = ResBlock(core_channels, core_channels, width)
         self.core = self._build_core()
-        self.decoder_block = ResBlock(core_channels, core_channels, width)
+        self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, width)
         self.out_norm = group_norm(core_channels)
         self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
         nn.init.zeros_(self.exit.weight)  # the untrained model predicts v = 0
@@ -75,8 +81,10 @@ class ShallowUViT(_UViT):
                 text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
         cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
         h = self.entry(sample)  # (B, C, G, G)
-        h = self.encoder_block(h, cond)
+        h = skip = self.encoder_block(h, cond)
         h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
+        if self.config.skip:
+            h = torch.cat([h, skip], dim=1)  # (B, 2C, G, G)
         h = self.decoder_block(h, cond)
         return self.exit(F.silu(self.out_norm(h)))  # (B, 3, R, R)
 
