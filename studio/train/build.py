@@ -49,6 +49,7 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     if config.phase == "scratch":
         recipe = grown_preset(config.architecture)
         core = core_preset(recipe["core"]) | _overrides(config, CORE_FIELDS)
+        core.pop("skip", None)  # the Shallow-UViT's own skip; a grown model has skips at every stage
         resolution = config.resolution or recipe["resolution"]
         stages = _stage_channels(config, recipe, resolution, 0, core["grid"])
         if stages is None:
