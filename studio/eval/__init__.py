@@ -1,4 +1,5 @@
-"""Evaluation: prompt alignment on `shapes` (`alignment`) and FID / KID (`fid`).
+"""Evaluation: prompt alignment on `shapes` (`alignment`), FID / KID (`fid`) and the paper's experiments at CPU
+scale (`experiments`, written up by `experiments_report`).
 
 Names are imported lazily, so `import studio.eval` stays light (no torch / scipy until they are used).
 The FID function itself is `studio.eval.fid.fid` (`studio.eval.fid` is the module).
@@ -15,6 +16,7 @@ _EXPORTS = {
     "checker_ceiling": "alignment", "align_model": "alignment", "format_question_table": "alignment",
     "inception_features": "fid", "kid": "fid", "frechet_distance": "fid",
     "feature_stats": "fid", "reference_features": "fid", "fid_model": "fid", "inception_path": "fid",
+    "ExperimentScale": "experiments", "run_experiments": "experiments",
 }
 
 __all__ = sorted(_EXPORTS)

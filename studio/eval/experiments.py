@@ -1,0 +1,468 @@
+"""The paper's claims, reproduced at a CPU scale: one driver, four experiments, compute counted in FLOPs.
+
+    scale = ExperimentScale()                      # small models: minutes per run on one CPU thread
+    results = run_experiments(scale, "runs/experiments")
+    write_docs(results, "docs/results")            # experiments.md / .json and plotly figures
+
+1. **growth vs scratch**: a core pre-trained at `core_resolution`, grown to `resolution` with the core frozen,
+   against the identical grown architecture trained from scratch with the same FLOPs for the high-resolution
+   phase (the core's pre-training FLOPs are reported separately).
+2. **frozen vs finetune**: the same high-resolution budget spent all frozen, or half frozen and the rest with
+   the core unfrozen (at `lr * core_lr_multiplier`).
+3. **core depth sweep**: cores with `depths` transformer blocks, everything else fixed; alignment at the core
+   resolution.
+4. **small-batch stability**: growth vs scratch at `small_batch` images per step: loss spikes, skipped
+   (non-finite) steps, divergence.
+
+FLOPs are counted with `torch.utils.flop_counter` on one training step (forward + backward, as trained:
+a frozen core computes no weight gradients) divided by the batch, times the images seen. The optimizer and
+EMA updates are not counted (a few FLOPs per parameter, negligible next to the convolutions).
+
+Every run lives in its own folder under the output directory (a loadable model plus `log.jsonl`) with an
+`eval.json` beside it; a rerun reuses finished runs and evaluations, so an interrupted driver continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from studio.errors import ConfigError
+
+RESULTS_FILE = "results.json"
+EVAL_FILE = "eval.json"
+TEXT_TOKENS = 16  # caption length used for FLOP counting (shapes captions are ~10-20 tokens)
+
+
+@dataclass
+class ExperimentScale:
+    """Every size and budget of the experiments (defaults: ~1 CPU-hour on one thread)."""
+
+    core_resolution: int = 32
+    resolution: int = 64
+    grid: int = 8
+    core_channels: int = 48
+    width: int = 96
+    depth: int = 2
+    heads: int = 2
+    stage_channels: tuple[int, ...] = (32, 16, 16)  # from the core outwards
+    data_n: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    ema_decay: float = 0.95
+    core_steps: int = 300
+    grow_steps: int = 150  # sets the high-resolution FLOP budget (frozen growth at batch_size)
+    finetune_split: float = 0.5  # experiment 2: fraction of the budget spent frozen before unfreezing
+    core_lr_multiplier: float = 0.1  # experiment 2: the unfrozen core's learning rate factor
+    depths: tuple[int, ...] = (1, 2, 4)
+    small_batch: int = 2
+    small_batch_steps: int = 150
+    seeds: tuple[int, ...] = (0, 1)
+    eval_n: int = 100  # held-out captions for alignment
+    fid_n: int = 100  # images for FID / KID (the first fid_n of the alignment images); 0 = skip
+    sample_steps: int = 15
+    guidance: float = 3.0
+    log_every: int = 5
+    spike_factor: float = 3.0  # a loss spike: above spike_factor x the median of the previous spike_window
+    spike_window: int = 20
+
+    @classmethod
+    def tiny(cls) -> "ExperimentScale":
+        """Seconds end to end: for tests and smoke runs."""
+        return cls(core_resolution=16, resolution=32, grid=8, core_channels=8, width=16, depth=1, heads=2,
+                   stage_channels=(8, 8), data_n=32, batch_size=4, core_steps=3, grow_steps=3, depths=(1, 2),
+                   small_batch=2, small_batch_steps=4, seeds=(0,), eval_n=3, fid_n=0, sample_steps=2,
+                   log_every=1, spike_window=2, warmup_steps=1)
+
+    def validate(self) -> "ExperimentScale":
+        n_stages = math.log2(self.resolution / self.grid)
+        if self.core_resolution % self.grid or n_stages != int(n_stages) or self.resolution <= self.core_resolution:
+            raise ConfigError(f"resolution {self.resolution} must be grid {self.grid} x a power of two and above "
+                              f"core_resolution {self.core_resolution} (itself a multiple of the grid)")
+        if len(self.stage_channels) != int(n_stages):
+            raise ConfigError(f"{int(n_stages)} stages take the grid {self.grid} to {self.resolution} px, got "
+                              f"stage_channels {list(self.stage_channels)}")
+        if not self.seeds or not self.depths:
+            raise ConfigError("give at least one seed and one core depth")
+        if not 0.0 < self.finetune_split < 1.0:
+            raise ConfigError(f"finetune_split must be in (0, 1), got {self.finetune_split}")
+        if self.fid_n > self.eval_n:
+            raise ConfigError(f"fid_n ({self.fid_n}) cannot exceed eval_n ({self.eval_n}): FID reuses those images")
+        if self.fid_n == 1:
+            raise ConfigError("fid_n must be 0 (skip) or >= 2")
+        return self
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+#################################################################################
+#                                 Models and FLOPs                              #
+#################################################################################
+
+def core_architecture(scale: ExperimentScale, depth: int | None = None) -> dict:
+    return dict(resolution=scale.core_resolution, grid=scale.grid, core_channels=scale.core_channels,
+                width=scale.width, depth=depth or scale.depth, heads=scale.heads, skip=True)
+
+
+def _core_overrides(scale: ExperimentScale, depth: int) -> dict:
+    """The core architecture as training-config overrides (`skip` comes from the tiny-core preset)."""
+    arch = core_architecture(scale, depth)
+    arch.pop("skip")
+    return arch
+
+
+def build_core(scale: ExperimentScale, depth: int | None = None):
+    from studio.models import ShallowUViT
+
+    return ShallowUViT(**core_architecture(scale, depth))
+
+
+def build_grown(scale: ExperimentScale, frozen: bool = True):
+    """The grown architecture (untrained core); `frozen=False` makes every parameter trainable (scratch)."""
+    from studio.growth import grow, unfreeze
+
+    model = grow(build_core(scale), scale.resolution, tuple(scale.stage_channels))
+    if not frozen:
+        unfreeze(model)
+    return model
+
+
+def training_flops_per_image(model, batch: int = 2, text_tokens: int = TEXT_TOKENS) -> float:
+    """FLOPs of one training step (diffusion loss forward + backward, as the model's requires_grad flags
+    make it) per image. Frozen parameters compute no weight gradients, so a frozen core is cheaper."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from studio.diffusion import diffusion_loss
+    from studio.text import TextEmbedding
+
+    r = model.resolution
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, r, r, generator=gen) * 2 - 1  # (B, 3, R, R)
+    text = TextEmbedding(torch.randn(batch, text_tokens, 384, generator=gen),
+                         torch.ones(batch, text_tokens, dtype=torch.bool), torch.randn(batch, 384, generator=gen))
+    was_training = model.training
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        loss = diffusion_loss(model, x, text, generator=gen)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return counter.get_total_flops() / batch
+
+
+def flop_table(scale: ExperimentScale) -> dict[str, float]:
+    """Training FLOPs per image of every model kind the experiments train."""
+    table = {f"core_d{d}": training_flops_per_image(build_core(scale, d)) for d in scale.depths}
+    table.setdefault(f"core_d{scale.depth}", training_flops_per_image(build_core(scale)))
+    table["grown_frozen"] = training_flops_per_image(build_grown(scale, frozen=True))
+    table["grown_unfrozen"] = training_flops_per_image(build_grown(scale, frozen=False))
+    table["finetune"] = table["grown_unfrozen"]  # same graph: every weight gets a gradient
+    return table
+
+
+def equal_compute_steps(budget_flops: float, flops_per_image: float, batch_size: int) -> int:
+    """Steps of `batch_size` images that spend `budget_flops` (rounded to the nearest step, at least 1)."""
+    if budget_flops <= 0 or flops_per_image <= 0:
+        raise ConfigError("a compute budget and FLOPs per image must be positive")
+    return max(1, round(budget_flops / (flops_per_image * batch_size)))
+
+
+#################################################################################
+#                                   Training                                    #
+#################################################################################
+
+def _recipe(scale: ExperimentScale) -> dict:
+    return dict(data="shapes", data_n=scale.data_n, data_seed=0, lr=scale.lr, warmup_steps=scale.warmup_steps,
+                ema_decay=scale.ema_decay, log_every=scale.log_every, checkpoint_every=0, keep_checkpoints=1,
+                validation_n=0, validation_alignment=False, num_threads=1, max_minutes=None, grad_clip=1.0,
+                cfg_dropout=0.1)
+
+
+def _is_finished(run_dir: Path) -> bool:
+    return (run_dir / "config.json").is_file() and (run_dir / "training.json").is_file()
+
+
+def train_run(scale: ExperimentScale, run_dir: Path, phase: str, *, seed: int, steps: int, batch_size: int,
+              progress: bool = False, **overrides) -> dict:
+    """Train one phase into `run_dir` (reused when already finished). Returns the run's summary:
+    steps, images seen, skipped steps, whether it diverged, and its logged loss curve."""
+    from studio.train.config import resolve
+    from studio.train.trainer import TrainingDivergedError, train
+
+    run_dir = Path(run_dir)
+    config = resolve(_recipe(scale), phase, dict(seed=seed, max_steps=steps, batch_size=batch_size, **overrides),
+                     where="the experiment recipe")
+    config.preset = "experiment"
+    diverged = False
+    if not _is_finished(run_dir):
+        try:
+            train(config, run_dir, overwrite=True, progress=progress)
+        except TrainingDivergedError:
+            diverged = True
+    return summarize_run(run_dir, diverged_error=diverged)
+
+
+def summarize_run(run_dir: Path, diverged_error: bool = False) -> dict:
+    records = []
+    log = Path(run_dir) / "log.jsonl"
+    if log.is_file():
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    curve = [dict(step=r["step"], loss=r["loss"], images_seen=r["images_seen"], grad_norm=r["grad_norm"])
+             for r in records if r.get("event") == "train"]
+    skipped = sum(1 for r in records if r.get("event") == "skipped")
+    training = Path(run_dir) / "training.json"
+    info = json.loads(training.read_text()) if training.is_file() else {}
+    return dict(path=str(run_dir), steps=info.get("steps", curve[-1]["step"] if curve else 0),
+                images_seen=info.get("images_seen", curve[-1]["images_seen"] if curve else 0),
+                wall_time_s=info.get("wall_time_s"), skipped_steps=skipped,
+                diverged=bool(diverged_error or not (run_dir / "config.json").is_file()), curve=curve)
+
+
+def save_untrained(model, run_dir: Path) -> Path:
+    """Write an untrained model folder (the starting point of a scratch run trained as 'finetune')."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        # Marked as an initialisation (not "untrained"), so the trainer may load it as a parent.
+        model.register_to_config(training_phase="scratch-init")
+        model.save_pretrained(run_dir, safe_serialization=True)
+    return run_dir
+
+
+def count_spikes(losses: list[float], factor: float, window: int) -> int:
+    """Steps whose loss exceeds `factor` x the median of the previous `window` losses."""
+    spikes = 0
+    for i in range(window, len(losses)):
+        reference = statistics.median(losses[i - window:i])
+        if not math.isfinite(losses[i]) or losses[i] > factor * reference:
+            spikes += 1
+    return spikes
+
+
+#################################################################################
+#                                  Evaluation                                   #
+#################################################################################
+
+def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False) -> dict:
+    """Alignment (Wilson CIs) on `eval_n` held-out captions and FID / KID on the first `fid_n` of those
+    images against shapes' held-out renderings; cached as `eval.json` in the run folder."""
+    from studio.data.shapes import heldout_captions
+    from studio.eval.alignment import evaluate_alignment
+    from studio.hub import load_model
+    from studio.sampling import generate
+
+    run_dir = Path(run_dir)
+    cache = run_dir / EVAL_FILE
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    torch.set_num_threads(1)
+    model = load_model(run_dir)
+    scenes = heldout_captions(scale.eval_n, 0)
+    images = generate(model, [s.caption for s in scenes], seed=0, steps=scale.sample_steps,
+                      guidance=scale.guidance, batch_size=16, progress=progress)
+    report = evaluate_alignment(images, scenes)
+    result = dict(resolution=model.resolution, n=scale.eval_n,
+                  alignment={q: dataclasses.asdict(s) for q, s in report.questions.items()})
+    if scale.fid_n:
+        from studio.eval.fid import fid, inception_features, kid, reference_features
+
+        ref, _, _ = reference_features("shapes", model.resolution, scale.fid_n, 0)
+        gen = inception_features(images[:scale.fid_n])
+        kid_mean, kid_std = kid(gen, ref, subsets=100, subset_size=len(ref), seed=0)
+        result.update(fid=fid(gen, ref), kid_mean=kid_mean, kid_std=kid_std, fid_n=scale.fid_n)
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def ceilings(scale: ExperimentScale) -> dict:
+    """The checker on ground truth at both resolutions: the best alignment a model can reach."""
+    from studio.eval.alignment import checker_ceiling
+
+    out = {}
+    for r in sorted({scale.core_resolution, scale.resolution}):
+        report = checker_ceiling(r, scale.eval_n, 0)
+        out[str(r)] = {q: dataclasses.asdict(s) for q, s in report.questions.items()}
+    return out
+
+
+#################################################################################
+#                                    Driver                                     #
+#################################################################################
+
+def _run_record(experiment: str, variant: str, seed: int, summary: dict, flops_per_image: dict,
+                evaluation: dict | None, **extra) -> dict:
+    """`flops_per_image` maps a phase label to (images, FLOPs per image): the phases this model went through."""
+    phases = {k: dict(images=i, flops_per_image=f, flops=i * f) for k, (i, f) in flops_per_image.items()}
+    return dict(experiment=experiment, variant=variant, seed=seed, phases=phases,
+                highres_flops=sum(p["flops"] for k, p in phases.items() if k != "core"),
+                core_flops=phases.get("core", {}).get("flops", 0.0),
+                skipped_steps=summary["skipped_steps"], diverged=summary["diverged"],
+                wall_time_s=summary.get("wall_time_s"), steps=summary["steps"], curve=summary["curve"],
+                evaluation=evaluation, **extra)
+
+
+def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments: tuple[int, ...] = (1, 2, 3, 4),
+                    evaluate: bool = True, progress: bool = True) -> dict:
+    """Train and evaluate every run of the chosen experiments; writes and returns `out_dir/results.json`."""
+    from tqdm.auto import tqdm
+
+    scale.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    flops = flop_table(scale)
+    b, records = scale.batch_size, []
+    budget = scale.grow_steps * b * flops["grown_frozen"]  # the high-resolution budget of experiments 1 and 2
+    evaluate_fn = (lambda d: evaluate_run(scale, d)) if evaluate else (lambda d: None)
+    bar = tqdm(total=len(scale.seeds) * len(experiments), desc="experiments", disable=not progress)
+
+    def core_run(seed: int, depth: int) -> tuple[Path, dict]:
+        run = out / f"core-d{depth}-s{seed}"
+        summary = train_run(scale, run, "core", seed=seed, steps=scale.core_steps, batch_size=b,
+                            architecture="tiny-core", **_core_overrides(scale, depth))
+        return run, summary
+
+    for seed in scale.seeds:
+        core_dir, core_summary = core_run(seed, scale.depth)
+        core_phase = ("core", (core_summary["images_seen"], flops[f"core_d{scale.depth}"]))
+        grow_kw = dict(architecture="tiny-grown", resolution=scale.resolution,
+                       stage_channels=list(scale.stage_channels))
+        if 1 in experiments or 2 in experiments:
+            grown = out / f"grow-s{seed}"
+            s = train_run(scale, grown, "grow", seed=seed, steps=scale.grow_steps, batch_size=b,
+                          init_from=str(core_dir), **grow_kw)
+            records.append(_run_record("growth_vs_scratch", "grown (core frozen)", seed, s,
+                                       dict([core_phase, ("grow", (s["images_seen"], flops["grown_frozen"]))]),
+                                       evaluate_fn(grown)))
+        if 1 in experiments:
+            init = out / f"scratch-init-s{seed}"
+            torch.manual_seed(seed)
+            save_untrained(build_grown(scale, frozen=False), init)
+            steps = equal_compute_steps(budget, flops["grown_unfrozen"], b)
+            scratch = out / f"scratch-s{seed}"
+            # Trained as "finetune" of an untrained grown model with core_lr_multiplier=1: every parameter at
+            # lr, and the same resolution-shifted schedule as the grown models (reference = core_resolution).
+            s = train_run(scale, scratch, "finetune", seed=seed, steps=steps, batch_size=b, init_from=str(init),
+                          core_lr_multiplier=1.0)
+            records.append(_run_record("growth_vs_scratch", "scratch", seed, s,
+                                       {"scratch": (s["images_seen"], flops["grown_unfrozen"])}, evaluate_fn(scratch)))
+            bar.update(1)
+        if 2 in experiments:
+            half = out / f"grow-half-s{seed}"
+            frozen_steps = max(1, round(scale.grow_steps * scale.finetune_split))
+            s1 = train_run(scale, half, "grow", seed=seed, steps=frozen_steps, batch_size=b,
+                           init_from=str(core_dir), **grow_kw)
+            spent = s1["images_seen"] * flops["grown_frozen"]
+            steps = equal_compute_steps(budget - spent, flops["finetune"], b)
+            tuned = out / f"finetune-s{seed}"
+            s2 = train_run(scale, tuned, "finetune", seed=seed, steps=steps, batch_size=b, init_from=str(half),
+                           core_lr_multiplier=scale.core_lr_multiplier)
+            offset = s1["curve"][-1]["step"] if s1["curve"] else 0
+            s2["curve"] = s1["curve"] + [dict(c, step=c["step"] + offset,
+                                              images_seen=c["images_seen"] + s1["images_seen"]) for c in s2["curve"]]
+            s2["skipped_steps"] += s1["skipped_steps"]
+            s2["diverged"] = s1["diverged"] or s2["diverged"]
+            records.append(_run_record("frozen_vs_finetune", "grown, then finetuned", seed, s2,
+                                       dict([core_phase, ("grow", (s1["images_seen"], flops["grown_frozen"])),
+                                             ("finetune", (s2["images_seen"], flops["finetune"]))]),
+                                       evaluate_fn(tuned)))
+            bar.update(1)
+        if 3 in experiments:
+            for depth in scale.depths:
+                run, s = (core_dir, core_summary) if depth == scale.depth else core_run(seed, depth)
+                records.append(_run_record("core_depth", f"depth {depth}", seed, s,
+                                           {"core": (s["images_seen"], flops[f"core_d{depth}"])}, evaluate_fn(run),
+                                           depth=depth))
+            bar.update(1)
+        if 4 in experiments:
+            small = scale.small_batch
+            for variant, phase, kw, fkey in (
+                    ("grown (core frozen)", "grow", dict(init_from=str(core_dir), **grow_kw), "grown_frozen"),
+                    ("scratch", "finetune", dict(init_from=str(save_untrained(
+                        _seeded(build_grown, seed, scale, frozen=False), out / f"scratch-init-s{seed}")),
+                        core_lr_multiplier=1.0), "grown_unfrozen")):
+                name = "small-grow" if phase == "grow" else "small-scratch"
+                s = train_run(scale, out / f"{name}-b{small}-s{seed}", phase, seed=seed,
+                              steps=scale.small_batch_steps, batch_size=small, log_every=1, max_bad_steps=10 ** 6,
+                              **kw)
+                losses = [c["loss"] for c in s["curve"]]
+                phases = dict([core_phase] if phase == "grow" else []) | {phase: (s["images_seen"], flops[fkey])}
+                records.append(_run_record(
+                    "small_batch", variant, seed, s, phases, None,
+                    batch_size=small, loss_spikes=count_spikes(losses, scale.spike_factor, scale.spike_window),
+                    final_loss=_tail_mean(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]),
+                                                                     default=None)))
+            bar.update(1)
+    bar.close()
+    results = dict(scale=scale.to_dict(), flops_per_image=flops, highres_budget_flops=budget,
+                   ceiling=ceilings(scale) if evaluate else None, runs=records)
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _seeded(fn, seed: int, *args, **kwargs):
+    torch.manual_seed(seed)
+    return fn(*args, **kwargs)
+
+
+def _tail_mean(values: list[float], fraction: float = 0.2) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    tail = finite[-max(1, int(len(finite) * fraction)):]
+    return sum(tail) / len(tail)
+
+
+#################################################################################
+#                                   Summaries                                   #
+#################################################################################
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(results: dict, question: str = "all") -> list[dict]:
+    """One row per (experiment, variant): seeds, FLOPs, alignment pooled over seeds with a Wilson CI and its
+    seed mean / std, FID and KID seed mean / std, stability counts."""
+    from studio.stats import wilson_interval
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results["runs"]:
+        groups.setdefault((r["experiment"], r["variant"]), []).append(r)
+    rows = []
+    for (experiment, variant), runs in groups.items():
+        row = dict(experiment=experiment, variant=variant, seeds=[r["seed"] for r in runs],
+                   highres_flops=statistics.fmean(r["highres_flops"] for r in runs),
+                   core_flops=statistics.fmean(r["core_flops"] for r in runs),
+                   skipped_steps=sum(r["skipped_steps"] for r in runs),
+                   diverged=sum(bool(r["diverged"]) for r in runs))
+        evals = [r["evaluation"] for r in runs if r.get("evaluation")]
+        if evals:
+            stats = [e["alignment"][question] for e in evals]
+            correct, n = sum(s["correct"] for s in stats), sum(s["n"] for s in stats)
+            low, high = wilson_interval(correct, n)
+            mean, std = _mean_std([s["accuracy"] for s in stats])
+            row.update(align=correct / n, align_low=low, align_high=high, align_seed_mean=mean, align_seed_std=std,
+                       align_n=n, resolution=evals[0]["resolution"])
+            for key in ("fid", "kid_mean"):
+                mean, std = _mean_std([e.get(key) for e in evals])
+                row.update({key: mean, f"{key}_seed_std": std})
+        if experiment == "small_batch":
+            row.update(loss_spikes=[r["loss_spikes"] for r in runs], final_loss=_mean_std(
+                [r["final_loss"] for r in runs])[0], batch_size=runs[0]["batch_size"])
+        rows.append(row)
+    return rows
+
+
+__all__ = ["ExperimentScale", "run_experiments", "summarize", "training_flops_per_image", "flop_table",
+           "equal_compute_steps", "count_spikes", "evaluate_run", "RESULTS_FILE"]

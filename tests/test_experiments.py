@@ -1,0 +1,120 @@
+"""The experiment driver end to end on tiny models (seconds): outputs' structure, FLOP accounting, spikes,
+the report and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from studio.eval.experiments import (ExperimentScale, build_core, build_grown, count_spikes, equal_compute_steps,
+                                     run_experiments, summarize, training_flops_per_image)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiments")
+    return run_experiments(ExperimentScale.tiny(), out, progress=False), out
+
+
+def test_a_frozen_core_costs_fewer_flops_and_deeper_cores_more():
+    scale = ExperimentScale.tiny()
+    frozen = training_flops_per_image(build_grown(scale, frozen=True))
+    unfrozen = training_flops_per_image(build_grown(scale, frozen=False))
+    assert 0 < frozen < unfrozen  # no weight gradients for the frozen core
+    assert training_flops_per_image(build_core(scale, 1)) < training_flops_per_image(build_core(scale, 2))
+
+
+def test_flops_per_image_do_not_depend_on_the_counting_batch():
+    model = build_grown(ExperimentScale.tiny())
+    assert training_flops_per_image(model, batch=2) == pytest.approx(training_flops_per_image(model, batch=4))
+
+
+def test_equal_compute_steps_spend_the_budget_within_one_step():
+    budget = 150 * 16 * 6.6e8
+    steps = equal_compute_steps(budget, 7.0e8, 16)
+    assert abs(steps * 16 * 7.0e8 - budget) <= 16 * 7.0e8 / 2
+    with pytest.raises(Exception, match="positive"):
+        equal_compute_steps(0, 1.0, 16)
+
+
+def test_count_spikes_against_the_trailing_median():
+    losses = [1.0] * 10 + [5.0] + [1.0] * 5 + [float("nan")]
+    assert count_spikes(losses, factor=3.0, window=5) == 2  # the 5.0 and the non-finite loss
+    assert count_spikes([1.0, 1.2, 0.9, 1.1] * 5, factor=3.0, window=4) == 0
+
+
+def test_scale_validation_names_the_problem():
+    with pytest.raises(Exception, match="stage_channels"):
+        dataclasses.replace(ExperimentScale.tiny(), stage_channels=(8,)).validate()
+    with pytest.raises(Exception, match="fid_n"):
+        dataclasses.replace(ExperimentScale.tiny(), fid_n=10).validate()
+
+
+def test_driver_writes_every_experiment_with_equal_highres_compute(tiny_results):
+    results, out = tiny_results
+    assert json.loads((out / "results.json").read_text())["scale"] == results["scale"]
+    runs = results["runs"]
+    assert {r["experiment"] for r in runs} == {"growth_vs_scratch", "frozen_vs_finetune", "core_depth",
+                                               "small_batch"}
+    scale, flops = ExperimentScale.tiny(), results["flops_per_image"]
+    budget = results["highres_budget_flops"]
+    assert budget == pytest.approx(scale.grow_steps * scale.batch_size * flops["grown_frozen"])
+    for r in runs:
+        if r["experiment"] in ("growth_vs_scratch", "frozen_vs_finetune"):
+            per_step = scale.batch_size * max(flops["grown_frozen"], flops["grown_unfrozen"])
+            assert abs(r["highres_flops"] - budget) <= per_step / 2, r["variant"]  # equal within one step
+            assert r["evaluation"]["resolution"] == scale.resolution
+            assert set(r["evaluation"]["alignment"]["all"]) >= {"accuracy", "ci_low", "ci_high", "n"}
+            assert r["curve"] and r["curve"][-1]["images_seen"] == sum(p["images"] for k, p in r["phases"].items()
+                                                                       if k != "core")
+    grown = next(r for r in runs if r["variant"] == "grown (core frozen)" and r["experiment"] == "growth_vs_scratch")
+    scratch = next(r for r in runs if r["variant"] == "scratch" and r["experiment"] == "growth_vs_scratch")
+    assert grown["core_flops"] > 0 and scratch["core_flops"] == 0  # pre-training shown separately
+    assert scratch["steps"] < grown["steps"]  # an unfrozen core costs more per step: fewer steps for the budget
+    depths = sorted(r["depth"] for r in runs if r["experiment"] == "core_depth")
+    assert depths == sorted(scale.depths)
+    assert all(r["evaluation"]["resolution"] == scale.core_resolution for r in runs
+               if r["experiment"] == "core_depth")
+    small = [r for r in runs if r["experiment"] == "small_batch"]
+    assert len(small) == 2 and all(r["batch_size"] == scale.small_batch and r["steps"] == scale.small_batch_steps
+                                   and len(r["curve"]) == scale.small_batch_steps for r in small)
+    assert set(results["ceiling"]) == {str(scale.core_resolution), str(scale.resolution)}
+
+
+def test_summary_pools_seeds_and_the_report_is_written(tiny_results, tmp_path):
+    from studio.eval.experiments_report import format_table, write_report
+
+    results, _ = tiny_results
+    rows = {(r["experiment"], r["variant"]): r for r in summarize(results)}
+    row = rows[("growth_vs_scratch", "scratch")]
+    assert row["align_low"] <= row["align"] <= row["align_high"] and row["align_n"] == ExperimentScale.tiny().eval_n
+    assert "growth_vs_scratch" in format_table(results)
+    written = write_report(results, tmp_path)
+    names = {p.name for p in written}
+    assert {"experiments.md", "experiments.json", "experiments-compute.html", "experiments-loss.html",
+            "experiments-depth.html", "experiments-small-batch.html"} <= names
+    md = (tmp_path / "experiments.md").read_text()
+    assert "| growth_vs_scratch | scratch |" in md and "studio experiment run" in md
+    assert json.loads((tmp_path / "experiments.json").read_text())["summary"]
+
+
+def test_a_rerun_reuses_finished_runs(tiny_results):
+    results, out = tiny_results
+    stamp = (out / "grow-s0" / "config.json").stat().st_mtime_ns
+    again = run_experiments(ExperimentScale.tiny(), out, experiments=(1,), progress=False)
+    assert (out / "grow-s0" / "config.json").stat().st_mtime_ns == stamp
+    assert [r["evaluation"] for r in again["runs"]] == [r["evaluation"] for r in results["runs"]
+                                                       if r["experiment"] == "growth_vs_scratch"]
+
+
+def test_cli_report_and_errors(tiny_results, tmp_path, capsys):
+    from studio.cli import main
+
+    _, out = tiny_results
+    assert main(["experiment", "report", "--out", str(out), "--docs", str(tmp_path / "docs")]) == 0
+    assert (tmp_path / "docs" / "experiments.md").is_file()
+    assert main(["experiment", "report", "--out", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["experiment", "run", "--scale", "tiny", "--experiments", "5", "--out", str(tmp_path / "x")]) == 2
