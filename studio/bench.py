@@ -39,7 +39,7 @@ from torch import nn
 
 from studio.errors import ConfigError
 
-SECTIONS = ("train", "sample", "peer", "loader", "memory")
+SECTIONS = ("train", "sample", "peer", "loader", "memory", "shipped", "profile")
 EXTRA_SECTIONS = ("tweaks",)  # opt-in: candidate speed-ups, measured against the baseline step
 PRECISIONS = ("fp32", "bf16")
 SCHEMA_VERSION = 1
@@ -57,8 +57,9 @@ class BenchConfig:
     device: str = "cpu"
     quick: bool = False
     only: tuple[str, ...] = SECTIONS
-    core_preset: str | None = None  # default core-64 (quick: tiny-core)
-    grown_preset: str | None = None  # default grown-256 (quick: tiny-grown)
+    core_preset: str | None = None  # default core-64-cpu on the CPU, core-64 on a GPU (quick: tiny-core)
+    grown_preset: str | None = None  # default grown-256-cpu / grown-256 (quick: tiny-grown)
+    shipped_model: str = "shapes-256"  # the model folder (or name) the `shipped` section samples
     core_overrides: dict = field(default_factory=dict)  # e.g. {"width": 128, "heads": 2}
     stage_channels: tuple[int, ...] | None = None  # grown stages from the core outwards (default: the preset's)
     train_batch_core: int | None = None
@@ -97,8 +98,9 @@ class BenchConfig:
             raise ConfigError(f"unknown precision(s) {sorted(bad)}; choose from {', '.join(PRECISIONS)}")
         if cuda and not torch.cuda.is_available():
             raise ConfigError(f"--device {c.device} was asked for, but torch sees no CUDA device")
-        c.core_preset = c.core_preset or ("tiny-core" if c.quick else "core-64")
-        c.grown_preset = c.grown_preset or ("tiny-grown" if c.quick else "grown-256")
+        # On the CPU the presets the shipped models were trained with; on a GPU the GPU-sized pair.
+        c.core_preset = c.core_preset or ("tiny-core" if c.quick else "core-64" if cuda else "core-64-cpu")
+        c.grown_preset = c.grown_preset or ("tiny-grown" if c.quick else "grown-256" if cuda else "grown-256-cpu")
         if c.quick:
             defaults = dict(train_batch_core=2, train_batch_grown=2, warmup=1, iters=2, max_seconds=10.0,
                             sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(256, 512), loader_n=32,
@@ -107,8 +109,8 @@ class BenchConfig:
             defaults = dict(train_batch_core=64, train_batch_grown=32, warmup=3, iters=10, max_seconds=60.0,
                             sample_batches=(1, 8), sample_repeats=3, matmul_sizes=(4096, 8192), loader_n=2048,
                             loader_seconds=3.0)
-        else:  # small batches: a CPU step of the shipped presets takes seconds
-            defaults = dict(train_batch_core=8, train_batch_grown=4, warmup=1, iters=3, max_seconds=90.0,
+        else:  # small batches: a CPU step of the shipped presets takes seconds (bf16 tens of seconds on AVX2)
+            defaults = dict(train_batch_core=8, train_batch_grown=4, warmup=1, iters=3, max_seconds=20.0,
                             sample_batches=(1, 2), sample_repeats=1, matmul_sizes=(512, 1024, 2048), loader_n=512,
                             loader_seconds=2.0)
         for key, value in defaults.items():
@@ -279,44 +281,49 @@ def machine_info(device) -> dict:
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def matmul_peak(dtype: str = "fp32", sizes: Sequence[int] = (512, 1024, 2048), device="cpu", repeats: int = 3,
-                max_seconds: float = 15.0) -> dict:
-    """Best achieved FLOP/s of square (n x n) @ (n x n) matmuls over `sizes` (2 n^3 FLOPs each), best of
-    `repeats` (the best is what the hardware does when the process has it to itself).
+MATMUL_OPS = {"mm": lambda a, b: torch.mm(a, b), "linear": lambda a, b: torch.nn.functional.linear(a, b)}
 
-    Sizes are tried in increasing order; a size whose repeats would take more than `max_seconds` (predicted
-    from the previous size's time, scaled by n^3) is skipped with every larger one: bf16 on a CPU without
-    AVX-512 BF16/AMX is that slow. On a GPU each timing covers ten back-to-back matmuls, so launch overhead
-    does not count.
+
+def matmul_peak(dtype: str = "fp32", sizes: Sequence[int] = (512, 1024, 2048), device="cpu", repeats: int = 3,
+                max_seconds: float = 15.0, ops: Sequence[str] = ("mm", "linear")) -> dict:
+    """Best achieved FLOP/s of square n x n matmuls (2 n^3 FLOPs each) over `sizes` and two entry points,
+    best of `repeats` (the best is what the hardware does when the process has it to itself).
+
+    `torch.mm` and `F.linear` (what nn.Linear calls) can take different kernels: on a CPU without native
+    bf16 (AVX2 only) bf16 `mm` falls back to a slow path while bf16 `linear` goes through oneDNN, ~10x
+    faster. Sizes are tried in increasing order per entry point; a size whose repeats would take more than
+    `max_seconds` (predicted from the previous size, scaled by n^3) is skipped with every larger one. On a
+    GPU each timing covers ten back-to-back matmuls, so launch overhead does not count.
     """
     device = torch.device(device)
-    per_size, best, previous = [], None, None
-    for n in sorted(sizes):
-        if previous is not None and previous[1] * (n / previous[0]) ** 3 * (repeats + 1) > max_seconds:
-            break
-        g = torch.Generator(device=device).manual_seed(0)
-        a = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
-        b = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
-        inner = 10 if device.type == "cuda" else 1
-        torch.mm(a, b)  # warm-up (kernel selection, first touch)
+    per_size, best = [], None
+    inner = 10 if device.type == "cuda" else 1
+    for op in ops:
+        fn, previous = MATMUL_OPS[op], None
+        for n in sorted(sizes):
+            if previous is not None and previous[1] * (n / previous[0]) ** 3 * (repeats + 1) > max_seconds:
+                break
+            g = torch.Generator(device=device).manual_seed(0)
+            a = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
+            b = torch.randn(n, n, generator=g, device=device).to(DTYPES[dtype])
+            fn(a, b)  # warm-up (kernel selection, first touch)
 
-        def run():
-            for _ in range(inner):
-                torch.mm(a, b)
+            def run(fn=fn, a=a, b=b):  # bound now: the loop rebinds the names
+                for _ in range(inner):
+                    fn(a, b)
 
-        cpu: list[float] = []
-        times = timed(run, warmup=0, iters=repeats, device=device, cpu_times=cpu)
-        seconds = min(times) / inner
-        entry = dict(n=n, seconds=seconds, flops_per_s=2 * n ** 3 / seconds)
-        if device.type == "cpu":  # FLOPs per CPU-second of the threads: the yardstick for load-corrected figures
-            entry["flops_per_cpu_s"] = 2 * n ** 3 / max(min(cpu), 1e-9)
-        per_size.append(entry)
-        if best is None or entry["flops_per_s"] > best["flops_per_s"]:
-            best = entry
-        del a, b
-        previous = (n, seconds)
+            cpu: list[float] = []
+            times = timed(run, warmup=0, iters=repeats, device=device, cpu_times=cpu)
+            seconds = min(times) / inner
+            entry = dict(op=op, n=n, seconds=seconds, flops_per_s=2 * n ** 3 / seconds)
+            if device.type == "cpu":  # FLOPs per CPU-second (all threads)
+                entry["flops_per_cpu_s"] = 2 * n ** 3 / max(min(cpu) / inner, 1e-9)
+            per_size.append(entry)
+            if best is None or entry["flops_per_s"] > best["flops_per_s"]:
+                best = entry
+            previous = (n, seconds)
     return dict(dtype=dtype, flops_per_s=best["flops_per_s"], flops_per_cpu_s=best.get("flops_per_cpu_s"),
-                best_n=best["n"], repeats=repeats, sizes=per_size)
+                best_n=best["n"], best_op=best["op"], repeats=repeats, sizes=per_size)
 
 
 #################################################################################
@@ -390,7 +397,7 @@ class TrainStep:
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99), **(optimizer_options or {}))
         self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(seed)
-        self.loss_model = _LossModel(call or model, model)
+        self.loss_model = _LossModel(model if call is None else call, model)
         self.last = None
 
     def autocast(self):
@@ -505,13 +512,9 @@ def train_benchmark(name: str, model: nn.Module, resolution: int, batch: int, pr
         if peak:
             out.update(peak_flops_per_s=peak, fraction_of_peak=achieved / peak)
             if device.type == "cpu" and out["cpu_s"] > 0:
-                # Load-corrected: FLOPs per CPU-second against the matmul's FLOPs per CPU-second. On a shared
-                # machine wall time counts the other jobs too; this counts only the time the threads ran
-                # (threads that spin while waiting for each other count as running, so it errs low).
+                # FLOPs per CPU-second (all threads): on a shared machine wall time also counts the other jobs.
                 per_cpu_s = flops_per_image * batch / out["cpu_s"]
                 out["flops_per_cpu_s"] = per_cpu_s
-                if (peaks or {}).get(f"{precision}_cpu"):
-                    out["fraction_of_peak_cpu_time"] = per_cpu_s / peaks[f"{precision}_cpu"]
     del step
     return out
 
@@ -580,7 +583,7 @@ def match_peer(target_params: int, resolution: int, grid: int, heads: int, depth
     levels = int(math.log2(resolution // grid)) + 1
     patterns = [tuple(min(2 ** i, 2) for i in range(levels)), tuple(min(2 ** i, 4) for i in range(levels))]
     patterns = list(dict.fromkeys(patterns))
-    tried, best = [], None
+    tried = []
     for mult in patterns:
         for layers in (1, 2):
             def count(k: int) -> int:
@@ -767,7 +770,8 @@ def preview_benchmark(model: nn.Module, config: BenchConfig, modes: Sequence[int
     modes = list(modes or (0, config.preview_every, 1))
     sample_once(model, 1, replace(config, steps=2), preview_every=1)  # warm-up
     runs: dict[int, list[dict]] = {m: [] for m in modes}
-    for _ in range(config.sample_repeats):
+    repeats = max(3, config.sample_repeats) if not config.quick else config.sample_repeats
+    for _ in range(repeats):
         for m in modes:
             runs[m].append(sample_once(model, 1, config, preview_every=m))
     rows = []
@@ -776,8 +780,7 @@ def preview_benchmark(model: nn.Module, config: BenchConfig, modes: Sequence[int
         s = statistics.median(r["seconds"] for r in runs[m])
         rows.append(dict(every=m, label="none" if m == 0 else f"every {m}", seconds=s,
                          conversions=runs[m][0]["conversions"], overhead=s / base - 1.0))
-    return dict(resolution=int(model.resolution), batch=1, steps=config.steps, repeats=config.sample_repeats,
-                modes=rows)
+    return dict(resolution=int(model.resolution), batch=1, steps=config.steps, repeats=repeats, modes=rows)
 
 
 def replace(config: BenchConfig, **changes) -> BenchConfig:
@@ -785,6 +788,193 @@ def replace(config: BenchConfig, **changes) -> BenchConfig:
     for key, value in changes.items():
         setattr(out, key, value)
     return out
+
+
+#################################################################################
+#                     A shipped model, as `studio sample` runs it               #
+#################################################################################
+
+SHIPPED_TARGET_S = 4.0  # the shipped-models issue: a 256 px image in <= 4 s on 2 CPU cores (25 steps, guidance)
+
+
+def shipped_benchmark(name: str, config: BenchConfig, prompt: str = "a red circle above a blue square",
+                      batches: Sequence[int] = (1,)) -> dict:
+    """Seconds per image of a shipped model folder sampled the way `studio sample` does it: the text encoder
+    (prompt and empty prompt, cached after the first run), `stream` for `config.steps` guided steps, the
+    last x0 to PIL. The first trajectory (uncached prompt) is reported apart from the median of the
+    following ones. Returns a dict with `skipped` when the model or the text encoder is not installed."""
+    from studio.errors import ModelNotFoundError
+    from studio.hub import load_model
+    from studio.sampling import stream, to_pil
+    from studio.text import get_text_encoder
+
+    device = torch.device(config.device)
+    try:
+        start = time.perf_counter()
+        model = load_model(name, device=device)
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        encoder = get_text_encoder()
+        encoder_load_s = time.perf_counter() - start
+    except (ModelNotFoundError, ImportError, OSError) as err:
+        return dict(model=name, skipped=f"{type(err).__name__}: {err}")
+
+    def trajectory(batch: int) -> dict:
+        cpu, start = time.process_time(), time.perf_counter()
+        last = None
+        for last in stream(model, [prompt] * batch, seed=config.seed, steps=config.steps, guidance=config.guidance,
+                           sampler=config.sampler, text_encoder=encoder):
+            pass
+        to_pil(last.x0)
+        synchronize(device)
+        return dict(seconds=time.perf_counter() - start, cpu_s=time.process_time() - cpu)
+
+    repeats = max(2, config.sample_repeats)
+    rows = []
+    for batch in batches:
+        first = trajectory(batch)  # includes encoding the (new) prompt and the first-call allocations
+        runs = [trajectory(batch) for _ in range(repeats)]
+        seconds = statistics.median(r["seconds"] for r in runs)
+        rows.append(dict(batch=batch, repeats=repeats, first_s=first["seconds"], seconds=seconds,
+                         seconds_per_image=seconds / batch, seconds_all=[r["seconds"] for r in runs],
+                         cpu_share=cpu_share(sum(r["seconds"] for r in runs), sum(r["cpu_s"] for r in runs)),
+                         cpu_s_per_image=statistics.median(r["cpu_s"] for r in runs) / batch))
+    info = dict(model=name, folder=str(getattr(model, "folder", name)), resolution=int(model.resolution),
+                steps=config.steps, guidance=config.guidance, sampler=config.sampler, prompt=prompt,
+                load_s=load_s, text_encoder_load_s=encoder_load_s, rows=rows, **parameter_counts(model))
+    if info["resolution"] == 256 and device.type == "cpu":
+        best = rows[0]["seconds_per_image"]
+        info.update(target_s=SHIPPED_TARGET_S, target_met=best <= SHIPPED_TARGET_S)
+    return info
+
+
+#################################################################################
+#                          Profiles (where the time goes)                       #
+#################################################################################
+
+def profile_top_ops(fn: Callable[[], object], device, rows: int = 12) -> dict:
+    """torch.profiler over one call of `fn`: the `rows` ops with the most self time (CPU, or CUDA on a GPU),
+    each with its share of the total. Explains a missed target (what dominates and whether it is a matmul)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        synchronize(device)
+    gpu = device.type == "cuda"
+    events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]
+
+    def self_us(e) -> float:
+        return float(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0)) if gpu \
+            else float(e.self_cpu_time_total)
+
+    total = sum(self_us(e) for e in events) or 1.0
+    top = sorted(events, key=self_us, reverse=True)[:rows]
+    return dict(kind="self CUDA time" if gpu else "self CPU time", total_ms=total / 1e3,
+                ops=[dict(op=e.key, calls=int(e.count), self_ms=self_us(e) / 1e3, share=self_us(e) / total)
+                     for e in top])
+
+
+def profile_benchmark(core: nn.Module, peer: nn.Module | None, grown_fn, config: BenchConfig,
+                      shipped: str | None) -> dict:
+    """Top ops of: one fp32 (and bf16) training step of our core and of the peer UNet (same batch), and
+    one guided 256 px sampling trajectory of the shipped model (or of the grown preset)."""
+    device = torch.device(config.device)
+    batch = config.train_batch_core
+    out: dict = {}
+    cases = [("train core", core, "fp32")]
+    if peer is not None:
+        cases.append(("train peer-unet", peer, "fp32"))
+    if "bf16" in config.precisions:
+        cases.append(("train core", core, "bf16"))
+    for label, model, precision in cases:
+        model = copy.deepcopy(model).to(device)
+        res = int(model.resolution)
+        images = (torch.rand(batch, 3, res, res, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device)
+        step = TrainStep(model, images, synthetic_text(batch, config.text_tokens, device), precision,
+                         seed=config.seed)
+        step()  # warm-up: allocations and AdamW state are not part of the steady step
+        out[f"{label} {precision}, batch {batch}"] = profile_top_ops(step, device)
+        del step, model
+    model = None
+    if shipped:
+        from studio.errors import ModelNotFoundError
+        from studio.hub import load_model
+
+        try:
+            model, label = load_model(shipped, device=device), f"sample {shipped}"
+        except (ModelNotFoundError, OSError):
+            model = None
+    if model is None:
+        model, label = _cast(grown_fn().eval().requires_grad_(False), device, torch.float32), "sample grown"
+    sample_once(model, 1, replace(config, steps=2))  # warm-up
+    out[f"{label} {int(model.resolution)}px, batch 1, {config.steps} guided steps"] = profile_top_ops(
+        lambda: sample_once(model, 1, config), device)
+    return out
+
+
+#################################################################################
+#                           Memory (fresh processes)                            #
+#################################################################################
+
+MEMORY_WHAT = {"train": "train step fp32", "train_bf16": "train step bf16 autocast",
+               "sample": "guided sampling step (2B forward)"}
+
+
+def memory_probe(config: BenchConfig, model: str, what: str, batch: int, timeout: float = 1800.0) -> dict:
+    """Peak memory of one training or sampling step, measured in a fresh Python process (on the CPU a process
+    never gives freed memory back reliably, so in-process peaks after other work say little)."""
+    import json
+    import subprocess
+
+    spec = dict(config=_settings(config), model=model, what=what, batch=batch)
+    proc = subprocess.run([sys.executable, "-c", "from studio.bench import _memory_probe_main; _memory_probe_main()"],
+                          input=json.dumps(spec), capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    row = dict(model=model, what=f"{MEMORY_WHAT[what]}, batch {batch}", batch=batch)
+    if proc.returncode != 0 or not lines:
+        return row | dict(error=((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1])
+    return row | json.loads(lines[-1])
+
+
+def _memory_probe_main() -> None:
+    """Child side of `memory_probe`: reads its spec from stdin, prints one JSON line."""
+    import gc
+    import json
+
+    spec = json.loads(sys.stdin.read())
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+    config = BenchConfig(**fields)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    core, grown_fn, _ = build_models(config)
+    model = core if spec["model"] == "core" else grown_fn()
+    resolution, batch = int(model.resolution), int(spec["batch"])
+    if spec["what"].startswith("train"):
+        model = model.to(device)
+        images = (torch.rand(batch, 3, resolution, resolution) * 2 - 1).to(device)
+        run = TrainStep(model, images, synthetic_text(batch, config.text_tokens, device),
+                        "bf16" if spec["what"] == "train_bf16" else "fp32", seed=config.seed)
+    else:
+        model = _cast(model.eval().requires_grad_(False), device, torch.float32)
+        run = lambda: sample_once(model, batch, replace(config, steps=1))  # noqa: E731
+    gc.collect()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        synchronize(device)
+        peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    else:
+        before = _rss_bytes() or 0
+        run()
+        peak, kind = max((max_rss_mb() or 0) * MB, _rss_bytes() or 0), "rss"
+    print(json.dumps(dict(resolution=resolution, kind=kind, before_mb=round(before / MB, 1),
+                          peak_mb=round(peak / MB, 1), delta_mb=round((peak - before) / MB, 1),
+                          params_mb=round(sum(p.numel() * p.element_size() for p in model.parameters()) / MB, 1))))
 
 
 #################################################################################
@@ -983,8 +1173,6 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
         peak = matmul_peak(dtype, config.matmul_sizes, device)
         result["matmul_peak"][dtype] = peak
         peaks[dtype] = peak["flops_per_s"]
-        if peak.get("flops_per_cpu_s"):
-            peaks[f"{dtype}_cpu"] = peak["flops_per_cpu_s"]
 
     # --- training step: core and grown, every precision
     train_rows: list[dict] = []
@@ -1008,6 +1196,7 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
         result["flops"] = flops
 
     # --- the peer: diffusers UNet2DConditionModel with our core's parameter count, same loop
+    peer = None
     if "peer" in sections:
         _log("peer: matching UNet2DConditionModel", verbose)
         target = parameter_counts(core)["params"]
@@ -1031,7 +1220,6 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
         result["peer"] = dict(match=_jsonable(match), flops=peer_flops, ours_params=target, rows=rows,
                               ours_flops_per_image=flops["core"]["flops_per_image"],
                               note="the peer ignores the pooled text vector (no input for it)")
-        del peer
 
     # --- sampling: 25 guided steps at every resolution from the core's to the grown model's
     if "sample" in sections:
@@ -1073,15 +1261,17 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
     # --- memory: one training step and one guided sampling step per model, each from a fresh baseline
     if "memory" in sections:
         rows = []
-        for name, fn, res, batch in (("core", lambda: copy.deepcopy(core), core_res, config.train_batch_core),
-                                     ("grown", grown_fn, grown_res, config.train_batch_grown)):
-            _log(f"memory {name}", verbose)
-            one = replace(config, warmup=0, iters=1, max_seconds=None)
-            row = train_benchmark(name, fn().to(device), res, batch, "fp32", one)
-            rows.append(dict(model=name, what=f"train step fp32, batch {batch}", resolution=res, **row["memory"]))
-            s = sampling_benchmark(fn(), 1, "fp32", replace(config, steps=1, sample_repeats=1))
-            rows.append(dict(model=name, what="guided sampling step, batch 1", resolution=res, **s["memory"]))
-        result["memory"] = dict(rows=rows, process_max_rss_mb=max_rss_mb())
+        cases = [("core", "train", config.train_batch_core), ("core", "sample", 1),
+                 ("grown", "train", config.train_batch_grown), ("grown", "sample", 1)]
+        if "bf16" in config.precisions:
+            cases += [("core", "train_bf16", config.train_batch_core), ("grown", "train_bf16", config.train_batch_grown)]
+        if config.quick:  # each probe is a fresh interpreter (~3 s of imports): the smoke run checks both kinds
+            cases = [("core", "train", config.train_batch_core), ("grown", "sample", 1)]
+        for name, what, batch in cases:
+            _log(f"memory {name} {what} (fresh process)", verbose)
+            rows.append(memory_probe(config, name, what, batch))
+        result["memory"] = dict(rows=rows, how="each case in a fresh Python process: model built, then one step; "
+                                              "peak = the process's max RSS (CPU) or max allocated (GPU)")
 
     if "tweaks" in sections:
         _log("tweaks", verbose)
@@ -1089,15 +1279,77 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
         result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(core), grown_fn, core_res, grown_res, config,
                                             which)
 
+    # --- a shipped model, sampled as `studio sample` does (text encoder included)
+    if "shipped" in sections:
+        _log(f"shipped model {config.shipped_model}", verbose)
+        result["shipped"] = shipped_benchmark(config.shipped_model, config)
+
+    # --- where the time goes: top ops of the training steps (ours, peer) and of 256 px sampling
+    if "profile" in sections:
+        _log("profiles", verbose)
+        if peer is None:
+            target = parameter_counts(core)["params"]
+            peer, _ = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
+        shipped = config.shipped_model if not (result.get("shipped") or {}).get("skipped") else None
+        result["profile"] = profile_benchmark(core, peer, grown_fn, config, shipped)
+    peer = None
+
+    result["targets"] = check_targets(result)
+
     # --- the yardstick again: how much the machine's speed moved during the run
     if config.precisions:
         first = config.precisions[0]
-        end = matmul_peak(first, (result["matmul_peak"][first]["best_n"],), device)
+        best = result["matmul_peak"][first]
+        end = matmul_peak(first, (best["best_n"],), device, ops=(best["best_op"],))
         result["matmul_peak"][f"{first}_end"] = end
     result["machine"]["load_average_end"] = load_average()
     result["machine"]["process_max_rss_mb"] = max_rss_mb()
     result["wall_s"] = time.perf_counter() - started
     return _jsonable(result)
+
+
+def check_targets(result: dict) -> list[dict]:
+    """The issue's targets for this device, each with what this run measured and whether it is met (None:
+    not measured in this run). Judged from the figures above, never from constants."""
+    cpu = result["machine"]["device"] == "cpu"
+    train = {(r["model"], r["precision"]): r for r in result.get("train", [])}
+    peer = {r["precision"]: r for r in (result.get("peer") or {}).get("rows", [])}
+    out = []
+
+    def add(target: str, measured, goal: str, met, note: str = "") -> None:
+        unit = "x" if goal.endswith("x") else "%" if "%" in goal else "s"
+        out.append(dict(target=target, measured=measured, unit=unit, goal=goal, met=met, note=note))
+
+    if cpu:
+        for precision, r in peer.items():
+            add(f"core training images/s vs the equal-size diffusers UNet ({precision})", r["ratio"], ">= 3x",
+                r["ratio"] >= 3)
+        fp32, bf16 = train.get(("core", "fp32")), train.get(("core", "bf16"))
+        if bf16 is not None and bf16.get("fraction_of_peak") is not None:
+            used = fp32 is None or bf16["images_per_s"] >= fp32["images_per_s"]
+            add("core training step, share of the bf16 matmul peak (where bf16 is used)", bf16["fraction_of_peak"],
+                ">= 60%", bf16["fraction_of_peak"] >= 0.6 if used else None,
+                "" if used else f"bf16 is not used on this CPU: its step is {fp32['images_per_s'] / bf16['images_per_s']:.3g}x "
+                                "slower than fp32 (no native bf16 units), so the target does not apply")
+        if fp32 is not None and fp32.get("fraction_of_peak") is not None:
+            add("core training step, share of the fp32 matmul peak", fp32["fraction_of_peak"],
+                "(reference: 62%)", None)
+        shipped = result.get("shipped") or {}
+        if shipped.get("rows") and shipped.get("target_s"):
+            add(f"256 px sampling, {shipped['model']}, {shipped['steps']} guided steps, batch 1 (s / image)",
+                shipped["rows"][0]["seconds_per_image"], f"<= {shipped['target_s']:g} s", shipped["target_met"])
+    else:
+        for name, goal in (("core", 0.45), ("grown", 0.30)):
+            r = train.get((name, "bf16"))
+            if r is not None and r.get("fraction_of_peak") is not None:
+                add(f"{name} training step, share of the bf16 matmul peak", r["fraction_of_peak"], f">= {goal:.0%}",
+                    r["fraction_of_peak"] >= goal)
+        rows = [r for r in result.get("sampling", []) if r["resolution"] == 256 and r["batch"] == 1]
+        if rows:
+            best = min(rows, key=lambda r: r["seconds_per_image"])
+            add(f"256 px sampling, {best['steps']} guided steps, batch 1 (s / image, {best['precision']})",
+                best["seconds_per_image"], "well under 1 s", best["seconds_per_image"] < 1.0)
+    return out
 
 
 def _settings(config: BenchConfig) -> dict:
@@ -1150,6 +1402,13 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2g}%"
 
 
+def _target_value(t: dict) -> str:
+    x = t["measured"]
+    if x is None:
+        return "-"
+    return {"x": f"{x:.3g}x", "%": f"{100 * x:.3g}%"}.get(t.get("unit"), f"{x:.3g} s")
+
+
 def _mem(m: dict | None) -> str:
     if not m or m.get("peak_mb") is None:
         return "-"
@@ -1174,15 +1433,25 @@ def format_markdown(result: dict) -> str:
     out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
             f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}", ""]
 
+    if result.get("targets"):
+        out += ["## Targets (this device)", ""]
+        out += _table(["target", "goal", "measured", "met"],
+                      [(t["target"], t["goal"], _target_value(t),
+                        {True: "yes", False: "**no**", None: "-"}[t["met"]] + (f" ({t['note']})" if t["note"] else ""))
+                       for t in result["targets"]])
+        out += [""]
+
     peaks = result.get("matmul_peak", {})
     if peaks:
         out += ["## Matmul peak (same run)", ""]
-        out += _table(["dtype", "best n", "GFLOP/s", "GFLOP per CPU-second", "per size (n: GFLOP/s)"],
-                      [(k, p["best_n"], f"{p['flops_per_s'] / 1e9:.3g}", _g(p.get("flops_per_cpu_s")),
-                        ", ".join(f"{s['n']}: {s['flops_per_s'] / 1e9:.3g}" for s in p["sizes"]))
+        out += _table(["dtype", "best", "GFLOP/s", "GFLOP per CPU-second", "per entry point and size (GFLOP/s)"],
+                      [(k, f"{p.get('best_op', 'mm')} n={p['best_n']}", f"{p['flops_per_s'] / 1e9:.3g}",
+                        _g(p.get("flops_per_cpu_s")),
+                        ", ".join(f"{s.get('op', 'mm')} {s['n']}: {s['flops_per_s'] / 1e9:.3g}" for s in p["sizes"]))
                        for k, p in peaks.items()])
         if "fp32" in peaks and "bf16" in peaks:
-            out += ["", f"bf16 / fp32 matmul speed: {peaks['bf16']['flops_per_s'] / peaks['fp32']['flops_per_s']:.3g}x"]
+            ratio = peaks["bf16"]["flops_per_s"] / peaks["fp32"]["flops_per_s"]
+            out += ["", f"Best bf16 matmul / best fp32 matmul: {ratio:.3g}x (measured in this run)."]
         out += [""]
 
     if result.get("train"):
@@ -1191,12 +1460,13 @@ def format_markdown(result: dict) -> str:
                 "(matmul, conv, attention). Peak: the same-dtype matmul peak above.", ""]
         cpu = m["device"] == "cpu"
         if cpu:
-            out += ["On the CPU, \"CPU share\" is the process's CPU seconds over (wall seconds x torch threads): "
-                    "below 100% the machine was shared. \"% of peak (CPU time)\" is FLOPs per CPU-second of the "
-                    "step over FLOPs per CPU-second of the peak matmul: the load-corrected efficiency.", ""]
+            out += ["\"CPU share\": the process's CPU seconds over (wall seconds x torch threads); well below 100% "
+                    "means the machine was shared or the kernels ran on fewer threads. Memory columns in this and "
+                    "the sampling table are in-process peaks (see the Memory section for clean per-case figures).",
+                    ""]
         header = ["model", "phase", "params (trainable)", "px", "batch", "precision", "step s (median)", "images/s",
                   "GFLOP/image", "achieved GFLOP/s", "% of peak"]
-        header += ["% of peak (CPU time)", "CPU share"] if cpu else []
+        header += ["CPU share"] if cpu else []
         rows = []
         for r in result["train"]:
             row = [r["model"], r.get("phase", ""), f"{r['params'] / 1e6:.2f}M ({r['trainable'] / 1e6:.2f}M)",
@@ -1204,9 +1474,13 @@ def format_markdown(result: dict) -> str:
                    f"{r['images_per_s']:.3g}", _g(r.get("flops_per_image")), _g(r.get("achieved_flops_per_s")),
                    _pct(r.get("fraction_of_peak"))]
             if cpu:
-                row += [_pct(r.get("fraction_of_peak_cpu_time")), _pct(r.get("cpu_share"))]
+                row += [_pct(r.get("cpu_share"))]
             rows.append(row + [_mem(r.get("memory"))])
         out += _table(header + [f"peak {mem_kind}"], rows)
+        if any((r.get("fraction_of_peak") or 0) > 1 for r in result["train"]):
+            out += ["", "A share of the peak above 100% means the square-matmul yardstick of that dtype runs slower "
+                        "than some of the step's kernels (bf16 without native bf16 units), not that the step beats "
+                        "the hardware: compare such rows with the fp32 peak instead."]
         out += [""]
 
     if result.get("peer"):
@@ -1271,10 +1545,40 @@ def format_markdown(result: dict) -> str:
 
     if result.get("memory"):
         mm = result["memory"]
-        out += ["## Memory", ""]
-        out += _table(["model", "what", "px", f"peak {mem_kind}"],
-                      [(r["model"], r["what"], r["resolution"], _mem(r)) for r in mm["rows"]])
-        out += ["", f"Process lifetime max RSS: {mm.get('process_max_rss_mb')} MiB", ""]
+        out += ["## Memory", "", "Each case in a fresh process: the model is built, then one step runs (the first "
+                                 "training step also allocates the AdamW state).", ""]
+        out += _table(["model", "what", "px", "weights MiB", "before the step MiB", "peak MiB", "step adds MiB"],
+                      [(r["model"], r["what"], r.get("resolution", "-"), _fmt(r.get("params_mb")),
+                        _fmt(r.get("before_mb")), _fmt(r.get("peak_mb")),
+                        _fmt(r.get("delta_mb")) if "error" not in r else f"error: {r['error']}")
+                       for r in mm["rows"]])
+        out += ["", f"Peak memory is {'the process RSS' if m['device'] == 'cpu' else 'the maximum allocated by torch'}. "
+                    f"This benchmark's own process peaked at {m.get('process_max_rss_mb')} MiB RSS.", ""]
+
+    sh = result.get("shipped")
+    if sh:
+        out += [f"## Shipped model `{sh['model']}`, sampled as `studio sample` does", ""]
+        if sh.get("skipped"):
+            out += [f"Skipped: {sh['skipped']}", ""]
+        else:
+            out += [f"- {sh['resolution']} px, {sh['params'] / 1e6:.2f}M parameters, {sh['steps']} {sh['sampler']} "
+                    f"steps, guidance {sh['guidance']:g} (text encoder, `stream`, x0 -> PIL; no PNG write)",
+                    f"- load: model {sh['load_s']:.3g} s, text encoder {sh['text_encoder_load_s']:.3g} s (once per "
+                    f"process)", ""]
+            out += _table(["batch", "first trajectory s (new prompt)", "s / trajectory (median)", "s / image",
+                           "CPU s / image", "CPU share"],
+                          [(r["batch"], f"{r['first_s']:.3g}", f"{r['seconds']:.3g} (n={r['repeats']})",
+                            f"{r['seconds_per_image']:.3g}", f"{r['cpu_s_per_image']:.3g}", _pct(r.get("cpu_share")))
+                           for r in sh["rows"]])
+            out += [""]
+
+    if result.get("profile"):
+        out += ["## Profiles (torch.profiler, top ops by self time)", ""]
+        for case, prof in result["profile"].items():
+            out += [f"**{case}** ({prof['kind']}, total {prof['total_ms']:.4g} ms):", ""]
+            out += _table(["op", "calls", "self ms", "share"],
+                          [(f"`{o['op']}`", o["calls"], f"{o['self_ms']:.4g}", _pct(o["share"])) for o in prof["ops"]])
+            out += [""]
 
     if result.get("tweaks"):
         out += ["## Candidate speed-ups (interleaved rounds, fp32 training step)", ""]
@@ -1303,6 +1607,6 @@ def format_markdown(result: dict) -> str:
         out += [""]
     end = peaks.get(f"{next(iter(peaks), '')}_end") if peaks else None
     if end:
-        out += [f"Matmul peak at the end of the run ({end['dtype']}, n={end['best_n']}): "
+        out += [f"Matmul peak at the end of the run ({end['dtype']} {end['best_op']}, n={end['best_n']}): "
                 f"{end['flops_per_s'] / 1e9:.1f} GFLOP/s (start: {peaks[end['dtype']]['flops_per_s'] / 1e9:.1f}).", ""]
     return "\n".join(out)

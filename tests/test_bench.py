@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-SECTION_TITLES = ("## Machine", "## Matmul peak", "## Training step", "## Peer", "## Sampling", "## Data path",
-                  "## Memory")
+SECTION_TITLES = ("## Machine", "## Targets", "## Matmul peak", "## Training step", "## Peer", "## Sampling",
+                  "## Data path", "## Memory", "## Shipped model", "## Profiles")
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,33 @@ def test_json_sampling_previews_loader_memory(quick_run):
     for row in result["loader"]:
         assert row["dataloader_images_per_s"] > 0 and row["batch_source_images_per_s"] > 0
         assert row["train_images_per_s"] > 0 and "data_share_of_step" in row
-    assert len(result["memory"]["rows"]) == 4
-    assert all(r["peak_mb"] is None or r["peak_mb"] > 0 for r in result["memory"]["rows"])
+    memory = result["memory"]["rows"]  # fresh processes; --quick probes one training and one sampling step
+    assert [(r["model"], r["what"].split(",")[0]) for r in memory] == [
+        ("core", "train step fp32"), ("grown", "guided sampling step (2B forward)")]
+    for r in memory:
+        assert "error" not in r, r
+        assert r["peak_mb"] > 0 and r["params_mb"] > 0 and r["peak_mb"] >= r["before_mb"]
+
+
+def test_json_shipped_model_profiles_and_targets(quick_run):
+    result, _ = quick_run
+    shipped = result["shipped"]  # assets/models/shapes-256, sampled as `studio sample` does (4 steps here)
+    assert shipped["resolution"] == 256 and shipped["steps"] == 4 and shipped["trainable"] == 0
+    row = shipped["rows"][0]
+    assert row["batch"] == 1 and row["repeats"] >= 2 and row["seconds_per_image"] > 0 and row["first_s"] > 0
+    assert shipped["target_s"] == 4.0 and shipped["target_met"] == (row["seconds_per_image"] <= 4.0)
+    profiles = result["profile"]
+    assert {k.split(",")[0] for k in profiles} == {"train core fp32", "train peer-unet fp32", "train core bf16",
+                                                   "sample shapes-256 256px"}
+    for prof in profiles.values():
+        assert prof["ops"] and prof["total_ms"] > 0
+        assert all(0 <= o["share"] <= 1 for o in prof["ops"])
+        assert any("mm" in o["op"] or "conv" in o["op"] or "linear" in o["op"] for o in prof["ops"])
+    ratio = next(t for t in result["targets"] if t["target"].endswith("diffusers UNet (fp32)"))
+    fp32_peer = next(r for r in result["peer"]["rows"] if r["precision"] == "fp32")
+    assert ratio["measured"] == fp32_peer["ratio"] and ratio["met"] == (fp32_peer["ratio"] >= 3)
+    sampling = next(t for t in result["targets"] if t["target"].startswith("256 px sampling"))
+    assert sampling["measured"] == row["seconds_per_image"]
 
 
 def test_bad_section_is_a_clean_error(capsys):

@@ -1,9 +1,9 @@
 """`studio bench`: training, sampling, data-path and memory figures of this machine, in one run.
 
     studio bench --quick                                  # tiny models, seconds (what CI runs)
-    studio bench --json bench.json --markdown bench.md    # the shipped presets (core-64, grown-256)
+    studio bench --json bench.json --markdown bench.md    # CPU: the shipped presets (core-64-cpu, grown-256-cpu)
     studio bench --set width=128 --set heads=2 --set core_channels=64 --stage-channels 64,32,16,16
-    studio bench --device cuda                            # GPU sizes (batch 64/32, bf16 sampling too)
+    studio bench --device cuda                            # GPU: core-64, grown-256, batch 64/32, bf16 sampling
 """
 
 from __future__ import annotations
@@ -81,16 +81,22 @@ def register(subparsers) -> None:
         "bench", help="measure training, sampling, data and memory speed on this machine",
         description="Benchmark the training step (core and grown presets, fp32 and bf16 autocast) against a "
                     "matmul peak measured in the same run, sampling latency at every resolution, preview "
-                    "conversion cost, a diffusers UNet of the same size, the data path and peak memory. "
+                    "conversion cost, a diffusers UNet of the same size, the data path, peak memory, a shipped "
+                    "model sampled as `studio sample` does, and profiles of the hot paths. "
                     "Prints Markdown tables; --json writes every figure.")
     p.add_argument("--quick", action="store_true", help="tiny models, 1-2 iterations (CI smoke run, seconds)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--only", type=_sections, help="comma-separated sections: train,sample,peer,loader,memory "
-                                                  "(default: all) and the opt-in tweaks (candidate speed-ups)")
+    p.add_argument("--only", type=_sections, help="comma-separated sections: train,sample,peer,loader,memory,"
+                                                  "shipped,profile (default: all) and the opt-in tweaks "
+                                                  "(candidate speed-ups)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the full result as JSON")
     p.add_argument("--markdown", type=Path, metavar="PATH", help="write the tables as Markdown")
-    p.add_argument("--core-preset", help="core architecture preset (default core-64; --quick: tiny-core)")
-    p.add_argument("--grown-preset", help="growth recipe (default grown-256; --quick: tiny-grown)")
+    p.add_argument("--core-preset", help="core architecture preset (default core-64-cpu on the CPU, core-64 on a "
+                                         "GPU; --quick: tiny-core)")
+    p.add_argument("--grown-preset", help="growth recipe (default grown-256-cpu on the CPU, grown-256 on a GPU; "
+                                          "--quick: tiny-grown)")
+    p.add_argument("--shipped-model", default="shapes-256",
+                   help="model name or folder the `shipped` section samples (default shapes-256)")
     p.add_argument("--set", dest="overrides", action="append", type=_core_override, default=[], metavar="KEY=VALUE",
                    help=f"override a core field ({', '.join(CORE_KEYS)}); repeatable")
     p.add_argument("--stage-channels", type=_int_list, metavar="C0,C1,...",
@@ -102,7 +108,7 @@ def register(subparsers) -> None:
     p.add_argument("--sample-repeats", type=_positive_int, help="trajectories per sampling case (default 1 CPU, 3 GPU)")
     p.add_argument("--warmup", type=int, help="uncounted training steps per case (default 1 CPU, 3 GPU)")
     p.add_argument("--iters", type=_positive_int, help="counted training steps per case (default 3 CPU, 10 GPU)")
-    p.add_argument("--max-seconds", type=float, help="stop counting a case after this long (default 90 CPU, 60 GPU)")
+    p.add_argument("--max-seconds", type=float, help="stop counting a case after this long (default 20 CPU, 60 GPU)")
     p.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (default 25)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads for the run (default: torch's)")
     p.add_argument("--tweaks", type=_tweaks, help="with --only tweaks: which candidate speed-ups "
@@ -119,7 +125,8 @@ def config_from_args(args):
                   stage_channels=args.stage_channels, train_batch_core=args.batch_core,
                   train_batch_grown=args.batch_grown, sample_batches=args.sample_batches,
                   sample_repeats=args.sample_repeats, warmup=args.warmup, iters=args.iters,
-                  max_seconds=args.max_seconds, steps=args.steps, threads=args.threads, tweaks=args.tweaks)
+                  max_seconds=args.max_seconds, steps=args.steps, threads=args.threads, tweaks=args.tweaks,
+                  shipped_model=args.shipped_model)
     if args.precisions:
         kwargs["precisions"] = args.precisions
     return BenchConfig(**kwargs)
@@ -134,6 +141,8 @@ def command_line(args) -> str:
         parts += ["--device", args.device]
     if args.only:
         parts += ["--only", ",".join(args.only)]
+    if args.shipped_model != "shapes-256":
+        parts += ["--shipped-model", args.shipped_model]
     for flag, value in (("--core-preset", args.core_preset), ("--grown-preset", args.grown_preset),
                         ("--batch-core", args.batch_core), ("--batch-grown", args.batch_grown),
                         ("--sample-repeats", args.sample_repeats), ("--warmup", args.warmup),
