@@ -118,3 +118,10 @@ def test_cli_report_and_errors(tiny_results, tmp_path, capsys):
     assert main(["experiment", "report", "--out", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["experiment", "run", "--scale", "tiny", "--experiments", "5", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_reuse_only_computes_nothing_and_lists_what_is_missing(tmp_path):
+    results = run_experiments(ExperimentScale.tiny(), tmp_path, experiments=(1, 3), reuse_only=True, progress=False)
+    assert results["runs"] == []
+    assert [(s["seed"], s["experiment"]) for s in results["skipped"]] == [(0, 1), (0, 3)]
+    assert not (tmp_path / "core-d1-s0" / "config.json").exists()

@@ -33,8 +33,10 @@ def register(subparsers) -> None:
                      help="default: ~1 CPU-hour on one thread; tiny: seconds (smoke test)")
     run.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default 0,1)")
     run.add_argument("--depths", type=_int_list, help="core depths of experiment 3 (default 1,2,4)")
-    run.add_argument("--experiments", type=_int_list, default=(1, 2, 3, 4), help="which of 1,2,3,4 to run")
+    run.add_argument("--experiments", type=_int_list, default=(1, 2, 3, 4), help="which of 1,2,3,4 to run, in this order (default 1,2,3,4)")
     run.add_argument("--no-eval", action="store_true", help="train only (no alignment / FID)")
+    run.add_argument("--reuse-only", action="store_true",
+                     help="compute nothing: collect the experiments whose runs are finished and evaluated")
     run.add_argument("--docs", type=Path, help="also write the report (markdown, JSON, figures) into this folder")
     run.set_defaults(func=_run)
 
@@ -57,8 +59,8 @@ def _run(args) -> int:
         from studio.cli import CLIError
 
         raise CLIError(f"--experiments takes numbers from 1 to 4, got {sorted(bad)}")
-    results = run_experiments(scale, args.out, experiments=tuple(sorted(set(args.experiments))),
-                              evaluate=not args.no_eval)
+    results = run_experiments(scale, args.out, experiments=tuple(dict.fromkeys(args.experiments)),
+                              evaluate=not args.no_eval, reuse_only=args.reuse_only)
     from studio.eval.experiments_report import format_table
 
     print(format_table(results))

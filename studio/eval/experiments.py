@@ -186,14 +186,25 @@ def _recipe(scale: ExperimentScale) -> dict:
                 cfg_dropout=0.1)
 
 
-def _is_finished(run_dir: Path) -> bool:
-    return (run_dir / "config.json").is_file() and (run_dir / "training.json").is_file()
+class RunNotFinished(Exception):
+    """`reuse_only`: a run (or its evaluation) the driver would have to compute."""
+
+
+def _is_finished(run_dir: Path, config) -> bool:
+    """A finished run trained with exactly this config (another config in the folder is trained again)."""
+    saved = run_dir / "train_config.json"
+    if not ((run_dir / "config.json").is_file() and (run_dir / "training.json").is_file() and saved.is_file()):
+        return False
+    want = {k: v for k, v in config.to_dict().items() if k != "preset"}
+    have = {k: v for k, v in json.loads(saved.read_text()).items() if k != "preset"}
+    return want == have
 
 
 def train_run(scale: ExperimentScale, run_dir: Path, phase: str, *, seed: int, steps: int, batch_size: int,
-              progress: bool = False, **overrides) -> dict:
-    """Train one phase into `run_dir` (reused when already finished). Returns the run's summary:
-    steps, images seen, skipped steps, whether it diverged, and its logged loss curve."""
+              progress: bool = False, reuse_only: bool = False, **overrides) -> dict:
+    """Train one phase into `run_dir` (reused when already finished with the same config; with `reuse_only`
+    a missing run raises RunNotFinished). Returns the run's summary: steps, images seen, skipped steps,
+    whether it diverged, and its logged loss curve."""
     from studio.train.config import resolve
     from studio.train.trainer import TrainingDivergedError, train
 
@@ -202,7 +213,9 @@ def train_run(scale: ExperimentScale, run_dir: Path, phase: str, *, seed: int, s
                      where="the experiment recipe")
     config.preset = "experiment"
     diverged = False
-    if not _is_finished(run_dir):
+    if not _is_finished(run_dir, config):
+        if reuse_only:
+            raise RunNotFinished(str(run_dir))
         try:
             train(config, run_dir, overwrite=True, progress=progress)
         except TrainingDivergedError:
@@ -250,9 +263,14 @@ def count_spikes(losses: list[float], factor: float, window: int) -> int:
 #                                  Evaluation                                   #
 #################################################################################
 
-def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False) -> dict:
-    """Alignment (Wilson CIs) on `eval_n` held-out captions and FID / KID on the first `fid_n` of those
-    images against shapes' held-out renderings; cached as `eval.json` in the run folder."""
+def _eval_settings(scale: ExperimentScale) -> dict:
+    return dict(n=scale.eval_n, fid_n=scale.fid_n, sample_steps=scale.sample_steps, guidance=scale.guidance)
+
+
+def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, reuse_only: bool = False) -> dict:
+    """Alignment (Wilson CIs) on `eval_n` held-out captions and, for high-resolution models, FID / KID on the
+    first `fid_n` of those images against shapes' held-out renderings; cached as `eval.json` in the run
+    folder (reused while the evaluation settings are the same)."""
     from studio.data.shapes import heldout_captions
     from studio.eval.alignment import evaluate_alignment
     from studio.hub import load_model
@@ -261,16 +279,20 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False) 
     run_dir = Path(run_dir)
     cache = run_dir / EVAL_FILE
     if cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if cached.get("settings") == _eval_settings(scale):
+            return cached
+    if reuse_only:
+        raise RunNotFinished(f"{run_dir} (evaluation)")
     torch.set_num_threads(1)
     model = load_model(run_dir)
     scenes = heldout_captions(scale.eval_n, 0)
     images = generate(model, [s.caption for s in scenes], seed=0, steps=scale.sample_steps,
                       guidance=scale.guidance, batch_size=16, progress=progress)
     report = evaluate_alignment(images, scenes)
-    result = dict(resolution=model.resolution, n=scale.eval_n,
+    result = dict(resolution=model.resolution, n=scale.eval_n, settings=_eval_settings(scale),
                   alignment={q: dataclasses.asdict(s) for q, s in report.questions.items()})
-    if scale.fid_n:
+    if scale.fid_n and model.resolution == scale.resolution:  # FID / KID at the high resolution only
         from studio.eval.fid import fid, inception_features, kid, reference_features
 
         ref, _, _ = reference_features("shapes", model.resolution, scale.fid_n, 0)
@@ -309,8 +331,11 @@ def _run_record(experiment: str, variant: str, seed: int, summary: dict, flops_p
 
 
 def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments: tuple[int, ...] = (1, 2, 3, 4),
-                    evaluate: bool = True, progress: bool = True) -> dict:
-    """Train and evaluate every run of the chosen experiments; writes and returns `out_dir/results.json`."""
+                    evaluate: bool = True, reuse_only: bool = False, progress: bool = True) -> dict:
+    """Train and evaluate every run of the chosen experiments; writes and returns `out_dir/results.json`.
+
+    `reuse_only`: train and evaluate nothing; collect the (seed, experiment) pairs whose runs are all finished
+    and evaluated (`skipped` in the result lists the others)."""
     from tqdm.auto import tqdm
 
     scale.validate()
@@ -318,91 +343,102 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     flops = flop_table(scale)
-    b, records = scale.batch_size, []
+    b, records, skipped = scale.batch_size, [], []
     budget = scale.grow_steps * b * flops["grown_frozen"]  # the high-resolution budget of experiments 1 and 2
-    evaluate_fn = (lambda d: evaluate_run(scale, d)) if evaluate else (lambda d: None)
-    bar = tqdm(total=len(scale.seeds) * len(experiments), desc="experiments", disable=not progress)
+    grow_kw = dict(architecture="tiny-grown", resolution=scale.resolution, stage_channels=list(scale.stage_channels))
+
+    def train(run_dir, phase, **kw):
+        return train_run(scale, run_dir, phase, reuse_only=reuse_only, **kw)
+
+    def evaluation(run_dir):
+        return evaluate_run(scale, run_dir, reuse_only=reuse_only) if evaluate else None
 
     def core_run(seed: int, depth: int) -> tuple[Path, dict]:
         run = out / f"core-d{depth}-s{seed}"
-        summary = train_run(scale, run, "core", seed=seed, steps=scale.core_steps, batch_size=b,
-                            architecture="tiny-core", **_core_overrides(scale, depth))
-        return run, summary
+        return run, train(run, "core", seed=seed, steps=scale.core_steps, batch_size=b, architecture="tiny-core",
+                          **_core_overrides(scale, depth))
 
-    for seed in scale.seeds:
-        core_dir, core_summary = core_run(seed, scale.depth)
-        core_phase = ("core", (core_summary["images_seen"], flops[f"core_d{scale.depth}"]))
-        grow_kw = dict(architecture="tiny-grown", resolution=scale.resolution,
-                       stage_channels=list(scale.stage_channels))
-        if 1 in experiments or 2 in experiments:
-            grown = out / f"grow-s{seed}"
-            s = train_run(scale, grown, "grow", seed=seed, steps=scale.grow_steps, batch_size=b,
-                          init_from=str(core_dir), **grow_kw)
-            records.append(_run_record("growth_vs_scratch", "grown (core frozen)", seed, s,
-                                       dict([core_phase, ("grow", (s["images_seen"], flops["grown_frozen"]))]),
-                                       evaluate_fn(grown)))
-        if 1 in experiments:
-            init = out / f"scratch-init-s{seed}"
-            torch.manual_seed(seed)
-            save_untrained(build_grown(scale, frozen=False), init)
-            steps = equal_compute_steps(budget, flops["grown_unfrozen"], b)
+    def scratch_init(seed: int) -> Path:
+        return save_untrained(_seeded(build_grown, seed, scale, frozen=False), out / f"scratch-init-s{seed}")
+
+    def growth_vs_scratch(seed, core_dir, core_phase) -> list[dict]:
+        grown = out / f"grow-s{seed}"
+        s = train(grown, "grow", seed=seed, steps=scale.grow_steps, batch_size=b, init_from=str(core_dir), **grow_kw)
+        rows = [_run_record("growth_vs_scratch", "grown (core frozen)", seed, s,
+                            dict([core_phase, ("grow", (s["images_seen"], flops["grown_frozen"]))]), evaluation(grown))]
+        if 1 in experiments:  # (experiment 2 alone needs only the frozen growth)
             scratch = out / f"scratch-s{seed}"
             # Trained as "finetune" of an untrained grown model with core_lr_multiplier=1: every parameter at
             # lr, and the same resolution-shifted schedule as the grown models (reference = core_resolution).
-            s = train_run(scale, scratch, "finetune", seed=seed, steps=steps, batch_size=b, init_from=str(init),
-                          core_lr_multiplier=1.0)
-            records.append(_run_record("growth_vs_scratch", "scratch", seed, s,
-                                       {"scratch": (s["images_seen"], flops["grown_unfrozen"])}, evaluate_fn(scratch)))
+            s = train(scratch, "finetune", seed=seed, steps=equal_compute_steps(budget, flops["grown_unfrozen"], b),
+                      batch_size=b, init_from=str(scratch_init(seed)), core_lr_multiplier=1.0)
+            rows.append(_run_record("growth_vs_scratch", "scratch", seed, s,
+                                    {"scratch": (s["images_seen"], flops["grown_unfrozen"])}, evaluation(scratch)))
+        return rows
+
+    def frozen_vs_finetune(seed, core_dir, core_phase) -> list[dict]:
+        half = out / f"grow-half-s{seed}"
+        frozen_steps = max(1, round(scale.grow_steps * scale.finetune_split))
+        s1 = train(half, "grow", seed=seed, steps=frozen_steps, batch_size=b, init_from=str(core_dir), **grow_kw)
+        spent = s1["images_seen"] * flops["grown_frozen"]
+        tuned = out / f"finetune-s{seed}"
+        s2 = train(tuned, "finetune", seed=seed, steps=equal_compute_steps(budget - spent, flops["finetune"], b),
+                   batch_size=b, init_from=str(half), core_lr_multiplier=scale.core_lr_multiplier)
+        offset = s1["curve"][-1]["step"] if s1["curve"] else 0
+        s2["curve"] = s1["curve"] + [dict(c, step=c["step"] + offset, images_seen=c["images_seen"] + s1["images_seen"])
+                                     for c in s2["curve"]]
+        s2["skipped_steps"] += s1["skipped_steps"]
+        s2["diverged"] = s1["diverged"] or s2["diverged"]
+        return [_run_record("frozen_vs_finetune", "grown, then finetuned", seed, s2,
+                            dict([core_phase, ("grow", (s1["images_seen"], flops["grown_frozen"])),
+                                  ("finetune", (s2["images_seen"], flops["finetune"]))]), evaluation(tuned))]
+
+    def core_depth(seed, core_dir, core_summary) -> list[dict]:
+        rows = []
+        for depth in scale.depths:
+            run, s = (core_dir, core_summary) if depth == scale.depth else core_run(seed, depth)
+            rows.append(_run_record("core_depth", f"depth {depth}", seed, s,
+                                    {"core": (s["images_seen"], flops[f"core_d{depth}"])}, evaluation(run),
+                                    depth=depth))
+        return rows
+
+    def small_batch(seed, core_dir, core_phase) -> list[dict]:
+        rows, small = [], scale.small_batch
+        for variant, phase, name, fkey in (("grown (core frozen)", "grow", "small-grow", "grown_frozen"),
+                                           ("scratch", "finetune", "small-scratch", "grown_unfrozen")):
+            kw = dict(init_from=str(core_dir), **grow_kw) if phase == "grow" else dict(
+                init_from=str(scratch_init(seed)), core_lr_multiplier=1.0)
+            s = train(out / f"{name}-b{small}-s{seed}", phase, seed=seed, steps=scale.small_batch_steps,
+                      batch_size=small, log_every=1, max_bad_steps=10 ** 6, **kw)
+            losses = [c["loss"] for c in s["curve"]]
+            # Diverged: stopped, or ended no better than it started (mean of the last vs first fifth).
+            s["diverged"] = s["diverged"] or _diverged(losses)
+            phases = dict([core_phase] if phase == "grow" else []) | {phase: (s["images_seen"], flops[fkey])}
+            rows.append(_run_record(
+                "small_batch", variant, seed, s, phases, None, batch_size=small,
+                loss_spikes=count_spikes(losses, scale.spike_factor, scale.spike_window),
+                final_loss=_tail_mean(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]), default=None)))
+        return rows
+
+    # Experiment-major order (every seed of the first experiment listed, then the next), so an interrupted
+    # driver has whole experiments; the frozen growth that experiment 2 compares with is always made.
+    order = list(dict.fromkeys(experiments))
+    if 2 in order and 1 not in order:
+        order.insert(order.index(2), 1)
+    bar = tqdm(total=len(scale.seeds) * len(order), desc="experiments", disable=not progress)
+    steps = {1: growth_vs_scratch, 2: frozen_vs_finetune, 3: core_depth, 4: small_batch}
+    for number in order:
+        for seed in scale.seeds:
             bar.update(1)
-        if 2 in experiments:
-            half = out / f"grow-half-s{seed}"
-            frozen_steps = max(1, round(scale.grow_steps * scale.finetune_split))
-            s1 = train_run(scale, half, "grow", seed=seed, steps=frozen_steps, batch_size=b,
-                           init_from=str(core_dir), **grow_kw)
-            spent = s1["images_seen"] * flops["grown_frozen"]
-            steps = equal_compute_steps(budget - spent, flops["finetune"], b)
-            tuned = out / f"finetune-s{seed}"
-            s2 = train_run(scale, tuned, "finetune", seed=seed, steps=steps, batch_size=b, init_from=str(half),
-                           core_lr_multiplier=scale.core_lr_multiplier)
-            offset = s1["curve"][-1]["step"] if s1["curve"] else 0
-            s2["curve"] = s1["curve"] + [dict(c, step=c["step"] + offset,
-                                              images_seen=c["images_seen"] + s1["images_seen"]) for c in s2["curve"]]
-            s2["skipped_steps"] += s1["skipped_steps"]
-            s2["diverged"] = s1["diverged"] or s2["diverged"]
-            records.append(_run_record("frozen_vs_finetune", "grown, then finetuned", seed, s2,
-                                       dict([core_phase, ("grow", (s1["images_seen"], flops["grown_frozen"])),
-                                             ("finetune", (s2["images_seen"], flops["finetune"]))]),
-                                       evaluate_fn(tuned)))
-            bar.update(1)
-        if 3 in experiments:
-            for depth in scale.depths:
-                run, s = (core_dir, core_summary) if depth == scale.depth else core_run(seed, depth)
-                records.append(_run_record("core_depth", f"depth {depth}", seed, s,
-                                           {"core": (s["images_seen"], flops[f"core_d{depth}"])}, evaluate_fn(run),
-                                           depth=depth))
-            bar.update(1)
-        if 4 in experiments:
-            small = scale.small_batch
-            for variant, phase, kw, fkey in (
-                    ("grown (core frozen)", "grow", dict(init_from=str(core_dir), **grow_kw), "grown_frozen"),
-                    ("scratch", "finetune", dict(init_from=str(save_untrained(
-                        _seeded(build_grown, seed, scale, frozen=False), out / f"scratch-init-s{seed}")),
-                        core_lr_multiplier=1.0), "grown_unfrozen")):
-                name = "small-grow" if phase == "grow" else "small-scratch"
-                s = train_run(scale, out / f"{name}-b{small}-s{seed}", phase, seed=seed,
-                              steps=scale.small_batch_steps, batch_size=small, log_every=1, max_bad_steps=10 ** 6,
-                              **kw)
-                losses = [c["loss"] for c in s["curve"]]
-                phases = dict([core_phase] if phase == "grow" else []) | {phase: (s["images_seen"], flops[fkey])}
-                records.append(_run_record(
-                    "small_batch", variant, seed, s, phases, None,
-                    batch_size=small, loss_spikes=count_spikes(losses, scale.spike_factor, scale.spike_window),
-                    final_loss=_tail_mean(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]),
-                                                                     default=None)))
-            bar.update(1)
+            try:
+                core_dir, core_summary = core_run(seed, scale.depth)
+                core_phase = ("core", (core_summary["images_seen"], flops[f"core_d{scale.depth}"]))
+                records += steps[number](seed, core_dir, core_summary if number == 3 else core_phase)
+            except RunNotFinished as missing:
+                skipped.append(dict(seed=seed, experiment=number, missing=str(missing)))
     bar.close()
     results = dict(scale=scale.to_dict(), flops_per_image=flops, highres_budget_flops=budget,
-                   ceiling=ceilings(scale) if evaluate else None, runs=records)
+                   ceiling=ceilings(scale) if evaluate else None, runs=records, skipped=skipped)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
 
@@ -410,6 +446,15 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
 def _seeded(fn, seed: int, *args, **kwargs):
     torch.manual_seed(seed)
     return fn(*args, **kwargs)
+
+
+def _diverged(losses: list[float]) -> bool:
+    head, tail = _head_mean(losses), _tail_mean(losses)
+    return head is None or tail is None or tail >= head
+
+
+def _head_mean(values: list[float], fraction: float = 0.2) -> float | None:
+    return _tail_mean(values[::-1], fraction)
 
 
 def _tail_mean(values: list[float], fraction: float = 0.2) -> float | None:
