@@ -176,6 +176,20 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak RSS since it started its program (VmHWM of /proc/self/status, in MiB). Unlike
+    getrusage's ru_maxrss, which a child keeps from its parent across fork + exec, VmHWM belongs to the
+    address space that exec creates, so a fresh child reports its own peak. None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def max_rss_mb() -> float | None:
     """The process's lifetime peak RSS (getrusage), in MiB."""
     try:
@@ -576,7 +590,8 @@ def transformer_blocks(cfg: dict) -> int:
 
 def match_peer(target_params: int, resolution: int, grid: int, heads: int, depth: int | None = None,
                tolerance: float = 0.10) -> dict:
-    """Search base width (multiples of 8), channel multipliers and layers_per_block for a UNet with
+    """Search base width (multiples of 4: at ~3M parameters a step of 8 channels moves the count by ~25%),
+    channel multipliers and layers_per_block for a UNet with
     `target_params` parameters (counted on the meta device: no memory, no init cost). Among the candidates
     within `tolerance`, the one whose number of transformer blocks is closest to our `depth` wins, then the
     one closest in parameters."""
@@ -587,10 +602,10 @@ def match_peer(target_params: int, resolution: int, grid: int, heads: int, depth
     for mult in patterns:
         for layers in (1, 2):
             def count(k: int) -> int:
-                return _unet_params(peer_unet_config(resolution, grid, 8 * k, mult, layers, heads))
+                return _unet_params(peer_unet_config(resolution, grid, 4 * k, mult, layers, heads))
 
-            hi = 1  # base = 8 k; params grow with k: double k until it is enough, then bisect
-            while hi < 256 and count(hi) < target_params:
+            hi = 1  # base = 4 k; params grow with k: double k until it is enough, then bisect
+            while hi < 512 and count(hi) < target_params:
                 hi *= 2
             lo = max(1, hi // 2)
             while lo < hi:
@@ -600,9 +615,9 @@ def match_peer(target_params: int, resolution: int, grid: int, heads: int, depth
                 else:
                     hi = mid
             for k in sorted({max(1, lo - 1), lo}):
-                cfg = peer_unet_config(resolution, grid, 8 * k, mult, layers, heads)
+                cfg = peer_unet_config(resolution, grid, 4 * k, mult, layers, heads)
                 params = _unet_params(cfg)
-                entry = dict(base=8 * k, multipliers=list(mult), layers_per_block=layers, params=params,
+                entry = dict(base=4 * k, multipliers=list(mult), layers_per_block=layers, params=params,
                              ratio=params / target_params, transformer_blocks=transformer_blocks(cfg))
                 tried.append((cfg, entry))
 
@@ -968,10 +983,16 @@ def _memory_probe_main() -> None:
         run()
         synchronize(device)
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
-    else:
+    else:  # VmHWM: the peak of this fresh process (polled RSS where /proc has no VmHWM)
         before = _rss_bytes() or 0
-        run()
-        peak, kind = max((max_rss_mb() or 0) * MB, _rss_bytes() or 0), "rss"
+        if peak_rss_mb() is not None:
+            run()
+            peak = max(peak_rss_mb() * MB, _rss_bytes() or 0)
+        else:
+            with PeakMemory(device) as memory:
+                run()
+            peak = memory.peak or 0
+        kind = "rss"
     print(json.dumps(dict(resolution=resolution, kind=kind, before_mb=round(before / MB, 1),
                           peak_mb=round(peak / MB, 1), delta_mb=round((peak - before) / MB, 1),
                           params_mb=round(sum(p.numel() * p.element_size() for p in model.parameters()) / MB, 1))))
@@ -1143,6 +1164,22 @@ def _log(message: str, verbose: bool) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _section(result: dict, name: str, config: BenchConfig, verbose: bool):
+    """A full run keeps going past a failing section (its error is recorded under result["errors"]: minutes
+    of measurements are not lost to one case); a quick run raises, so the smoke test catches the bug."""
+    try:
+        yield
+    except Exception as err:
+        if config.quick:
+            raise
+        import traceback
+
+        result.setdefault("errors", {})[name] = f"{type(err).__name__}: {err}\n" + "".join(
+            traceback.format_exc(limit=-4))
+        _log(f"section {name} failed: {type(err).__name__}: {err}", verbose)
+
+
 def run_benchmark(config: BenchConfig, *, verbose: bool = False, command: str | None = None) -> dict:
     """Run the chosen sections; returns the JSON-ready result (see `format_markdown` for the tables)."""
     config = config.resolved()
@@ -1180,121 +1217,129 @@ def _run(config: BenchConfig, verbose: bool, command: str | None) -> dict:
     if "train" in sections or "peer" in sections or "loader" in sections:
         _log("counting FLOPs", verbose)
         flops["core"] = training_flops(core, core_res, config.text_tokens)
-    if "train" in sections:
-        flops["grown"] = training_flops(grown_fn(), grown_res, config.text_tokens)
-        for name, fn, res, batch in (("core", lambda: copy.deepcopy(core), core_res, config.train_batch_core),
-                                     ("grown", grown_fn, grown_res, config.train_batch_grown)):
-            for precision in config.precisions:
-                _log(f"train {name} {res}px batch {batch} {precision}", verbose)
-                model = fn().to(device)
-                row = train_benchmark(name, model, res, batch, precision, config,
-                                      flops_per_image=flops[name]["flops_per_image"], peaks=peaks)
-                row["phase"] = "core" if name == "core" else "grow (core frozen)"
-                train_rows.append(row)
-                del model
-        result["train"] = train_rows
-        result["flops"] = flops
+    with _section(result, "train", config, verbose):
+        if "train" in sections:
+            result["train"], result["flops"] = train_rows, flops  # filled as the cases finish
+            flops["grown"] = training_flops(grown_fn(), grown_res, config.text_tokens)
+            for name, fn, res, batch in (("core", lambda: copy.deepcopy(core), core_res, config.train_batch_core),
+                                         ("grown", grown_fn, grown_res, config.train_batch_grown)):
+                for precision in config.precisions:
+                    _log(f"train {name} {res}px batch {batch} {precision}", verbose)
+                    model = fn().to(device)
+                    row = train_benchmark(name, model, res, batch, precision, config,
+                                          flops_per_image=flops[name]["flops_per_image"], peaks=peaks)
+                    row["phase"] = "core" if name == "core" else "grow (core frozen)"
+                    train_rows.append(row)
+                    del model
 
     # --- the peer: diffusers UNet2DConditionModel with our core's parameter count, same loop
     peer = None
-    if "peer" in sections:
-        _log("peer: matching UNet2DConditionModel", verbose)
-        target = parameter_counts(core)["params"]
-        peer, match = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
-        peer_flops = training_flops(peer, core_res, config.text_tokens)
-        rows = []
-        for precision in config.precisions:
-            ours = next((r for r in train_rows if r["model"] == "core" and r["precision"] == precision), None)
-            if ours is None:
-                _log(f"peer: our core {precision}", verbose)
-                ours = train_benchmark("core", copy.deepcopy(core).to(device), core_res, config.train_batch_core,
-                                       precision, config, flops_per_image=flops["core"]["flops_per_image"],
-                                       peaks=peaks)
-            _log(f"peer: UNet {precision}", verbose)
-            theirs = train_benchmark("peer-unet", copy.deepcopy(peer).to(device), core_res,
-                                     config.train_batch_core, precision, config,
-                                     flops_per_image=peer_flops["flops_per_image"], peaks=peaks)
-            rows.append(dict(precision=precision, ours_images_per_s=ours["images_per_s"],
-                             peer_images_per_s=theirs["images_per_s"],
-                             ratio=ours["images_per_s"] / theirs["images_per_s"], ours=ours, peer=theirs))
-        result["peer"] = dict(match=_jsonable(match), flops=peer_flops, ours_params=target, rows=rows,
-                              ours_flops_per_image=flops["core"]["flops_per_image"],
-                              note="the peer ignores the pooled text vector (no input for it)")
+    with _section(result, "peer", config, verbose):
+        if "peer" in sections:
+            _log("peer: matching UNet2DConditionModel", verbose)
+            target = parameter_counts(core)["params"]
+            peer, match = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
+            peer_flops = training_flops(peer, core_res, config.text_tokens)
+            rows = []
+            for precision in config.precisions:
+                ours = next((r for r in train_rows if r["model"] == "core" and r["precision"] == precision), None)
+                if ours is None:
+                    _log(f"peer: our core {precision}", verbose)
+                    ours = train_benchmark("core", copy.deepcopy(core).to(device), core_res, config.train_batch_core,
+                                           precision, config, flops_per_image=flops["core"]["flops_per_image"],
+                                           peaks=peaks)
+                _log(f"peer: UNet {precision}", verbose)
+                theirs = train_benchmark("peer-unet", copy.deepcopy(peer).to(device), core_res,
+                                         config.train_batch_core, precision, config,
+                                         flops_per_image=peer_flops["flops_per_image"], peaks=peaks)
+                rows.append(dict(precision=precision, ours_images_per_s=ours["images_per_s"],
+                                 peer_images_per_s=theirs["images_per_s"],
+                                 ratio=ours["images_per_s"] / theirs["images_per_s"], ours=ours, peer=theirs))
+            result["peer"] = dict(match=_jsonable(match), flops=peer_flops, ours_params=target, rows=rows,
+                                  ours_flops_per_image=flops["core"]["flops_per_image"],
+                                  note="the peer ignores the pooled text vector (no input for it)")
 
     # --- sampling: 25 guided steps at every resolution from the core's to the grown model's
-    if "sample" in sections:
-        sampling, conversions = [], []
-        resolutions = [core_res * 2 ** k for k in range(int(math.log2(grown_res // core_res)) + 1)]
-        for res in resolutions:
-            model = copy.deepcopy(core) if res == core_res else grown_fn(res)
-            for precision in config.sample_precisions:
-                for batch in config.sample_batches:
-                    _log(f"sample {res}px batch {batch} {precision}", verbose)
-                    sampling.append(sampling_benchmark(model, batch, precision, config))
-            conversions.append(conversion_cost(res, 1, repeats=5 if config.quick else 20))
-            del model
-        _log(f"previews at {core_res}px", verbose)
-        previews = preview_benchmark(copy.deepcopy(core), config)
-        _log("sampler overhead and text encoder", verbose)
-        overhead = [sampler_overhead(res, core_res, b, config) for res in resolutions for b in config.sample_batches]
-        result["sampling"] = sampling
-        result["sampler_overhead"] = overhead
-        result["text_encoder"] = None if config.quick else text_encoder_latency()
-        result["previews"] = dict(loop=previews, conversion=conversions)
+    with _section(result, "sample", config, verbose):
+        if "sample" in sections:
+            sampling, conversions = [], []
+            resolutions = [core_res * 2 ** k for k in range(int(math.log2(grown_res // core_res)) + 1)]
+            for res in resolutions:
+                model = copy.deepcopy(core) if res == core_res else grown_fn(res)
+                for precision in config.sample_precisions:
+                    for batch in config.sample_batches:
+                        _log(f"sample {res}px batch {batch} {precision}", verbose)
+                        sampling.append(sampling_benchmark(model, batch, precision, config))
+                conversions.append(conversion_cost(res, 1, repeats=5 if config.quick else 20))
+                del model
+            _log(f"previews at {core_res}px", verbose)
+            previews = preview_benchmark(copy.deepcopy(core), config)
+            _log("sampler overhead and text encoder", verbose)
+            overhead = [sampler_overhead(res, core_res, b, config) for res in resolutions for b in config.sample_batches]
+            result["sampling"] = sampling
+            result["sampler_overhead"] = overhead
+            result["text_encoder"] = None if config.quick else text_encoder_latency()
+            result["previews"] = dict(loop=previews, conversion=conversions)
 
     # --- data path vs the training step
-    if "loader" in sections:
-        rows = []
-        for name, res, batch in (("core", core_res, config.train_batch_core),
-                                 ("grown", grown_res, config.train_batch_grown)):
-            _log(f"loader {res}px batch {batch}", verbose)
-            row = loader_benchmark(res, batch, config)
-            train = next((r for r in train_rows if r["model"] == name and r["precision"] == "fp32"), None)
-            if train is not None:
-                row.update(train_images_per_s=train["images_per_s"],
-                           loader_over_train=row["dataloader_images_per_s"] / train["images_per_s"],
-                           batch_source_over_train=row["batch_source_images_per_s"] / train["images_per_s"],
-                           data_share_of_step=train["images_per_s"] / row["batch_source_images_per_s"])
-            rows.append(row)
-        result["loader"] = rows
+    with _section(result, "loader", config, verbose):
+        if "loader" in sections:
+            rows = []
+            for name, res, batch in (("core", core_res, config.train_batch_core),
+                                     ("grown", grown_res, config.train_batch_grown)):
+                _log(f"loader {res}px batch {batch}", verbose)
+                row = loader_benchmark(res, batch, config)
+                train = next((r for r in train_rows if r["model"] == name and r["precision"] == "fp32"), None)
+                if train is not None:
+                    row.update(train_images_per_s=train["images_per_s"],
+                               loader_over_train=row["dataloader_images_per_s"] / train["images_per_s"],
+                               batch_source_over_train=row["batch_source_images_per_s"] / train["images_per_s"],
+                               data_share_of_step=train["images_per_s"] / row["batch_source_images_per_s"])
+                rows.append(row)
+            result["loader"] = rows
 
     # --- memory: one training step and one guided sampling step per model, each from a fresh baseline
-    if "memory" in sections:
-        rows = []
-        cases = [("core", "train", config.train_batch_core), ("core", "sample", 1),
-                 ("grown", "train", config.train_batch_grown), ("grown", "sample", 1)]
-        if "bf16" in config.precisions:
-            cases += [("core", "train_bf16", config.train_batch_core), ("grown", "train_bf16", config.train_batch_grown)]
-        if config.quick:  # each probe is a fresh interpreter (~3 s of imports): the smoke run checks both kinds
-            cases = [("core", "train", config.train_batch_core), ("grown", "sample", 1)]
-        for name, what, batch in cases:
-            _log(f"memory {name} {what} (fresh process)", verbose)
-            rows.append(memory_probe(config, name, what, batch))
-        result["memory"] = dict(rows=rows, how="each case in a fresh Python process: model built, then one step; "
-                                              "peak = the process's max RSS (CPU) or max allocated (GPU)")
+    with _section(result, "memory", config, verbose):
+        if "memory" in sections:
+            rows = []
+            cases = [("core", "train", config.train_batch_core), ("core", "sample", 1),
+                     ("grown", "train", config.train_batch_grown), ("grown", "sample", 1)]
+            if "bf16" in config.precisions:
+                cases += [("core", "train_bf16", config.train_batch_core), ("grown", "train_bf16", config.train_batch_grown)]
+            if config.quick:  # each probe is a fresh interpreter (~3 s of imports): the smoke run checks both kinds
+                cases = [("core", "train", config.train_batch_core), ("grown", "sample", 1)]
+            for name, what, batch in cases:
+                _log(f"memory {name} {what} (fresh process)", verbose)
+                rows.append(memory_probe(config, name, what, batch))
+            result["memory"] = dict(rows=rows, how="each case in a fresh Python process: model built, then one step; "
+                                                  "peak = the process's max RSS (CPU) or max allocated (GPU)")
 
-    if "tweaks" in sections:
-        _log("tweaks", verbose)
-        which = config.tweaks or tuple(t for t in TWEAKS if not (config.quick and t == "compile"))
-        result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(core), grown_fn, core_res, grown_res, config,
-                                            which)
+    with _section(result, "tweaks", config, verbose):
+        if "tweaks" in sections:
+            _log("tweaks", verbose)
+            which = config.tweaks or tuple(t for t in TWEAKS if not (config.quick and t == "compile"))
+            result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(core), grown_fn, core_res, grown_res, config,
+                                                which)
 
     # --- a shipped model, sampled as `studio sample` does (text encoder included)
-    if "shipped" in sections:
-        _log(f"shipped model {config.shipped_model}", verbose)
-        result["shipped"] = shipped_benchmark(config.shipped_model, config)
+    with _section(result, "shipped", config, verbose):
+        if "shipped" in sections:
+            _log(f"shipped model {config.shipped_model}", verbose)
+            result["shipped"] = shipped_benchmark(config.shipped_model, config)
 
     # --- where the time goes: top ops of the training steps (ours, peer) and of 256 px sampling
-    if "profile" in sections:
-        _log("profiles", verbose)
-        if peer is None:
-            target = parameter_counts(core)["params"]
-            peer, _ = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
-        shipped = config.shipped_model if not (result.get("shipped") or {}).get("skipped") else None
-        result["profile"] = profile_benchmark(core, peer, grown_fn, config, shipped)
+    with _section(result, "profile", config, verbose):
+        if "profile" in sections:
+            _log("profiles", verbose)
+            if peer is None:
+                target = parameter_counts(core)["params"]
+                peer, _ = build_peer(target, core_res, grid, int(core.config.heads), int(core.config.depth), config.seed)
+            shipped = config.shipped_model if not (result.get("shipped") or {}).get("skipped") else None
+            result["profile"] = profile_benchmark(core, peer, grown_fn, config, shipped)
     peer = None
 
-    result["targets"] = check_targets(result)
+    with _section(result, "targets", config, verbose):
+        result["targets"] = check_targets(result)
 
     # --- the yardstick again: how much the machine's speed moved during the run
     if config.precisions:
@@ -1579,6 +1624,11 @@ def format_markdown(result: dict) -> str:
             out += _table(["op", "calls", "self ms", "share"],
                           [(f"`{o['op']}`", o["calls"], f"{o['self_ms']:.4g}", _pct(o["share"])) for o in prof["ops"]])
             out += [""]
+
+    if result.get("errors"):
+        out += ["## Sections that failed (the run went on without them)", ""]
+        out += [f"- `{name}`: {text.splitlines()[0]}" for name, text in result["errors"].items()]
+        out += [""]
 
     if result.get("tweaks"):
         out += ["## Candidate speed-ups (interleaved rounds, fp32 training step)", ""]

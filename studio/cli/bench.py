@@ -169,11 +169,11 @@ def run(args) -> int:
     config = config_from_args(args)
     command = command_line(args)
     result = run_benchmark(config, verbose=not args.quiet, command=command)
-    table = format_markdown(result)
-    print(table)
-    if args.json:
+    if args.json:  # first: the figures are kept even if the tables cannot be drawn
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = format_markdown(result)
+    print(table)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n", encoding="utf-8")
