@@ -72,7 +72,8 @@ def test_driver_writes_every_experiment_with_equal_highres_compute(tiny_results)
     grown = next(r for r in runs if r["variant"] == "grown (core frozen)" and r["experiment"] == "growth_vs_scratch")
     scratch = next(r for r in runs if r["variant"] == "scratch" and r["experiment"] == "growth_vs_scratch")
     assert grown["core_flops"] > 0 and scratch["core_flops"] == 0  # pre-training shown separately
-    assert scratch["steps"] < grown["steps"]  # an unfrozen core costs more per step: fewer steps for the budget
+    # an unfrozen core costs more per step: no more steps than growth for the same budget
+    assert scratch["steps"] == equal_compute_steps(budget, flops["grown_unfrozen"], scale.batch_size) <= grown["steps"]
     depths = sorted(r["depth"] for r in runs if r["experiment"] == "core_depth")
     assert depths == sorted(scale.depths)
     assert all(r["evaluation"]["resolution"] == scale.core_resolution for r in runs
@@ -89,7 +90,8 @@ def test_summary_pools_seeds_and_the_report_is_written(tiny_results, tmp_path):
     results, _ = tiny_results
     rows = {(r["experiment"], r["variant"]): r for r in summarize(results)}
     row = rows[("growth_vs_scratch", "scratch")]
-    assert row["align_low"] <= row["align"] <= row["align_high"] and row["align_n"] == ExperimentScale.tiny().eval_n
+    assert row["align_low"] - 1e-9 <= row["align"] <= row["align_high"] + 1e-9  # Wilson bounds, rounding aside
+    assert row["align_n"] == ExperimentScale.tiny().eval_n
     assert "growth_vs_scratch" in format_table(results)
     written = write_report(results, tmp_path)
     names = {p.name for p in written}
