@@ -78,10 +78,18 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
     if not weights.is_file():
         raise ModelFormatError(f"{folder} has no {WEIGHTS_NAME} (only safetensors weights are loaded)")
     try:
-        model = MODEL_CLASSES[config["_class_name"]].from_pretrained(folder, use_safetensors=True, torch_dtype=dtype,
-                                                                     low_cpu_mem_usage=False)
+        model, info = MODEL_CLASSES[config["_class_name"]].from_pretrained(
+            folder, use_safetensors=True, torch_dtype=dtype, low_cpu_mem_usage=False, output_loading_info=True)
     except Exception as err:  # corrupted or truncated weights, mismatched shapes
         raise ModelFormatError(f"could not load {weights}: {type(err).__name__}: {err}") from err
+    # diffusers only warns about missing or unused tensors and leaves the missing ones randomly initialised:
+    # a model with another architecture than its config says must not be half-loaded and used
+    problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}{' ...' if len(v) > 5 else ''}"
+                           for k, v in problems.items() if v)
+        raise ModelFormatError(f"{weights} does not match {folder / 'config.json'} ({detail}): the weights were "
+                               "saved for another architecture; re-export the model with save_pretrained")
     model.name = folder.name
     model.folder = folder
     return model.to(device=device).eval().requires_grad_(False)

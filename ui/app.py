@@ -23,12 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
 
+from studio.errors import StudioError  # noqa: E402
 from ui import arena_tab, generate, model_tab  # noqa: E402
 from ui.models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
 from ui.session import SESSION_TTL_S, Session, close_session  # noqa: E402
 
 TITLE = "Greedy Growing Studio"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -129,6 +129,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
            warm: bool = True):
     """Serve the app (never through a share link). Binds loopback unless `host` says otherwise."""
     config = getattr(demo, "studio_config", None)
+    check_exposure(host, auth, getattr(config, "arena_dir", None))
     allowed = [str(config.outputs_dir)] if config and config.outputs_dir else []
     if config and getattr(config, "arena_dir", None):
         allowed.append(str(arena_tab.images_dir(config.arena_dir)))  # the battle images, not the vote database
@@ -152,4 +153,23 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Only literal loopback addresses and `localhost` (a name like `127.example.com` may resolve anywhere)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ExposureError(StudioError):
+    """An arena bound beyond loopback without a password."""
+
+
+def check_exposure(host: str, auth: tuple[str, str] | None, arena_dir: Path | None) -> None:
+    """The arena's votes and leaderboard are admin data: beyond loopback they need the app's password."""
+    if arena_dir is not None and not is_loopback(host) and not auth:
+        raise ExposureError(f"binding {host} with an arena campaign needs a password: the votes and leaderboard "
+                            f"would be open to anyone on the network. Set $STUDIO_APP_PASSWORD, or bind 127.0.0.1")

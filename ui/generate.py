@@ -45,22 +45,23 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
     if not model:
         raise ConfigError("no model selected (no models found: add model folders with --models-dir or "
                           "$STUDIO_MODELS)")
-    try:
+    try:  # OverflowError: int(inf) from an API client
         steps_i, images_i = int(steps), int(images)
         guidance_f = float(guidance)
-    except (TypeError, ValueError):
-        raise ConfigError("steps, guidance and number of images must be numbers") from None
+        seed_in = None if seed is None else int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError("steps, guidance, seed and number of images must be numbers") from None
     if not 1 <= steps_i <= max_steps:
         raise ConfigError(f"steps must be between 1 and {max_steps}, got {steps_i}")
     if not 1 <= images_i <= MAX_IMAGES:
         raise ConfigError(f"number of images must be between 1 and {MAX_IMAGES}, got {images_i}")
     SamplerSettings(sampler, steps_i, guidance_f).validate()
     notes: list[str] = []
-    if seed is None or int(seed) == -1:
+    if seed_in is None or seed_in == -1:
         seed_i = random.randint(0, RANDOM_SEED_MAX)
         notes.append(f"Random seed: {seed_i}.")
     else:
-        seed_i = int(seed)
+        seed_i = seed_in
         if not 0 <= seed_i <= MAX_SEED - MAX_IMAGES:
             raise ConfigError(f"seed must be between 0 and {MAX_SEED - MAX_IMAGES} (or -1 for a random one), "
                               f"got {seed_i}")

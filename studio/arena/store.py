@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -659,15 +661,22 @@ def export_votes(votes: list[VoteRecord], path: str | Path) -> Path:
     if suffix not in EXPORT_FORMATS:
         raise ArenaError(f"cannot export to {path.name}: the file name must end in .jsonl or .csv")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        if suffix == ".jsonl":
-            for v in votes:
-                f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(f, fieldnames=VOTE_FIELDS)
-            writer.writeheader()
-            for v in votes:
-                writer.writerow(v.to_dict())
+    # atomic: written under a temporary name, then renamed, so an interrupted export never leaves half a file
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            if suffix == ".jsonl":
+                for v in votes:
+                    f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
+            else:
+                writer = csv.DictWriter(f, fieldnames=VOTE_FIELDS)
+                writer.writeheader()
+                for v in votes:
+                    writer.writerow(v.to_dict())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

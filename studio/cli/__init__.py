@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as err:
         print(f"studio {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unwritable --out, a full disk, a vanished file: the message names the path
+        print(f"studio {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"studio {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,8 @@
 
 Binds 127.0.0.1 unless `--host` says otherwise (then a warning is printed); never opens a public share
 link. A password is required when `$STUDIO_APP_PASSWORD` is set (user name `$STUDIO_APP_USER`, default
-`studio`).
+`studio`), and an arena (`--arena`) bound beyond loopback refuses to start without one: its votes and
+leaderboard are admin data. The password is never printed.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def run(args) -> int:
     app = _import_ui()
     from studio.hub import list_models
 
+    app.check_exposure(args.host, auth_from_env(), args.arena)  # an exposed arena needs the password
     if not app.is_loopback(args.host):
         print(f"studio app: warning: binding {args.host}: anyone who can reach this machine on port {args.port} "
               "can use the app" + ("" if auth_from_env() else f" (set {PASSWORD_ENV} to require a password)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from studio.cli.argtypes import int_range
@@ -79,6 +80,8 @@ def run(args) -> int:
             raise CLIError(f"prompt file {args.prompts} has no prompts (one per line)")
     else:
         prompts = [args.prompt]
+    if any(not p.strip() for p in prompts):
+        print("studio sample: note: empty prompt: sampling unconditionally (guidance has no effect)", file=sys.stderr)
     model = load_model(args.model or pick_default_model(), device=args.device)
     settings = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                     guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
