@@ -12,7 +12,13 @@ Conventions:
 - FLOPs are counted once per model with `torch.utils.flop_counter.FlopCounterMode` over one forward and
   backward of the training loss (matmuls, convolutions and attention; element-wise work is not counted),
   and achieved FLOP/s is set against large square matmuls measured in the same run;
-- memory is the peak process RSS (polled) on the CPU and `max_memory_allocated` on a GPU.
+- memory: per case in a fresh process (VmHWM on the CPU, `max_memory_allocated` on a GPU); the training
+  and sampling tables also carry the in-process polled RSS peak;
+- a full run records a failing section under result["errors"] and goes on; `quick` (the CI smoke run)
+  raises instead;
+- `shipped` times a shipped model folder exactly as `studio sample` runs it, `profile` lists the top ops
+  (torch.profiler) of the training steps and of 256 px sampling, and `targets` sets the issue's targets
+  against this run's figures.
 
     from studio.bench import BenchConfig, run_benchmark, format_markdown
     result = run_benchmark(BenchConfig(quick=True))
