@@ -150,6 +150,7 @@ print("shipped models:", ", ".join(sorted(list_models())) or "none yet (see asse
 '''
 
 LIVE_TRAINER = '''
+from studio.notebook_helpers import estimate_run
 from studio.train import Trainer, load_config
 
 
@@ -157,12 +158,15 @@ class LiveTrainer(Trainer):
     """The library's Trainer (same loop, same log.jsonl) plus a plotly loss curve redrawn as it logs."""
 
     def __init__(self, *args, title="training loss", **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # builds the model and prepares (or reuses) the data
         self.figure = go.Figure(go.Scatter(x=[], y=[], mode="lines", name="loss"))
         self.figure.update_layout(title=title, xaxis_title="step", yaxis_title="loss (v-MSE)", height=300,
                                   template="plotly_white", margin=dict(t=40, b=40))
+        self.handle, self.last_draw = None, 0.0
+
+    def run(self):
         self.handle = display(self.figure._repr_mimebundle_(), raw=True, display_id=True)
-        self.last_draw = 0.0
+        return super().run()
 
     def log(self, **record):
         super().log(**record)  # log.jsonl first: the curve only shows what the run recorded
@@ -177,14 +181,24 @@ class LiveTrainer(Trainer):
 
 
 def describe(config):
-    """What is about to run, and how long it may take."""
-    budget = [f"{config.max_steps} steps"] if config.max_steps else []
+    """What is about to run, and its budget."""
+    budget = [f"{config.max_steps:,} steps"] if config.max_steps else []
     budget += [f"{config.max_minutes:g} minutes"] if config.max_minutes else []
     model = f"{config.architecture} preset" if config.phase != "finetune" else "the parent's architecture"
     model += f" from {Path(config.init_from).name}/" if config.init_from else ""
     print(f"phase {config.phase}: {model}, batch {config.batch_size}, lr {config.lr:g}, "
           f"data {config.data} (n={config.data_n})")
     print("budget:", " or ".join(budget), "(whichever comes first)")
+
+
+def prepare(config, run_dir, title):
+    """Build the trainer (data rendered and encoded once, then cached), then time a few steps of a copy of
+    its model and say how long the whole run will take on this machine, before it starts."""
+    start = time.perf_counter()
+    trainer = LiveTrainer(config, run_dir, overwrite=True, title=title)
+    print(f"data and model ready in {time.perf_counter() - start:.0f} s")
+    print("time estimate:", estimate_run(trainer, steps=3 if FAST else 8))
+    return trainer
 
 
 def read_log(run_dir, event="train"):
@@ -272,25 +286,16 @@ def tour() -> list:
         (top row: `x_t`, bottom row: predicted `x0`).
         '''),
         code('''
-        import ipywidgets as widgets
-
+        from studio.notebook_helpers import image_scrubber
         from studio.previews import Trajectory
         from studio.sampling import stream
 
         trajectory = Trajectory()
         for record in stream(grown, [PROMPT], seed=SEED, steps=STEPS, guidance=3.0):
             trajectory.add(record)
-        scale = max(1, 128 // grown.resolution)
-
-
-        def view(step):
-            s = trajectory.steps[step]
-            print(f"step {step + 1}/{len(trajectory)}  logSNR {s.logsnr:+.2f}  guided: {s.guided}")
-            display(trajectory.frame(step, "both", scale=scale))
-
-
-        widgets.interact(view, step=widgets.IntSlider(min=0, max=len(trajectory) - 1, value=len(trajectory) - 1,
-                                                      description="step", continuous_update=True));
+        captions = [f"step {s.index + 1}/{len(trajectory)} · logSNR {s.logsnr:+.2f} · guided: {s.guided}"
+                    for s in trajectory.steps]
+        image_scrubber(trajectory.frames("both", scale=max(1, 128 // grown.resolution)), captions)
         '''),
         md('''
         The noise level falls step by step. It is measured as the log signal-to-noise ratio λ: high λ means
@@ -516,12 +521,10 @@ def data_and_text() -> list:
         ## 6. A map of caption embeddings
 
         The pooled embeddings of many `shapes` captions, projected to 2-D with PCA (computed here with
-        `torch.pca_lowrank`). Pick what colours the points: which attribute does the encoder separate most?
-        The star is the empty prompt.
+        `torch.pca_lowrank`). Which attribute of a scene does the encoder separate most? The star is the empty
+        prompt.
         '''),
         code('''
-        import ipywidgets as widgets
-
         map_scenes = [sample_scene(i) for i in range(N_CAPTIONS)]
         captions = [s.caption for s in map_scenes]
         pooled = torch.cat([encoder.encode(captions[i:i + 64]).pooled for i in range(0, len(captions), 64)])
@@ -538,23 +541,29 @@ def data_and_text() -> list:
             "first shape": [s.objects[0].shape for s in map_scenes],
             "background": [s.background for s in map_scenes],
         }
-
-
-        def embedding_map(colour_by):
-            labels = attributes[colour_by]
-            fig = go.Figure()
+        '''),
+        md('''
+        Choose what colours the points with the menu at the top right of the plot; hover a point to read its
+        caption.
+        '''),
+        code('''
+        fig, buttons = go.Figure(), []
+        for name, labels in attributes.items():  # one set of traces per attribute; the menu shows one set
+            first = len(fig.data)
             for value in sorted(set(labels)):
                 idx = [i for i, v in enumerate(labels) if v == value]
-                fig.add_scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=value,
+                fig.add_scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=value, visible=name == "background",
                                 text=[captions[i] for i in idx], hovertemplate="%{text}<extra></extra>")
-            fig.add_scatter(x=[empty_xy[0]], y=[empty_xy[1]], mode="markers", name='"" (empty)',
-                            marker=dict(symbol="star", size=16, color="black"))
-            fig.update_layout(title=f"caption embeddings (PCA), coloured by {colour_by}", height=450,
-                              template="plotly_white", xaxis_title="PC 1", yaxis_title="PC 2")
-            fig.show()
-
-
-        widgets.interact(embedding_map, colour_by=widgets.Dropdown(options=list(attributes), value="background"));
+            buttons.append((name, range(first, len(fig.data))))
+        fig.add_scatter(x=[empty_xy[0]], y=[empty_xy[1]], mode="markers", name='"" (empty)',
+                        marker=dict(symbol="star", size=16, color="black"))
+        menu = [dict(label=name, method="update",
+                     args=[{"visible": [i in shown or i == len(fig.data) - 1 for i in range(len(fig.data))]},
+                           {"title": f"caption embeddings (PCA), coloured by {name}"}]) for name, shown in buttons]
+        fig.update_layout(updatemenus=[dict(buttons=menu, active=list(attributes).index("background"), x=1, y=1.15)],
+                          title="caption embeddings (PCA), coloured by background", height=450,
+                          template="plotly_white", xaxis_title="PC 1", yaxis_title="PC 2")
+        fig.show()
         '''),
         md('''
         **Takeaways.** Captions are exact descriptions of scenes, so alignment can be checked. The text
@@ -590,10 +599,13 @@ def phase1() -> list:
         ## 1. Anatomy: which parts are the core
 
         `studio.growth.growth_report` lists the model's parts, the resolution each works at and their
-        parameters. The shipped preset `core-64` works on 64 px images with a 16 x 16 token grid (4 x 4 pixel
-        patches). Almost all parameters sit in the core: the transformer blocks, their input/output
-        projections, the position embedding and the embedders of noise level and pooled text. Exactly these
-        tensors are carried into the grown model in phase 2.
+        parameters. The preset `core-64` (the GPU recipe; the shipped CPU model uses the thinner `core-64-cpu`)
+        works on 64 px images with a 16 x 16 token grid (4 x 4 pixel patches). Around the core there are only
+        shallow layers: the patchify entry, one ResBlock on the token grid before the core and one after it
+        (joined by a skip connection), and the transposed-convolution exit. Almost all parameters sit in the
+        core: the transformer blocks, their input/output projections, the position embedding and the
+        embedders of noise level and pooled text. Exactly these tensors are carried into the grown model in
+        phase 2; the shallow layers are thrown away.
         '''),
         code('''
         from studio.growth import format_report, growth_report
@@ -695,8 +707,9 @@ def phase1() -> list:
         run logs). The same run from a terminal: `studio train core --config tiny --set max_steps=60 ...`.
 
         - **FAST**: the `tiny` recipe (16 px, 8 x 8 tokens, a 2-block core), seconds.
-        - **Full**: a 32 px core with an 8 x 8 grid and 4 blocks on 5,000 scenes, at most 14 minutes on a
-          CPU (the shipped `shapes-core-64` is the same recipe at 64 px for hours on a GPU).
+        - **Full**: a 32 px core with an 8 x 8 grid and 4 blocks on 5,000 scenes, for at most 14 minutes (the
+          shipped `shapes-core-64` is the same kind of run at 64 px with a 6-block core, 75 minutes on a 2-core
+          CPU).
 
         Everything the run does goes to `log.jsonl`; the run folder becomes a loadable model folder.
         '''),
@@ -713,12 +726,16 @@ def phase1() -> list:
                 data_n=5000, batch_size=32, lr=5e-4, warmup_steps=200, max_steps=6000, max_minutes=14,
                 validate_every=500, validation_n=16, validation_steps=20, log_every=10, checkpoint_every=1000))
         describe(config)
-        print("preparing data (rendered once, then cached) and then training; "
-              + ("this takes well under a minute." if FAST else "at most ~16 minutes in all."))
+        '''),
+        md('''
+        Before training starts, the next cell prepares the data (rendered and encoded once, then cached), then
+        times a few steps on a copy of the model and prints how long the run will take on this machine.
         '''),
         code('''
         CORE_DIR = WORK / "core"
-        trainer = LiveTrainer(config, CORE_DIR, overwrite=True, title=f"phase 1: core at {config.resolution or 16} px")
+        trainer = prepare(config, CORE_DIR, title=f"phase 1: core at {config.resolution or 16} px")
+        '''),
+        code('''
         trainer.run()
         training = json.loads((CORE_DIR / "training.json").read_text())
         print(f"{training['steps']} steps, {training['images_seen']} images in {training['wall_time_s']:.0f} s "
@@ -732,24 +749,16 @@ def phase1() -> list:
         working?". On `shapes` each grid is also scored by the alignment checker. Slide through the steps:
         '''),
         code('''
-        import ipywidgets as widgets
-
+        from studio.notebook_helpers import image_scrubber
         from studio.train.validation import validation_prompts
 
+        print("prompts (grid read left to right, top to bottom):",
+              *[f"  {i}: {p}" for i, p in enumerate(validation_prompts(config)[0])], sep="\\n")
         validations = read_log(CORE_DIR, "validation")
-
-        print("prompts:", *[f"  {i}: {p}" for i, p in enumerate(validation_prompts(config)[0])], sep="\\n")
-
-
-        def grid_at(i):
-            v = validations[i]
-            im = Image.open(CORE_DIR / v["grid"])
-            print(f"step {v['step']}: alignment {v.get('alignment', {})}")
-            display(im.resize((im.width * 4, im.height * 4), Image.NEAREST))
-
-
-        widgets.interact(grid_at, i=widgets.IntSlider(min=0, max=len(validations) - 1, value=len(validations) - 1,
-                                                      description="grid"));
+        grids = [Image.open(CORE_DIR / v["grid"]) for v in validations]
+        scores = [", ".join(f"{q} {a:.2f}" for q, a in v.get("alignment", {}).items()) for v in validations]
+        captions = [f"step {v['step']} · alignment: {score or 'not scored'}" for v, score in zip(validations, scores)]
+        image_scrubber(grids, captions, description="grid", scale=max(1, 256 // grids[0].width))
         '''),
         md('''
         ## 6. Measure alignment
@@ -876,7 +885,7 @@ def phase2() -> list:
         common = dict(init_from=str(CORE_DIR), resolution=TARGET, checkpoint_every=0)
         if FAST:
             config = load_config("tiny", "grow", dict(
-                common, max_steps=100, batch_size=16, data_n=512, lr=2e-3, warmup_steps=10, ema_decay=0.99,
+                common, max_steps=60, batch_size=16, data_n=512, lr=2e-3, warmup_steps=10, ema_decay=0.99,
                 validation_n=8, validation_steps=6, validation_alignment=True, log_every=2, num_threads=None,
                 deterministic=False))
         else:
@@ -884,11 +893,11 @@ def phase2() -> list:
                 common, data_n=5000, batch_size=32, lr=1e-3, warmup_steps=200, max_steps=4000, max_minutes=12,
                 validate_every=500, validation_n=16, validation_steps=20, log_every=10))
         describe(config)
-        print("this takes", "well under a minute" if FAST else "at most ~13 minutes")
+        GROWN_DIR = WORK / "grown"
+        trainer = prepare(config, GROWN_DIR, title=f"phase 2: grow to {TARGET} px (core frozen)")
         '''),
         code('''
-        GROWN_DIR = WORK / "grown"
-        LiveTrainer(config, GROWN_DIR, overwrite=True, title=f"phase 2: grow to {TARGET} px (core frozen)").run()
+        trainer.run()
         training = json.loads((GROWN_DIR / "training.json").read_text())
         print(f"{training['steps']} steps in {training['wall_time_s']:.0f} s; final loss {training['final_metrics']['loss']:.4f}")
         '''),
@@ -1030,18 +1039,18 @@ def phase3() -> list:
         common = dict(init_from=str(GROWN_DIR), lr=LR, core_lr_multiplier=MULT, checkpoint_every=0)
         if FAST:
             config = load_config("tiny", "finetune", dict(
-                common, max_steps=60, batch_size=16, data_n=512, warmup_steps=5, ema_decay=0.99, validation_n=8,
+                common, max_steps=40, batch_size=16, data_n=512, warmup_steps=5, ema_decay=0.99, validation_n=8,
                 validation_steps=6, validation_alignment=True, log_every=2, num_threads=None, deterministic=False))
         else:
-            config = load_config("shapes-256", "finetune", dict(
-                common, data_n=5000, batch_size=32, warmup_steps=100, max_steps=3000, max_minutes=8,
+            config = load_config("shapes-256", "finetune", dict(  # resolution=None: the parent's (64 px)
+                common, resolution=None, data_n=5000, batch_size=32, warmup_steps=100, max_steps=3000, max_minutes=8,
                 validate_every=500, validation_n=16, validation_steps=20, log_every=10))
         describe(config)
-        print("this takes", "well under a minute" if FAST else "at most ~9 minutes")
+        FINETUNED_DIR = WORK / "finetuned"
+        trainer = prepare(config, FINETUNED_DIR, title="phase 3: fine-tune end to end")
         '''),
         code('''
-        FINETUNED_DIR = WORK / "finetuned"
-        LiveTrainer(config, FINETUNED_DIR, overwrite=True, title="phase 3: fine-tune end to end").run()
+        trainer.run()
         finetuned = load_model(FINETUNED_DIR)
         '''),
         md('''
@@ -1287,16 +1296,21 @@ def sampling() -> list:
         code('''
         import ipywidgets as widgets
 
-
-        def try_it(prompt=PROMPT, sampler="dpm++", steps=STEPS, guidance=3.0, seed=SEED):
-            show(generate(model, [prompt], seed=seed, steps=steps, guidance=guidance, sampler=sampler), size=192)
+        from studio.notebook_helpers import interactive_image
 
 
-        widgets.interact(try_it, prompt=widgets.Text(value=PROMPT, continuous_update=False),
-                         sampler=widgets.Dropdown(options=SAMPLERS, value="dpm++"),
-                         steps=widgets.IntSlider(min=1, max=50, value=STEPS, continuous_update=False),
-                         guidance=widgets.FloatSlider(min=0, max=10, step=0.5, value=3.0, continuous_update=False),
-                         seed=widgets.IntText(value=SEED));
+        def try_it(prompt, sampler, steps, guidance, seed):
+            return generate(model, [prompt], seed=seed, steps=steps, guidance=guidance, sampler=sampler)[0]
+
+
+        interactive_image(try_it, dict(
+            prompt=widgets.Text(value=PROMPT, description="prompt", continuous_update=False),
+            sampler=widgets.Dropdown(options=SAMPLERS, value="dpm++", description="sampler"),
+            steps=widgets.IntSlider(min=1, max=50, value=STEPS, description="steps", continuous_update=False),
+            guidance=widgets.FloatSlider(min=0, max=10, step=0.5, value=3.0, description="guidance",
+                                         continuous_update=False),
+            seed=widgets.IntText(value=SEED, description="seed"),
+        ), scale=max(1, 192 // model.resolution))
         '''),
     ]
 

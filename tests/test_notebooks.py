@@ -61,6 +61,93 @@ def test_notebooks_drive_the_package(path):
         assert copied not in source, f"{path.name} contains {copied!r}: use the library instead"
 
 
+def test_notebooks_use_widgets_that_run_headless():
+    """`ipywidgets.interact` renders through an Output widget, and nbclient can stall on a large image captured
+    there (until the cell timeout); the notebooks use studio.notebook_helpers' in-place Image widgets instead."""
+    for path in NOTEBOOKS:
+        source = "\n".join(c.source for c in _code(_read(path)))
+        assert "interact(" not in source and "widgets.Output(" not in source, path.name
+
+
+# ------------------------------------------------------------------------------------ studio.notebook_helpers
+
+def _colour(value: int):
+    from PIL import Image
+
+    return Image.new("RGB", (4, 4), (value, 0, 0))
+
+
+def test_image_scrubber_swaps_picture_and_caption():
+    from studio.notebook_helpers import image_scrubber
+
+    box = image_scrubber([_colour(0), _colour(128), _colour(255)], ["a", "b", "c"], scale=2)
+    slider, caption, picture = box.children
+    assert (slider.value, caption.value) == (2, "c")  # starts at the last frame
+    last = picture.value
+    slider.value = 0
+    assert caption.value == "a" and picture.value != last
+    assert picture.width == 8  # enlarged nearest-neighbour
+
+
+def test_image_scrubber_refuses_bad_input():
+    from studio.notebook_helpers import ScrubberError, image_scrubber
+
+    with pytest.raises(ScrubberError):
+        image_scrubber([])
+    with pytest.raises(ScrubberError):
+        image_scrubber([_colour(0)], ["one", "two"])
+
+
+def test_interactive_image_redraws_on_change():
+    import ipywidgets as widgets
+
+    from studio.notebook_helpers import interactive_image
+
+    calls = []
+
+    def render(value):
+        calls.append(value)
+        return _colour(value)
+
+    slider = widgets.IntSlider(min=0, max=255, value=10)
+    box = interactive_image(render, dict(value=slider))
+    picture = box.children[-1]
+    first = picture.value
+    slider.value = 200
+    assert calls == [10, 200] and picture.value != first
+
+
+def test_run_estimate_follows_the_trainers_budget():
+    from studio.notebook_helpers import _predict
+    from studio.train import load_config
+
+    steps_bound = load_config("tiny", "core", dict(max_steps=100, max_minutes=10, validate_every=0, validation_n=0))
+    est = _predict(steps_bound, per_step=0.5, validation=0.0)
+    assert (est.steps, est.limited_by, est.minutes) == (100, "max_steps", pytest.approx(50 / 60))
+    time_bound = load_config("tiny", "core", dict(max_steps=10_000, max_minutes=1, validate_every=10,
+                                                  validation_n=4))
+    est = _predict(time_bound, per_step=0.5, validation=5.0)  # 1 s per step with validations spread in
+    assert (est.steps, est.limited_by) == (60, "max_minutes")
+    assert est.minutes == pytest.approx(1 + 5 / 60)  # the budget, plus the final validation after the loop
+
+
+def test_estimate_run_leaves_the_trainer_untouched(tmp_path, monkeypatch):
+    import torch
+
+    from studio.notebook_helpers import estimate_run
+    from studio.train import Trainer, load_config
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    config = load_config("tiny", "core", dict(max_steps=8, checkpoint_every=0, validation_n=2, validate_every=4))
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    est = estimate_run(trainer, steps=2, warmup=0)
+    assert est.seconds_per_step > 0 and est.validation_seconds > 0
+    assert est.steps == 8 and est.limited_by == "max_steps"
+    assert trainer.step == 0
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_fast_mode(path, tmp_path, notebook_data_dir, monkeypatch):
