@@ -30,8 +30,8 @@ def register(subparsers) -> None:
     run = subs.add_parser("run", help="train and evaluate every run (finished runs are reused)")
     run.add_argument("--out", type=Path, default=Path("runs/experiments"), help="run folders + results.json")
     run.add_argument("--scale", choices=("default", "tiny"), default="default",
-                     help="default: ~1 CPU-hour on one thread; tiny: seconds (smoke test)")
-    run.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default 0,1)")
+                     help="default: about an hour of one CPU thread; tiny: seconds (smoke test)")
+    run.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default 0,1,2)")
     run.add_argument("--depths", type=_int_list, help="core depths of experiment 3 (default 1,2,4)")
     run.add_argument("--experiments", type=_int_list, default=(1, 2, 3, 4), help="which of 1,2,3,4 to run, in this order (default 1,2,3,4)")
     run.add_argument("--no-eval", action="store_true", help="train only (no alignment / FID)")

@@ -42,7 +42,7 @@ TEXT_TOKENS = 16  # caption length used for FLOP counting (shapes captions are ~
 
 @dataclass
 class ExperimentScale:
-    """Every size and budget of the experiments (defaults: ~1 CPU-hour on one thread)."""
+    """Every size and budget of the experiments (defaults: about an hour of one CPU thread)."""
 
     core_resolution: int = 32
     resolution: int = 64
@@ -64,7 +64,7 @@ class ExperimentScale:
     depths: tuple[int, ...] = (1, 2, 4)
     small_batch: int = 2
     small_batch_steps: int = 150
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
     eval_n: int = 100  # held-out captions for alignment
     fid_n: int = 100  # images for FID / KID (the first fid_n of the alignment images); 0 = skip
     sample_steps: int = 15

@@ -18,7 +18,7 @@ EXPERIMENT_TITLES = {
     "small_batch": "4. Small-batch stability",
 }
 COMMANDS = """```bash
-# trains and evaluates every run (~1 CPU-hour on one thread; finished runs in runs/experiments are reused)
+# trains and evaluates every run, 3 seeds (about an hour of one CPU thread; finished runs are reused)
 OMP_NUM_THREADS=1 studio experiment run --out runs/experiments --docs docs/results
 # rewrites this report (markdown, JSON, figures) from runs/experiments/results.json
 studio experiment report --out runs/experiments --docs docs/results
