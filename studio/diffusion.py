@@ -70,6 +70,12 @@ def x0_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.T
     return _expand(alpha, z) * z - _expand(sigma, z) * v
 
 
+def v_from_x(z: torch.Tensor, x_hat: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    """The v for which `x0_from_v` gives back `x_hat` exactly: v = (alpha z - x_hat) / sigma."""
+    alpha, sigma = alpha_sigma(logsnr.float())
+    return (_expand(alpha, z) * z - x_hat) / _expand(sigma, z)
+
+
 def eps_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
     alpha, sigma = alpha_sigma(logsnr)
     return _expand(sigma, z) * z + _expand(alpha, z) * v
@@ -80,6 +86,17 @@ def eps_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.
 #################################################################################
 
 LOSS_WEIGHTINGS = ("v", "sigmoid", "min_snr")
+PREDICTIONS = ("v", "x")
+X_PREDICTION_SIGMA_MIN = 0.05
+
+
+def x_prediction_weight(logsnr: torch.Tensor, sigma_min: float = X_PREDICTION_SIGMA_MIN) -> torch.Tensor:
+    """Extra v-loss weight for a model that predicts x (`prediction="x"`): its v error is the x error over
+    sigma, so the v-MSE weighs clean-ish images by 1 / sigma^2 (3e6 at logSNR 15). Capping that at
+    1 / sigma_min^2 is the clamp of JiT (Li & He 2025, "Back to Basics: Let Denoising Generative Models
+    Denoise"): min(1, sigma^2 / sigma_min^2)."""
+    _, sigma = alpha_sigma(logsnr.float())
+    return (sigma / sigma_min).pow(2).clamp(max=1.0)
 
 
 def loss_weight(logsnr: torch.Tensor, weighting: str = "v", sigmoid_bias: float = -1.0,
@@ -122,6 +139,8 @@ def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", genera
     v_hat = model(z, logsnr, text.tokens, text.mask, text.pooled)
     per_example = (v_hat.float() - v_target(x, noise, logsnr).float()).pow(2).mean(dim=(1, 2, 3))
     per_example = per_example * loss_weight(logsnr, weighting)
+    if getattr(model, "prediction", "v") == "x":
+        per_example = per_example * x_prediction_weight(logsnr)
     return per_example.mean() if reduce else per_example
 
 

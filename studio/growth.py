@@ -56,7 +56,7 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
 
     grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
                       blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
-                      training_phase=UNTRAINED)
+                      training_phase=UNTRAINED, prediction=model.config.prediction)
     grown.to(device=model.device, dtype=model.dtype)
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
     if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers

@@ -125,3 +125,26 @@ def test_shallow_skip_feeds_the_encoder_output_past_the_core(tmp_path):
     config.write_text(config.read_text().replace('"skip": false,', ""))
     assert "skip" not in config.read_text()
     assert not ShallowUViT.from_pretrained(tmp_path / "legacy").config.skip
+
+
+def test_x_prediction_gives_back_the_network_image_and_grows_as_x(tiny_core):
+    """prediction="x": the network's output is the clean image; forward returns the v whose x0 is exactly
+    that image, at every noise level. Growth carries the parameterisation; the loss stays finite at
+    logSNR 15 (JiT's clamp)."""
+    from studio.diffusion import x0_from_v
+    from studio.models import core_preset
+
+    model = ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x"}))
+    torch.nn.init.normal_(model.exit.weight)
+    x, lam, tokens, mask, pooled = _inputs(16)
+    lam = torch.tensor([-15.0, 15.0])
+    raw = {}
+    model.exit.register_forward_hook(lambda m, i, o: raw.setdefault("x", o))
+    x0 = x0_from_v(x, model(x, lam, tokens, mask, pooled), lam)
+    torch.testing.assert_close(x0, raw["x"], atol=1e-4, rtol=1e-4)
+    assert grow(model, 32).config.prediction == "x"
+    assert torch.isfinite(diffusion_loss(model, x.clamp(-1, 1), fake_text(2))).all()
+    import pytest
+
+    with pytest.raises(ValueError, match="prediction"):
+        ShallowUViT(**(core_preset("tiny-core") | {"prediction": "eps"}))

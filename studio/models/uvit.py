@@ -15,6 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from studio.diffusion import PREDICTIONS, v_from_x
 from studio.models.core import Core
 from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
 
@@ -35,9 +36,26 @@ class _UViT(ModelMixin, ConfigMixin):
         return self.config.resolution
 
     @property
+    def prediction(self) -> str:
+        """What the network's last layer outputs before `forward` turns it into v: "v" or "x"."""
+        return self.config.prediction
+
+    @property
     def schedule_reference_resolution(self) -> int:
         """The resolution whose noise schedule is unshifted: the core's pre-training resolution."""
         return self.config.reference_resolution or self.config.resolution
+
+    def _check_prediction(self) -> None:
+        if self.config.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.config.prediction!r}")
+
+    def _as_v(self, out: torch.Tensor, sample: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        """The network's output as v. With `prediction="x"` (ours, after JiT) the network outputs the clean
+        image and v follows from it, so the noise never has to travel through the network: a model that
+        predicts v must copy the input noise to its output pixel-exactly, or its x0 keeps that noise."""
+        if self.config.prediction == "x":
+            return v_from_x(sample.float(), out.float(), logsnr).to(out.dtype)
+        return out
 
     def core_config(self) -> dict:
         keys = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim")
@@ -63,8 +81,9 @@ class ShallowUViT(_UViT):
     def __init__(self, resolution: int = 64, grid: int = 16, core_channels: int = 128, width: int = 256,
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
-                 skip: bool = False):
+                 skip: bool = False, prediction: str = "v"):
         super().__init__()
+        self._check_prediction()
         patch = resolution // grid
         if patch * grid != resolution or patch < 1:
             raise ValueError(f"resolution {resolution} must be a multiple of the core grid {grid}")
@@ -86,7 +105,7 @@ class ShallowUViT(_UViT):
         if self.config.skip:
             h = torch.cat([h, skip], dim=1)  # (B, 2C, G, G)
         h = self.decoder_block(h, cond)
-        return self.exit(F.silu(self.out_norm(h)))  # (B, 3, R, R)
+        return self._as_v(self.exit(F.silu(self.out_norm(h))), sample, logsnr)  # (B, 3, R, R)
 
 
 #################################################################################
@@ -125,8 +144,10 @@ class GrownUViT(_UViT):
     def __init__(self, resolution: int = 256, grid: int = 16, core_channels: int = 128, width: int = 256,
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
                  stage_channels: tuple[int, ...] = (128, 64, 32, 32), blocks_per_stage: int = 1,
-                 reference_resolution: int | None = None, training_phase: str = UNTRAINED):
+                 reference_resolution: int | None = None, training_phase: str = UNTRAINED,
+                 prediction: str = "v"):
         super().__init__()
+        self._check_prediction()
         stages = math.log2(resolution / grid)
         if stages != int(stages) or stages < 1:
             raise ValueError(f"resolution {resolution} must be the core grid {grid} times a power of two")
@@ -160,7 +181,7 @@ class GrownUViT(_UViT):
             h = torch.cat([stage.up(h), skips.pop()], dim=1)  # (B, 2 c_k, r, r)
             for block in stage.blocks:
                 h = block(h, cond)
-        return self.out(F.silu(self.out_norm(h)))  # (B, 3, R, R)
+        return self._as_v(self.out(F.silu(self.out_norm(h))), sample, logsnr)  # (B, 3, R, R)
 
 
 MODEL_CLASSES = {"ShallowUViT": ShallowUViT, "GrownUViT": GrownUViT}

@@ -13,7 +13,7 @@ import torch
 from studio.errors import ConfigError
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
 
-CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio")
+CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction")
 
 
 def _overrides(config, keys) -> dict:

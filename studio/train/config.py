@@ -42,6 +42,7 @@ class TrainConfig:
     depth: int | None = None
     heads: int | None = None
     mlp_ratio: float | None = None
+    prediction: str | None = None  # "v" or "x" (core, scratch); a grown model predicts what its parent did
     stage_channels: list[int] | None = None  # grow/scratch: stages from the core outwards
     blocks_per_stage: int | None = None
     freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
@@ -97,7 +98,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values; raises ConfigError naming the key and what is allowed."""
-        from studio.diffusion import LOSS_WEIGHTINGS, SAMPLERS
+        from studio.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, SAMPLERS
         from studio.models.presets import CORE_PRESETS, GROWN_PRESETS
 
         def need(ok: bool, message: str) -> None:
@@ -123,6 +124,8 @@ class TrainConfig:
         need(0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0, "adam betas must be in [0, 1)")
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         need(self.core_lr_multiplier >= 0, f"core_lr_multiplier must be >= 0, got {self.core_lr_multiplier}")
+        need(self.prediction in (None, *PREDICTIONS),
+             f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
         need(self.loss_weighting in LOSS_WEIGHTINGS,
              f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")

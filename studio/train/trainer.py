@@ -54,6 +54,7 @@ class _LossModel:
         self.wrapped = wrapped
         self.resolution = raw.resolution
         self.schedule_reference_resolution = raw.schedule_reference_resolution
+        self.prediction = getattr(raw, "prediction", "v")
 
     def __call__(self, *args):
         return self.wrapped(*args)
