@@ -482,6 +482,7 @@ def test_kill_9_during_voting_loses_no_confirmed_vote(tmp_path):
 def _load_app_module():
     spec = importlib.util.spec_from_file_location("load_app", REPO / "scripts" / "load_app.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
