@@ -23,8 +23,13 @@ def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -
 
 
 def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[int, ...] | None = None,
-         blocks_per_stage: int | None = None, freeze_previous_stages: bool = False) -> GrownUViT:
+         blocks_per_stage: int | None = None, freeze_previous_stages: bool = False,
+         prediction: str | None = None) -> GrownUViT:
     """Return a GrownUViT at `resolution` carrying `model`'s core (and stages, if it was grown) bit-exactly.
+
+    `prediction` ("v" or "x") is what the new output layer predicts; it defaults to the parent's. It may
+    differ from the parent's: the core's tensors are carried over unchanged either way, only the new
+    stages learn to read their output.
 
     For a Shallow-UViT `stage_channels` lists every stage from the core outwards; for a grown model it lists
     only the new outer stages.
@@ -56,7 +61,7 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
 
     grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
                       blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
-                      training_phase=UNTRAINED, prediction=model.config.prediction)
+                      training_phase=UNTRAINED, prediction=prediction or model.config.prediction)
     grown.to(device=model.device, dtype=model.dtype)
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
     if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers

@@ -80,7 +80,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
         save_png(grid(images, columns=4), tmp / "samples.png", {"prompts": json.dumps(prompts)})
         shipped = load_model(tmp, allow_untrained=True)
         shipped.name = name
-        card = model_card(shipped)
+        card = model_card(shipped) | {"folder": name}  # the staging folder's name means nothing to a reader
         (tmp / "README.md").write_text(_card_markdown(name, card, prompts, metrics, data))
         if target.exists():
             shutil.rmtree(target)

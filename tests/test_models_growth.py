@@ -143,6 +143,7 @@ def test_x_prediction_gives_back_the_network_image_and_grows_as_x(tiny_core):
     x0 = x0_from_v(x, model(x, lam, tokens, mask, pooled), lam)
     torch.testing.assert_close(x0, raw["x"], atol=1e-4, rtol=1e-4)
     assert grow(model, 32).config.prediction == "x"
+    assert grow(ShallowUViT(**core_preset("tiny-core")), 32, prediction="x").config.prediction == "x"  # new head
     assert torch.isfinite(diffusion_loss(model, x.clamp(-1, 1), fake_text(2))).all()
     import pytest
 

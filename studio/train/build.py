@@ -21,7 +21,8 @@ def _overrides(config, keys) -> dict:
 
 
 def _refuse_core_overrides(config) -> None:
-    given = [k for k in CORE_FIELDS if getattr(config, k) is not None]
+    allowed = ("prediction",) if config.phase == "grow" else ()  # the new output layer's, not the core's
+    given = [k for k in CORE_FIELDS if getattr(config, k) is not None and k not in allowed]
     if given:
         raise ConfigError(f"{', '.join(given)} come(s) from the parent model in phase {config.phase!r}; "
                           "remove them from the config (the core is carried over unchanged)")
@@ -75,7 +76,8 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         existing = len(parent.config.stage_channels) if isinstance(parent, GrownUViT) else 0
         stages = _stage_channels(config, recipe, resolution, existing, parent.config.grid)
         torch.manual_seed(config.seed)
-        model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages)
+        model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages,
+                     prediction=config.prediction)
         return model.train(), info
 
     # finetune
