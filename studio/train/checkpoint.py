@@ -121,7 +121,14 @@ def load(path: str | Path, rank: int = 0) -> dict:
     ema = None
     if (path / "ema.safetensors").is_file():
         ema = json.loads((path / "ema.json").read_text()) | {"shadow": load_file(path / "ema.safetensors")}
-    return dict(model=load_file(path / "model.safetensors"), ema=ema,
-                optimizer=torch.load(path / "optimizer.pt", weights_only=True),
-                rng=torch.load(rng_file, weights_only=True),
-                state=json.loads((path / "state.json").read_text()))
+    return dict(model=load_file(path / "model.safetensors"), ema=ema, optimizer=_load_tensors(path / "optimizer.pt"),
+                rng=_load_tensors(rng_file), state=json.loads((path / "state.json").read_text()))
+
+
+def _load_tensors(file: Path):
+    """torch.load of plain tensors and containers only: a file that would need code to unpickle (a hostile
+    or foreign checkpoint) is refused, naming the file, and nothing in it runs."""
+    try:
+        return torch.load(file, weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError: whatever a bad file raises
+        raise ModelFormatError(f"{file} is not a checkpoint file this studio wrote: {error}") from error

@@ -191,7 +191,7 @@ def _coerce(key: str, value):
             (item,) = typing.get_args(option)
             try:
                 return [item(v) for v in value]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # int(inf) overflows
                 continue
     raise ConfigError(f"{key} must be {_type_name(hint)}, got {value!r}")
 
