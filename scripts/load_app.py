@@ -154,7 +154,9 @@ def _pixels(path: str):
 
 
 def _final_image(outputs: list) -> str:
-    finals = [o for o in outputs if isinstance(o[RESULTS], list) and o[RESULTS]]
+    # a streamed update may carry fewer outputs than the event declares (or none): only whole ones count
+    finals = [o for o in outputs if isinstance(o, (list, tuple)) and len(o) > RESULTS
+              and isinstance(o[RESULTS], list) and o[RESULTS]]
     if not finals:
         raise RuntimeError("no final image in the outputs: " + str(outputs[-1][STATUS] if outputs else "nothing"))
     return finals[-1][RESULTS][0]["image"]
