@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from studio.diffusion import LossModel
 from studio.errors import ConfigError
 
 SECTIONS = ("train", "sample", "peer", "loader", "memory", "shipped", "profile")
@@ -417,7 +418,7 @@ class TrainStep:
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99), **(optimizer_options or {}))
         self.ema = EMA(model, ema_decay) if ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(seed)
-        self.loss_model = _LossModel(model if call is None else call, model)
+        self.loss_model = LossModel(model if call is None else call, model)
         self.last = None
 
     def autocast(self):
@@ -446,17 +447,6 @@ class TrainStep:
             self.ema.update(self.model)
         self.last = (float(loss.detach()), float(norm)) if self.syncs else (loss.detach(), norm)
         return self.last
-
-
-class _LossModel:
-    """What `diffusion_loss` reads from a model, for a wrapped or compiled callable."""
-
-    def __init__(self, call, raw):
-        self.call, self.resolution = call, raw.resolution
-        self.schedule_reference_resolution = raw.schedule_reference_resolution
-
-    def __call__(self, *args):
-        return self.call(*args)
 
 
 def _sdpa_cpu_formulas() -> dict:
@@ -496,7 +486,7 @@ def training_flops(model: nn.Module, resolution: int, text_tokens: int, batch: i
     text = synthetic_text(batch, text_tokens).to(device)
     counter = FlopCounterMode(display=False, custom_mapping=_sdpa_cpu_formulas())
     generator = torch.Generator().manual_seed(0)
-    loss_model = model if hasattr(model, "schedule_reference_resolution") else _LossModel(model, model)
+    loss_model = model if hasattr(model, "schedule_reference_resolution") else LossModel(model, model)
     with counter:
         diffusion_loss(loss_model, images, text, generator=generator).backward()
     by_op = {str(k).replace("aten.", ""): int(v) for k, v in counter.get_flop_counts()["Global"].items()}

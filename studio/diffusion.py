@@ -127,6 +127,20 @@ def sample_training_logsnr(batch: int, resolution: int, reference_resolution: in
     return logsnr_schedule(u, resolution, reference_resolution).float().to(device)
 
 
+class LossModel:
+    """What `diffusion_loss` reads from a model, for a wrapped one (DDP, torch.compile and other callables hide
+    the attributes): `wrapped` is called, the schedule and parameterisation come from the bare model `raw`."""
+
+    def __init__(self, wrapped, raw):
+        self.wrapped = wrapped
+        self.resolution = raw.resolution
+        self.schedule_reference_resolution = raw.schedule_reference_resolution
+        self.prediction = getattr(raw, "prediction", "v")
+
+    def __call__(self, *args):
+        return self.wrapped(*args)
+
+
 def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", generator: torch.Generator | None = None,
                    reduce: bool = True) -> torch.Tensor:
     """v-MSE of `model` on clean images x (B, 3, R, R) in [-1, 1] and a TextEmbedding-like `text`.

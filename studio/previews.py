@@ -328,6 +328,9 @@ def mp4_available() -> bool:
 MAX_PROMPT_CHARS = 2000  # longer text is cut before tokenizing (the encoder reads far fewer tokens anyway)
 
 
+EMPTY_PROMPT_NOTE = "Empty prompt: sampling unconditionally (no text condition, so guidance has no effect)."
+
+
 def check_prompt(prompt: str | None, text_encoder=None) -> tuple[str, list[str]]:
     """(the prompt to sample, notes for the user). The empty prompt is allowed: it samples unconditionally.
     A prompt longer than the text encoder reads is truncated, and the note says so."""
@@ -336,7 +339,7 @@ def check_prompt(prompt: str | None, text_encoder=None) -> tuple[str, list[str]]
     prompt = (prompt or "").strip()
     notes: list[str] = []
     if not prompt:
-        notes.append("Empty prompt: sampling unconditionally (no text condition, so guidance has no effect).")
+        notes.append(EMPTY_PROMPT_NOTE)
         return prompt, notes
     if len(prompt) > MAX_PROMPT_CHARS:
         prompt = prompt[:MAX_PROMPT_CHARS]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from studio.cli.argtypes import int_range
+from studio.previews import EMPTY_PROMPT_NOTE
 
 DEFAULT_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
 
@@ -81,7 +82,7 @@ def run(args) -> int:
     else:
         prompts = [args.prompt]
     if any(not p.strip() for p in prompts):
-        print("studio sample: note: empty prompt: sampling unconditionally (guidance has no effect)", file=sys.stderr)
+        print(f"studio sample: note: {EMPTY_PROMPT_NOTE}", file=sys.stderr)
     model = load_model(args.model or pick_default_model(), device=args.device)
     settings = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                     guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)

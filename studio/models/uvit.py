@@ -93,7 +93,7 @@ class ShallowUViT(_UViT):
         self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, width)
         self.out_norm = group_norm(core_channels)
         self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
-        nn.init.zeros_(self.exit.weight)  # the untrained model predicts v = 0
+        nn.init.zeros_(self.exit.weight)  # the untrained network outputs 0 (v = 0, or x = 0)
         nn.init.zeros_(self.exit.bias)
 
     def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from studio.diffusion import diffusion_loss
+from studio.diffusion import LossModel, diffusion_loss
 from studio.errors import ConfigError, StudioError
 from studio.train import checkpoint as ckpt
 from studio.train.config import TrainConfig
@@ -45,19 +45,6 @@ def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
     warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return warmup * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
-
-
-class _LossModel:
-    """What `diffusion_loss` needs from a model, for a wrapped one (DDP, torch.compile hide attributes)."""
-
-    def __init__(self, wrapped, raw):
-        self.wrapped = wrapped
-        self.resolution = raw.resolution
-        self.schedule_reference_resolution = raw.schedule_reference_resolution
-        self.prediction = getattr(raw, "prediction", "v")
-
-    def __call__(self, *args):
-        return self.wrapped(*args)
 
 
 def _hardware(accelerator) -> dict:
@@ -149,7 +136,7 @@ class Trainer:
         self.train_model, self.optimizer = acc.prepare(self.model, self.optimizer)
         if config.compile:
             self.train_model = torch.compile(self.train_model)
-        self.loss_model = _LossModel(self.train_model, self.model)
+        self.loss_model = LossModel(self.train_model, self.model)
 
     # ------------------------------------------------------------------------------------------- setup
 
