@@ -65,6 +65,11 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+def default_device() -> str:
+    """Where work goes when nobody says: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                allow_untrained: bool = False, allow_paths: bool = True):
     """Load a ShallowUViT or GrownUViT in eval mode. Refuses a model whose phase was never trained (its

