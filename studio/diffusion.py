@@ -145,8 +145,8 @@ def training_noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.
     """Gaussian noise shaped like x, drawn from the (CPU) `generator`. On a GPU the noise is drawn there from
     a generator seeded by `generator`: still reproducible, and no host-side randn of a whole 256 px batch
     (tens of ms per step, longer than the GPU's own step) followed by a copy."""
-    if x.device.type == "cpu":
-        return torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    if x.device.type != "cuda":  # the CPU (and the meta device FLOP counting uses)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     device_generator = torch.Generator(device=x.device).manual_seed(seed)
     return torch.randn(x.shape, generator=device_generator, dtype=x.dtype, device=x.device)

@@ -51,14 +51,15 @@ class ExperimentScale:
     width: int = 96
     depth: int = 2
     heads: int = 2
+    prediction: str = "x"  # what the networks predict (v-predicting models this small sample noise, see README)
     stage_channels: tuple[int, ...] = (32, 16, 16)  # from the core outwards
     data_n: int = 2000
     batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 20
     ema_decay: float = 0.95
-    core_steps: int = 300
-    grow_steps: int = 150  # sets the high-resolution FLOP budget (frozen growth at batch_size)
+    core_steps: int = 600
+    grow_steps: int = 300  # sets the high-resolution FLOP budget (frozen growth at batch_size)
     finetune_split: float = 0.5  # experiment 2: fraction of the budget spent frozen before unfreezing
     core_lr_multiplier: float = 0.1  # experiment 2: the unfrozen core's learning rate factor
     depths: tuple[int, ...] = (1, 2, 4)
@@ -109,7 +110,8 @@ class ExperimentScale:
 
 def core_architecture(scale: ExperimentScale, depth: int | None = None) -> dict:
     return dict(resolution=scale.core_resolution, grid=scale.grid, core_channels=scale.core_channels,
-                width=scale.width, depth=depth or scale.depth, heads=scale.heads, skip=True)
+                width=scale.width, depth=depth or scale.depth, heads=scale.heads, prediction=scale.prediction,
+                skip=True)
 
 
 def _core_overrides(scale: ExperimentScale, depth: int) -> dict:
@@ -137,25 +139,11 @@ def build_grown(scale: ExperimentScale, frozen: bool = True):
 
 def training_flops_per_image(model, batch: int = 2, text_tokens: int = TEXT_TOKENS) -> float:
     """FLOPs of one training step (diffusion loss forward + backward, as the model's requires_grad flags
-    make it) per image. Frozen parameters compute no weight gradients, so a frozen core is cheaper."""
-    from torch.utils.flop_counter import FlopCounterMode
+    make it) per image: `studio.bench.training_flops`, the benchmark's counter (attention included; frozen
+    parameters compute no weight gradients, so a frozen core is cheaper)."""
+    from studio.bench import training_flops
 
-    from studio.diffusion import diffusion_loss
-    from studio.text import TextEmbedding
-
-    r = model.resolution
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, r, r, generator=gen) * 2 - 1  # (B, 3, R, R)
-    text = TextEmbedding(torch.randn(batch, text_tokens, 384, generator=gen),
-                         torch.ones(batch, text_tokens, dtype=torch.bool), torch.randn(batch, 384, generator=gen))
-    was_training = model.training
-    model.train()
-    with FlopCounterMode(display=False) as counter:
-        loss = diffusion_loss(model, x, text, generator=gen)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return counter.get_total_flops() / batch
+    return training_flops(model, model.resolution, text_tokens, batch=batch)["flops_per_image"]
 
 
 def flop_table(scale: ExperimentScale) -> dict[str, float]:

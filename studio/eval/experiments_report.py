@@ -27,6 +27,13 @@ studio experiment run --scale tiny --out /tmp/experiments-tiny
 ```"""
 
 
+def _prediction(scale: dict) -> str:
+    """Older results predate the field: their models predicted v."""
+    if scale.get("prediction", "v") == "x":
+        return "x-prediction (the network predicts the clean image; the loss is the v-MSE, clamped as in JiT)"
+    return "v-prediction"
+
+
 def _g(flops: float | None) -> str:
     """FLOPs as GFLOPs: whole numbers when large, three significant digits when small."""
     if flops is None:
@@ -155,7 +162,8 @@ def format_markdown(results: dict) -> str:
           "## Set-up", "",
           f"- Core: Shallow-UViT at {scale['core_resolution']} px on a {scale['grid']}x{scale['grid']} token grid, "
           f"width {scale['width']}, depth {scale['depth']}, {scale['heads']} heads, core channels "
-          f"{scale['core_channels']}, skip on; {scale['core_steps']} steps at batch {scale['batch_size']}.",
+          f"{scale['core_channels']}, skip on, {_prediction(scale)}; {scale['core_steps']} steps at batch "
+          f"{scale['batch_size']}.",
           f"- Grown: {scale['resolution']} px, stages {scale['stage_channels']} channels from the core outwards; "
           f"{scale['grow_steps']} frozen-core steps at batch {scale['batch_size']} set the high-resolution budget "
           f"of {_g(results['highres_budget_flops'])} GFLOPs. Scratch: the identical grown architecture from a "
@@ -172,7 +180,8 @@ def format_markdown(results: dict) -> str:
           "(InceptionV3 at 299 px); FID at this n is strongly biased upwards, so compare it only within this "
           "table; KID is unbiased (mean ± std over seeds).",
           "- Compute: `torch.utils.flop_counter` on one training step (forward + backward as trained: a frozen core "
-          "computes no weight gradients) per image x images seen. Optimizer and EMA updates are not counted.", "",
+          "computes no weight gradients; attention counted as its matmuls, `studio.bench.training_flops`) per "
+          "image x images seen. Optimizer and EMA updates are not counted.", "",
           "| model | training GFLOPs per image |", "|---|---|"]
     md += [f"| {k} | {v / 1e9:.3f} |" for k, v in flops.items()]
 
@@ -303,7 +312,7 @@ def figures(results: dict) -> dict:
         loss.add_trace(go.Scatter(x=xs, y=[c["loss"] for c in r["curve"]], mode="lines",
                                   name=f"{r['variant']} s{r['seed']}", line=dict(color=COLOURS.get(r["variant"]))))
     loss.update_layout(title="Training loss against high-resolution compute", xaxis_title="GFLOPs",
-                       yaxis_title="v-prediction loss")
+                       yaxis_title="training loss (v-MSE)")
 
     depth = go.Figure()
     rows = sorted(_rows(results, "core_depth"), key=lambda r: int(r["variant"].split()[-1]))
