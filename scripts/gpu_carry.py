@@ -2,14 +2,21 @@
 
 - `.whl/diffusers-<version>-py3-none-any.whl`: the installed diffusers version's wheel without its concrete
   pipelines (studio uses `DiffusionPipeline` only): 2.9 MB instead of 6.4 MB;
-- `.minilm/minilm-fp16/`: the MiniLM text encoder with fp16 weights (46 MB instead of 91 MB), used through
-  `STUDIO_TEXT_ENCODER` (loading upcasts to fp32; embeddings differ from the package's by fp16 rounding).
+- `.minilm/minilm-fp16/`: the MiniLM text encoder with fp16 weights, used through `STUDIO_TEXT_ENCODER`
+  (loading upcasts to fp32; embeddings differ from the package's by fp16 rounding). By default only the
+  rows of the word-embedding table that the `shapes` captions use are kept (22 MB instead of 46 MB, 91 MB in
+  fp32): the device tool carries at most 64 MiB with the working tree, and the shipped models take ~30 MB of
+  it. `expand` (run on the device by scripts/gpu_train_shipped.sh) rebuilds the full table, zero in the rows
+  that were left out; captions of other words would then embed wrongly, so `--vocabulary full` keeps all.
 
-    python scripts/gpu_carry.py        # or: make gpu-carry
+    python scripts/gpu_carry.py                       # or: make gpu-carry  (shapes vocabulary)
+    python scripts/gpu_carry.py --vocabulary full     # every token (46 MB)
+    python scripts/gpu_carry.py expand .minilm/minilm-fp16
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -18,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
+KEPT_IDS, KEPT_ROWS = "studio.kept_token_ids", "studio.kept_word_embeddings"
 
 
 def trimmed_diffusers_wheel(out: Path) -> Path:
@@ -38,9 +47,23 @@ def trimmed_diffusers_wheel(out: Path) -> Path:
     return wheel
 
 
-def fp16_text_encoder(out: Path) -> Path:
+def shapes_vocabulary_texts(train_scenes: int = 20000, heldout_scenes: int = 2000) -> list[str]:
+    """Captions covering every word the `shapes` grammar uses: training scenes, held-out captions (the
+    validation, alignment and shipping prompts) and the scripts' smoke prompt."""
+    from studio.data.shapes import heldout_captions, sample_scene
+
+    texts = [sample_scene(i, 0).caption for i in range(train_scenes)]
+    texts += [scene.caption for seed in (0, 1) for scene in heldout_captions(heldout_scenes, seed)]
+    return texts + ["a red circle", "a red circle on a white background"]
+
+
+def fp16_text_encoder(out: Path, texts: list[str] | None = None) -> Path:
+    """The package's MiniLM as fp16 safetensors in `out`; with `texts`, only the word-embedding rows of
+    their tokens (and the special tokens) are kept, as KEPT_IDS / KEPT_ROWS: `expand_text_encoder` restores
+    the full table."""
     import torch
     from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
 
     from studio.text import default_text_encoder_path
 
@@ -48,14 +71,51 @@ def fp16_text_encoder(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         shutil.copy2(source / name, out / name)
-    weights = load_file(source / "model.safetensors")
-    save_file({k: v.to(torch.float16).contiguous() for k, v in weights.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    weights = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
+               for k, v in load_file(source / "model.safetensors").items()}
+    if texts is not None:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        ids = set(tokenizer.all_special_ids)
+        for start in range(0, len(texts), 1024):
+            for row in tokenizer(texts[start:start + 1024])["input_ids"]:
+                ids.update(row)
+        kept = torch.tensor(sorted(ids), dtype=torch.int64)
+        table = weights.pop(WORD_EMBEDDINGS)
+        weights[KEPT_IDS], weights[KEPT_ROWS] = kept, table[kept].contiguous()
+        weights[WORD_EMBEDDINGS + ".shape"] = torch.tensor(table.shape, dtype=torch.int64)
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
 
 
+def expand_text_encoder(folder: Path) -> Path:
+    """Rebuild the full word-embedding table of a pruned copy in place (rows left out are zero)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    if KEPT_IDS not in weights:
+        return folder
+    kept, rows = weights.pop(KEPT_IDS), weights.pop(KEPT_ROWS)
+    table = rows.new_zeros(tuple(weights.pop(WORD_EMBEDDINGS + ".shape").tolist()))
+    table[kept] = rows
+    weights[WORD_EMBEDDINGS] = table
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    print(f"{folder}: word embeddings expanded ({len(kept)} of {table.shape[0]} rows were carried)")
+    return folder
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", nargs="?", choices=("make", "expand"), default="make")
+    parser.add_argument("folder", nargs="?", type=Path, help="expand: the carried text-encoder folder")
+    parser.add_argument("--vocabulary", choices=("shapes", "full"), default="shapes")
+    args = parser.parse_args()
+    if args.command == "expand":
+        expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
+        sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")
-    encoder = fp16_text_encoder(ROOT / ".minilm" / "minilm-fp16")
+    texts = shapes_vocabulary_texts() if args.vocabulary == "shapes" else None
+    encoder = fp16_text_encoder(ROOT / ".minilm" / "minilm-fp16", texts)
     size = sum(f.stat().st_size for f in encoder.iterdir())
-    print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1e6:.1f} MB; {encoder.relative_to(ROOT)}: {size / 1e6:.1f} MB")
+    print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1e6:.1f} MB; {encoder.relative_to(ROOT)}: "
+          f"{size / 1e6:.1f} MB ({args.vocabulary} vocabulary)")

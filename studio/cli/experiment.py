@@ -29,8 +29,9 @@ def register(subparsers) -> None:
 
     run = subs.add_parser("run", help="train and evaluate every run (finished runs are reused)")
     run.add_argument("--out", type=Path, default=Path("runs/experiments"), help="run folders + results.json")
-    run.add_argument("--scale", choices=("default", "tiny"), default="default",
-                     help="default: about an hour of one CPU thread; tiny: seconds (smoke test)")
+    run.add_argument("--scale", choices=("default", "tiny", "gpu"), default="default",
+                     help="default: about an hour of one CPU thread; tiny: seconds (smoke test); gpu: ~40x the "
+                          "images, for one GPU")
     run.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default 0,1,2)")
     run.add_argument("--depths", type=_int_list, help="core depths of experiment 3 (default 1,2,4)")
     run.add_argument("--experiments", type=_int_list, default=(1, 2, 3, 4), help="which of 1,2,3,4 to run, in this order (default 1,2,3,4)")
@@ -51,7 +52,7 @@ def _run(args) -> int:
 
     from studio.eval.experiments import ExperimentScale, run_experiments
 
-    scale = ExperimentScale.tiny() if args.scale == "tiny" else ExperimentScale()
+    scale = {"tiny": ExperimentScale.tiny, "gpu": ExperimentScale.gpu}.get(args.scale, ExperimentScale)()
     changes = {k: v for k, v in (("seeds", args.seeds), ("depths", args.depths)) if v}
     scale = dataclasses.replace(scale, **changes)
     bad = set(args.experiments) - {1, 2, 3, 4}
