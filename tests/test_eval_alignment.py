@@ -205,7 +205,7 @@ def fake_studio_model(monkeypatch):
         name = "fake"
         config = types.SimpleNamespace(resolution=64)
 
-    def load_model(name_or_path):
+    def load_model(name_or_path, device="cpu", **kwargs):
         calls["loaded"] = name_or_path
         return FakeModel()
 
