@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The experiments of docs/results/experiments.md at `--scale gpu` (the same models, ~40x the images), one
+# The experiments of docs/results/experiments.md at `--scale gpu` (the same models, ~27x the images), one
 # process per seed on one GPU (the models are too small to fill it alone), then the report:
 #
 #   OUT=gpu-out scripts/gpu_experiments.sh          # results.json + the report files in $OUT

@@ -45,6 +45,15 @@ def test_count_spikes_against_the_trailing_median():
     assert count_spikes([1.0, 1.2, 0.9, 1.1] * 5, factor=3.0, window=4) == 0
 
 
+def test_gpu_scale_trains_the_same_models_on_many_more_images():
+    default, gpu = ExperimentScale(), ExperimentScale.gpu().validate()
+    architecture = ("core_resolution", "resolution", "grid", "core_channels", "width", "depth", "heads",
+                    "stage_channels", "prediction")
+    assert all(getattr(gpu, k) == getattr(default, k) for k in architecture)
+    assert gpu.core_steps * gpu.batch_size >= 25 * default.core_steps * default.batch_size
+    assert gpu.grow_steps * gpu.batch_size >= 25 * default.grow_steps * default.batch_size
+
+
 def test_scale_validation_names_the_problem():
     with pytest.raises(Exception, match="stage_channels"):
         dataclasses.replace(ExperimentScale.tiny(), stage_channels=(8,)).validate()

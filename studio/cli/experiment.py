@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     run = subs.add_parser("run", help="train and evaluate every run (finished runs are reused)")
     run.add_argument("--out", type=Path, default=Path("runs/experiments"), help="run folders + results.json")
     run.add_argument("--scale", choices=("default", "tiny", "gpu"), default="default",
-                     help="default: about an hour of one CPU thread; tiny: seconds (smoke test); gpu: ~40x the "
+                     help="default: about an hour of one CPU thread; tiny: seconds (smoke test); gpu: ~27x the "
                           "images, for one GPU")
     run.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default 0,1,2)")
     run.add_argument("--depths", type=_int_list, help="core depths of experiment 3 (default 1,2,4)")

@@ -85,7 +85,7 @@ class ExperimentScale:
 
     @classmethod
     def gpu(cls) -> "ExperimentScale":
-        """The same models with ~40x the images (256k per core, 128k at 64 px): at the CPU scale no model
+        """The same models with ~27x the images (256k per core, 128k at 64 px): at the CPU scale no model
         learns alignment (the shipped core needed ~250k images for colour .63). Sized for one GPU with the
         seeds as parallel processes (scripts/gpu_experiments.sh); not yet run (no GPU time was left)."""
         return cls(data_n=20000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999, mixed_precision="bf16",

@@ -26,7 +26,7 @@ studio experiment run --out runs/experiments --reuse-only --docs docs/results
 studio experiment report --out runs/experiments --docs docs/results
 # seconds: the same pipeline on tiny models (what tests/test_experiments.py runs)
 studio experiment run --scale tiny --out /tmp/experiments-tiny
-# ~40x the images on one GPU, seeds in parallel (not yet run)
+# ~27x the images on one GPU, seeds in parallel (not yet run)
 OUT=gpu-out scripts/gpu_experiments.sh
 ```"""
 
@@ -163,7 +163,7 @@ def _images_note(scale: dict) -> str:
             "(11.4M parameters, on a GPU) answered colour right for .63 of its validation captions after 256k "
             "images and .87 of 300 held-out captions after 902k (its model card). Per question, accuracies near "
             "or below chance (colour 1 in 6, shape 1 in 5) mean the samples hold no readable objects yet. "
-            "`studio experiment run --scale gpu` (`scripts/gpu_experiments.sh`) trains the same models on ~40x "
+            "`studio experiment run --scale gpu` (`scripts/gpu_experiments.sh`) trains the same models on ~27x "
             "the images.")
 
 
