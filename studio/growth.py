@@ -24,12 +24,16 @@ def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -
 
 def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[int, ...] | None = None,
          blocks_per_stage: int | None = None, freeze_previous_stages: bool = False,
-         prediction: str | None = None) -> GrownUViT:
+         prediction: str | None = None, low_res_path: bool | None = None) -> GrownUViT:
     """Return a GrownUViT at `resolution` carrying `model`'s core (and stages, if it was grown) bit-exactly.
 
     `prediction` ("v" or "x") is what the new output layer predicts; it defaults to the parent's. It may
     differ from the parent's: the core's tensors are carried over unchanged either way, only the new
     stages learn to read their output.
+
+    `low_res_path=True` (ours; see `LowResPath`) keeps a Shallow-UViT parent's entry/exit layers, frozen with
+    the core, so the grown model starts as the parent's picture upsampled and the new stages learn what to add
+    (it needs `prediction="x"`). A grown parent passes its own low-resolution path on.
 
     For a Shallow-UViT `stage_channels` lists every stage from the core outwards; for a grown model it lists
     only the new outer stages.
@@ -59,11 +63,28 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
         raise ConfigError(f"growing {model.resolution} -> {resolution} px adds {new_count} stage(s), "
                           f"but {len(stage_channels)} channel counts were given")
 
+    if isinstance(model, GrownUViT):
+        if low_res_path not in (None, model.low_res is not None):
+            raise ConfigError("low_res_path comes from the grown parent "
+                              f"({model.low_res is not None}); remove it to grow this model again")
+        low_res = dict(low_res_path=model.config.low_res_path, low_res_skip=model.config.low_res_skip,
+                       low_res_prediction=model.config.low_res_prediction)
+    else:
+        low_res = dict(low_res_path=bool(low_res_path), low_res_skip=model.config.skip,
+                       low_res_prediction=model.config.prediction)
+    prediction = prediction or model.config.prediction
+    if low_res["low_res_path"] and prediction != "x":
+        raise ConfigError("low_res_path refines the parent's clean image: grow with prediction x")
+
     grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
                       blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
-                      training_phase=UNTRAINED, prediction=prediction or model.config.prediction)
+                      training_phase=UNTRAINED, prediction=prediction, **low_res)
     grown.to(device=model.device, dtype=model.dtype)
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
+    if grown.low_res is not None:  # the parent's shallow layers (or its low-resolution path), bit-exact
+        source = model.low_res if isinstance(model, GrownUViT) else model
+        for name in ("entry", "encoder_block", "decoder_block", "out_norm", "exit"):
+            getattr(grown.low_res, name).load_state_dict(getattr(source, name).state_dict())
     if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers
         for name in ("encoder_stages", "decoder_stages"):
             new_list, old_list = getattr(grown, name), getattr(model, name)
@@ -77,8 +98,15 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     return grown
 
 
+def carried_modules(model: nn.Module) -> list[nn.Module]:
+    """What growth carries over from the parent and freezes: the core, plus a kept low-resolution path."""
+    low_res = getattr(model, "low_res", None)
+    return [model.core] + ([low_res] if low_res is not None else [])
+
+
 def freeze_core(model: nn.Module) -> None:
-    model.core.requires_grad_(False)
+    for module in carried_modules(model):
+        module.requires_grad_(False)
 
 
 def unfreeze(model: nn.Module) -> None:
@@ -87,10 +115,11 @@ def unfreeze(model: nn.Module) -> None:
 
 def parameter_groups(model: nn.Module, lr: float, core_lr_multiplier: float = 0.1,
                      weight_decay: float = 0.0) -> list[dict]:
-    """Optimizer groups of the *trainable* parameters: the core (if unfrozen) at lr * multiplier, the rest
-    at lr. Frozen tensors are left out of the optimizer entirely (no state, no updates)."""
-    core_ids = {id(p) for p in model.core.parameters()}
-    core = [p for p in model.core.parameters() if p.requires_grad]
+    """Optimizer groups of the *trainable* parameters: the core and a kept low-resolution path (if unfrozen)
+    at lr * multiplier, the rest at lr. Frozen tensors are left out of the optimizer entirely."""
+    carried = [p for module in carried_modules(model) for p in module.parameters()]
+    core_ids = {id(p) for p in carried}
+    core = [p for p in carried if p.requires_grad]
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in core_ids]
     groups = []
     if rest:
@@ -140,6 +169,9 @@ def _parts(model: nn.Module) -> list[tuple[str, str, list[nn.Parameter]]]:
         r = G * 2 ** (k + 1)
         parts.append((f"decoder stage {k}", f"{r // 2}->{r}", params(f"decoder_stages.{k}.")))
     parts.append(("output", f"{R}", params("out_norm.") + params("out.")))
+    if model.low_res is not None:
+        R0 = model.low_res.resolution
+        parts.append(("low-res path (parent's shallow layers)", f"{R}->{R0}->{G}->{R0}->{R}", params("low_res.")))
     return parts
 
 

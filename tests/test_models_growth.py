@@ -149,3 +149,85 @@ def test_x_prediction_gives_back_the_network_image_and_grows_as_x(tiny_core):
 
     with pytest.raises(ValueError, match="prediction"):
         ShallowUViT(**(core_preset("tiny-core") | {"prediction": "eps"}))
+
+
+def _randomised(model):
+    torch.manual_seed(1)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+def test_low_res_path_starts_as_the_parents_picture_upsampled(tmp_path):
+    """Grown with `low_res_path`, the untrained model's clean-image prediction at R is exactly the parent's at
+    R0 (on the box-pooled, re-normalised input, at the logSNR the parent was trained at), upsampled: what the
+    parent learnt shows from the first step. Holds for v- and x-predicting parents, with or without skip;
+    survives save/load."""
+    import torch.nn.functional as F
+
+    from studio.diffusion import resolution_shift, x0_from_v
+    from studio.models import core_preset
+
+    for extra in ({"prediction": "x"}, {"prediction": "v", "skip": False}):
+        parent = _randomised(ShallowUViT(**(core_preset("tiny-core") | extra)))
+        grown = grow(parent, 64, prediction="x", low_res_path=True)
+        x, lam, tokens, mask, pooled = _inputs(64)
+        got = x0_from_v(x, grown(x, lam, tokens, mask, pooled), lam)
+        small = grown.low_res.pool(x, lam)
+        lam0 = lam - resolution_shift(64, 16)
+        want = F.interpolate(x0_from_v(small, parent(small, lam0, tokens, mask, pooled), lam0), size=64,
+                             mode="bilinear", align_corners=False)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        grown.save_pretrained(tmp_path / extra["prediction"])
+        loaded = GrownUViT.from_pretrained(tmp_path / extra["prediction"])
+        assert loaded.config.low_res_path and loaded.low_res.prediction == extra["prediction"]
+        torch.testing.assert_close(loaded(x, lam, tokens, mask, pooled), grown(x, lam, tokens, mask, pooled))
+
+
+def test_low_res_pool_is_the_parents_noise_level():
+    """Box-pooling by f divides the noise's std by f: after re-normalising, a pooled noisy image has unit
+    variance and the logSNR of the unshifted schedule (what the resolution shift promises the core)."""
+    from studio.diffusion import add_noise, alpha_sigma, resolution_shift
+    from studio.models import core_preset
+
+    grown = grow(ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x"})), 64, low_res_path=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(1, 3, 64, 64) + 0.5  # a flat image pools to itself
+    lam = torch.tensor([-1.0])
+    noise = torch.randn(1, 3, 64, 64, generator=g)
+    pooled = grown.low_res.pool(add_noise(x, noise, lam), lam)
+    alpha0, sigma0 = alpha_sigma(lam - resolution_shift(64, 16))
+    assert abs(pooled.mean().item() - alpha0.item() * 0.5) < 0.05
+    assert abs((pooled - alpha0 * 0.5).std().item() - sigma0.item()) < 0.05
+
+
+def test_low_res_path_is_carried_and_frozen_like_the_core(tiny_core):
+    """The kept shallow layers are bit-exact copies, frozen with the core, report as one part, go to the
+    core's optimizer group when unfrozen, and pass on when the grown model grows again."""
+    from studio.errors import ConfigError
+    from studio.models import core_preset
+
+    parent = _randomised(ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x"})))
+    grown = grow(parent, 32, low_res_path=True)
+    for name in ("entry", "encoder_block", "decoder_block", "out_norm", "exit"):
+        old, new = getattr(parent, name).state_dict(), getattr(grown.low_res, name).state_dict()
+        assert all(torch.equal(old[k], new[k]) for k in old), name
+    assert all(not p.requires_grad for p in grown.low_res.parameters())
+    by_part = {r.part.split(" (")[0]: r for r in growth_report(grown)}
+    assert by_part["low-res path"].frozen and by_part["core"].frozen and not by_part["stem"].frozen
+    assert sum(r.parameters for r in by_part.values()) == sum(p.numel() for p in grown.parameters())
+    assert [g["name"] for g in parameter_groups(grown, lr=1e-3)] == ["stages"]
+    unfreeze(grown)
+    core_group = {g["name"]: g for g in parameter_groups(grown, lr=1e-3)}["core"]
+    carried = sum(p.numel() for m in (grown.core, grown.low_res) for p in m.parameters())
+    assert sum(p.numel() for p in core_group["params"]) == carried
+    bigger = grow(grown, 64, stage_channels=(8,))
+    assert bigger.config.low_res_path and bigger.low_res.resolution == 16
+    assert torch.equal(bigger.low_res.exit.weight, parent.exit.weight)
+    assert bigger(*_inputs(64)).shape == (2, 3, 64, 64)
+    import pytest
+
+    with pytest.raises(ConfigError, match="prediction x"):
+        grow(tiny_core, 32, low_res_path=True)  # a v head cannot add to the parent's clean image
+    with pytest.raises(ConfigError, match="low_res_path"):
+        grow(grown, 64, stage_channels=(8,), low_res_path=False)

@@ -85,3 +85,22 @@ def test_validation_grid_is_scored_on_shapes(runs):
     assert (runs / result["grid"]).is_file() and result["grid"].endswith("step-00000007.png")
     if "alignment" in result:  # the checker is optional
         assert 0.0 <= result["alignment"]["all"] <= 1.0
+
+
+def test_grow_with_low_res_path_keeps_the_parents_shallow_layers(runs):
+    """`low_res_path=true` through the trainer: the grown model carries the x-predicting core's shallow layers
+    bit-exactly and frozen (they never change while the new stages train), and its card says so."""
+    from studio.hub import load_model
+
+    core, grown = runs / "core", runs / "grown"
+    assert main(["train", "core", "--config", "tiny", "--no-progress", "--out", str(core),
+                 "--set", "max_steps=3", "--set", "prediction=x"]) == 0
+    assert main(["train", "grow", "--config", "tiny", "--no-progress", "--from", str(core), "--resolution", "32",
+                 "--out", str(grown), "--set", "max_steps=3", "--set", "low_res_path=true"]) == 0
+    parent, model = load_model(core), load_model(grown)
+    assert model.config.low_res_path and model.config.prediction == "x"
+    for name in ("entry", "encoder_block", "decoder_block", "exit"):
+        old, new = getattr(parent, name).state_dict(), getattr(model.low_res, name).state_dict()
+        assert all(torch.equal(old[k], new[k]) for k in old), name
+    parts = {p["part"].split(" (")[0]: p for p in json.loads((grown / "training.json").read_text())["parameters"]}
+    assert parts["low-res path"]["frozen"] and parts["core"]["frozen"] and not parts["stem"]["frozen"]

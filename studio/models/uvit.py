@@ -15,7 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from studio.diffusion import PREDICTIONS, v_from_x
+from studio.diffusion import PREDICTIONS, alpha_sigma, resolution_shift, v_from_x, x0_from_v
 from studio.models.core import Core
 from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
 
@@ -131,6 +131,51 @@ class DecoderStage(nn.Module):
             ResBlock(2 * channels if i == 0 else channels, channels, cond_dim) for i in range(blocks))
 
 
+class LowResPath(nn.Module):
+    """The parent Shallow-UViT's entry and exit layers, kept beside the new stages (ours, `low_res_path=True`).
+
+    The paper discards them at growth, so the grown model starts from new stages that feed the frozen core
+    noise it has never seen; on a CPU those stages never train long enough for the core's alignment to show
+    (shapes-256 grown that way drew the right colour 15-18% of the time against the core's 87%). Kept, they
+    give the grown model the parent's picture from its first step: the noisy R px image is box-pooled to the
+    parent's R0 px (which, under the resolution shift, is exactly the signal-to-noise ratio the parent was
+    trained at), the parent predicts its clean R0 px image, and that is upsampled for the new stages to refine.
+    """
+
+    def __init__(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool, prediction: str):
+        super().__init__()
+        patch = resolution // grid
+        self.resolution, self.skip, self.prediction = resolution, skip, prediction
+        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
+        self.encoder_block = ResBlock(core_channels, core_channels, cond_dim)
+        self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, cond_dim)
+        self.out_norm = group_norm(core_channels)
+        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+
+    def pool(self, sample: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) at logSNR lambda_R -> (B, 3, R0, R0) variance-preserving at lambda_R + 2 log(R/R0).
+
+        Averaging f x f pixels keeps alpha x and divides the noise's std by f, so the pooled image is
+        alpha x + (sigma/f) eps; dividing by sqrt(alpha^2 + sigma^2/f^2) makes it the parent's kind of input."""
+        factor = sample.shape[-1] // self.resolution
+        alpha, sigma = alpha_sigma(logsnr.float())
+        scale = torch.rsqrt(alpha ** 2 + (sigma / factor) ** 2).to(sample.dtype)[:, None, None, None]
+        return F.avg_pool2d(sample, factor) * scale
+
+    def encode(self, pooled: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, 3, R0, R0) -> (B, C, G, G)
+        return self.encoder_block(self.entry(pooled), cond)
+
+    def decode(self, h: torch.Tensor, skip: torch.Tensor, pooled: torch.Tensor, cond: torch.Tensor,
+               logsnr: torch.Tensor) -> torch.Tensor:
+        """Core output (B, C, G, G) -> the parent's clean-image prediction (B, 3, R0, R0)."""
+        if self.skip:
+            h = torch.cat([h, skip], dim=1)
+        out = self.exit(F.silu(self.out_norm(self.decoder_block(h, cond))))
+        if self.prediction == "v":
+            return x0_from_v(pooled.float(), out.float(), logsnr.float()).to(out.dtype)
+        return out
+
+
 class GrownUViT(_UViT):
     """Stem at R -> encoder stages (ResBlocks, 2x down) to the G x G grid -> core -> decoder stages
     (2x up, skip, ResBlocks) -> output conv.
@@ -145,7 +190,8 @@ class GrownUViT(_UViT):
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
                  stage_channels: tuple[int, ...] = (128, 64, 32, 32), blocks_per_stage: int = 1,
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
-                 prediction: str = "v"):
+                 prediction: str = "v", low_res_path: bool = False, low_res_skip: bool = False,
+                 low_res_prediction: str = "x"):
         super().__init__()
         self._check_prediction()
         stages = math.log2(resolution / grid)
@@ -165,10 +211,24 @@ class GrownUViT(_UViT):
         self.out = nn.Conv2d(stage_channels[-1], 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.low_res = None
+        if low_res_path:
+            if prediction != "x":
+                raise ValueError("low_res_path refines the parent's clean image: it needs prediction='x'")
+            if not reference_resolution or resolution % reference_resolution or resolution == reference_resolution:
+                raise ValueError(f"low_res_path needs the parent's resolution as reference_resolution, a proper "
+                                 f"divisor of {resolution}; got {reference_resolution}")
+            self.low_res = LowResPath(reference_resolution, grid, core_channels, width, low_res_skip,
+                                      low_res_prediction)
+            nn.init.zeros_(self.encoder_stages[0].down.conv.weight)  # the new encoder adds nothing at first
+            nn.init.zeros_(self.encoder_stages[0].down.conv.bias)
 
     def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
                 text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
-        cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
+        core_logsnr = logsnr
+        if self.low_res is not None:  # the core and the parent's layers read the pooled image's noise level
+            core_logsnr = logsnr - resolution_shift(self.resolution, self.low_res.resolution)
+        cond, text = self.core.condition(core_logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
         h = self.stem(sample)  # (B, c_K, R, R)
         skips = []
         for stage in reversed(self.encoder_stages):  # outermost first
@@ -176,12 +236,21 @@ class GrownUViT(_UViT):
                 h = block(h, cond)
             skips.append(h)  # (B, c_k, r, r)
             h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
+        if self.low_res is not None:
+            pooled = self.low_res.pool(sample, logsnr)  # (B, 3, R0, R0)
+            low_skip = self.low_res.encode(pooled, cond)  # (B, C, G, G)
+            h = h + low_skip
         h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
+        core_out = h
         for stage in self.decoder_stages:  # innermost first
             h = torch.cat([stage.up(h), skips.pop()], dim=1)  # (B, 2 c_k, r, r)
             for block in stage.blocks:
                 h = block(h, cond)
-        return self._as_v(self.out(F.silu(self.out_norm(h))), sample, logsnr)  # (B, 3, R, R)
+        out = self.out(F.silu(self.out_norm(h)))  # (B, 3, R, R)
+        if self.low_res is not None:  # the new stages refine the parent's upsampled picture
+            x_low = self.low_res.decode(core_out, low_skip, pooled, cond, core_logsnr)  # (B, 3, R0, R0)
+            out = out + F.interpolate(x_low, size=out.shape[-2:], mode="bilinear", align_corners=False)
+        return self._as_v(out, sample, logsnr)  # (B, 3, R, R)
 
 
 MODEL_CLASSES = {"ShallowUViT": ShallowUViT, "GrownUViT": GrownUViT}

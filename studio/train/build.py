@@ -62,7 +62,7 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
                           reference_resolution=core.pop("resolution"), **core)  # same schedule as a grown model
         return model.train(), None
 
-    from studio.growth import core_fingerprint, grow, unfreeze
+    from studio.growth import core_fingerprint, freeze_core, grow, unfreeze
     from studio.hub import load_model, weights_hash
 
     _refuse_core_overrides(config)
@@ -77,7 +77,7 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         stages = _stage_channels(config, recipe, resolution, existing, parent.config.grid)
         torch.manual_seed(config.seed)
         model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages,
-                     prediction=config.prediction)
+                     prediction=config.prediction, low_res_path=config.low_res_path)
         return model.train(), info
 
     # finetune
@@ -87,6 +87,6 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     if config.resolution not in (None, parent.resolution):
         raise ConfigError(f"finetune keeps the parent's resolution ({parent.resolution}); remove resolution")
     unfreeze(parent)
-    if config.core_lr_multiplier == 0:  # a multiplier of 0 means: keep the core frozen
-        parent.core.requires_grad_(False)
+    if config.core_lr_multiplier == 0:  # a multiplier of 0 means: keep the core (and what came with it) frozen
+        freeze_core(parent)
     return parent.train(), info

@@ -46,6 +46,7 @@ class TrainConfig:
     stage_channels: list[int] | None = None  # grow/scratch: stages from the core outwards
     blocks_per_stage: int | None = None
     freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
+    low_res_path: bool | None = None  # grow: keep the parent's shallow layers as a frozen low-resolution path
 
     # --- data
     data: str = "shapes"  # "shapes", "emoji" (prepared with `studio data emoji`) or an image-folder path
@@ -140,6 +141,8 @@ class TrainConfig:
              f"validation_sampler must be one of {', '.join(SAMPLERS)}, got {self.validation_sampler!r}")
         need(self.stage_channels is None or all(c >= 1 for c in self.stage_channels),
              f"stage_channels must be positive channel counts, got {self.stage_channels}")
+        need(self.low_res_path is None or self.phase == "grow",
+             f"low_res_path is chosen when growing (phase grow); phase {self.phase!r} takes it from its model")
         need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
         need(self.resolution is None or self.resolution >= 16, f"resolution must be >= 16, got {self.resolution}")
         return self
