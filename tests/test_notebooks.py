@@ -35,6 +35,18 @@ def test_every_notebook_is_there():
     assert found == EXPECTED
 
 
+def test_notebooks_are_what_the_builder_writes():
+    """notebooks/_build.py is the source: a notebook edited by hand would be undone by the next rebuild."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_build", NOTEBOOKS_DIR / "_build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, cells in build.NOTEBOOKS.items():
+        committed = [(c.cell_type, c.source) for c in _read(NOTEBOOKS_DIR / name).cells]
+        assert committed == [(c.cell_type, c.source) for c in cells()], f"{name}: run python notebooks/_build.py"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_outputs_are_stripped(path):
     nb = _read(path)
