@@ -822,7 +822,7 @@ def shipped_benchmark(name: str, config: BenchConfig, prompt: str = "a red circl
     device = torch.device(config.device)
     try:
         start = time.perf_counter()
-        model = load_model(name, device=device)
+        model = load_model(name, device=device, channels_last=device.type == "cpu")  # as `studio sample`
         load_s = time.perf_counter() - start
         start = time.perf_counter()
         encoder = get_text_encoder()

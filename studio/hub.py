@@ -71,9 +71,12 @@ def default_device() -> str:
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-               allow_untrained: bool = False, allow_paths: bool = True):
+               allow_untrained: bool = False, allow_paths: bool = True, channels_last: bool = False):
     """Load a ShallowUViT or GrownUViT in eval mode. Refuses a model whose phase was never trained (its
-    samples would be static), unless `allow_untrained`."""
+    samples would be static), unless `allow_untrained`.
+
+    `channels_last` stores the convolution weights channels-last, the layout oneDNN's CPU convolutions are
+    fastest in (docs/results/benchmarks.md); for sampling only: safetensors cannot save such tensors."""
     folder = resolve_model(name_or_path, allow_paths=allow_paths)
     config = read_config(folder)
     if config.get("training_phase", UNTRAINED) == UNTRAINED and not allow_untrained:
@@ -97,6 +100,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
                                "saved for another architecture; re-export the model with save_pretrained")
     model.name = folder.name
     model.folder = folder
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     return model.to(device=device).eval().requires_grad_(False)
 
 

@@ -349,7 +349,7 @@ def fake_sampling(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     calls: list[tuple] = []
     hub = types.ModuleType("studio.hub")
     hub.weights_hash = lambda name: hashlib.sha256(name.encode()).hexdigest()[:16]  # type: ignore[attr-defined]
-    hub.load_model = lambda name, device="cpu": calls.append(("load", name, device)) or name  # type: ignore
+    hub.load_model = lambda name, device="cpu", **kw: calls.append(("load", name, device)) or name  # type: ignore
     sampling = types.ModuleType("studio.sampling")
 
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", batch_size=8):  # noqa: ANN001

@@ -231,3 +231,17 @@ def test_low_res_path_is_carried_and_frozen_like_the_core(tiny_core):
         grow(tiny_core, 32, low_res_path=True)  # a v head cannot add to the parent's clean image
     with pytest.raises(ConfigError, match="low_res_path"):
         grow(grown, 64, stage_channels=(8,), low_res_path=False)
+
+
+def test_channels_last_loading_samples_the_same(tmp_path, tiny_grown):
+    """`load_model(channels_last=True)` (the CPU sampling paths) only changes the weights' memory layout."""
+    from studio.hub import load_model
+
+    torch.nn.init.normal_(tiny_grown.out.weight)
+    tiny_grown.register_to_config(training_phase="grow")
+    tiny_grown.save_pretrained(tmp_path / "m")
+    plain, fast = load_model(tmp_path / "m"), load_model(tmp_path / "m", channels_last=True)
+    assert fast.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    inputs = _inputs(32)
+    torch.testing.assert_close(fast(*inputs), plain(*inputs), atol=1e-5, rtol=1e-4)

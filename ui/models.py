@@ -44,7 +44,8 @@ class ModelCache:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
-            model = load_model(name, device=self.device, allow_paths=False)
+            model = load_model(name, device=self.device, allow_paths=False,
+                               channels_last=str(self.device).startswith("cpu"))
             self._models[name] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)

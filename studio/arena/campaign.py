@@ -203,7 +203,7 @@ class ModelRenderer:
 
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             self._model = None  # free the previous model before loading the next
-            self._model = load_model(contender.model, device=device)
+            self._model = load_model(contender.model, device=device, channels_last=str(device).startswith("cpu"))
             self._model_name = contender.model
         return self._model
 

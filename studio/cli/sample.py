@@ -83,7 +83,8 @@ def run(args) -> int:
         prompts = [args.prompt]
     if any(not p.strip() for p in prompts):
         print(f"studio sample: note: {EMPTY_PROMPT_NOTE}", file=sys.stderr)
-    model = load_model(args.model or pick_default_model(), device=args.device)
+    model = load_model(args.model or pick_default_model(), device=args.device,
+                       channels_last=str(args.device).startswith("cpu"))
     settings = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                     guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     if args.prompts is None:

@@ -478,7 +478,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     is_name = isinstance(model_name_or_path, (str, os.PathLike))
-    model = load_model(model_name_or_path, device=device) if is_name else model_name_or_path
+    model = load_model(model_name_or_path, device=device, channels_last=str(device).startswith("cpu")) \
+        if is_name else model_name_or_path
     resolution = _model_resolution(model)
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]
