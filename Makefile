@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip
 export HF_HUB_OFFLINE = 1
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: install app test test-fast browser bench gpu-carry
+.PHONY: install app test test-fast browser bench gpu-carry gpu-park gpu-unpark
 
 # torch first, pinned: any other torch request would pull a multi-GB CUDA build.
 install:
@@ -31,3 +31,9 @@ bench:
 # The diffusers wheel and fp16 MiniLM that a GPU machine without them needs (scripts/gpu_train_shipped.sh).
 gpu-carry:
 	$(PYTHON) scripts/gpu_carry.py
+
+gpu-park:
+	$(PYTHON) scripts/gpu_carry.py park
+
+gpu-unpark:
+	$(PYTHON) scripts/gpu_carry.py unpark

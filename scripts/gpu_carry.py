@@ -12,6 +12,12 @@
     python scripts/gpu_carry.py                       # or: make gpu-carry  (shapes vocabulary)
     python scripts/gpu_carry.py --vocabulary full     # every token (46 MB)
     python scripts/gpu_carry.py expand .minilm/minilm-fp16
+    python scripts/gpu_carry.py park / unpark         # or: make gpu-park / gpu-unpark (see below)
+
+What travels is the working tree plus the carry, at most 64 MiB. Since `shapes-256` ships with its core inside
+(24 MB), tree + carry is ~74 MB: `park` moves the shipped models no GPU script reads (PARKED_MODELS) into the
+ignored `.gpu-parked/` before a device call, `unpark` puts them back (do it before committing: while parked,
+git sees them deleted). `make` reports the size that would travel.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 KEPT_IDS, KEPT_ROWS = "studio.kept_token_ids", "studio.kept_word_embeddings"
+CARRY = (".whl", ".minilm")
+TRAVEL_LIMIT = 64 * 2 ** 20
+PARKED_MODELS = ("shapes-256",)  # the GPU scripts grow from shapes-core-64 and never read these
+PARK = ROOT / ".gpu-parked"
 
 
 def trimmed_diffusers_wheel(out: Path) -> Path:
@@ -104,14 +114,45 @@ def expand_text_encoder(folder: Path) -> Path:
     return folder
 
 
+def travel_size() -> int:
+    """Bytes a device call would send: tracked and untracked-not-ignored files, plus the carried folders."""
+    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    files = [ROOT / name for name in listed if name]
+    files += [f for folder in CARRY for f in (ROOT / folder).rglob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def park(back: bool = False) -> None:
+    """Move PARKED_MODELS out of the travelling tree (into .gpu-parked/) or, with `back`, into it again."""
+    for name in PARKED_MODELS:
+        home, parked = ROOT / "assets" / "models" / name, PARK / name
+        source, target = (parked, home) if back else (home, parked)
+        if source.is_dir() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), str(target))
+            print(f"moved {source.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+
+
+def report_travel_size() -> None:
+    size = travel_size()
+    verdict = "fits" if size <= TRAVEL_LIMIT else "is over the limit: run `make gpu-park` before the call"
+    print(f"a device call would send {size / 2 ** 20:.1f} MiB of 64 MiB (tree + {', '.join(CARRY)}): {verdict}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="?", choices=("make", "expand"), default="make")
+    parser.add_argument("command", nargs="?", choices=("make", "expand", "park", "unpark", "size"), default="make")
     parser.add_argument("folder", nargs="?", type=Path, help="expand: the carried text-encoder folder")
     parser.add_argument("--vocabulary", choices=("shapes", "full"), default="shapes")
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
+        sys.exit(0)
+    if args.command in ("park", "unpark", "size"):
+        if args.command != "size":
+            park(back=args.command == "unpark")
+        report_travel_size()
         sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")
     texts = shapes_vocabulary_texts() if args.vocabulary == "shapes" else None
@@ -119,3 +160,4 @@ if __name__ == "__main__":
     size = sum(f.stat().st_size for f in encoder.iterdir())
     print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1e6:.1f} MB; {encoder.relative_to(ROOT)}: "
           f"{size / 1e6:.1f} MB ({args.vocabulary} vocabulary)")
+    report_travel_size()
