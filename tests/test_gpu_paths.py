@@ -74,3 +74,29 @@ def test_training_noise_is_reproducible_on_the_cpu():
 def test_cache_rendering_uses_workers_only_on_big_machines(monkeypatch, cores, workers):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert batches.cache_workers() == workers
+
+
+def test_park_moves_unneeded_models_out_of_the_travelling_tree_and_back(tmp_path, monkeypatch):
+    """`make gpu-park` takes the shipped models no GPU script reads out of what a device call sends (git's
+    tracked and unignored files plus the carry), `gpu-unpark` restores them byte for byte."""
+    import subprocess
+
+    gpu_carry = _gpu_carry()
+    root = tmp_path / "repo"
+    model = root / "assets" / "models" / "shapes-256"
+    model.mkdir(parents=True)
+    (model / "weights.bin").write_bytes(b"w" * 5000)
+    (root / ".gitignore").write_text("/.gpu-parked/\n/.whl/\n")
+    (root / ".whl").mkdir()
+    (root / ".whl" / "x.whl").write_bytes(b"x" * 300)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    monkeypatch.setattr(gpu_carry, "ROOT", root)
+    monkeypatch.setattr(gpu_carry, "PARK", root / ".gpu-parked")
+    monkeypatch.setattr(gpu_carry, "CARRY", (".whl",))
+    before = gpu_carry.travel_size()
+    assert before >= 5300
+    gpu_carry.park()
+    assert not model.exists() and gpu_carry.travel_size() == before - 5000
+    gpu_carry.park(back=True)
+    assert (model / "weights.bin").read_bytes() == b"w" * 5000 and gpu_carry.travel_size() == before
