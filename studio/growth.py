@@ -15,6 +15,7 @@ from torch import nn
 
 from studio.errors import ConfigError
 from studio.models import UNTRAINED, GrownUViT, ShallowUViT
+from studio.models.uvit import SHALLOW_LAYERS
 
 
 def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -> tuple[int, ...]:
@@ -83,7 +84,7 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
     if grown.low_res is not None:  # the parent's shallow layers (or its low-resolution path), bit-exact
         source = model.low_res if isinstance(model, GrownUViT) else model
-        for name in ("entry", "encoder_block", "decoder_block", "out_norm", "exit"):
+        for name in SHALLOW_LAYERS:
             getattr(grown.low_res, name).load_state_dict(getattr(source, name).state_dict())
     if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers
         for name in ("encoder_stages", "decoder_stages"):

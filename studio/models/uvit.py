@@ -66,7 +66,36 @@ class _UViT(ModelMixin, ConfigMixin):
 #                                Shallow-UViT                                   #
 #################################################################################
 
-class ShallowUViT(_UViT):
+SHALLOW_LAYERS = ("entry", "encoder_block", "decoder_block", "out_norm", "exit")  # discarded (or kept) at growth
+
+
+class _ShallowLayers:
+    """The Shallow-UViT's layers around the core, shared by the Shallow-UViT and a grown model's LowResPath."""
+
+    def _build_shallow(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool,
+                       build_core=None) -> None:
+        """Create the layers; `build_core` runs between the entry and the exit layers, the order in which the
+        Shallow-UViT has always drawn its random initial weights (a seed keeps giving the same model)."""
+        patch = resolution // grid
+        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
+        self.encoder_block = ResBlock(core_channels, core_channels, cond_dim)
+        if build_core is not None:
+            build_core()
+        self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, cond_dim)
+        self.out_norm = group_norm(core_channels)
+        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+
+    def encode(self, sample: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, 3, R0, R0) -> (B, C, G, G)
+        return self.encoder_block(self.entry(sample), cond)
+
+    def decode(self, h: torch.Tensor, skip: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+        """Core output (B, C, G, G), plus the encoder's output when the layers have the skip -> (B, 3, R0, R0)."""
+        if skip is not None:
+            h = torch.cat([h, skip], dim=1)  # (B, 2C, G, G)
+        return self.exit(F.silu(self.out_norm(self.decoder_block(h, cond))))
+
+
+class ShallowUViT(_ShallowLayers, _UViT):
     """Entry conv (kernel = stride = R/G) -> ResBlock -> core -> ResBlock -> transposed conv.
 
     The shallow entry/exit layers are cheap and thrown away at growth; the core is what is kept.
@@ -87,25 +116,18 @@ class ShallowUViT(_UViT):
         patch = resolution // grid
         if patch * grid != resolution or patch < 1:
             raise ValueError(f"resolution {resolution} must be a multiple of the core grid {grid}")
-        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
-        self.encoder_block = ResBlock(core_channels, core_channels, width)
-        self.core = self._build_core()
-        self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, width)
-        self.out_norm = group_norm(core_channels)
-        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+        self._build_shallow(resolution, grid, core_channels, width, skip,
+                            build_core=lambda: setattr(self, "core", self._build_core()))
         nn.init.zeros_(self.exit.weight)  # the untrained network outputs 0 (v = 0, or x = 0)
         nn.init.zeros_(self.exit.bias)
 
     def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
                 text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
         cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
-        h = self.entry(sample)  # (B, C, G, G)
-        h = skip = self.encoder_block(h, cond)
-        h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
-        if self.config.skip:
-            h = torch.cat([h, skip], dim=1)  # (B, 2C, G, G)
-        h = self.decoder_block(h, cond)
-        return self._as_v(self.exit(F.silu(self.out_norm(h))), sample, logsnr)  # (B, 3, R, R)
+        skip = self.encode(sample, cond)  # (B, C, G, G)
+        h = self.core(skip, cond, text, text_mask)  # (B, C, G, G)
+        out = self.decode(h, skip if self.config.skip else None, cond)  # (B, 3, R, R)
+        return self._as_v(out, sample, logsnr)
 
 
 #################################################################################
@@ -131,7 +153,7 @@ class DecoderStage(nn.Module):
             ResBlock(2 * channels if i == 0 else channels, channels, cond_dim) for i in range(blocks))
 
 
-class LowResPath(nn.Module):
+class LowResPath(_ShallowLayers, nn.Module):
     """The parent Shallow-UViT's entry and exit layers, kept beside the new stages (ours, `low_res_path=True`).
 
     The paper discards them at growth, so the grown model starts from new stages that feed the frozen core
@@ -144,13 +166,8 @@ class LowResPath(nn.Module):
 
     def __init__(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool, prediction: str):
         super().__init__()
-        patch = resolution // grid
         self.resolution, self.skip, self.prediction = resolution, skip, prediction
-        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
-        self.encoder_block = ResBlock(core_channels, core_channels, cond_dim)
-        self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, cond_dim)
-        self.out_norm = group_norm(core_channels)
-        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+        self._build_shallow(resolution, grid, core_channels, cond_dim, skip)
 
     def pool(self, sample: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         """(B, 3, R, R) at logSNR lambda_R -> (B, 3, R0, R0) variance-preserving at lambda_R + 2 log(R/R0).
@@ -162,15 +179,10 @@ class LowResPath(nn.Module):
         scale = torch.rsqrt(alpha ** 2 + (sigma / factor) ** 2).to(sample.dtype)[:, None, None, None]
         return F.avg_pool2d(sample, factor) * scale
 
-    def encode(self, pooled: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, 3, R0, R0) -> (B, C, G, G)
-        return self.encoder_block(self.entry(pooled), cond)
-
-    def decode(self, h: torch.Tensor, skip: torch.Tensor, pooled: torch.Tensor, cond: torch.Tensor,
-               logsnr: torch.Tensor) -> torch.Tensor:
+    def clean_image(self, h: torch.Tensor, skip: torch.Tensor, pooled: torch.Tensor, cond: torch.Tensor,
+                    logsnr: torch.Tensor) -> torch.Tensor:
         """Core output (B, C, G, G) -> the parent's clean-image prediction (B, 3, R0, R0)."""
-        if self.skip:
-            h = torch.cat([h, skip], dim=1)
-        out = self.exit(F.silu(self.out_norm(self.decoder_block(h, cond))))
+        out = self.decode(h, skip if self.skip else None, cond)
         if self.prediction == "v":
             return x0_from_v(pooled.float(), out.float(), logsnr.float()).to(out.dtype)
         return out
@@ -248,7 +260,7 @@ class GrownUViT(_UViT):
                 h = block(h, cond)
         out = self.out(F.silu(self.out_norm(h)))  # (B, 3, R, R)
         if self.low_res is not None:  # the new stages refine the parent's upsampled picture
-            x_low = self.low_res.decode(core_out, low_skip, pooled, cond, core_logsnr)  # (B, 3, R0, R0)
+            x_low = self.low_res.clean_image(core_out, low_skip, pooled, cond, core_logsnr)  # (B, 3, R0, R0)
             out = out + F.interpolate(x_low, size=out.shape[-2:], mode="bilinear", align_corners=False)
         return self._as_v(out, sample, logsnr)  # (B, 3, R, R)
 
