@@ -415,3 +415,12 @@ def test_cli_build_report_export(tmp_path: Path, fake_sampling: list[tuple], cap
     # a user error is a StudioError (printed as one line, exit code 2, by studio.cli.main)
     with pytest.raises(StudioError, match="studio arena build"):
         _cli(["arena", "export", "--campaign", str(tmp_path / "none"), "--out", str(tmp_path / "x.jsonl")])
+
+
+@pytest.mark.parametrize("flag", ["--campaign", "--votes"])
+def test_report_with_an_empty_path_is_a_clean_error(flag, capsys):
+    """Found by the CLI property test: `--campaign ''` fell through to the vote-export branch with no file."""
+    from studio.cli import main
+
+    assert main(["arena", "report", flag, "", "--quiet"]) == 2
+    assert "not an empty path" in capsys.readouterr().err

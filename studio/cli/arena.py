@@ -96,6 +96,10 @@ def _build(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from studio.arena.report import build_report
 
+    if not (args.campaign or args.votes):  # argparse accepts an empty string for either
+        from studio.cli import CLIError
+
+        raise CLIError("give a campaign folder (--campaign DIR) or a vote export (--votes FILE), not an empty path")
     if args.campaign:
         from studio.arena.campaign import Campaign
 
