@@ -129,6 +129,8 @@ def test_cli_report_and_errors(tiny_results, tmp_path, capsys):
     assert main(["experiment", "report", "--out", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["experiment", "run", "--scale", "tiny", "--experiments", "5", "--out", str(tmp_path / "x")]) == 2
+    assert main(["experiment", "run", "--scale", "tiny", "--core", "shapes-core-64", "--out", str(tmp_path / "x")]) == 2
+    assert "--scale pretrained" in capsys.readouterr().err
 
 
 def test_reuse_only_computes_nothing_and_lists_what_is_missing(tmp_path):
@@ -136,3 +138,75 @@ def test_reuse_only_computes_nothing_and_lists_what_is_missing(tmp_path):
     assert results["runs"] == []
     assert [(s["seed"], s["experiment"]) for s in results["skipped"]] == [(0, 1), (0, 3)]
     assert not (tmp_path / "core-d1-s0" / "config.json").exists()
+
+
+@pytest.fixture(scope="module")
+def pretrained_results(tiny_results, tmp_path_factory):
+    """Experiments 1, 2 and 4 grown from a finished tiny core, both growth arms."""
+    _, tiny_out = tiny_results
+    scale = dataclasses.replace(ExperimentScale.tiny(), core_from=str(tiny_out / "core-d1-s0"), depths=(1,),
+                                growth_arms=("path", "paper"))
+    out = tmp_path_factory.mktemp("experiments-pretrained")
+    return scale, run_experiments(scale, out, experiments=(1, 2, 4), progress=False), out
+
+
+def test_a_pretrained_core_is_grown_both_ways_at_equal_compute(pretrained_results):
+    from studio.eval.experiments import GROWTH_ARMS
+
+    scale, results, out = pretrained_results
+    assert not list(out.glob("core-d*"))  # the core was used as it is, not trained
+    runs, flops = results["runs"], results["flops_per_image"]
+    variants = {(r["experiment"], r["variant"]) for r in runs}
+    assert {("growth_vs_scratch", GROWTH_ARMS["path"]), ("growth_vs_scratch", GROWTH_ARMS["paper"]),
+            ("growth_vs_scratch", "scratch"), ("frozen_vs_finetune", "grown, then finetuned"),
+            ("small_batch", GROWTH_ARMS["path"]), ("small_batch", "scratch")} <= variants
+    budget = results["highres_budget_flops"]
+    assert budget == pytest.approx(scale.grow_steps * scale.batch_size * flops["grown_path"])  # the first arm
+    assert flops["grown_path"] > flops["grown_frozen"]  # the path's pooling and shallow layers cost a little
+    for r in runs:
+        if r["experiment"] in ("growth_vs_scratch", "frozen_vs_finetune"):
+            per_step = scale.batch_size * max(flops.values())
+            assert abs(r["highres_flops"] - budget) <= per_step / 2, r["variant"]
+    core = results["pretrained_core"]
+    grown = next(r for r in runs if r["variant"] == GROWTH_ARMS["path"] and r["experiment"] == "growth_vs_scratch")
+    assert grown["core_flops"] == pytest.approx(core["images_seen"] * flops["core_d1"])
+    reference = [r for r in runs if r["experiment"] == "core_reference"]
+    assert len(reference) == 1 and reference[0]["evaluation"]["resolution"] == scale.core_resolution
+    assert (out / "core-reference" / "eval.json").is_file()  # cached beside the runs, not in the core's folder
+    assert not (out.parent / "eval.json").exists()
+
+
+def test_pretrained_report_has_its_own_files_and_compares_every_arm(pretrained_results, tmp_path):
+    from studio.eval.experiments_report import write_report
+
+    _, results, _ = pretrained_results
+    names = {p.name for p in write_report(results, tmp_path)}
+    assert {"experiments-pretrained.md", "experiments-pretrained.json", "experiments-pretrained-compute.html"} <= names
+    assert "experiments-pretrained-depth.html" not in names and "experiments.md" not in names
+    md = (tmp_path / "experiments-pretrained.md").read_text()
+    for line in ("grown (path) 0.", "grown (paper) 0.", "vs the core alone", "Per question, the 95% intervals",
+                 "--scale pretrained"):
+        assert line in md
+
+
+def test_pretrained_scale_refuses_what_it_cannot_do(tiny_results, tmp_path):
+    from studio.errors import ConfigError
+
+    _, tiny_out = tiny_results
+    scale = dataclasses.replace(ExperimentScale.tiny(), core_from=str(tiny_out / "core-d1-s0"), depths=(1,))
+    with pytest.raises(ConfigError, match="experiment 3"):
+        run_experiments(scale, tmp_path, experiments=(3,), progress=False)
+    with pytest.raises(ConfigError, match="not the scale's core"):  # a width the core does not have
+        run_experiments(dataclasses.replace(scale, width=24), tmp_path, experiments=(1,), progress=False)
+    with pytest.raises(ConfigError, match="one depth"):
+        dataclasses.replace(scale, depths=(1, 2)).validate()
+    with pytest.raises(ConfigError, match="growth_arms"):
+        dataclasses.replace(scale, growth_arms=("path", "path")).validate()
+
+
+def test_the_pretrained_scale_matches_the_shipped_core():
+    from studio.eval.experiments import _pretrained_core
+
+    scale = ExperimentScale.pretrained().validate()
+    assert _pretrained_core(scale).name == "shapes-core-64"
+    assert scale.growth_arms[0] == "path" and scale.resolution > scale.core_resolution

@@ -14,6 +14,10 @@
 4. **small-batch stability**: growth vs scratch at `small_batch` images per step: loss spikes, skipped
    (non-finite) steps, divergence.
 
+`ExperimentScale.pretrained()` starts from the shipped, GPU-trained `shapes-core-64` instead of training
+cores (`core_from`): experiments 1, 2 and 4 on a core that has learnt alignment, growth both the paper's way
+and with our low-resolution path (`growth_arms`), and the core alone at its resolution as the reference.
+
 FLOPs are counted with `torch.utils.flop_counter` on one training step (forward + backward, as trained:
 a frozen core computes no weight gradients) divided by the batch, times the images seen. The optimizer and
 EMA updates are not counted (a few FLOPs per parameter, negligible next to the convolutions).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,8 @@ import torch
 from studio.errors import ConfigError
 
 RESULTS_FILE = "results.json"
+# experiment 1's growth arms: the paper's (the core's shallow layers discarded) and ours (kept as a path)
+GROWTH_ARMS = {"paper": "grown (core frozen)", "path": "grown + low-res path (core frozen)"}
 EVAL_FILE = "eval.json"
 TEXT_TOKENS = 16  # caption length used for FLOP counting (shapes captions are ~10-20 tokens)
 
@@ -74,6 +81,8 @@ class ExperimentScale:
     log_every: int = 5
     spike_factor: float = 3.0  # a loss spike: above spike_factor x the median of the previous spike_window
     spike_window: int = 20
+    core_from: str | None = None  # a pre-trained core (shipped name or folder), used as it is: no core training
+    growth_arms: tuple[str, ...] = ("paper",)  # experiment 1's growths (GROWTH_ARMS); the first is 2 and 4's
 
     @classmethod
     def tiny(cls) -> "ExperimentScale":
@@ -92,6 +101,17 @@ class ExperimentScale:
                    core_steps=2000, grow_steps=1000, small_batch_steps=300, eval_n=300, fid_n=300, sample_steps=25,
                    log_every=20)
 
+    @classmethod
+    def pretrained(cls) -> "ExperimentScale":
+        """Growth on the CPU from the shipped `shapes-core-64` (trained on 902k images on an H100; colour .87
+        at 64 px) to 128 px: the high-resolution phase is what these machines can afford, the core is one that
+        has learnt alignment. Growth the paper's way and with the low-resolution path; about 25 minutes of
+        two CPU cores per seed."""
+        return cls(core_from="shapes-core-64", core_resolution=64, resolution=128, grid=16, core_channels=128,
+                   width=256, depth=6, heads=4, prediction="x", stage_channels=(64, 32, 16), depths=(6,),
+                   growth_arms=("path", "paper"), data_n=2000, batch_size=8, lr=1e-3, warmup_steps=10,
+                   ema_decay=0.99, grow_steps=100, small_batch_steps=150, eval_n=64, fid_n=64, sample_steps=15)
+
     def validate(self) -> "ExperimentScale":
         n_stages = math.log2(self.resolution / self.grid)
         if self.core_resolution % self.grid or n_stages != int(n_stages) or self.resolution <= self.core_resolution:
@@ -102,6 +122,13 @@ class ExperimentScale:
                               f"stage_channels {list(self.stage_channels)}")
         if not self.seeds or not self.depths:
             raise ConfigError("give at least one seed and one core depth")
+        if not self.growth_arms or set(self.growth_arms) - GROWTH_ARMS.keys() or \
+                len(set(self.growth_arms)) != len(self.growth_arms):
+            raise ConfigError(f"growth_arms takes distinct names from {sorted(GROWTH_ARMS)}, got "
+                              f"{list(self.growth_arms)}")
+        if self.core_from and tuple(self.depths) != (self.depth,):
+            raise ConfigError(f"a pre-trained core (core_from) has one depth, {self.depth}; got depths "
+                              f"{list(self.depths)}")
         if not 0.0 < self.finetune_split < 1.0:
             raise ConfigError(f"finetune_split must be in (0, 1), got {self.finetune_split}")
         if self.fid_n > self.eval_n:
@@ -137,11 +164,13 @@ def build_core(scale: ExperimentScale, depth: int | None = None):
     return ShallowUViT(**core_architecture(scale, depth))
 
 
-def build_grown(scale: ExperimentScale, frozen: bool = True):
-    """The grown architecture (untrained core); `frozen=False` makes every parameter trainable (scratch)."""
+def build_grown(scale: ExperimentScale, frozen: bool = True, arm: str = "paper"):
+    """The grown architecture (untrained core); `frozen=False` makes every parameter trainable (scratch);
+    `arm="path"` keeps the core's shallow layers as a low-resolution path."""
     from studio.growth import grow, unfreeze
 
-    model = grow(build_core(scale), scale.resolution, tuple(scale.stage_channels))
+    path = dict(prediction=scale.prediction, low_res_path=True) if arm == "path" else {}
+    model = grow(build_core(scale), scale.resolution, tuple(scale.stage_channels), **path)
     if not frozen:
         unfreeze(model)
     return model
@@ -163,6 +192,9 @@ def flop_table(scale: ExperimentScale) -> dict[str, float]:
     table["grown_frozen"] = training_flops_per_image(build_grown(scale, frozen=True))
     table["grown_unfrozen"] = training_flops_per_image(build_grown(scale, frozen=False))
     table["finetune"] = table["grown_unfrozen"]  # same graph: every weight gets a gradient
+    if "path" in scale.growth_arms:
+        table["grown_path"] = training_flops_per_image(build_grown(scale, frozen=True, arm="path"))
+        table["finetune_path"] = training_flops_per_image(build_grown(scale, frozen=False, arm="path"))
     return table
 
 
@@ -265,17 +297,18 @@ def _eval_settings(scale: ExperimentScale) -> dict:
     return dict(n=scale.eval_n, fid_n=scale.fid_n, sample_steps=scale.sample_steps, guidance=scale.guidance)
 
 
-def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, reuse_only: bool = False) -> dict:
+def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, reuse_only: bool = False,
+                 cache_dir: Path | None = None) -> dict:
     """Alignment (Wilson CIs) on `eval_n` held-out captions and, for high-resolution models, FID / KID on the
-    first `fid_n` of those images against shapes' held-out renderings; cached as `eval.json` in the run
-    folder (reused while the evaluation settings are the same)."""
+    first `fid_n` of those images against shapes' held-out renderings; cached as `eval.json` in `cache_dir`
+    (default: the run folder; reused while the evaluation settings are the same)."""
     from studio.data.shapes import heldout_captions
     from studio.eval.alignment import evaluate_alignment
     from studio.hub import default_device, load_model
     from studio.sampling import generate
 
     run_dir = Path(run_dir)
-    cache = run_dir / EVAL_FILE
+    cache = Path(cache_dir or run_dir) / EVAL_FILE
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("settings") == _eval_settings(scale):
@@ -299,7 +332,10 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, 
         gen = inception_features(images[:scale.fid_n])
         kid_mean, kid_std = kid(gen, ref, subsets=100, subset_size=len(ref), seed=0)
         result.update(fid=fid(gen, ref), kid_mean=kid_mean, kid_std=kid_std, fid_n=scale.fid_n)
-    cache.write_text(json.dumps(result, indent=2))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")  # atomic: seeds run as parallel processes
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, cache)
     return result
 
 
@@ -339,13 +375,26 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
     from tqdm.auto import tqdm
 
     scale.validate()
+    if scale.core_from and 3 in experiments:
+        raise ConfigError("experiment 3 trains cores of several depths; a pre-trained core (core_from) has one")
+    pretrained = _pretrained_core(scale) if scale.core_from else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     flops = flop_table(scale)
     b, records, skipped = scale.batch_size, [], []
-    budget = scale.grow_steps * b * flops["grown_frozen"]  # the high-resolution budget of experiments 1 and 2
-    grow_kw = dict(architecture="tiny-grown", resolution=scale.resolution, stage_channels=list(scale.stage_channels))
+    first_arm = scale.growth_arms[0]  # the growth experiments 2 and 4 use
+    # the high-resolution budget of experiments 1 and 2: grow_steps of the first arm's frozen growth
+    budget = scale.grow_steps * b * flops[_arm_flops_key(first_arm)]
+    base_grow_kw = dict(architecture="tiny-grown", resolution=scale.resolution,
+                        stage_channels=list(scale.stage_channels))
+
+    def grow_kw(arm: str) -> dict:
+        return base_grow_kw | (dict(prediction=scale.prediction, low_res_path=True) if arm == "path" else {})
+
+    def arm_dir(name: str, arm: str, seed: int, suffix: str = "") -> Path:
+        """`grow-s0` for the paper's growth (the folder names of earlier results), `grow-path-s0` for the path."""
+        return out / f"{name}{'-path' if arm == 'path' else ''}{suffix}-s{seed}"
 
     def train(run_dir, phase, **kw):
         return train_run(scale, run_dir, phase, reuse_only=reuse_only, **kw)
@@ -354,6 +403,8 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
         return evaluate_run(scale, run_dir, reuse_only=reuse_only) if evaluate else None
 
     def core_run(seed: int, depth: int) -> tuple[Path, dict]:
+        if pretrained is not None:  # used as it is, the same for every seed
+            return pretrained, summarize_run(pretrained)
         run = out / f"core-d{depth}-s{seed}"
         return run, train(run, "core", seed=seed, steps=scale.core_steps, batch_size=b, architecture="tiny-core",
                           **_core_overrides(scale, depth))
@@ -362,11 +413,15 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
         return save_untrained(_seeded(build_grown, seed, scale, frozen=False), out / f"scratch-init-s{seed}")
 
     def growth_vs_scratch(seed, core_dir, core_phase) -> list[dict]:
-        grown = out / f"grow-s{seed}"
-        s = train(grown, "grow", seed=seed, steps=scale.grow_steps, batch_size=b, init_from=str(core_dir), **grow_kw)
-        rows = [_run_record("growth_vs_scratch", "grown (core frozen)", seed, s,
-                            dict([core_phase, ("grow", (s["images_seen"], flops["grown_frozen"]))]), evaluation(grown))]
-        if 1 in experiments:  # (experiment 2 alone needs only the frozen growth)
+        rows = []
+        # (experiment 2 alone needs only the first arm's frozen growth)
+        for arm in scale.growth_arms if 1 in experiments else (first_arm,):
+            grown, cost = arm_dir("grow", arm, seed), flops[_arm_flops_key(arm)]
+            steps = scale.grow_steps if arm == first_arm else equal_compute_steps(budget, cost, b)
+            s = train(grown, "grow", seed=seed, steps=steps, batch_size=b, init_from=str(core_dir), **grow_kw(arm))
+            rows.append(_run_record("growth_vs_scratch", GROWTH_ARMS[arm], seed, s,
+                                    dict([core_phase, ("grow", (s["images_seen"], cost))]), evaluation(grown)))
+        if 1 in experiments:
             scratch = out / f"scratch-s{seed}"
             # Trained as "finetune" of an untrained grown model with core_lr_multiplier=1: every parameter at
             # lr, and the same resolution-shifted schedule as the grown models (reference = core_resolution).
@@ -377,12 +432,14 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
         return rows
 
     def frozen_vs_finetune(seed, core_dir, core_phase) -> list[dict]:
-        half = out / f"grow-half-s{seed}"
+        half, cost = arm_dir("grow", first_arm, seed, "-half"), flops[_arm_flops_key(first_arm)]
         frozen_steps = max(1, round(scale.grow_steps * scale.finetune_split))
-        s1 = train(half, "grow", seed=seed, steps=frozen_steps, batch_size=b, init_from=str(core_dir), **grow_kw)
-        spent = s1["images_seen"] * flops["grown_frozen"]
-        tuned = out / f"finetune-s{seed}"
-        s2 = train(tuned, "finetune", seed=seed, steps=equal_compute_steps(budget - spent, flops["finetune"], b),
+        s1 = train(half, "grow", seed=seed, steps=frozen_steps, batch_size=b, init_from=str(core_dir),
+                   **grow_kw(first_arm))
+        spent = s1["images_seen"] * cost
+        tuned = arm_dir("finetune", first_arm, seed)
+        s2 = train(tuned, "finetune", seed=seed,
+                   steps=equal_compute_steps(budget - spent, flops[_finetune_flops_key(first_arm)], b),
                    batch_size=b, init_from=str(half), core_lr_multiplier=scale.core_lr_multiplier)
         offset = s1["curve"][-1]["step"] if s1["curve"] else 0
         s2["curve"] = s1["curve"] + [dict(c, step=c["step"] + offset, images_seen=c["images_seen"] + s1["images_seen"])
@@ -390,8 +447,9 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
         s2["skipped_steps"] += s1["skipped_steps"]
         s2["diverged"] = s1["diverged"] or s2["diverged"]
         return [_run_record("frozen_vs_finetune", "grown, then finetuned", seed, s2,
-                            dict([core_phase, ("grow", (s1["images_seen"], flops["grown_frozen"])),
-                                  ("finetune", (s2["images_seen"], flops["finetune"]))]), evaluation(tuned))]
+                            dict([core_phase, ("grow", (s1["images_seen"], cost)),
+                                  ("finetune", (s2["images_seen"], flops[_finetune_flops_key(first_arm)]))]),
+                            evaluation(tuned))]
 
     def core_depth(seed, core_dir, core_summary) -> list[dict]:
         rows = []
@@ -404,9 +462,10 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
 
     def small_batch(seed, core_dir, core_phase) -> list[dict]:
         rows, small = [], scale.small_batch
-        for variant, phase, name, fkey in (("grown (core frozen)", "grow", "small-grow", "grown_frozen"),
-                                           ("scratch", "finetune", "small-scratch", "grown_unfrozen")):
-            kw = dict(init_from=str(core_dir), **grow_kw) if phase == "grow" else dict(
+        for variant, phase, name, fkey in (
+                (GROWTH_ARMS[first_arm], "grow", "small-grow" + ("-path" if first_arm == "path" else ""),
+                 _arm_flops_key(first_arm)), ("scratch", "finetune", "small-scratch", "grown_unfrozen")):
+            kw = dict(init_from=str(core_dir), **grow_kw(first_arm)) if phase == "grow" else dict(
                 init_from=str(scratch_init(seed)), core_lr_multiplier=1.0)
             s = train(out / f"{name}-b{small}-s{seed}", phase, seed=seed, steps=scale.small_batch_steps,
                       batch_size=small, log_every=1, max_bad_steps=10 ** 6, **kw)
@@ -437,10 +496,53 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
             except RunNotFinished as missing:
                 skipped.append(dict(seed=seed, experiment=number, missing=str(missing)))
     bar.close()
+    if pretrained is not None and evaluate:  # the reference: the core alone, at its own resolution
+        try:
+            summary = summarize_run(pretrained)
+            records.append(_run_record(
+                "core_reference", f"the core alone at {scale.core_resolution} px", 0, summary,
+                {"core": (summary["images_seen"], flops[f"core_d{scale.depth}"])},
+                evaluate_run(scale, pretrained, reuse_only=reuse_only, cache_dir=out / "core-reference")))
+        except RunNotFinished as missing:
+            skipped.append(dict(seed=0, experiment=0, missing=str(missing)))
     results = dict(scale=scale.to_dict(), flops_per_image=flops, highres_budget_flops=budget,
+                   pretrained_core=_core_info(pretrained) if pretrained is not None else None,
                    ceiling=ceilings(scale) if evaluate else None, runs=records, skipped=skipped)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
+
+
+def _arm_flops_key(arm: str) -> str:
+    return "grown_path" if arm == "path" else "grown_frozen"
+
+
+def _finetune_flops_key(arm: str) -> str:
+    return "finetune_path" if arm == "path" else "finetune"
+
+
+def _pretrained_core(scale: ExperimentScale) -> Path:
+    """The folder of `scale.core_from`, checked against the scale's core architecture."""
+    from studio.hub import read_config, resolve_model
+
+    folder = resolve_model(scale.core_from)
+    config = read_config(folder)
+    want = core_architecture(scale)
+    have = {k: config.get(k) for k in want}
+    if config.get("_class_name") != "ShallowUViT" or have != want:
+        raise ConfigError(f"{scale.core_from} is not the scale's core: it has {have}, the scale wants {want}")
+    return folder
+
+
+def _core_info(folder: Path) -> dict:
+    """What the report says about a pre-trained core: where it is, what it saw, on which hardware."""
+    from studio.hub import weights_hash
+
+    training = folder / "training.json"
+    info = json.loads(training.read_text()) if training.is_file() else {}
+    hardware = info.get("hardware") or {}
+    return dict(path=str(folder), name=folder.name, weights_hash=weights_hash(folder),
+                images_seen=info.get("images_seen"), wall_time_s=info.get("wall_time_s"),
+                hardware=hardware.get("gpu") or hardware.get("device"))
 
 
 def _seeded(fn, seed: int, *args, **kwargs):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from studio.eval.experiments import summarize
+from studio.eval.experiments import GROWTH_ARMS, summarize
 
 EXPERIMENT_TITLES = {
+    "core_reference": "0. The pre-trained core alone, at its own resolution (reference)",
     "growth_vs_scratch": "1. Growth (core frozen) vs scratch, equal high-resolution FLOPs",
     "frozen_vs_finetune": "2. Frozen growth vs growth then finetune (equal high-resolution FLOPs)",
     "core_depth": "3. Core depth sweep (alignment at the core resolution)",
@@ -29,6 +30,24 @@ studio experiment run --scale tiny --out /tmp/experiments-tiny
 # ~27x the images on one GPU, seeds in parallel (not yet run)
 OUT=gpu-out scripts/gpu_experiments.sh
 ```"""
+PRETRAINED_COMMANDS = """```bash
+# grows the shipped shapes-core-64 (experiments 1, 2, 4; finished runs are reused); the three seeds as parallel
+# one-thread processes (about 75 minutes on 2 CPU cores), then --reuse-only collects them and writes this report
+for s in 0 1 2; do OMP_NUM_THREADS=1 studio experiment run --scale pretrained --out runs/experiments-pretrained --seeds $s & done; wait
+studio experiment run --scale pretrained --out runs/experiments-pretrained --reuse-only --docs docs/results
+# rewrites this report (markdown, JSON, figures) from runs/experiments-pretrained/results.json
+studio experiment report --out runs/experiments-pretrained --docs docs/results
+```"""
+
+
+def report_stem(results: dict) -> str:
+    """experiments (cores trained by the driver) or experiments-pretrained (growth from a shipped core)."""
+    return "experiments-pretrained" if results["scale"].get("core_from") else "experiments"
+
+
+def _arms(results: dict) -> list[str]:
+    """Experiment 1's growth variants, the first one (experiments 2 and 4 use it) first."""
+    return [GROWTH_ARMS[a] for a in results["scale"].get("growth_arms", ["paper"])]
 
 
 def _prediction(scale: dict) -> str:
@@ -64,10 +83,10 @@ def _align(row: dict) -> str:
 
 def format_table(results: dict) -> str:
     """A plain-text summary: one line per experiment and variant."""
-    lines = [f"{'experiment':<20} {'variant':<24} {'seeds':<7} {'hi-res GFLOP':>13} {'align (pooled, 95% CI)':>32} "
+    lines = [f"{'experiment':<20} {'variant':<36} {'seeds':<7} {'hi-res GFLOP':>13} {'align (pooled, 95% CI)':>32} "
              f"{'FID':>16} {'KID':>18}"]
     for row in summarize(results):
-        lines.append(f"{row['experiment']:<20} {row['variant']:<24} {len(row['seeds']):<7} "
+        lines.append(f"{row['experiment']:<20} {row['variant']:<36} {len(row['seeds']):<7} "
                      f"{_g(row['highres_flops'] or row['core_flops']):>13} {_align(row):>32} "
                      f"{_pm(row.get('fid'), row.get('fid_seed_std'), '.1f'):>16} "
                      f"{_pm(row.get('kid_mean'), row.get('kid_mean_seed_std'), '.4f'):>18}")
@@ -80,38 +99,57 @@ def _rows(results: dict, experiment: str) -> list[dict]:
     return [r for r in summarize(results) if r["experiment"] == experiment]
 
 
-def _questions(results: dict, experiment: str) -> list[str]:
-    """Per-question accuracy pooled over seeds, one markdown row per variant."""
+def _pooled(results: dict, experiment: str, variant: str) -> dict:
+    """question -> alignment pooled over the seeds of one variant (correct, n, accuracy, 95% Wilson CI)."""
     from studio.eval.alignment import QUESTIONS
     from studio.stats import wilson_interval
 
+    evals = [r["evaluation"] for r in results["runs"]
+             if r["experiment"] == experiment and r["variant"] == variant and r.get("evaluation")]
+    pooled = {}
+    for q in QUESTIONS:
+        stats = [e["alignment"][q] for e in evals if q in e["alignment"]]
+        k, n = sum(s["correct"] for s in stats), sum(s["n"] for s in stats)
+        if n:
+            lo, hi = wilson_interval(k, n)
+            pooled[q] = dict(correct=k, n=n, accuracy=k / n, ci_low=lo, ci_high=hi)
+    return pooled
+
+
+def _questions(results: dict, experiment: str) -> list[str]:
+    """Per-question accuracy pooled over seeds, one markdown row per variant."""
+    from studio.eval.alignment import QUESTIONS
+
     out = []
     for variant in dict.fromkeys(r["variant"] for r in results["runs"] if r["experiment"] == experiment):
-        evals = [r["evaluation"] for r in results["runs"]
-                 if r["experiment"] == experiment and r["variant"] == variant and r.get("evaluation")]
-        if not evals:
-            continue
-        cells = []
-        for q in QUESTIONS:
-            stats = [e["alignment"][q] for e in evals if q in e["alignment"]]
-            if not stats:
-                cells.append("-")
-                continue
-            k, n = sum(s["correct"] for s in stats), sum(s["n"] for s in stats)
-            lo, hi = wilson_interval(k, n)
-            cells.append(f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]")
-        out.append(f"| {variant} | " + " | ".join(cells) + " |")
+        pooled = _pooled(results, experiment, variant)
+        if pooled:
+            cells = [f"{pooled[q]['accuracy']:.2f} [{pooled[q]['ci_low']:.2f}, {pooled[q]['ci_high']:.2f}]"
+                     if q in pooled else "-" for q in QUESTIONS]
+            out.append(f"| {variant} | " + " | ".join(cells) + " |")
     return out
 
 
-def _comparison(a: dict, b: dict, label_a: str, label_b: str) -> list[str]:
-    """Findings read off two summary rows: alignment CIs overlap or not, FID / KID direction."""
+def _paired(results: dict, a: tuple[str, str], b: tuple[str, str]) -> dict:
+    """question -> (pooled stats of variant a, of variant b), for the questions both answered."""
+    pa, pb = _pooled(results, *a), _pooled(results, *b)
+    return {q: (pa[q], pb[q]) for q in pa if q in pb}
+
+
+def _comparison(a: dict, b: dict, label_a: str, label_b: str, per_question: dict | None = None) -> list[str]:
+    """Findings read off two summary rows: alignment CIs overlap or not (per question too, given
+    `per_question`: question -> (pooled stats of a, of b)), FID / KID direction."""
     if "align" not in a or "align" not in b:
         return []
     diff = a["align"] - b["align"]
     overlap = not (a["align_low"] > b["align_high"] or b["align_low"] > a["align_high"])
     lines = [f"- All-questions alignment: {label_a} {a['align']:.3f} vs {label_b} {b['align']:.3f} "
              f"({diff * 100:+.1f} points); the 95% intervals {'overlap: no difference can be claimed' if overlap else 'do not overlap'}."]
+    if per_question:
+        apart = [f"{q} {qa['accuracy']:.2f} vs {qb['accuracy']:.2f}" for q, (qa, qb) in per_question.items()
+                 if q != "all" and (qa["ci_low"] > qb["ci_high"] or qb["ci_low"] > qa["ci_high"])]
+        lines.append(f"- Per question, the 95% intervals separate on " + (", ".join(apart) if apart else "none") +
+                     f" ({label_a} vs {label_b}).")
     if a.get("fid") is not None and b.get("fid") is not None:
         better = label_a if a["fid"] < b["fid"] else label_b
         lines.append(f"- FID: {label_a} {_pm(a['fid'], a['fid_seed_std'], '.1f')} vs {label_b} "
@@ -131,6 +169,24 @@ def _final_loss(results: dict, experiment: str, variant: str) -> float | None:
     return sum(tails) / len(tails) if tails else None
 
 
+
+def _comparisons(results: dict) -> list[tuple[tuple[str, str], tuple[str, str], str, str]]:
+    """(experiment, variant) pairs the report compares, with short labels: every growth arm vs scratch, the
+    growth arms against each other, finetuned vs the first arm frozen, the core's reference vs each arm."""
+    arms = _arms(results)
+    short = {GROWTH_ARMS["paper"]: "grown (paper)", GROWTH_ARMS["path"]: "grown (path)"}
+    if len(arms) == 1:
+        short = {arms[0]: "grown"}
+    exp1 = "growth_vs_scratch"
+    pairs = [((exp1, arm), (exp1, "scratch"), short[arm], "scratch") for arm in arms]
+    pairs += [((exp1, arms[0]), (exp1, other), short[arms[0]], short[other]) for other in arms[1:]]
+    pairs.append((("frozen_vs_finetune", "grown, then finetuned"), (exp1, arms[0]), "finetuned", "frozen"))
+    reference = [r["variant"] for r in results["runs"] if r["experiment"] == "core_reference"]
+    pairs += [((exp1, arm), ("core_reference", reference[0]), short[arm], "the core alone")
+              for arm in arms if reference]
+    return pairs
+
+
 def _overview(results: dict) -> list[str]:
     """How far the models are from the checker's ceiling, and how many comparisons separate at 95%."""
     rows = [r for r in summarize(results) if "align" in r]
@@ -138,68 +194,107 @@ def _overview(results: dict) -> list[str]:
         return []
     best = max(rows, key=lambda r: r["align"])
     ceiling = (results.get("ceiling") or {}).get(str(best.get("resolution")), {}).get("all", {}).get("accuracy")
-    pairs = [("growth_vs_scratch", "grown (core frozen)", "growth_vs_scratch", "scratch"),
-             ("frozen_vs_finetune", "grown, then finetuned", "growth_vs_scratch", "grown (core frozen)")]
     index = {(r["experiment"], r["variant"]): r for r in rows}
     depth = sorted((r for r in rows if r["experiment"] == "core_depth"), key=lambda r: int(r["variant"].split()[-1]))
-    compared = [(index[a[:2]], index[a[2:]]) for a in pairs if a[:2] in index and a[2:] in index]
+    compared = [(index[a], index[b]) for a, b, _, _ in _comparisons(results) if a in index and b in index
+                and b[0] != "core_reference"]
     if len(depth) > 1:
         compared.append((depth[-1], depth[0]))
     separated = sum(1 for a, b in compared if a["align_low"] > b["align_high"] or b["align_low"] > a["align_high"])
     return [f"The best all-questions alignment is {best['align']:.3f} ({best['experiment']}, {best['variant']}) "
             f"against a checker ceiling of {_num(ceiling)} on ground truth"
-            + (": every model here is far from the ceiling, early in training. "
-               if ceiling and best["align"] < 0.5 * ceiling else ". ") +
-            f"{separated} of {len(compared)} alignment comparisons (growth vs scratch, finetune vs frozen, deepest "
-            "vs shallowest core) separate at 95%; where intervals overlap, the data neither confirm nor refute "
-            "the paper's claim at this scale.", "", _images_note(results["scale"]), ""]
+            + (": every model here is far from the ceiling. " if ceiling and best["align"] < 0.5 * ceiling else ". ") +
+            f"{separated} of {len(compared)} all-questions comparisons separate at 95%; where intervals overlap, "
+            "the data neither confirm nor refute the paper's claim at this scale (the per-question lines below "
+            "say where single questions do separate).", "", _images_note(results), ""]
 
 
-def _images_note(scale: dict) -> str:
+def _images_note(results: dict) -> str:
     """Images seen, the currency of these models, against what the shipped core needed."""
-    core, grown = scale["core_steps"] * scale["batch_size"], scale["grow_steps"] * scale["batch_size"]
+    scale = results["scale"]
+    grown = scale["grow_steps"] * scale["batch_size"]
+    if scale.get("core_from"):
+        return (f"The core here is `{scale['core_from']}`, {_trained_on(results)}; each frozen growth saw "
+                f"about {grown:,} images at "
+                f"{scale['resolution']} px on the CPU. With growth the paper's way, the new layers must learn to "
+                "turn pixels into the core's tokens and back before the core's knowledge shows; with the "
+                "low-resolution path the grown model starts as the core's picture, upsampled.")
+    core = scale["core_steps"] * scale["batch_size"]
     return (f"Images seen are what these numbers are short of: each core saw {core:,} images and each frozen "
             f"growth {grown:,} at {scale['resolution']} px. For comparison, the shipped `shapes-core-64` "
             "(11.4M parameters, on a GPU) answered colour right for .63 of its validation captions after 256k "
             "images and .87 of 300 held-out captions after 902k (its model card). Per question, accuracies near "
             "or below chance (colour 1 in 6, shape 1 in 5) mean the samples hold no readable objects yet. "
-            "`studio experiment run --scale gpu` (`scripts/gpu_experiments.sh`) trains the same models on ~27x "
-            "the images.")
+            "`studio experiment run --scale pretrained` grows that shipped core instead "
+            "([experiments-pretrained.md](experiments-pretrained.md)); `studio experiment run --scale gpu` "
+            "(`scripts/gpu_experiments.sh`) trains the same models as here on ~27x the images.")
+
+
+def _trained_on(results: dict) -> str:
+    core = results.get("pretrained_core") or {}
+    images = f"{core['images_seen']:,} images" if core.get("images_seen") else "an unrecorded number of images"
+    return (f"trained on {images} at {results['scale']['core_resolution']} px"
+            + (f" ({core['hardware']})" if core.get("hardware") else ""))
+
+
+def _setup(results: dict) -> list[str]:
+    scale = results["scale"]
+    seeds = ", ".join(map(str, scale["seeds"]))
+    arms = _arms(results)
+    if scale.get("core_from"):
+        title = "# The paper's claims, growing the shipped core"
+        caveat = (f"**Scale caveat:** the core is the pre-trained `{scale['core_from']}` ({_trained_on(results)}; "
+                  f"used as it is, the same for every seed); the high-resolution phase is a short CPU run of "
+                  f"{scale['grow_steps'] * scale['batch_size']:,} images at {scale['resolution']} px. "
+                  "Experiment 3 (core depth) needs cores of several depths and is in "
+                  "[experiments.md](experiments.md).")
+        core = (f"- Core: `{scale['core_from']}`, a Shallow-UViT at {scale['core_resolution']} px on a "
+                f"{scale['grid']}x{scale['grid']} token grid, width {scale['width']}, depth {scale['depth']}, "
+                f"{scale['heads']} heads, core channels {scale['core_channels']}, {_prediction(scale)}; its "
+                "pre-training FLOPs are counted from its `training.json` (images seen x FLOPs per image).")
+    else:
+        title = "# The paper's claims at CPU scale"
+        caveat = ("**Scale caveat:** these are short runs of models with under a million parameters on procedural "
+                  f"`shapes`, each core trained on {scale['core_steps'] * scale['batch_size']:,} images. They test "
+                  "whether the claims' direction shows up at this scale, not the paper's absolute numbers.")
+        core = (f"- Core: Shallow-UViT at {scale['core_resolution']} px on a {scale['grid']}x{scale['grid']} token "
+                f"grid, width {scale['width']}, depth {scale['depth']}, {scale['heads']} heads, core channels "
+                f"{scale['core_channels']}, skip on, {_prediction(scale)}; {scale['core_steps']} steps at batch "
+                f"{scale['batch_size']}.")
+    growth = (f"- Grown: {scale['resolution']} px, stages {scale['stage_channels']} channels from the core "
+              f"outwards; {scale['grow_steps']} frozen-core steps of `{arms[0]}` at batch {scale['batch_size']} "
+              f"set the high-resolution budget of {_g(results['highres_budget_flops'])} GFLOPs; every other "
+              "variant gets as many steps as that budget buys. Scratch: the paper's grown architecture from a "
+              "random initialisation, every parameter trained, same noise schedule.")
+    if GROWTH_ARMS["path"] in arms:
+        growth += (" Growth arms: the paper's (the core's shallow entry/exit layers discarded) and ours, the "
+                   "low-resolution path (those layers kept, frozen with the core: the noisy image is box-pooled to "
+                   "the core's resolution, the core's clean picture is upsampled and the new stages add to it; "
+                   "README, 'Growing with a low-resolution path').")
+    return [title, "",
+            "Generated by `studio experiment` (`studio/eval/experiments.py`); every number below is read from "
+            f"`{report_stem(results)}.json` in this folder. " + caveat, "", "## Set-up", "", core, growth,
+            f"- Finetune (experiment 2): {scale['finetune_split']:.0%} of the budget frozen, the rest with the core "
+            f"unfrozen at lr x {scale['core_lr_multiplier']}.",
+            f"- lr {scale['lr']} (warm-up {scale['warmup_steps']} steps, cosine), grad clip 1.0, EMA "
+            f"{scale['ema_decay']}, {scale['data_n']} training scenes; seeds {seeds} (the seed sets initialisation "
+            "and noise; data order is shared).",
+            f"- Evaluation: {scale['eval_n']} held-out captions, {scale['sample_steps']} DPM++ steps, guidance "
+            f"{scale['guidance']}, the same sampling seeds for every model. Alignment = all questions of a caption "
+            "right, pooled over seeds with a 95% Wilson interval (and the mean ± std over seeds); per question "
+            "in the tables below. "
+            f"FID / KID on the first {scale['fid_n']} of those images against as many held-out renderings "
+            "(InceptionV3 at 299 px); FID at this n is strongly biased upwards, so compare it only within this "
+            "table; KID is unbiased (mean ± std over seeds).",
+            "- Compute: `torch.utils.flop_counter` on one training step (forward + backward as trained: a frozen core "
+            "computes no weight gradients; attention counted as its matmuls, `studio.bench.training_flops`) per "
+            "image x images seen. Optimizer and EMA updates are not counted."]
 
 
 def format_markdown(results: dict) -> str:
     scale, flops = results["scale"], results["flops_per_image"]
-    seeds = ", ".join(map(str, scale["seeds"]))
-    md = ["# The paper's claims at CPU scale", "",
-          "Generated by `studio experiment` (`studio/eval/experiments.py`); every number below is read from "
-          "`experiments.json` in this folder. **Scale caveat:** these are short runs of models with under a "
-          f"million parameters on procedural `shapes`, each core trained on "
-          f"{scale['core_steps'] * scale['batch_size']:,} images. They test whether the "
-          "claims' direction shows up at this scale, not the paper's absolute numbers.", "",
-          "## Set-up", "",
-          f"- Core: Shallow-UViT at {scale['core_resolution']} px on a {scale['grid']}x{scale['grid']} token grid, "
-          f"width {scale['width']}, depth {scale['depth']}, {scale['heads']} heads, core channels "
-          f"{scale['core_channels']}, skip on, {_prediction(scale)}; {scale['core_steps']} steps at batch "
-          f"{scale['batch_size']}.",
-          f"- Grown: {scale['resolution']} px, stages {scale['stage_channels']} channels from the core outwards; "
-          f"{scale['grow_steps']} frozen-core steps at batch {scale['batch_size']} set the high-resolution budget "
-          f"of {_g(results['highres_budget_flops'])} GFLOPs. Scratch: the identical grown architecture from a "
-          "random initialisation, every parameter trained, same noise schedule, as many steps as that budget buys.",
-          f"- Finetune (experiment 2): {scale['finetune_split']:.0%} of the budget frozen, the rest with the core "
-          f"unfrozen at lr x {scale['core_lr_multiplier']}.",
-          f"- lr {scale['lr']} (warm-up {scale['warmup_steps']} steps, cosine), grad clip 1.0, EMA {scale['ema_decay']}, "
-          f"{scale['data_n']} training scenes; seeds {seeds} (the seed sets initialisation and noise; data order "
-          "is shared).",
-          f"- Evaluation: {scale['eval_n']} held-out captions, {scale['sample_steps']} DPM++ steps, guidance "
-          f"{scale['guidance']}, the same sampling seeds for every model. Alignment = all questions of a caption "
-          "right, pooled over seeds with a 95% Wilson interval (and the mean ± std over seeds). "
-          f"FID / KID on the first {scale['fid_n']} of those images against as many held-out renderings "
-          "(InceptionV3 at 299 px); FID at this n is strongly biased upwards, so compare it only within this "
-          "table; KID is unbiased (mean ± std over seeds).",
-          "- Compute: `torch.utils.flop_counter` on one training step (forward + backward as trained: a frozen core "
-          "computes no weight gradients; attention counted as its matmuls, `studio.bench.training_flops`) per "
-          "image x images seen. Optimizer and EMA updates are not counted.", "",
-          "| model | training GFLOPs per image |", "|---|---|"]
+    stem = report_stem(results)
+    md = _setup(results) + ["", "| model | training GFLOPs per image |", "|---|---|"]
     md += [f"| {k} | {v / 1e9:.3f} |" for k, v in flops.items()]
 
     ceiling = results.get("ceiling") or {}
@@ -221,7 +316,7 @@ def format_markdown(results: dict) -> str:
 
     from studio.eval.alignment import QUESTIONS
 
-    for experiment in ("growth_vs_scratch", "frozen_vs_finetune", "core_depth"):
+    for experiment in ("core_reference", "growth_vs_scratch", "frozen_vs_finetune", "core_depth"):
         lines = _questions(results, experiment)
         if lines:
             md += ["", f"### Per question: {EXPERIMENT_TITLES[experiment]}", "",
@@ -229,21 +324,27 @@ def format_markdown(results: dict) -> str:
 
     md += ["", "## What the numbers show", ""]
     md += _overview(results)
-    exp1 = {r["variant"]: r for r in _rows(results, "growth_vs_scratch")}
-    if {"grown (core frozen)", "scratch"} <= exp1.keys():
-        md += [f"**{EXPERIMENT_TITLES['growth_vs_scratch']}**", ""]
-        md += _comparison(exp1["grown (core frozen)"], exp1["scratch"], "grown", "scratch")
-        g, s = (_final_loss(results, "growth_vs_scratch", v) for v in ("grown (core frozen)", "scratch"))
-        if g is not None and s is not None:
-            md.append(f"- Final training loss (last 20% of logged steps, mean over seeds): grown {g:.4f}, "
-                      f"scratch {s:.4f}.")
-        md.append(f"- The grown models also used {_g(exp1['grown (core frozen)']['core_flops'])} GFLOPs of core "
-                  "pre-training at the low resolution (shown separately, as in the paper).")
-        md.append("")
-    exp2 = {r["variant"]: r for r in _rows(results, "frozen_vs_finetune")}
-    if exp2 and "grown (core frozen)" in exp1:
-        md += [f"**{EXPERIMENT_TITLES['frozen_vs_finetune']}**", ""]
-        md += _comparison(next(iter(exp2.values())), exp1["grown (core frozen)"], "finetuned", "frozen")
+    index = {(r["experiment"], r["variant"]): r for r in summarize(results)}
+    sections: dict[str, list[str]] = {}
+    for a, b, label_a, label_b in _comparisons(results):
+        if a in index and b in index:
+            sections.setdefault(a[0] if b[0] != "core_reference" else "core_reference", []).extend(
+                _comparison(index[a], index[b], label_a, label_b, _paired(results, a, b)))
+    titles = dict(EXPERIMENT_TITLES, core_reference="The core's alignment carried into the grown models")
+    for key in ("growth_vs_scratch", "frozen_vs_finetune", "core_reference"):
+        if not sections.get(key):
+            continue
+        md += [f"**{titles[key]}**", "", *sections[key]]
+        if key == "growth_vs_scratch":
+            for arm in _arms(results):
+                g, s = (_final_loss(results, "growth_vs_scratch", v) for v in (arm, "scratch"))
+                if g is not None and s is not None:
+                    md.append(f"- Final training loss (last 20% of logged steps, mean over seeds): {arm} {g:.4f}, "
+                              f"scratch {s:.4f}.")
+            grown = index.get(("growth_vs_scratch", _arms(results)[0]))
+            if grown:
+                md.append(f"- The grown models also used {_g(grown['core_flops'])} GFLOPs of core pre-training at "
+                          "the low resolution (shown separately, as in the paper).")
         md.append("")
     depth = sorted(_rows(results, "core_depth"), key=lambda r: int(r["variant"].split()[-1]))
     if depth and "align" in depth[0]:
@@ -265,29 +366,31 @@ def format_markdown(results: dict) -> str:
                       f"{row['skipped_steps']}, diverged runs {row['diverged']} of {len(row['seeds'])}, final loss "
                       f"{_num(row['final_loss'], '.4f')}.")
         md.append("")
-    md += ["## Figures", "",
-           "- [experiments-compute.html](experiments-compute.html): alignment and FID against training FLOPs",
-           "- [experiments-loss.html](experiments-loss.html): loss curves against high-resolution FLOPs",
-           "- [experiments-depth.html](experiments-depth.html): alignment against core depth",
-           "- [experiments-small-batch.html](experiments-small-batch.html): small-batch loss curves", "",
-           "## Regenerate", "", COMMANDS, ""]
+    figures_md = [f"- [{stem}-compute.html]({stem}-compute.html): alignment and FID against training FLOPs",
+                  f"- [{stem}-loss.html]({stem}-loss.html): loss curves against high-resolution FLOPs"]
+    if depth:
+        figures_md.append(f"- [{stem}-depth.html]({stem}-depth.html): alignment against core depth")
+    figures_md.append(f"- [{stem}-small-batch.html]({stem}-small-batch.html): small-batch loss curves")
+    commands = PRETRAINED_COMMANDS if scale.get("core_from") else COMMANDS
+    md += ["## Figures", "", *figures_md, "", "## Regenerate", "", commands, ""]
     return "\n".join(md)
 
 
 # ---------------------------------------------------------------------------------------------- figures
 
-COLOURS = {"grown (core frozen)": "#1f77b4", "scratch": "#d62728", "grown, then finetuned": "#2ca02c"}
+COLOURS = {GROWTH_ARMS["paper"]: "#1f77b4", GROWTH_ARMS["path"]: "#9467bd", "scratch": "#d62728",
+           "grown, then finetuned": "#2ca02c"}
 
 
 def figures(results: dict) -> dict:
-    """name -> plotly Figure."""
+    """name -> plotly Figure (names start with `report_stem(results)`; no depth figure without experiment 3)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     runs = results["runs"]
     hires = [r for r in runs if r["experiment"] in ("growth_vs_scratch", "frozen_vs_finetune")]
-    compute = make_subplots(rows=1, cols=2, subplot_titles=("alignment (all questions, 95% CI)",
-                                                            "FID (lower is better)"))
+    compute = make_subplots(rows=1, cols=3, subplot_titles=("alignment (all questions, 95% CI)",
+                                                            "colour right (95% CI)", "FID (lower is better)"))
     for variant in dict.fromkeys(r["variant"] for r in hires):
         group = [r for r in hires if r["variant"] == variant and r.get("evaluation")]
         if not group:
@@ -299,16 +402,17 @@ def figures(results: dict) -> dict:
             x = [(r["highres_flops"] + (r["core_flops"] if with_core else 0)) / 1e9 for r in group]
             name = variant + (" incl. core pre-training" if with_core else "")
             marker = dict(color=colour, symbol="circle-open" if with_core else "circle", size=10)
-            a = [r["evaluation"]["alignment"]["all"] for r in group]
-            compute.add_trace(go.Scatter(
-                x=x, y=[s["accuracy"] for s in a], mode="markers", name=name, marker=marker, legendgroup=name,
-                text=[f"seed {r['seed']}" for r in group],
-                error_y=dict(type="data", symmetric=False, array=[s["ci_high"] - s["accuracy"] for s in a],
-                             arrayminus=[s["accuracy"] - s["ci_low"] for s in a])), row=1, col=1)
+            for col, question in ((1, "all"), (2, "color")):
+                a = [r["evaluation"]["alignment"][question] for r in group]
+                compute.add_trace(go.Scatter(
+                    x=x, y=[s["accuracy"] for s in a], mode="markers", name=name, marker=marker, legendgroup=name,
+                    showlegend=col == 1, text=[f"seed {r['seed']}" for r in group],
+                    error_y=dict(type="data", symmetric=False, array=[s["ci_high"] - s["accuracy"] for s in a],
+                                 arrayminus=[s["accuracy"] - s["ci_low"] for s in a])), row=1, col=col)
             if all(r["evaluation"].get("fid") is not None for r in group):
                 compute.add_trace(go.Scatter(x=x, y=[r["evaluation"]["fid"] for r in group], mode="markers",
                                              name=name, marker=marker, legendgroup=name, showlegend=False,
-                                             text=[f"seed {r['seed']}" for r in group]), row=1, col=2)
+                                             text=[f"seed {r['seed']}" for r in group]), row=1, col=3)
     compute.update_xaxes(title_text="training GFLOPs (high resolution; open: + core pre-training)")
     compute.update_layout(title="Alignment and FID against compute")
 
@@ -350,15 +454,20 @@ def figures(results: dict) -> dict:
                                        line=dict(color=COLOURS.get(r["variant"]))))
     small.update_layout(title="Small-batch training loss", xaxis_title="step", yaxis_title="loss",
                         yaxis_type="log")
-    return {"experiments-compute": compute, "experiments-loss": loss, "experiments-depth": depth,
-            "experiments-small-batch": small}
+    stem = report_stem(results)
+    out = {f"{stem}-compute": compute, f"{stem}-loss": loss, f"{stem}-depth": depth, f"{stem}-small-batch": small}
+    if not rows:
+        del out[f"{stem}-depth"]
+    return out
 
 
 def write_report(results: dict, docs_dir: str | Path) -> list[Path]:
-    """experiments.md, experiments.json (loss curves included) and the figures; returns the paths written."""
+    """<stem>.md, <stem>.json (loss curves included) and the figures, stem = `report_stem(results)`
+    (experiments, or experiments-pretrained for growth from a shipped core); returns the paths written."""
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
-    written = [docs / "experiments.md", docs / "experiments.json"]
+    stem = report_stem(results)
+    written = [docs / f"{stem}.md", docs / f"{stem}.json"]
     written[0].write_text(format_markdown(results), encoding="utf-8")
     written[1].write_text(json.dumps(dict(results, summary=summarize(results)), indent=1), encoding="utf-8")
     try:
