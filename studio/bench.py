@@ -45,6 +45,7 @@ from torch import nn
 
 from studio.diffusion import LossModel
 from studio.errors import ConfigError
+from studio.hub import cast_model
 
 SECTIONS = ("train", "sample", "peer", "loader", "memory", "shipped", "profile")
 EXTRA_SECTIONS = ("tweaks",)  # opt-in: candidate speed-ups, measured against the baseline step
@@ -372,8 +373,7 @@ def build_models(config: BenchConfig) -> tuple[nn.Module, Callable[[int], nn.Mod
     def grown(resolution: int = top) -> nn.Module:
         stages = int(math.log2(resolution // grid))
         torch.manual_seed(config.seed + resolution)
-        with quiet_diffusers():
-            return grow(core, resolution, stage_channels[:stages])
+        return grow(core, resolution, stage_channels[:stages])
 
     described = dict(core_preset=config.core_preset, grown_preset=config.grown_preset, core=arch,
                      grown_resolution=top, stage_channels=list(stage_channels))
@@ -683,7 +683,7 @@ def sample_once(model: nn.Module, batch: int, config: BenchConfig, preview_every
 def sampling_benchmark(model: nn.Module, batch: int, precision: str, config: BenchConfig) -> dict:
     """Seconds per image of a guided `steps`-step trajectory and the first-preview latency (medians)."""
     device = torch.device(config.device)
-    model = _cast(model.eval().requires_grad_(False), device, DTYPES[precision])
+    model = cast_model(model.eval().requires_grad_(False), device, DTYPES[precision])
     runs = []
     with PeakMemory(device) as memory:
         sample_once(model, batch, replace(config, steps=min(config.steps, 2)))  # warm-up
@@ -696,24 +696,6 @@ def sampling_benchmark(model: nn.Module, batch: int, precision: str, config: Ben
                 seconds_per_image=seconds / batch, seconds_per_step=seconds / config.steps,
                 first_step_s=statistics.median(r["first_step_s"] for r in runs), memory=memory.result(),
                 **parameter_counts(model))
-
-
-@contextlib.contextmanager
-def quiet_diffusers():
-    """Silence diffusers' warning about casting a ModelMixin with `to(dtype)` (grow() and bf16 sampling do)."""
-    from diffusers.utils import logging as dlogging
-
-    level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlogging.set_verbosity(level)
-
-
-def _cast(model: nn.Module, device, dtype) -> nn.Module:
-    with quiet_diffusers():
-        return model.to(device=device, dtype=dtype)
 
 
 class _ZeroModel(nn.Module):
@@ -777,7 +759,7 @@ def conversion_cost(resolution: int, batch: int = 1, repeats: int = 20) -> dict:
 def preview_benchmark(model: nn.Module, config: BenchConfig, modes: Sequence[int] | None = None) -> dict:
     """Sampling with PIL previews every step vs every N steps vs none (batch 1, modes interleaved)."""
     device = torch.device(config.device)
-    model = _cast(model.eval().requires_grad_(False), device, torch.float32)
+    model = cast_model(model.eval().requires_grad_(False), device, torch.float32)
     modes = list(modes or (0, config.preview_every, 1))
     sample_once(model, 1, replace(config, steps=2), preview_every=1)  # warm-up
     runs: dict[int, list[dict]] = {m: [] for m in modes}
@@ -918,7 +900,7 @@ def profile_benchmark(core: nn.Module, peer: nn.Module | None, grown_fn, config:
         except (ModelNotFoundError, OSError):
             model = None
     if model is None:
-        model, label = _cast(grown_fn().eval().requires_grad_(False), device, torch.float32), "sample grown"
+        model, label = cast_model(grown_fn().eval().requires_grad_(False), device, torch.float32), "sample grown"
     sample_once(model, 1, replace(config, steps=2))  # warm-up
     out[f"{label} {int(model.resolution)}px, batch 1, {config.steps} guided steps"] = profile_top_ops(
         lambda: sample_once(model, 1, config), device)
@@ -969,7 +951,7 @@ def _memory_probe_main() -> None:
         run = TrainStep(model, images, synthetic_text(batch, config.text_tokens, device),
                         "bf16" if spec["what"] == "train_bf16" else "fp32", seed=config.seed)
     else:
-        model = _cast(model.eval().requires_grad_(False), device, torch.float32)
+        model = cast_model(model.eval().requires_grad_(False), device, torch.float32)
         run = lambda: sample_once(model, batch, replace(config, steps=1))  # noqa: E731
     gc.collect()
     if device.type == "cuda":

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from studio.errors import ConfigError
+from studio.hub import cast_model
 from studio.models import UNTRAINED, GrownUViT, ShallowUViT
 from studio.models.uvit import SHALLOW_LAYERS
 
@@ -80,7 +81,7 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
                       blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
                       training_phase=UNTRAINED, prediction=prediction, **low_res)
-    grown.to(device=model.device, dtype=model.dtype)
+    cast_model(grown, model.device, model.dtype)
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
     if grown.low_res is not None:  # the parent's shallow layers (or its low-resolution path), bit-exact
         source = model.low_res if isinstance(model, GrownUViT) else model

@@ -6,6 +6,7 @@ in `$STUDIO_MODELS`; a name is a plain folder name, so `../../etc` can never esc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -113,3 +114,23 @@ def weights_hash(name_or_path: str | Path, length: int = 16) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' warning about casting a ModelMixin with `to(dtype)`: diffusers 0.42 warns about
+    "modules that should be kept in float32: []" on every such cast, even with no such modules."""
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)
+
+
+def cast_model(model: torch.nn.Module, device, dtype) -> torch.nn.Module:
+    """`model.to(device, dtype)` without diffusers' spurious warning."""
+    with quiet_diffusers():
+        return model.to(device=device, dtype=dtype)

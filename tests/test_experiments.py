@@ -210,3 +210,13 @@ def test_the_pretrained_scale_matches_the_shipped_core():
     scale = ExperimentScale.pretrained().validate()
     assert _pretrained_core(scale).name == "shapes-core-64"
     assert scale.growth_arms[0] == "path" and scale.resolution > scale.core_resolution
+
+
+def test_divergence_is_read_from_medians_not_from_outliers():
+    from studio.eval.experiments import _diverged
+
+    assert not _diverged([1.0, 1.0, 90.0, 1.0, 1.0] + [0.9, 0.8, 150.0, 0.8, 0.7], factor=1.5)  # spikes alone
+    assert not _diverged([0.02] * 10 + [0.025] * 10, factor=1.5)  # a trained start that stays where it was
+    assert _diverged([0.5] * 10 + [2.0] * 10, factor=1.5)  # ended clearly worse
+    assert _diverged([0.5] * 5 + [float("nan")] * 5, factor=1.5) is False  # finite tail: judged on finite losses
+    assert _diverged([float("nan")] * 5, factor=1.5)  # nothing finite: diverged

@@ -81,6 +81,7 @@ class ExperimentScale:
     log_every: int = 5
     spike_factor: float = 3.0  # a loss spike: above spike_factor x the median of the previous spike_window
     spike_window: int = 20
+    divergence_factor: float = 1.5  # diverged: the last fifth's median loss above this x the first fifth's
     core_from: str | None = None  # a pre-trained core (shipped name or folder), used as it is: no core training
     growth_arms: tuple[str, ...] = ("paper",)  # experiment 1's growths (GROWTH_ARMS); the first is 2 and 4's
 
@@ -225,8 +226,9 @@ def _is_finished(run_dir: Path, config) -> bool:
     saved = run_dir / "train_config.json"
     if not ((run_dir / "config.json").is_file() and (run_dir / "training.json").is_file() and saved.is_file()):
         return False
-    want = {k: v for k, v in config.to_dict().items() if k != "preset"}
     have = {k: v for k, v in json.loads(saved.read_text()).items() if k != "preset"}
+    # a field added to TrainConfig after the run was trained counts as its default (None) there
+    want = {k: v for k, v in config.to_dict().items() if k != "preset" and (k in have or v is not None)}
     return want == have
 
 
@@ -470,13 +472,12 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
             s = train(out / f"{name}-b{small}-s{seed}", phase, seed=seed, steps=scale.small_batch_steps,
                       batch_size=small, log_every=1, max_bad_steps=10 ** 6, **kw)
             losses = [c["loss"] for c in s["curve"]]
-            # Diverged: stopped, or ended no better than it started (mean of the last vs first fifth).
-            s["diverged"] = s["diverged"] or _diverged(losses)
+            s["diverged"] = s["diverged"] or _diverged(losses, scale.divergence_factor)
             phases = dict([core_phase] if phase == "grow" else []) | {phase: (s["images_seen"], flops[fkey])}
             rows.append(_run_record(
                 "small_batch", variant, seed, s, phases, None, batch_size=small,
                 loss_spikes=count_spikes(losses, scale.spike_factor, scale.spike_window),
-                final_loss=_tail_mean(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]), default=None)))
+                final_loss=_tail_median(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]), default=None)))
         return rows
 
     # Experiment-major order (every seed of the first experiment listed, then the next), so an interrupted
@@ -550,21 +551,20 @@ def _seeded(fn, seed: int, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def _diverged(losses: list[float]) -> bool:
-    head, tail = _head_mean(losses), _tail_mean(losses)
-    return head is None or tail is None or tail >= head
+def _diverged(losses: list[float], factor: float) -> bool:
+    """Stopped on non-finite losses, or ended clearly worse than it started: the median loss of the last
+    fifth of the steps above `factor` x that of the first fifth. Medians, because one-image x-prediction
+    losses are heavy-tailed (single steps 100x the median) and a mean follows the outliers; a factor, because
+    a run that starts from a trained model (the low-resolution path) begins near its final loss."""
+    head, tail = _tail_median(losses[::-1]), _tail_median(losses)
+    return head is None or tail is None or tail > factor * head
 
 
-def _head_mean(values: list[float], fraction: float = 0.2) -> float | None:
-    return _tail_mean(values[::-1], fraction)
-
-
-def _tail_mean(values: list[float], fraction: float = 0.2) -> float | None:
+def _tail_median(values: list[float], fraction: float = 0.2) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return None
-    tail = finite[-max(1, int(len(finite) * fraction)):]
-    return sum(tail) / len(tail)
+    return statistics.median(finite[-max(1, int(len(finite) * fraction)):])
 
 
 #################################################################################

@@ -359,8 +359,9 @@ def format_markdown(results: dict) -> str:
         md += [f"**{EXPERIMENT_TITLES['small_batch']}** (batch {small[0]['batch_size']}, "
                f"{scale['small_batch_steps']} steps; a spike is a loss above {scale['spike_factor']}x the median "
                f"of the previous {scale['spike_window']} steps, or a non-finite one; a run diverged when it stopped on "
-               "non-finite losses or its mean loss over the last fifth of the steps is no lower than over the first "
-               "fifth)", ""]
+               "non-finite losses or the median loss of its last fifth of steps is above "
+               f"{scale.get('divergence_factor', 1.5)}x that of its first fifth; final loss = median of the last "
+               "fifth, mean over seeds)", ""]
         for row in small:
             md.append(f"- {row['variant']}: loss spikes per seed {row['loss_spikes']}, skipped (non-finite) steps "
                       f"{row['skipped_steps']}, diverged runs {row['diverged']} of {len(row['seeds'])}, final loss "
