@@ -1444,24 +1444,34 @@ def evaluation() -> list:
         md('''
         ## 4. Growing vs training from scratch
 
-        The project's main experiment (claims 1-4 of METHOD.md) trains the grown architecture from scratch at
-        equal compute and compares. Its results are written to `docs/results/` when they exist.
+        The project's experiments (claims 1-4 of METHOD.md) compare growth with the same architecture trained
+        from scratch at equal compute, frozen with finetuned growth, core depths and small batches. Two reports
+        live in `docs/results/`: `experiments` trains its own small cores on the CPU; `experiments-pretrained`
+        grows the shipped, GPU-trained `shapes-core-64` (the paper's way and with our low-resolution path). Both
+        are written by `studio experiment`; here we read their JSON and plot alignment against compute.
         '''),
         code('''
+        from studio.eval.experiments import summarize
+        from studio.eval.experiments_report import figures
         from studio.paths import REPO_ROOT
 
-        results = REPO_ROOT / "docs" / "results"
-        files = sorted(p for p in results.glob("*") if p.suffix in (".md", ".json")) if results.is_dir() else []
-        for p in files:
-            if p.suffix == ".md":
-                display(Markdown(p.read_text()))
-            else:
-                data = json.loads(p.read_text())
-                print(p.name, "->", list(data)[:12] if isinstance(data, dict) else f"{len(data)} records")
-        if not files:
-            print("no results in docs/results/ yet. To produce them: `studio train scratch --config scratch-256`, "
-                  "then `studio eval align --model ...` and `studio eval fid --model ... --data shapes` for the "
-                  "grown and the scratch model, at equal n.")
+        results_dir = REPO_ROOT / "docs" / "results"
+        for stem in ("experiments-pretrained", "experiments"):
+            path = results_dir / f"{stem}.json"
+            if not path.is_file():
+                print(f"{path.name}: not written yet (`studio experiment run --help`)")
+                continue
+            report = json.loads(path.read_text())
+            print(f"{stem}: {len(report['runs'])} runs")
+            for row in summarize(report, question="color"):
+                if "align" in row:
+                    print(f"  {row['experiment']:<20} {row['variant']:<36} colour {row['align']:.2f} "
+                          f"[{row['align_low']:.2f}, {row['align_high']:.2f}]")
+            figures(report)[f"{stem}-compute"].update_layout(height=380, template="plotly_white").show()
+        '''),
+        md('''
+        The full write-ups, with every question, FID / KID, loss curves and the commands that regenerate them:
+        `docs/results/experiments-pretrained.md` and `docs/results/experiments.md`.
         '''),
         md('''
         ## 5. Preferences: the statistics of a vote export

@@ -173,6 +173,11 @@ def test_a_pretrained_core_is_grown_both_ways_at_equal_compute(pretrained_result
     reference = [r for r in runs if r["experiment"] == "core_reference"]
     assert len(reference) == 1 and reference[0]["evaluation"]["resolution"] == scale.core_resolution
     assert (out / "core-reference" / "eval.json").is_file()  # cached beside the runs, not in the core's folder
+    assert (out / "core-reference" / "samples.png").is_file()
+    from PIL import Image
+
+    grid = Image.open(reference[0]["evaluation"]["samples"])
+    assert grid.height > scale.core_resolution and len(results["grid_captions"]) == min(8, scale.eval_n)
     assert not (out.parent / "eval.json").exists()
 
 
@@ -183,9 +188,10 @@ def test_pretrained_report_has_its_own_files_and_compares_every_arm(pretrained_r
     names = {p.name for p in write_report(results, tmp_path)}
     assert {"experiments-pretrained.md", "experiments-pretrained.json", "experiments-pretrained-compute.html"} <= names
     assert "experiments-pretrained-depth.html" not in names and "experiments.md" not in names
+    assert "experiments-pretrained-samples-scratch.png" in names  # each variant's first images, seed 0
     md = (tmp_path / "experiments-pretrained.md").read_text()
     for line in ("grown (path) 0.", "grown (paper) 0.", "vs the core alone", "Per question, the 95% intervals",
-                 "--scale pretrained"):
+                 "--scale pretrained", "## Samples"):
         assert line in md
 
 

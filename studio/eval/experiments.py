@@ -44,6 +44,8 @@ RESULTS_FILE = "results.json"
 # experiment 1's growth arms: the paper's (the core's shallow layers discarded) and ours (kept as a path)
 GROWTH_ARMS = {"paper": "grown (core frozen)", "path": "grown + low-res path (core frozen)"}
 EVAL_FILE = "eval.json"
+SAMPLES_FILE = "samples.png"  # the first GRID_N evaluation images of a run, for the report
+GRID_N = 8
 TEXT_TOKENS = 16  # caption length used for FLOP counting (shapes captions are ~10-20 tokens)
 
 
@@ -324,6 +326,7 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, 
     scenes = heldout_captions(scale.eval_n, 0)
     images = generate(model, [s.caption for s in scenes], seed=0, steps=scale.sample_steps,
                       guidance=scale.guidance, batch_size=16 if device == "cpu" else 100, progress=progress)
+    _save_grid(images[:GRID_N], Path(cache_dir or run_dir) / SAMPLES_FILE)
     report = evaluate_alignment(images, scenes)
     result = dict(resolution=model.resolution, n=scale.eval_n, settings=_eval_settings(scale),
                   alignment={q: dataclasses.asdict(s) for q, s in report.questions.items()})
@@ -339,6 +342,32 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, 
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, cache)
     return result
+
+
+def _save_grid(images, path: Path) -> None:
+    from studio.images import grid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
+    grid(images, columns=GRID_N).save(tmp)
+    os.replace(tmp, path)
+
+
+def sample_grid(scale: ExperimentScale, run_dir: Path, cache_dir: Path | None = None,
+                reuse_only: bool = False) -> Path | None:
+    """The run's `samples.png`: the first GRID_N held-out captions, sampled as the evaluation samples them
+    (written by `evaluate_run`; made here for runs evaluated before it did). None when missing and
+    `reuse_only`."""
+    from studio.hub import load_model
+    from studio.sampling import generate
+
+    path = Path(cache_dir or run_dir) / SAMPLES_FILE
+    if path.is_file() or reuse_only:
+        return path if path.is_file() else None
+    images = generate(load_model(run_dir), [s.caption for s in _heldout(min(GRID_N, scale.eval_n))], seed=0,
+                      steps=scale.sample_steps, guidance=scale.guidance, batch_size=16)
+    _save_grid(images, path)
+    return path
 
 
 def ceilings(scale: ExperimentScale) -> dict:
@@ -401,8 +430,12 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
     def train(run_dir, phase, **kw):
         return train_run(scale, run_dir, phase, reuse_only=reuse_only, **kw)
 
-    def evaluation(run_dir):
-        return evaluate_run(scale, run_dir, reuse_only=reuse_only) if evaluate else None
+    def evaluation(run_dir, cache_dir=None):
+        if not evaluate:
+            return None
+        result = evaluate_run(scale, run_dir, reuse_only=reuse_only, cache_dir=cache_dir)
+        samples = sample_grid(scale, run_dir, cache_dir, reuse_only=reuse_only)
+        return dict(result, samples=str(samples) if samples else None)
 
     def core_run(seed: int, depth: int) -> tuple[Path, dict]:
         if pretrained is not None:  # used as it is, the same for every seed
@@ -503,14 +536,21 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
             records.append(_run_record(
                 "core_reference", f"the core alone at {scale.core_resolution} px", 0, summary,
                 {"core": (summary["images_seen"], flops[f"core_d{scale.depth}"])},
-                evaluate_run(scale, pretrained, reuse_only=reuse_only, cache_dir=out / "core-reference")))
+                evaluation(pretrained, out / "core-reference")))
         except RunNotFinished as missing:
             skipped.append(dict(seed=0, experiment=0, missing=str(missing)))
     results = dict(scale=scale.to_dict(), flops_per_image=flops, highres_budget_flops=budget,
+                   grid_captions=[s.caption for s in _heldout(min(GRID_N, scale.eval_n))],
                    pretrained_core=_core_info(pretrained) if pretrained is not None else None,
                    ceiling=ceilings(scale) if evaluate else None, runs=records, skipped=skipped)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
+
+
+def _heldout(n: int):
+    from studio.data.shapes import heldout_captions
+
+    return heldout_captions(n, 0)
 
 
 def _arm_flops_key(arm: str) -> str:

@@ -367,6 +367,14 @@ def format_markdown(results: dict) -> str:
                       f"{row['skipped_steps']}, diverged runs {row['diverged']} of {len(row['seeds'])}, final loss "
                       f"{_num(row['final_loss'], '.4f')}.")
         md.append("")
+    samples = _sample_grids(results)
+    if samples:
+        md += ["## Samples", "",
+               "The first seed of each variant on the first held-out captions (the evaluation's own images, "
+               f"{scale['sample_steps']} DPM++ steps, guidance {scale['guidance']}), left to right:", "",
+               *[f"{i + 1}. {c}" for i, c in enumerate(results.get("grid_captions") or [])], ""]
+        for variant, _, name in samples:
+            md += [f"**{variant}**", "", f"![{variant}]({name})", ""]
     figures_md = [f"- [{stem}-compute.html]({stem}-compute.html): alignment and FID against training FLOPs",
                   f"- [{stem}-loss.html]({stem}-loss.html): loss curves against high-resolution FLOPs"]
     if depth:
@@ -462,6 +470,22 @@ def figures(results: dict) -> dict:
     return out
 
 
+def _sample_grids(results: dict) -> list[tuple[str, Path, str]]:
+    """(variant, its samples.png, file name in the docs) for the lowest seed of every evaluated variant of
+    experiments 0-2 whose grid exists, the core's reference first."""
+    import re
+
+    order = {"core_reference": 0, "growth_vs_scratch": 1, "frozen_vs_finetune": 2}
+    found: dict[tuple[str, str], Path] = {}
+    for r in sorted(results["runs"], key=lambda r: (order.get(r["experiment"], 9), r["seed"])):
+        samples = (r.get("evaluation") or {}).get("samples")
+        if r["experiment"] in order and samples and Path(samples).is_file():
+            found.setdefault((r["experiment"], r["variant"]), Path(samples))
+    return [(variant, source, f"{report_stem(results)}-samples-"
+             f"{re.sub(r'[^a-z0-9]+', '-', variant.lower()).strip('-')}.png")
+            for (_, variant), source in found.items()]
+
+
 def write_report(results: dict, docs_dir: str | Path) -> list[Path]:
     """<stem>.md, <stem>.json (loss curves included) and the figures, stem = `report_stem(results)`
     (experiments, or experiments-pretrained for growth from a shipped core); returns the paths written."""
@@ -476,6 +500,11 @@ def write_report(results: dict, docs_dir: str | Path) -> list[Path]:
         png = True
     except ImportError:
         png = False
+    for _, source, name in _sample_grids(results):
+        import shutil
+
+        shutil.copyfile(source, docs / name)
+        written.append(docs / name)
     for name, fig in figures(results).items():
         path = docs / f"{name}.html"
         fig.write_html(path, include_plotlyjs="cdn")
