@@ -160,12 +160,15 @@ def _comparison(a: dict, b: dict, label_a: str, label_b: str, per_question: dict
 
 
 def _final_loss(results: dict, experiment: str, variant: str) -> float | None:
+    """Median loss of the last fifth of the logged steps, mean over seeds (medians: x-prediction losses are
+    heavy-tailed, a mean follows single outlier steps)."""
+    import statistics
+
     tails = []
     for r in results["runs"]:
         if r["experiment"] == experiment and r["variant"] == variant and r["curve"]:
             losses = [c["loss"] for c in r["curve"]]
-            tail = losses[-max(1, len(losses) // 5):]
-            tails.append(sum(tail) / len(tail))
+            tails.append(statistics.median(losses[-max(1, len(losses) // 5):]))
     return sum(tails) / len(tails) if tails else None
 
 
@@ -339,7 +342,7 @@ def format_markdown(results: dict) -> str:
             for arm in _arms(results):
                 g, s = (_final_loss(results, "growth_vs_scratch", v) for v in (arm, "scratch"))
                 if g is not None and s is not None:
-                    md.append(f"- Final training loss (last 20% of logged steps, mean over seeds): {arm} {g:.4f}, "
+                    md.append(f"- Final training loss (median of the last 20% of logged steps, mean over seeds): {arm} {g:.4f}, "
                               f"scratch {s:.4f}.")
             grown = index.get(("growth_vs_scratch", _arms(results)[0]))
             if grown:
