@@ -47,7 +47,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
 
     Sampling (the grid, the alignment score) runs on `device`, by default the GPU when there is one."""
     from studio.card import model_card
-    from studio.hub import default_device, load_model
+    from studio.hub import cast_model, default_device, load_model
     from studio.images import grid, save_png
     from studio.sampling import generate
 
@@ -74,8 +74,8 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        model.to("cpu", torch.float16).save_pretrained(tmp)
-        model.to(torch.float32)
+        cast_model(model, "cpu", torch.float16).save_pretrained(tmp)
+        cast_model(model, "cpu", torch.float32)
         training = training | {"shipped_as": name, "shipping_metrics": metrics,
                                "sample_prompts": prompts, "sample_settings": {"steps": steps, "guidance": guidance,
                                                                               "sampler": "dpm++", "seed": 0}}
