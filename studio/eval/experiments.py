@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import torch
 
 from studio.errors import ConfigError
+from studio.images import atomic_write
 
 RESULTS_FILE = "results.json"
 # experiment 1's growth arms: the paper's (the core's shallow layers discarded) and ours (kept as a path)
@@ -337,20 +337,14 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, 
         gen = inception_features(images[:scale.fid_n])
         kid_mean, kid_std = kid(gen, ref, subsets=100, subset_size=len(ref), seed=0)
         result.update(fid=fid(gen, ref), kid_mean=kid_mean, kid_std=kid_std, fid_n=scale.fid_n)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")  # atomic: seeds run as parallel processes
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, cache)
+    atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))  # seeds run in parallel
     return result
 
 
 def _save_grid(images, path: Path) -> None:
     from studio.images import grid
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
-    grid(images, columns=GRID_N).save(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: grid(images, columns=GRID_N).save(tmp, format="PNG"))
 
 
 def sample_grid(scale: ExperimentScale, run_dir: Path, cache_dir: Path | None = None,
@@ -497,12 +491,13 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
 
     def small_batch(seed, core_dir, core_phase) -> list[dict]:
         rows, small = [], scale.small_batch
-        for variant, phase, name, fkey in (
-                (GROWTH_ARMS[first_arm], "grow", "small-grow" + ("-path" if first_arm == "path" else ""),
-                 _arm_flops_key(first_arm)), ("scratch", "finetune", "small-scratch", "grown_unfrozen")):
+        for variant, phase, run_dir, fkey in (
+                (GROWTH_ARMS[first_arm], "grow", arm_dir("small-grow", first_arm, seed, f"-b{small}"),
+                 _arm_flops_key(first_arm)),
+                ("scratch", "finetune", out / f"small-scratch-b{small}-s{seed}", "grown_unfrozen")):
             kw = dict(init_from=str(core_dir), **grow_kw(first_arm)) if phase == "grow" else dict(
                 init_from=str(scratch_init(seed)), core_lr_multiplier=1.0)
-            s = train(out / f"{name}-b{small}-s{seed}", phase, seed=seed, steps=scale.small_batch_steps,
+            s = train(run_dir, phase, seed=seed, steps=scale.small_batch_steps,
                       batch_size=small, log_every=1, max_bad_steps=10 ** 6, **kw)
             losses = [c["loss"] for c in s["curve"]]
             s["diverged"] = s["diverged"] or _diverged(losses, scale.divergence_factor)
@@ -510,7 +505,7 @@ def run_experiments(scale: ExperimentScale, out_dir: str | Path, *, experiments:
             rows.append(_run_record(
                 "small_batch", variant, seed, s, phases, None, batch_size=small,
                 loss_spikes=count_spikes(losses, scale.spike_factor, scale.spike_window),
-                final_loss=_tail_median(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]), default=None)))
+                final_loss=tail_median(losses), max_grad_norm=max((c["grad_norm"] for c in s["curve"]), default=None)))
         return rows
 
     # Experiment-major order (every seed of the first experiment listed, then the next), so an interrupted
@@ -596,11 +591,12 @@ def _diverged(losses: list[float], factor: float) -> bool:
     fifth of the steps above `factor` x that of the first fifth. Medians, because one-image x-prediction
     losses are heavy-tailed (single steps 100x the median) and a mean follows the outliers; a factor, because
     a run that starts from a trained model (the low-resolution path) begins near its final loss."""
-    head, tail = _tail_median(losses[::-1]), _tail_median(losses)
+    head, tail = tail_median(losses[::-1]), tail_median(losses)
     return head is None or tail is None or tail > factor * head
 
 
-def _tail_median(values: list[float], fraction: float = 0.2) -> float | None:
+def tail_median(values: list[float], fraction: float = 0.2) -> float | None:
+    """Median of the last `fraction` of the finite values (at least one); None when none is finite."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from studio.eval.experiments import GROWTH_ARMS, summarize
+from studio.eval.experiments import GROWTH_ARMS, summarize, tail_median
 
 EXPERIMENT_TITLES = {
     "core_reference": "0. The pre-trained core alone, at its own resolution (reference)",
@@ -162,13 +162,9 @@ def _comparison(a: dict, b: dict, label_a: str, label_b: str, per_question: dict
 def _final_loss(results: dict, experiment: str, variant: str) -> float | None:
     """Median loss of the last fifth of the logged steps, mean over seeds (medians: x-prediction losses are
     heavy-tailed, a mean follows single outlier steps)."""
-    import statistics
-
-    tails = []
-    for r in results["runs"]:
-        if r["experiment"] == experiment and r["variant"] == variant and r["curve"]:
-            losses = [c["loss"] for c in r["curve"]]
-            tails.append(statistics.median(losses[-max(1, len(losses) // 5):]))
+    tails = [tail_median([c["loss"] for c in r["curve"]]) for r in results["runs"]
+             if r["experiment"] == experiment and r["variant"] == variant and r["curve"]]
+    tails = [t for t in tails if t is not None]
     return sum(tails) / len(tails) if tails else None
 
 
