@@ -28,12 +28,14 @@ test-fast:
 bench:
 	$(PYTHON) -m studio bench
 
-# The diffusers wheel and fp16 MiniLM that a GPU machine without them needs (scripts/gpu_train_shipped.sh).
+# The diffusers wheel and fp16 MiniLM that a GPU machine without them needs (scripts/gpu_train_shipped.sh);
+# DATA=emoji also carries the emoji npm tarballs and parks every shipped model.
+DATA ?= shapes
 gpu-carry:
-	$(PYTHON) scripts/gpu_carry.py
+	$(PYTHON) scripts/gpu_carry.py --data $(DATA)
 
 gpu-park:
-	$(PYTHON) scripts/gpu_carry.py park
+	$(PYTHON) scripts/gpu_carry.py park --data $(DATA)
 
 gpu-unpark:
 	$(PYTHON) scripts/gpu_carry.py unpark

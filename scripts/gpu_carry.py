@@ -13,6 +13,13 @@
     python scripts/gpu_carry.py --vocabulary full     # every token (46 MB)
     python scripts/gpu_carry.py expand .minilm/minilm-fp16
     python scripts/gpu_carry.py park / unpark         # or: make gpu-park / gpu-unpark (see below)
+    python scripts/gpu_carry.py --data emoji          # emoji vocabulary + the emoji npm tarballs
+    python scripts/gpu_carry.py park --data emoji     # park every shipped model (emoji scripts read none)
+
+`--data emoji` (for DATA=emoji scripts/gpu_train_shipped.sh) keeps the vocabulary of the prepared emoji set's
+captions and copies the npm tarballs the 3d style is built from (`@lobehub/fluent-emoji-3d`, and `openmoji`
+for the names) into `.emoji-packages/` (20 MB): the GPU machine cannot reach the npm registry, and
+scripts/gpu_env.sh hands them to `studio data emoji` there.
 
 What travels is the working tree plus the carry, at most 64 MiB. Since `shapes-256` ships with its core inside
 (24 MB), tree + carry is ~74 MB: `park` moves the shipped models no GPU script reads (PARKED_MODELS) into the
@@ -33,9 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 KEPT_IDS, KEPT_ROWS = "studio.kept_token_ids", "studio.kept_word_embeddings"
-CARRY = (".whl", ".minilm")
+CARRY = (".whl", ".minilm", ".emoji-packages")
 TRAVEL_LIMIT = 64 * 2 ** 20
-PARKED_MODELS = ("shapes-256",)  # the GPU scripts grow from shapes-core-64 and never read these
+PARKED_MODELS = ("shapes-256",)  # the shapes GPU scripts grow from shapes-core-64 and never read these
+EMOJI_PACKAGES = ("fluent3d", "openmoji")  # what `studio data emoji --styles 3d` is built from
 PARK = ROOT / ".gpu-parked"
 
 
@@ -65,6 +73,27 @@ def shapes_vocabulary_texts(train_scenes: int = 20000, heldout_scenes: int = 200
     texts = [sample_scene(i, 0).caption for i in range(train_scenes)]
     texts += [scene.caption for seed in (0, 1) for scene in heldout_captions(heldout_scenes, seed)]
     return texts + ["a red circle", "a red circle on a white background"]
+
+
+def emoji_vocabulary_texts() -> list[str]:
+    """Every caption of the prepared 3d emoji set, both splits (its validation and sample prompts among them)."""
+    from studio.data.emoji import load_emoji_metadata, prepare_emoji
+
+    return [r["text"] for r in load_emoji_metadata(prepare_emoji(styles=("3d",)))]
+
+
+def copy_emoji_packages(out: Path) -> list[Path]:
+    """The npm tarballs of EMOJI_PACKAGES (downloaded once into the data folder) copied into `out`."""
+    from studio.data.emoji import PACKAGES, fetch_package
+    from studio.paths import data_dir
+
+    out.mkdir(exist_ok=True)
+    copies = []
+    for key in EMOJI_PACKAGES:
+        package = PACKAGES[key]
+        fetch_package(package, data_dir() / "emoji")
+        copies.append(Path(shutil.copy2(data_dir() / "emoji" / "downloads" / package.tarball_name, out)))
+    return copies
 
 
 def fp16_text_encoder(out: Path, texts: list[str] | None = None) -> Path:
@@ -123,9 +152,12 @@ def travel_size() -> int:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def park(back: bool = False) -> None:
-    """Move PARKED_MODELS out of the travelling tree (into .gpu-parked/) or, with `back`, into it again."""
-    for name in PARKED_MODELS:
+def park(back: bool = False, names: tuple[str, ...] = PARKED_MODELS) -> None:
+    """Move the shipped models `names` out of the travelling tree (into .gpu-parked/) or, with `back`, every
+    parked model into it again."""
+    if back:
+        names = tuple(p.name for p in PARK.iterdir()) if PARK.is_dir() else ()
+    for name in names:
         home, parked = ROOT / "assets" / "models" / name, PARK / name
         source, target = (parked, home) if back else (home, parked)
         if source.is_dir() and not target.exists():
@@ -144,20 +176,31 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", choices=("make", "expand", "park", "unpark", "size"), default="make")
     parser.add_argument("folder", nargs="?", type=Path, help="expand: the carried text-encoder folder")
-    parser.add_argument("--vocabulary", choices=("shapes", "full"), default="shapes")
+    parser.add_argument("--vocabulary", choices=("data", "full"), default="data",
+                        help="data: only the words of --data's captions (default); full: every token")
+    parser.add_argument("--data", choices=("shapes", "emoji"), default="shapes",
+                        help="what the GPU run trains on (emoji also carries its npm tarballs)")
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
         sys.exit(0)
     if args.command in ("park", "unpark", "size"):
         if args.command != "size":
-            park(back=args.command == "unpark")
+            emoji_names = tuple(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir())
+            park(back=args.command == "unpark", names=emoji_names if args.data == "emoji" else PARKED_MODELS)
         report_travel_size()
         sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")
-    texts = shapes_vocabulary_texts() if args.vocabulary == "shapes" else None
+    vocabulary = {"shapes": shapes_vocabulary_texts, "emoji": emoji_vocabulary_texts}[args.data]
+    texts = vocabulary() if args.vocabulary == "data" else None
     encoder = fp16_text_encoder(ROOT / ".minilm" / "minilm-fp16", texts)
     size = sum(f.stat().st_size for f in encoder.iterdir())
     print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1e6:.1f} MB; {encoder.relative_to(ROOT)}: "
-          f"{size / 1e6:.1f} MB ({args.vocabulary} vocabulary)")
+          f"{size / 1e6:.1f} MB ({args.data if texts else 'full'} vocabulary)")
+    packages = ROOT / ".emoji-packages"
+    if args.data == "emoji":
+        for tarball in copy_emoji_packages(packages):
+            print(f"{tarball.relative_to(ROOT)}: {tarball.stat().st_size / 1e6:.1f} MB")
+    elif packages.is_dir():
+        shutil.rmtree(packages)  # a shapes run needs no emoji tarballs: keep the travelling tree small
     report_travel_size()

