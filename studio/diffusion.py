@@ -85,7 +85,7 @@ def eps_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor) -> torch.
 #                                 Training loss                                 #
 #################################################################################
 
-LOSS_WEIGHTINGS = ("v", "sigmoid", "min_snr")
+LOSS_WEIGHTINGS = ("v", "sigmoid", "min_snr", "x")
 PREDICTIONS = ("v", "x")
 X_PREDICTION_SIGMA_MIN = 0.05
 
@@ -108,6 +108,10 @@ def loss_weight(logsnr: torch.Tensor, weighting: str = "v", sigmoid_bias: float 
     - "sigmoid": eps-loss weight sigmoid(b - lambda) (Kingma & Gao 2023; simple diffusion v2), rescaled
       so the weight is ~1 at the low-noise end.
     - "min_snr": min(SNR, gamma) / (SNR + 1) (Hang et al. 2023, v-prediction form).
+    - "x": the MSE of the predicted clean image, sigma^2 = sigmoid(-lambda) on the v-MSE (the x error is sigma
+      times the v error, for either prediction). The v-MSE weighs an x error by 1 / sigma^2 (up to 400 for an
+      x-predicting model), so nearly clean inputs dominate the gradient; in pixels, the picture predicted from
+      nearly pure noise counts as much as the last details.
     """
     if weighting == "v":
         return torch.ones_like(logsnr)
@@ -116,6 +120,8 @@ def loss_weight(logsnr: torch.Tensor, weighting: str = "v", sigmoid_bias: float 
     if weighting == "min_snr":
         snr = logsnr.exp()
         return snr.clamp(max=min_snr_gamma) / (snr + 1)
+    if weighting == "x":
+        return torch.sigmoid(-logsnr)
     raise ConfigError(f"unknown loss weighting {weighting!r}; choose one of {LOSS_WEIGHTINGS}")
 
 

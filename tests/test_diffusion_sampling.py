@@ -49,6 +49,12 @@ def test_loss_weightings():
     snr = lam.exp()
     torch.testing.assert_close(loss_weight(lam, "min_snr"), snr.clamp(max=5) / (snr + 1))
     assert loss_weight(lam, "sigmoid")[-1] < loss_weight(lam, "sigmoid")[0]
+    # "x" turns the v-MSE into the MSE of the predicted clean image, whichever the network predicts
+    x, eps, v_error = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4), 0.1 * torch.randn(5, 3, 4, 4)
+    z = add_noise(x, eps, lam)
+    x_error = x0_from_v(z, v_target(x, eps, lam) + v_error, lam) - x
+    torch.testing.assert_close(v_error.pow(2).mean(dim=(1, 2, 3)) * loss_weight(lam, "x"),
+                               x_error.pow(2).mean(dim=(1, 2, 3)), atol=1e-6, rtol=1e-4)
     with pytest.raises(ConfigError):
         loss_weight(lam, "nope")
 

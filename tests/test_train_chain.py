@@ -104,3 +104,25 @@ def test_grow_with_low_res_path_keeps_the_parents_shallow_layers(runs):
         assert all(torch.equal(old[k], new[k]) for k in old), name
     parts = {p["part"].split(" (")[0]: p for p in json.loads((grown / "training.json").read_text())["parameters"]}
     assert parts["low-res path"]["frozen"] and parts["core"]["frozen"] and not parts["stem"]["frozen"]
+
+
+def test_core_goes_on_training_from_a_trained_core(runs, capsys):
+    """`studio train core --from CORE` (transfer to other data): the parent's weights are the start, its
+    architecture is kept, and training.json names the parent; a grown model or an architecture key is refused."""
+    from studio.growth import core_fingerprint
+    from studio.hub import load_model
+
+    first, second, grown = runs / "first", runs / "second", runs / "grown"
+    _train("core", "--out", str(first))
+    _train("core", "--from", str(first), "--out", str(second))
+    parent, child = load_model(first), load_model(second)
+    assert child.core_config() == parent.core_config()
+    assert core_fingerprint(child) != core_fingerprint(parent)  # trained further
+    info = json.loads((second / "training.json").read_text())
+    assert info["parent"]["path"] == str(first) and info["parent"]["class_name"] == "ShallowUViT"
+    _train("grow", "--from", str(first), "--resolution", "32", "--out", str(grown))
+    capsys.readouterr()
+    for parent_dir, extra, message in ((grown, [], "continues a Shallow-UViT"), (first, ["--set", "width=64"], "width")):
+        assert main(["train", "core", "--from", str(parent_dir), "--config", "tiny", "--no-progress",
+                     "--set", "max_steps=1", *extra, "--out", str(runs / "refused")]) != 0
+        assert message in capsys.readouterr().err

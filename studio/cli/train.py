@@ -40,6 +40,10 @@ def register(subparsers) -> None:
         if phase in ("grow", "finetune"):
             p.add_argument("--from", dest="init_from", required=True, metavar="MODEL_DIR",
                            help="the trained parent model (a run folder, a model folder or a model name)")
+        if phase == "core":
+            p.add_argument("--from", dest="init_from", metavar="MODEL_DIR",
+                           help="go on training this core (e.g. a shipped one, on other data) instead of a fresh "
+                                "one; its architecture is kept")
         if phase in ("grow", "scratch"):
             p.add_argument("--resolution", type=int, help="target resolution (default from the config)")
         _common(p, phase)

@@ -1,6 +1,7 @@
 """The model a phase trains, and what it started from.
 
-- core:     a fresh ShallowUViT (core preset + single-field overrides)
+- core:     a fresh ShallowUViT (core preset + single-field overrides), or with `init_from` a trained one that
+            goes on learning (new data: a core that already denoises starts far ahead of a random one)
 - grow:     grow(parent, resolution, stage_channels): new stages trained, the core frozen
 - finetune: the grown parent, everything unfrozen (the optimizer gives the core lr * core_lr_multiplier)
 - scratch:  a fresh GrownUViT of the same architecture: the equal-compute baseline of growing
@@ -22,7 +23,8 @@ def _overrides(config, keys) -> dict:
 
 def _refuse_core_overrides(config) -> None:
     allowed = ("prediction",) if config.phase == "grow" else ()  # the new output layer's, not the core's
-    given = [k for k in CORE_FIELDS if getattr(config, k) is not None and k not in allowed]
+    fields = ("resolution", *CORE_FIELDS) if config.phase == "core" else CORE_FIELDS
+    given = [k for k in fields if getattr(config, k) is not None and k not in allowed]
     if given:
         raise ConfigError(f"{', '.join(given)} come(s) from the parent model in phase {config.phase!r}; "
                           "remove them from the config (the core is carried over unchanged)")
@@ -43,7 +45,7 @@ def _stage_channels(config, preset: dict | None, resolution: int, existing: int,
 def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     """(model in train mode with the phase's parameters trainable, parent info or None)."""
     torch.manual_seed(config.seed)  # new layers start the same in every process and every rerun
-    if config.phase == "core":
+    if config.phase == "core" and not config.init_from:
         arch = core_preset(config.architecture) | _overrides(config, ("resolution", *CORE_FIELDS))
         return ShallowUViT(**arch).train(), None
 
@@ -70,6 +72,12 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     info = dict(path=str(parent.folder), name=parent.folder.name, class_name=type(parent).__name__,
                 training_phase=parent.config.training_phase, weights_hash=weights_hash(parent.folder),
                 core_fingerprint=core_fingerprint(parent))
+    if config.phase == "core":
+        if not isinstance(parent, ShallowUViT):
+            raise ConfigError(f"phase 'core' continues a Shallow-UViT, but {config.init_from} is a "
+                              f"{type(parent).__name__}")
+        unfreeze(parent)
+        return parent.train(), info
     if config.phase == "grow":
         recipe = grown_preset(config.architecture)
         resolution = config.resolution or recipe["resolution"]

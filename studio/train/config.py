@@ -63,7 +63,7 @@ class TrainConfig:
     adam_beta2: float = 0.99
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     core_lr_multiplier: float = 0.1  # finetune: the unfrozen core trains at lr * this
-    loss_weighting: str = "v"  # v | sigmoid | min_snr (studio.diffusion.LOSS_WEIGHTINGS)
+    loss_weighting: str = "v"  # v | sigmoid | min_snr | x (studio.diffusion.LOSS_WEIGHTINGS)
     cfg_dropout: float = 0.1  # fraction of examples whose caption is replaced by the empty prompt
     ema_decay: float = 0.999  # 0 = no EMA (the raw weights are saved)
 
@@ -95,7 +95,7 @@ class TrainConfig:
 
     # --- where this config came from (filled in by load_config, not meant to be set)
     preset: str | None = None
-    init_from: str | None = None  # parent model folder (grow, finetune)
+    init_from: str | None = None  # parent model folder (grow, finetune; core: go on training it)
 
     def validate(self) -> "TrainConfig":
         """Check values; raises ConfigError naming the key and what is allowed."""
