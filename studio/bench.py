@@ -790,6 +790,63 @@ def replace(config: BenchConfig, **changes) -> BenchConfig:
 SHIPPED_TARGET_S = 4.0  # the shipped-models issue: a 256 px image in <= 4 s on 2 CPU cores (25 steps, guidance)
 
 
+def model_parts(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """The modules one forward runs, grouped by what a reader would ask about: the core (16 x 16 tokens), the
+    parent's low-resolution path, and the new stages at each resolution (stem and output with the outermost)."""
+    from studio.models import GrownUViT
+
+    if not isinstance(model, GrownUViT):
+        shallow = [getattr(model, n) for n in ("entry", "encoder_block", "decoder_block", "out_norm", "exit")]
+        return {"core": [model.core], f"shallow layers ({model.resolution} px)": shallow}
+    parts = {"core": [model.core]}
+    if model.low_res is not None:
+        parts[f"low-resolution path ({model.low_res.resolution} px)"] = list(model.low_res.children())
+    grid = model.config.grid
+    for k, (enc, dec) in enumerate(zip(model.encoder_stages, model.decoder_stages)):
+        modules = [*enc.blocks, enc.down, dec.up, *dec.blocks]
+        if k == len(model.encoder_stages) - 1:
+            modules += [model.stem, model.out_norm, model.out]
+        parts[f"stage at {grid * 2 ** (k + 1)} px"] = modules
+    return parts
+
+
+def time_split(model: nn.Module, forward: Callable[[], object], device, repeats: int = 5) -> dict:
+    """Median wall time of `forward` and of each of `model_parts(model)` inside it (forward hooks); what no
+    part covers (conditioning, the upsampling of the parent's picture, glue) is `other`."""
+    parts = model_parts(model)
+    spent = {label: 0.0 for label in parts}
+    started: dict[int, float] = {}
+    handles = []
+    for label, modules in parts.items():
+        for module in modules:
+            def pre(mod, args, key=id(module)):
+                synchronize(device)
+                started[key] = time.perf_counter()
+
+            def post(mod, args, out, key=id(module), label=label):
+                synchronize(device)
+                spent[label] += time.perf_counter() - started[key]
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    rounds = []
+    try:
+        with torch.inference_mode():
+            forward()  # warm-up
+            for _ in range(repeats):
+                for label in spent:
+                    spent[label] = 0.0
+                start = time.perf_counter()
+                forward()
+                synchronize(device)
+                rounds.append((time.perf_counter() - start, dict(spent)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = statistics.median(r[0] for r in rounds)
+    ms = {label: 1e3 * statistics.median(r[1][label] for r in rounds) for label in parts}
+    ms["other"] = max(0.0, 1e3 * total - sum(ms.values()))
+    return dict(total_ms=1e3 * total, parts=[dict(part=k, ms=v, share=v / (1e3 * total)) for k, v in ms.items()])
+
+
 def shipped_benchmark(name: str, config: BenchConfig, prompt: str = "a red circle above a blue square",
                       batches: Sequence[int] = (1,)) -> dict:
     """Seconds per image of a shipped model folder sampled the way `studio sample` does it: the text encoder
@@ -832,9 +889,17 @@ def shipped_benchmark(name: str, config: BenchConfig, prompt: str = "a red circl
                          seconds_per_image=seconds / batch, seconds_all=[r["seconds"] for r in runs],
                          cpu_share=cpu_share(sum(r["seconds"] for r in runs), sum(r["cpu_s"] for r in runs)),
                          cpu_s_per_image=statistics.median(r["cpu_s"] for r in runs) / batch))
+    # Where one guided step goes: the batched conditional + unconditional forward, part by part.
+    text = encoder.encode([prompt, ""]).to(device)
+    z = torch.randn(2, 3, model.resolution, model.resolution, device=device)
+    logsnr = torch.zeros(2, device=device)
+    split = time_split(model, lambda: model(z, logsnr, text.tokens, text.mask, text.pooled), device,
+                       repeats=max(3, config.sample_repeats))
+    split["steps"] = config.steps
     info = dict(model=name, folder=str(getattr(model, "folder", name)), resolution=int(model.resolution),
                 steps=config.steps, guidance=config.guidance, sampler=config.sampler, prompt=prompt,
-                load_s=load_s, text_encoder_load_s=encoder_load_s, rows=rows, **parameter_counts(model))
+                load_s=load_s, text_encoder_load_s=encoder_load_s, rows=rows, step_split=split,
+                **parameter_counts(model))
     if info["resolution"] == 256 and device.type == "cpu":
         best = rows[0]["seconds_per_image"]
         info.update(target_s=SHIPPED_TARGET_S, target_met=best <= SHIPPED_TARGET_S)
@@ -1422,7 +1487,7 @@ def _variant_row(name: str, r: dict) -> tuple:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2g}%"
+    return "-" if x is None else f"{100 * x:.0f}%" if x >= 0.1 else f"{100 * x:.2g}%"  # never 1e+02%
 
 
 def _target_value(t: dict) -> str:
@@ -1594,6 +1659,14 @@ def format_markdown(result: dict) -> str:
                             f"{r['seconds_per_image']:.3g}", f"{r['cpu_s_per_image']:.3g}", _pct(r.get("cpu_share")))
                            for r in sh["rows"]])
             out += [""]
+            split = sh.get("step_split")
+            if split:
+                out += [f"Where one guided step goes (the batched conditional + unconditional forward, "
+                        f"{split['total_ms']:.4g} ms; x {split['steps']} steps):", ""]
+                out += _table(["part", "ms per step", "share", f"s per {split['steps']} steps"],
+                              [(p["part"], f"{p['ms']:.3g}", _pct(p["share"]), f"{p['ms'] * split['steps'] / 1e3:.3g}")
+                               for p in split["parts"]])
+                out += [""]
 
     if result.get("profile"):
         out += ["## Profiles (torch.profiler, top ops by self time)", ""]

@@ -32,6 +32,7 @@ def test_markdown_has_every_section(quick_run):
         assert title in table, title
     assert "studio bench --quick --threads 1" in table  # the exact command is recorded
     assert "load average" in table
+    assert "Where one guided step goes" in table and "| stage at 256 px |" in table
 
 
 def test_json_machine_and_peaks(quick_run):
@@ -102,6 +103,12 @@ def test_json_shipped_model_profiles_and_targets(quick_run):
     row = shipped["rows"][0]
     assert row["batch"] == 1 and row["repeats"] >= 2 and row["seconds_per_image"] > 0 and row["first_s"] > 0
     assert shipped["target_s"] == 4.0 and shipped["target_met"] == (row["seconds_per_image"] <= 4.0)
+    split = shipped["step_split"]  # one guided step, part by part
+    parts = {p["part"]: p for p in split["parts"]}
+    assert {"core", "low-resolution path (64 px)", "stage at 256 px", "other"} <= set(parts)
+    assert len(parts) == 4 + 3  # core, low-res path, stages at 32/64/128/256 px, other
+    assert split["total_ms"] > 0 and all(p["ms"] >= 0 for p in parts.values())
+    assert abs(sum(p["share"] for p in parts.values()) - 1) < 0.05
     profiles = result["profile"]
     assert {k.split(",")[0] for k in profiles} == {"train core fp32", "train peer-unet fp32", "train core bf16",
                                                    "sample shapes-256 256px"}
