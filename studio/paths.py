@@ -22,3 +22,17 @@ def model_dirs() -> list[Path]:
     (os.pathsep-separated)."""
     extra = [Path(p).expanduser() for p in os.environ.get("STUDIO_MODELS", "").split(os.pathsep) if p]
     return [SHIPPED_MODELS_DIR, *extra]
+
+
+def data_source_folder(source: str) -> Path:
+    """The folder of a data source other than `shapes`: `emoji` (the prepared default emoji set), a folder
+    path, or a folder under `data_dir()` such as `emoji/3d-limit192` (what `studio data emoji --limit 192`
+    writes), so a preset names its data without one machine's absolute path."""
+    if source == "emoji":
+        from studio.data.emoji import default_emoji_dir
+
+        return default_emoji_dir()
+    path = Path(source).expanduser()
+    if not path.is_absolute() and not path.exists() and (data_dir() / path).exists():
+        return data_dir() / path
+    return path

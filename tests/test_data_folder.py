@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,19 @@ def test_cli_data_shapes_writes_a_folder_with_scenes(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["data", "folder-check", str(out), "--resolution", "32"]) == 0
     assert "4 usable images, 0 skipped" in capsys.readouterr().out
+
+
+def test_data_source_folder_resolves_names_under_the_data_directory(tmp_path, monkeypatch):
+    """Presets name prepared sets relative to $STUDIO_DATA (`emoji/3d-limit192`); paths and `emoji` still work."""
+    from studio.data.emoji import default_emoji_dir
+    from studio.paths import data_source_folder
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    subset = tmp_path / "data" / "emoji" / "3d-limit5"
+    subset.mkdir(parents=True)
+    assert data_source_folder("emoji/3d-limit5") == subset
+    assert data_source_folder("emoji") == default_emoji_dir() == tmp_path / "data" / "emoji" / "3d"
+    (tmp_path / "emoji" / "3d-limit5").mkdir(parents=True)  # a folder of that name here wins, as a path does
+    assert data_source_folder("emoji/3d-limit5") == Path("emoji/3d-limit5")
+    assert data_source_folder(str(subset)) == subset

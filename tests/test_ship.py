@@ -28,3 +28,22 @@ def test_ship_writes_fp16_card_and_samples(tmp_path, tiny_core):
     model = load_model(target)
     assert next(model.parameters()).dtype == torch.float32
     assert not list((tmp_path / "models").glob(".tiny-shipped.*"))  # no temporary folder left behind
+
+
+def test_ship_cli_takes_the_grids_prompts_from_a_file(tmp_path, tiny_core, capsys):
+    from studio.cli import main
+
+    tiny_core.register_to_config(training_phase="core")
+    run = tmp_path / "run"
+    tiny_core.save_pretrained(run)
+    (run / "training.json").write_text(json.dumps({"phase": "core", "steps": 3, "data": {"source": "shapes"}}))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red star\n\ntwo blue squares\n")
+    assert main(["ship", str(run), "--name", "tiny", "--out-root", str(tmp_path / "models"),
+                 "--prompts", str(prompts)]) == 0
+    record = json.loads((tmp_path / "models" / "tiny" / "training.json").read_text())
+    assert record["sample_prompts"] == ["a red star", "two blue squares"]
+    prompts.write_text("\n")
+    assert main(["ship", str(run), "--name", "tiny2", "--out-root", str(tmp_path / "models"),
+                 "--prompts", str(prompts)]) != 0
+    assert "has no prompts" in capsys.readouterr().err

@@ -34,3 +34,15 @@ def int_range(lo: int, hi: int):
 positive_int = int_at_least(1)
 seed = int_at_least(0)
 resolution = int_at_least(16, " px")
+
+
+def read_prompt_file(path) -> list[str]:
+    """The prompts of a text file, one per line (blank lines skipped); a missing or empty file is a CLIError."""
+    from studio.cli import CLIError
+
+    if not path.is_file():
+        raise CLIError(f"prompt file {path} does not exist")
+    prompts = [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise CLIError(f"prompt file {path} has no prompts (one per line)")
+    return prompts

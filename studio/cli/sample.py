@@ -69,16 +69,13 @@ def pick_default_model() -> str:
 
 def run(args) -> int:
     from studio.cli import CLIError
+    from studio.cli.argtypes import read_prompt_file
     from studio.hub import load_model
 
     if args.prompt is None and args.prompts is None:
         raise CLIError("give --prompt TEXT or --prompts FILE")
     if args.prompts is not None:
-        if not args.prompts.is_file():
-            raise CLIError(f"prompt file {args.prompts} does not exist")
-        prompts = [line.rstrip("\n") for line in args.prompts.read_text().splitlines() if line.strip()]
-        if not prompts:
-            raise CLIError(f"prompt file {args.prompts} has no prompts (one per line)")
+        prompts = read_prompt_file(args.prompts)
     else:
         prompts = [args.prompt]
     if any(not p.strip() for p in prompts):

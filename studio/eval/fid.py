@@ -288,15 +288,12 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, Path | None]:
     text = str(data)
     if text == "shapes":
         return "shapes", None
-    if text == "emoji":
-        from studio.data.emoji import default_emoji_dir
+    from studio.paths import data_source_folder
 
-        root = default_emoji_dir()
-        if not root.is_dir():
-            raise DataError(f"the emoji data set is not prepared ({root} does not exist); run `studio data emoji` "
-                            "first, or pass --data with the path of an image folder")
-        return "folder", root
-    root = Path(text).expanduser()
+    root = data_source_folder(text)
+    if text == "emoji" and not root.is_dir():
+        raise DataError(f"the emoji data set is not prepared ({root} does not exist); run `studio data emoji` "
+                        "first, or pass --data with the path of an image folder")
     if not root.is_dir():
         raise DataError(f"unknown data {text!r}: use `shapes`, `emoji` or the path of an image folder "
                         "(images + metadata.jsonl with file_name and text)")

@@ -9,7 +9,6 @@ not depend on the number of processes (process r takes its contiguous share of e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,13 +47,12 @@ def open_dataset(source: str, resolution: int, n: int, seed: int, progress: bool
     if source == "shapes":
         dataset = cached_dataset("shapes", resolution, n, seed, progress=progress, num_workers=cache_workers())
     else:
-        root = Path(source).expanduser()
-        if source == "emoji":
-            from studio.data.emoji import default_emoji_dir
+        from studio.paths import data_source_folder
 
-            root = default_emoji_dir()
-            if not root.is_dir():
-                raise DataError(f"the emoji data set is not prepared at {root}; run `studio data emoji` first")
+        root = data_source_folder(source)
+        if source.split("/")[0] == "emoji" and not root.is_dir():
+            raise DataError(f"the emoji data set is not prepared at {root}; run `studio data emoji` first "
+                            "(with --limit N for an `emoji/3d-limitN` subset)")
         if not root.is_dir():
             raise DataError(f"data {source!r} is neither 'shapes', 'emoji' nor an image folder; check the path")
         dataset = cached_dataset(root, resolution, progress=progress, num_workers=cache_workers())

@@ -38,9 +38,10 @@ def validation_prompts(config) -> tuple[list[str], list | None]:
         scenes = heldout_captions(n, config.validation_seed)
         return [s.caption for s in scenes], scenes
     try:  # an emoji data set (by name, or a prepared folder): its held-out concepts
-        from studio.data.emoji import default_emoji_dir, emoji_prompt_suite, read_manifest
+        from studio.data.emoji import emoji_prompt_suite, read_manifest
+        from studio.paths import data_source_folder
 
-        root = default_emoji_dir() if config.data == "emoji" else Path(config.data).expanduser()
+        root = data_source_folder(config.data)
         if config.data == "emoji" or read_manifest(root) is not None:
             return emoji_prompt_suite(root, limit=n), None
     except Exception:  # not an emoji set, or one without an eval split
