@@ -122,7 +122,13 @@ def test_core_goes_on_training_from_a_trained_core(runs, capsys):
     assert info["parent"]["path"] == str(first) and info["parent"]["class_name"] == "ShallowUViT"
     _train("grow", "--from", str(first), "--resolution", "32", "--out", str(grown))
     capsys.readouterr()
-    for parent_dir, extra, message in ((grown, [], "continues a Shallow-UViT"), (first, ["--set", "width=64"], "width")):
+    odd = runs / "odd"  # a core of another width than the tiny preset's
+    main(["train", "core", "--config", "tiny", "--no-progress", "--set", "max_steps=1", "--set", "width=24",
+          "--out", str(odd)])
+    capsys.readouterr()
+    for parent_dir, extra, message in ((grown, [], "continues a Shallow-UViT"),
+                                       (first, ["--set", "width=64"], "width=64 (the parent's"),
+                                       (odd, [], "is not the parent's")):
         assert main(["train", "core", "--from", str(parent_dir), "--config", "tiny", "--no-progress",
                      "--set", "max_steps=1", *extra, "--out", str(runs / "refused")]) != 0
         assert message in capsys.readouterr().err

@@ -21,13 +21,16 @@ def _overrides(config, keys) -> dict:
     return {k: getattr(config, k) for k in keys if getattr(config, k) is not None}
 
 
-def _refuse_core_overrides(config) -> None:
+def _refuse_core_overrides(config, parent) -> None:
+    """Core keys come from the parent: one that a recipe sets to another value than the parent's is an error."""
     allowed = ("prediction",) if config.phase == "grow" else ()  # the new output layer's, not the core's
     fields = ("resolution", *CORE_FIELDS) if config.phase == "core" else CORE_FIELDS
-    given = [k for k in fields if getattr(config, k) is not None and k not in allowed]
+    given = [k for k in fields if getattr(config, k) is not None and k not in allowed
+             and getattr(config, k) != parent.config.get(k)]
     if given:
-        raise ConfigError(f"{', '.join(given)} come(s) from the parent model in phase {config.phase!r}; "
-                          "remove them from the config (the core is carried over unchanged)")
+        detail = ", ".join(f"{k}={getattr(config, k)!r} (the parent's: {parent.config.get(k)!r})" for k in given)
+        raise ConfigError(f"{detail}: in phase {config.phase!r} these come from the parent model; remove them "
+                          "from the config (the core is carried over unchanged)")
 
 
 def _stage_channels(config, preset: dict | None, resolution: int, existing: int, grid: int) -> tuple | None:
@@ -67,8 +70,8 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     from studio.growth import core_fingerprint, freeze_core, grow, unfreeze
     from studio.hub import load_model, weights_hash
 
-    _refuse_core_overrides(config)
     parent = load_model(config.init_from)
+    _refuse_core_overrides(config, parent)
     info = dict(path=str(parent.folder), name=parent.folder.name, class_name=type(parent).__name__,
                 training_phase=parent.config.training_phase, weights_hash=weights_hash(parent.folder),
                 core_fingerprint=core_fingerprint(parent))
@@ -76,6 +79,11 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         if not isinstance(parent, ShallowUViT):
             raise ConfigError(f"phase 'core' continues a Shallow-UViT, but {config.init_from} is a "
                               f"{type(parent).__name__}")
+        other = {k: v for k, v in core_preset(config.architecture).items() if parent.config.get(k) != v}
+        if other:  # the run's record names the architecture: it must be the parent's
+            detail = ", ".join(f"{k} {v} vs {parent.config.get(k)}" for k, v in other.items())
+            raise ConfigError(f"architecture {config.architecture!r} is not the parent's ({detail}): set "
+                              "the parent's preset (--set architecture=...)")
         unfreeze(parent)
         return parent.train(), info
     if config.phase == "grow":
