@@ -85,6 +85,27 @@ def test_validation_grid_is_scored_on_shapes(runs):
     assert (runs / result["grid"]).is_file() and result["grid"].endswith("step-00000007.png")
     if "alignment" in result:  # the checker is optional
         assert 0.0 <= result["alignment"]["all"] <= 1.0
+    assert result["pure_noise_detail"] < 1e-5  # the untrained model predicts x = 0 from anything
+
+
+def test_pure_noise_detail_tells_a_model_that_passes_its_input_through():
+    """The validation diagnostic: a model whose clean-image prediction from pure noise is the noise itself
+    scores ~4 (neighbouring N(0,1) pixels, clamped to [-1, 1]); one that predicts a flat picture scores 0."""
+    from studio.diffusion import v_from_x
+    from studio.train.validation import build_validation, pure_noise_detail
+
+    class Predicts(torch.nn.Module):
+        def __init__(self, through: bool):
+            super().__init__()
+            self.through, self.resolution, self.schedule_reference_resolution = through, 16, 16
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z, logsnr, tokens, mask, pooled):
+            return v_from_x(z, z if self.through else torch.zeros_like(z), logsnr)
+
+    vset = build_validation(["a red circle", "two blue squares"], None)
+    assert pure_noise_detail(Predicts(False), vset) < 1e-6
+    assert pure_noise_detail(Predicts(True), vset) > 0.5
 
 
 def test_grow_with_low_res_path_keeps_the_parents_shallow_layers(runs):

@@ -88,10 +88,32 @@ def run_validation(model, vset: ValidationSet, out_dir: str | Path, step: int, c
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:08d}.png"
     image_grid(images).save(path)
-    result: dict = {"grid": str(path.relative_to(out_dir)), "prompts": len(images)}
+    result: dict = {"grid": str(path.relative_to(out_dir)), "prompts": len(images),
+                    "pure_noise_detail": round(pure_noise_detail(model, vset), 6)}
     if vset.targets is not None and config.validation_alignment:
         result.update(_alignment(images, vset.targets))
     return result
+
+
+@torch.no_grad()
+def pure_noise_detail(model, vset: ValidationSet, seed: int = 0) -> float:
+    """Fine detail of the clean image the model predicts from pure noise (the first sampling step) for the
+    validation prompts: the mean squared difference of neighbouring pixels, in [-1, 1] units.
+
+    From pure noise the best prediction is a mean picture, smooth; a network that has not learnt to ignore
+    its input there passes the noise into it, and the sampler keeps what it predicts at that step, so every
+    sample stays speckled. Measured on 64 px cores: shapes-core-64 0.001, the CPU emoji cores 0.01."""
+    from studio.diffusion import logsnr_schedule, x0_from_v
+
+    first = next(model.parameters())
+    n = min(8, len(vset.prompts))
+    res = model.resolution
+    z = torch.randn(n, 3, res, res, generator=torch.Generator().manual_seed(seed)).to(first.device, first.dtype)
+    logsnr = logsnr_schedule(torch.ones(n), res, model.schedule_reference_resolution).to(first.device, first.dtype)
+    text = vset.cond[torch.arange(n)].to(first.device, first.dtype)
+    x0 = x0_from_v(z.float(), model(z, logsnr, text.tokens, text.mask, text.pooled).float(), logsnr.float())
+    x0 = x0.clamp(-1, 1)
+    return 0.5 * float((x0[..., 1:, :] - x0[..., :-1, :]).pow(2).mean() + (x0[..., 1:] - x0[..., :-1]).pow(2).mean())
 
 
 def _alignment(images: list[Image.Image], targets: list) -> dict:
