@@ -186,8 +186,8 @@ if __name__ == "__main__":
         sys.exit(0)
     if args.command in ("park", "unpark", "size"):
         if args.command != "size":
-            emoji_names = tuple(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir())
-            park(back=args.command == "unpark", names=emoji_names if args.data == "emoji" else PARKED_MODELS)
+            every = tuple(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir())
+            park(back=args.command == "unpark", names=every if args.data == "emoji" else PARKED_MODELS)
         report_travel_size()
         sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")

@@ -27,12 +27,19 @@ def model_dirs() -> list[Path]:
 def data_source_folder(source: str) -> Path:
     """The folder of a data source other than `shapes`: `emoji` (the prepared default emoji set), a folder
     path, or a folder under `data_dir()` such as `emoji/3d-limit192` (what `studio data emoji --limit 192`
-    writes), so a preset names its data without one machine's absolute path."""
+    writes), so a preset names its data without one machine's absolute path. An emoji set that is not
+    prepared is a DataError that says how to prepare it."""
+    path = Path(source).expanduser()
     if source == "emoji":
         from studio.data.emoji import default_emoji_dir
 
-        return default_emoji_dir()
-    path = Path(source).expanduser()
-    if not path.is_absolute() and not path.exists() and (data_dir() / path).exists():
-        return data_dir() / path
+        path = default_emoji_dir()
+    elif not path.is_absolute() and not path.exists() and (data_dir() / path).exists():
+        path = data_dir() / path
+    if path.parts[:1] == ("emoji",) or source == "emoji":
+        if not path.is_dir():
+            from studio.errors import DataError
+
+            raise DataError(f"the emoji data set is not prepared at {path}; run `studio data emoji` first (with "
+                            "--limit N for an `emoji/3d-limitN` subset), or give the path of an image folder")
     return path

@@ -161,7 +161,12 @@ def test_data_source_folder_resolves_names_under_the_data_directory(tmp_path, mo
     subset = tmp_path / "data" / "emoji" / "3d-limit5"
     subset.mkdir(parents=True)
     assert data_source_folder("emoji/3d-limit5") == subset
+    with pytest.raises(DataError, match="studio data emoji"):  # the default set, not prepared yet
+        data_source_folder("emoji")
+    (tmp_path / "data" / "emoji" / "3d").mkdir()
     assert data_source_folder("emoji") == default_emoji_dir() == tmp_path / "data" / "emoji" / "3d"
     (tmp_path / "emoji" / "3d-limit5").mkdir(parents=True)  # a folder of that name here wins, as a path does
     assert data_source_folder("emoji/3d-limit5") == Path("emoji/3d-limit5")
     assert data_source_folder(str(subset)) == subset
+    with pytest.raises(DataError, match="studio data emoji"):  # not prepared: says how
+        data_source_folder("emoji/3d-limit7")

@@ -291,9 +291,6 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, Path | None]:
     from studio.paths import data_source_folder
 
     root = data_source_folder(text)
-    if text == "emoji" and not root.is_dir():
-        raise DataError(f"the emoji data set is not prepared ({root} does not exist); run `studio data emoji` "
-                        "first, or pass --data with the path of an image folder")
     if not root.is_dir():
         raise DataError(f"unknown data {text!r}: use `shapes`, `emoji` or the path of an image folder "
                         "(images + metadata.jsonl with file_name and text)")

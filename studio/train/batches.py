@@ -50,9 +50,6 @@ def open_dataset(source: str, resolution: int, n: int, seed: int, progress: bool
         from studio.paths import data_source_folder
 
         root = data_source_folder(source)
-        if source.split("/")[0] == "emoji" and not root.is_dir():
-            raise DataError(f"the emoji data set is not prepared at {root}; run `studio data emoji` first "
-                            "(with --limit N for an `emoji/3d-limitN` subset)")
         if not root.is_dir():
             raise DataError(f"data {source!r} is neither 'shapes', 'emoji' nor an image folder; check the path")
         dataset = cached_dataset(root, resolution, progress=progress, num_workers=cache_workers())
