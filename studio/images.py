@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
 
 INFO_KEY = "studio"  # one PNG text chunk holding the settings as JSON
 
@@ -45,16 +46,32 @@ def read_png_info(path: str | Path) -> dict:
 
 
 def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2,
-         background=(255, 255, 255)) -> Image.Image:
-    """Tile same-sized images into one picture."""
+         background=(255, 255, 255), labels: Sequence[str] | None = None) -> Image.Image:
+    """Tile same-sized images into one picture; with `labels`, each tile gets its text (wrapped) beneath."""
     if not images:
         raise ValueError("grid() needs at least one image")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"grid() got {len(labels)} labels for {len(images)} images")
     columns = columns or min(len(images), 8)
     rows = (len(images) + columns - 1) // columns
     w, h = images[0].size
-    canvas = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), background)
+    font, line_h, wrapped = None, 0, []
+    if labels is not None:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=max(10, min(16, w // 12)))
+        line_h = font.size + 3
+        chars = max(8, int(w / (0.55 * font.size)))  # the default font's glyphs are ~0.55 em wide
+        wrapped = [textwrap.wrap(label, chars)[:3] or [""] for label in labels]
+    label_h = line_h * max((len(lines) for lines in wrapped), default=0)
+    cell_h = h + label_h
+    canvas = Image.new("RGB", (columns * (w + pad) + pad, rows * (cell_h + pad) + pad), background)
+    draw = ImageDraw.Draw(canvas) if labels is not None else None
     for i, im in enumerate(images):
-        canvas.paste(im.convert("RGB"), (pad + (i % columns) * (w + pad), pad + (i // columns) * (h + pad)))
+        x, y = pad + (i % columns) * (w + pad), pad + (i // columns) * (cell_h + pad)
+        canvas.paste(im.convert("RGB"), (x, y))
+        for k, line in enumerate(wrapped[i] if wrapped else ()):
+            draw.text((x + 2, y + h + 1 + k * line_h), line, fill=(0, 0, 0), font=font)
     return canvas
 
 

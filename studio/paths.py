@@ -41,5 +41,6 @@ def data_source_folder(source: str) -> Path:
             from studio.errors import DataError
 
             raise DataError(f"the emoji data set is not prepared at {path}; run `studio data emoji` first (with "
-                            "--limit N for an `emoji/3d-limitN` subset), or give the path of an image folder")
+                            "--limit N for an `emoji/3d-limitN` subset, --groups A,B for `emoji/3d-A+B`), or "
+                            "give the path of an image folder")
     return path

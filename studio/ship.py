@@ -26,12 +26,20 @@ DATA_LICENCES = {
 }
 
 
+def is_emoji_data(data: str) -> bool:
+    """Whether a run's data (a name such as `emoji` or `emoji/3d-limit192`, or the prepared folder's path,
+    which lies under `.../emoji/`) is an emoji set."""
+    return str(data).startswith("emoji") or "emoji" in Path(str(data)).parts
+
+
 def default_prompts(data: str, n: int = 8) -> list[str]:
-    if str(data).startswith("emoji"):
-        from studio.data.emoji import default_emoji_dir, emoji_prompt_suite
+    """Held-out captions of the run's own data: emoji concepts of its prepared set, or shapes scenes."""
+    if is_emoji_data(data):
+        from studio.data.emoji import emoji_prompt_suite
+        from studio.paths import data_source_folder
 
         try:
-            return emoji_prompt_suite(default_emoji_dir(), limit=n)
+            return emoji_prompt_suite(data_source_folder(str(data)), limit=n)
         except Exception:  # noqa: BLE001 - data not prepared here: fall back to fixed concepts
             return [f"{c}, 3d style" for c in ("red apple", "grinning face", "rocket", "cat face", "sun",
                                                "green heart", "pizza", "snowman")][:n]
@@ -64,7 +72,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 
     metrics: dict = {}
-    if align_n and not data.startswith("emoji"):
+    if align_n and not is_emoji_data(data):
         from studio.eval.alignment import align_model
 
         result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
@@ -86,7 +94,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
         shipped = load_model(tmp, allow_untrained=True)
         shipped.name = name
         card = model_card(shipped) | {"folder": name}  # the staging folder's name means nothing to a reader
-        (tmp / "README.md").write_text(_card_markdown(name, card, prompts, metrics, data))
+        (tmp / "README.md").write_text(_card_markdown(name, card, prompts, metrics, data, training.get("data")))
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -96,7 +104,8 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     return target
 
 
-def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, data: str) -> str:
+def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, data: str,
+                   data_info: dict | None = None) -> str:
     from studio.card import format_card
 
     t = card["training"]
@@ -121,6 +130,9 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
                   "`ceiling` is the same checker on ground-truth renderings at this resolution.", "", "```",
                   format_question_table(a["questions"], a.get("confidence", 0.95),
                                         ceiling=(a.get("ceiling") or {}).get("questions")), "```"]
-    lines += ["", "## Data and licence", "", DATA_LICENCES.get(data.split("-")[0], f"Data: {data}."), "",
+    trained_on = f"Trained on `{data}`"
+    if isinstance(data_info, dict) and data_info.get("examples"):
+        trained_on += f": {data_info['examples']} training images, {data_info.get('unique_captions', '?')} captions"
+    lines += ["", "## Data and licence", "", trained_on + ".", "", DATA_LICENCES.get("emoji" if is_emoji_data(data) else data, f"Data: {data}."), "",
               "Reproduce: see `training.json` (`config`) and the README's training commands.", ""]
     return "\n".join(lines)

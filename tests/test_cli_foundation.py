@@ -53,6 +53,26 @@ def test_sample_prompt_file(tmp_path, model_dir):
     assert [x["seed"] for x in lines] == [0, 1, 2] and lines[1]["prompt"] == "a blue circle"
 
 
+def test_sample_grid_tiles_the_prompt_files_images_over_their_prompts(tmp_path, model_dir, capsys):
+    from PIL import Image
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red star\na blue circle with a long wording that wraps over lines\nthree green squares\n")
+    out, grid_png = tmp_path / "many", tmp_path / "grid.png"
+    assert main(["sample", "--model", str(model_dir), "--prompts", str(prompts), "--steps", "2",
+                 "--out", str(out), "--grid", str(grid_png)]) == 0
+    tile = Image.open(out / "0000.png")
+    with Image.open(grid_png) as grid_image:
+        assert grid_image.width > 3 * tile.width and grid_image.height > tile.height  # three tiles, label strip
+        pixels = grid_image.convert("L")
+        strip = pixels.crop((0, tile.height + 2, tile.width, grid_image.height))
+        assert strip.getextrema()[0] < 128  # the prompt is written under its tile
+        assert tile.tobytes() == grid_image.crop((2, 2, 2 + tile.width, 2 + tile.height)).tobytes()
+    assert read_png_info(grid_png)["prompts"][2] == "three green squares"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--grid", str(grid_png)]) == 2
+    assert "--grid tiles the images of --prompts" in capsys.readouterr().err
+
+
 def test_info_prints_growth_report(model_dir, capsys):
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out

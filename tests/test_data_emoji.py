@@ -210,6 +210,19 @@ def test_limit_keeps_first_concepts(tmp_path):
     assert E.read_manifest(root)["config"]["limit"] == 2
 
 
+def test_groups_keep_only_those_unicode_groups(tmp_path):
+    root = prepare(tmp_path, groups="Smileys-Emotion, animals-nature")
+    names = {r["name"] for r in E.load_emoji_metadata(root)}
+    assert "polar bear" in names and "grinning face" in names
+    assert "thumbs up" not in names and "flag: England" not in names
+    assert E.read_manifest(root)["config"]["groups"] == ["smileys-emotion", "animals-nature"]
+    assert E.default_emoji_dir(("3d",), groups=("smileys-emotion", "food-drink")).name == \
+        "3d-smileys-emotion+food-drink"
+    assert "groups" not in E.read_manifest(prepare(tmp_path, name="all"))["config"]  # older sets still match
+    with pytest.raises(DataError, match="unknown emoji group.*choose from .*animals-nature"):
+        prepare(tmp_path, name="bad", groups="smileys,food-drink")
+
+
 def test_rerun_is_a_noop_and_other_settings_refuse(tmp_path, capsys):
     root = prepare(tmp_path)
     stamp = (root / "metadata.jsonl").stat().st_mtime_ns

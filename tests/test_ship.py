@@ -1,6 +1,7 @@
 """Publishing a run as a shipped model folder."""
 
 import json
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
@@ -47,3 +48,32 @@ def test_ship_cli_takes_the_grids_prompts_from_a_file(tmp_path, tiny_core, capsy
     assert main(["ship", str(run), "--name", "tiny2", "--out-root", str(tmp_path / "models"),
                  "--prompts", str(prompts)]) != 0
     assert "has no prompts" in capsys.readouterr().err
+
+
+def test_an_emoji_runs_card_uses_its_own_sets_held_out_concepts_and_licence(tmp_path, tiny_core, monkeypatch):
+    """A run records its emoji data by the prepared folder's path; shipping must still see emoji (no shapes
+    alignment, the emoji licence, that folder's held-out prompts), subsets included."""
+    from studio.data import emoji as E
+    from studio.ship import default_prompts, is_emoji_data
+
+    assert is_emoji_data("emoji") and is_emoji_data("emoji/3d-smileys-emotion+food-drink")
+    assert is_emoji_data("/root/.cache/studio/emoji/3d-limit192") and not is_emoji_data("shapes")
+    fixtures = Path(__file__).parent / "fixtures" / "emoji"
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    root = E.prepare_emoji(("3d",), size=16, progress=False, groups="smileys-emotion,animals-nature",
+                           package_dirs={k: fixtures / k for k in ("fluent3d", "fluentui", "openmoji")},
+                           eval_fraction=0.5)
+    held_out = {r["text"] for r in E.load_emoji_metadata(root) if r["split"] == "eval"}
+    assert held_out and set(default_prompts(str(root))) == held_out
+    assert default_prompts("emoji/" + root.name) == default_prompts(str(root))
+
+    tiny_core.register_to_config(training_phase="core")
+    run = tmp_path / "run"
+    tiny_core.save_pretrained(run)
+    (run / "training.json").write_text(json.dumps({"phase": "core", "data": {"source": str(root), "examples": 3,
+                                                                           "unique_captions": 3}}))
+    target = ship_model(run, "tiny-emoji", out_root=tmp_path / "models", steps=2, align_n=4, progress=False)
+    record = json.loads((target / "training.json").read_text())
+    assert record["shipping_metrics"] == {} and set(record["sample_prompts"]) == held_out
+    card = (target / "README.md").read_text()
+    assert "Fluent Emoji (MIT)" in card and f"Trained on `{root}`: 3 training images, 3 captions." in card

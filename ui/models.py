@@ -19,12 +19,12 @@ SHAPES_EXAMPLES = (
     "a small blue star in the top left corner on a white background",
     "two red circles on a black background",
 )
-EMOJI_EXAMPLES = (
-    "polar bear, 3d style",
-    "red apple, 3d style",
-    "rocket, 3d style",
+EMOJI_EXAMPLES = (  # concepts of the shipped emoji models' data (faces and food), which the full set also has
     "grinning face, 3d style",
-    "sunflower, 3d style",
+    "red apple, 3d style",
+    "smiling face with heart-eyes, 3d style",
+    "pizza, 3d style",
+    "blue heart, 3d style",
     "hot beverage, 3d style",
 )
 

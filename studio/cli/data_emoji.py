@@ -26,6 +26,9 @@ def register_emoji(data_subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="output folder (default: $STUDIO_DATA/emoji/<styles>)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="keep only the first N concepts (quick trials)")
+    parser.add_argument("--groups", default=None, metavar="GROUP[,GROUP]",
+                        help="keep only these Unicode groups, e.g. smileys-emotion,animals-nature,food-drink "
+                             "(default: all); the CPU emoji recipe trains on such a subset")
     parser.add_argument("--skin-tones", action="store_true",
                         help="also keep skin-tone variants (tagged in `skin_tone`; default: base emoji only)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: 256)")
@@ -48,6 +51,7 @@ def run_emoji(args: argparse.Namespace) -> int:
         tarballs = {key: args.tarball_dir / pkg.tarball_name for key, pkg in PACKAGES.items()
                     if (args.tarball_dir / pkg.tarball_name).is_file()}
     root = prepare_emoji(styles=args.styles, out=args.out, limit=args.limit, skin_tones=args.skin_tones,
+                         groups=args.groups,
                          progress=not args.quiet, size=args.size, tarballs=tarballs)
     manifest = read_manifest(root) or {}
     per_style = ", ".join(f"{style} {c['images']}" for style, c in manifest.get("counts", {}).items())

@@ -49,6 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int_range(1, 64), default=4, help="images per forward batch (default 4)")
     p.add_argument("--out", type=Path, help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
     p.add_argument("--frames", type=Path, help="also write every step's x_t and x0 into this folder")
+    p.add_argument("--grid", type=Path, metavar="PNG",
+                   help="with --prompts: also write all the images as one grid, each over its prompt")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
 
@@ -74,6 +76,8 @@ def run(args) -> int:
 
     if args.prompt is None and args.prompts is None:
         raise CLIError("give --prompt TEXT or --prompts FILE")
+    if args.grid is not None and args.prompts is None:
+        raise CLIError("--grid tiles the images of --prompts FILE; with one --prompt, --out is the picture")
     if args.prompts is not None:
         prompts = read_prompt_file(args.prompts)
     else:
@@ -90,8 +94,14 @@ def run(args) -> int:
         print(f"wrote {out}")
     else:
         out = args.out or Path("samples")
-        _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames)
+        images = _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames)
         print(f"wrote {len(prompts)} images and samples.jsonl to {out}/")
+        if args.grid is not None:
+            from studio.images import grid, save_png
+
+            save_png(grid(images, columns=min(4, len(images)), labels=prompts), args.grid,
+                     {"prompts": prompts, "model": getattr(model, "name", None), "seed": args.seed, **settings})
+            print(f"wrote {args.grid}")
     return 0
 
 
@@ -108,7 +118,8 @@ def _sample_one(model, prompt, seed, settings, out: Path, frames: Path | None) -
     save_png(to_pil(last.x0)[0], out, generation_info(model, prompt, seed, **settings))
 
 
-def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: Path | None) -> None:
+def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: Path | None) -> list:
+    """Write one PNG per prompt (and samples.jsonl) into `out`; returns the images."""
     import json
 
     from tqdm.auto import tqdm
@@ -117,7 +128,7 @@ def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: 
     from studio.sampling import generation_info, stream, to_pil
 
     out.mkdir(parents=True, exist_ok=True)
-    lines = []
+    lines, images = [], []
     for start in tqdm(range(0, len(prompts), batch_size), desc="batches"):
         chunk = prompts[start:start + batch_size]
         last = None
@@ -130,7 +141,9 @@ def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: 
             info = generation_info(model, chunk[j], seed + i, **settings)
             save_png(image, out / f"{i:04d}.png", info)
             lines.append(json.dumps(info | {"file_name": f"{i:04d}.png"}))
+            images.append(image)
     atomic_write(out / "samples.jsonl", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    return images
 
 
 def _write_frames(folder: Path, record, j: int) -> None:

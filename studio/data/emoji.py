@@ -472,19 +472,21 @@ def load_source_image(path: Path, size: int, background: tuple[int, int, int] = 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Selection: skin tones, de-duplication, limit
+# Selection: skin tones, de-duplication, groups, limit
 # ---------------------------------------------------------------------------------------------------------
 
 
-def select_images(images: Iterable[SourceImage], skin_tones: bool = False,
-                  limit: int | None = None) -> tuple[list[SourceImage], dict[str, list[dict]]]:
-    """Sort, drop skin-tone variants (unless `skin_tones`), drop repeats of one name in one style (several
-    files of the same emoji), and keep only the first `limit` concepts. Returns the kept images and what was
-    dropped, by reason."""
+def select_images(images: Iterable[SourceImage], skin_tones: bool = False, limit: int | None = None,
+                  groups: Sequence[str] | None = None) -> tuple[list[SourceImage], dict[str, list[dict]]]:
+    """Sort, drop skin-tone variants (unless `skin_tones`), keep only the Unicode `groups` given (all when
+    None), drop repeats of one name in one style (several files of the same emoji), and keep only the first
+    `limit` concepts. Returns the kept images and what was dropped, by reason."""
     dropped: dict[str, list[dict]] = {"skin_tone": [], "duplicate_name": []}
     kept: list[SourceImage] = []
     seen: set[tuple[str, str]] = set()
     for image in sorted(images, key=lambda im: im.sort_key):
+        if groups is not None and image.info.group not in groups:
+            continue
         if image.info.skin_tone and not skin_tones:
             dropped["skin_tone"].append({"style": image.style, "file": image.path.name})
             continue
@@ -698,13 +700,17 @@ def write_licenses(out: Path, used: dict[str, list[str]], package_dirs: dict[str
 
 
 def default_emoji_dir(styles: Sequence[str] = DEFAULT_STYLES, skin_tones: bool = False,
-                      limit: int | None = None, size: int = DEFAULT_SIZE) -> Path:
-    """Where `prepare_emoji` puts a data set by default: `data_dir()/emoji/<styles>[-skintones][-limitN]`."""
+                      limit: int | None = None, size: int = DEFAULT_SIZE, groups: Sequence[str] | None = None
+                      ) -> Path:
+    """Where `prepare_emoji` puts a data set by default:
+    `data_dir()/emoji/<styles>[-skintones][-<group>+<group>][-limitN]`."""
     from studio.paths import data_dir
 
     name = "+".join(styles)
     if skin_tones:
         name += "-skintones"
+    if groups:
+        name += "-" + "+".join(groups)
     if limit is not None:
         name += f"-limit{limit}"
     if size != DEFAULT_SIZE:
@@ -721,6 +727,16 @@ def normalise_styles(styles: str | Iterable[str]) -> tuple[str, ...]:
         raise DataError(f"unknown emoji style(s) {', '.join(unknown) or '(none given)'}: choose from "
                         f"{', '.join(STYLES)} (comma-separated, e.g. --styles 3d,flat,openmoji).")
     return names
+
+
+def normalise_groups(groups: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """"smileys-emotion,food-drink" or a list -> a tuple of Unicode group names (OpenMoji's spelling),
+    duplicates removed, order kept; None or empty -> None (every group). Checked against the index later."""
+    if groups is None:
+        return None
+    items = groups.split(",") if isinstance(groups, str) else list(groups)
+    names = tuple(_unique(g.strip().lower() for g in items if g.strip()))
+    return names or None
 
 
 def read_manifest(root: Path) -> dict | None:
@@ -747,6 +763,7 @@ def prepare_emoji(
     skin_tones: bool = False,
     progress: bool = True,
     *,
+    groups: str | Sequence[str] | None = None,
     size: int = DEFAULT_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     eval_fraction: float = DEFAULT_EVAL_FRACTION,
@@ -759,6 +776,8 @@ def prepare_emoji(
     styles: any of "3d" (Fluent 3D, the main style), "flat", "color" (Fluent flat / color SVG), "openmoji".
     out: output folder; default `default_emoji_dir(...)` under `$STUDIO_DATA/emoji/`.
     limit: keep only the first N concepts (in code point order), for quick trials.
+    groups: keep only these Unicode groups ("smileys-emotion", "animals-nature", "food-drink", ...; OpenMoji's
+    names), e.g. a subset a small model can learn on a CPU; None keeps every group.
     skin_tones: also keep skin-tone variants (tagged in `skin_tone`, same concept and split as the base).
     package_dirs / tarballs: package key ("fluent3d", "fluentui", "openmoji") -> an extracted package folder
     or an `npm pack` tarball, instead of downloading with npm (offline use, tests).
@@ -774,9 +793,12 @@ def prepare_emoji(
         raise DataError(f"eval_fraction {eval_fraction} must be in [0, 1).")
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit}: give a positive number of concepts, or leave it out for all.")
-    out = Path(out) if out is not None else default_emoji_dir(styles, skin_tones, limit, size)
+    groups = normalise_groups(groups)
+    out = Path(out) if out is not None else default_emoji_dir(styles, skin_tones, limit, size, groups)
     config = {"styles": list(styles), "skin_tones": bool(skin_tones), "limit": limit, "size": size,
               "background": list(background), "eval_fraction": eval_fraction, "format": FORMAT_VERSION}
+    if groups is not None:  # only then, so data sets prepared before `groups` existed keep their config
+        config["groups"] = list(groups)
 
     existing = read_manifest(out)
     if existing is not None:
@@ -808,11 +830,17 @@ def prepare_emoji(
         package_dirs[key], packages_info[key] = fetch_package(PACKAGES[key], cache_dir, tarballs.get(key))
 
     index = load_emoji_index(package_dirs[METADATA_PACKAGE] / "data" / "openmoji.json")
+    if groups is not None:
+        known = sorted({info.group for info in index.by_key.values() if info.group})
+        unknown = [g for g in groups if g not in known]
+        if unknown:
+            raise DataError(f"unknown emoji group(s) {', '.join(unknown)}: choose from {', '.join(known)} "
+                            "(comma-separated, e.g. --groups smileys-emotion,food-drink).")
     unresolved: list[Unresolved] = []
     found: list[SourceImage] = []
     for style in styles:
         found.extend(scan_style(style, package_dirs[STYLES[style].package], index, unresolved))
-    selected, dropped = select_images(found, skin_tones=skin_tones, limit=limit)
+    selected, dropped = select_images(found, skin_tones=skin_tones, limit=limit, groups=groups)
     if not selected:
         raise DataError(f"no emoji images found for styles {', '.join(styles)} in "
                         f"{', '.join(str(package_dirs[k]) for k in needed)}; delete the package folders to "
