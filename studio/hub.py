@@ -34,6 +34,16 @@ def list_models() -> dict[str, Path]:
     return found
 
 
+# The shipped models in the order a default is picked (the CLI's `--model`, the app's first choice): the
+# shapes pair has measured prompt alignment; the emoji pair knows 279 concepts.
+PREFERRED_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
+
+
+def preference_rank(name: str) -> int:
+    """Position of a model name in PREFERRED_MODELS; every other name ranks after them."""
+    return PREFERRED_MODELS.index(name) if name in PREFERRED_MODELS else len(PREFERRED_MODELS)
+
+
 def resolve_model(name_or_path: str | Path, allow_paths: bool = True) -> Path:
     """A model name or (when allowed) a folder path -> the model folder."""
     text = str(name_or_path)

@@ -114,3 +114,19 @@ def test_corrupted_weights_name_the_file(tmp_path, model_dir, capsys):
     weights.write_bytes(weights.read_bytes()[: 1000])
     assert main(["sample", "--model", str(model_dir), "--prompt", "x"]) == 2
     assert "diffusion_pytorch_model.safetensors" in capsys.readouterr().err
+
+
+def test_the_app_and_the_cli_pick_the_same_default_model(tmp_path, monkeypatch):
+    """Grown models first in the app's list; among them, the CLI's preference (shapes-256 before emoji-256,
+    whatever the alphabet says), then the rest by name."""
+    import studio.hub
+    from studio.cli.sample import pick_default_model
+    from ui.models import model_names
+
+    for name, resolution in (("a-model", 256), ("emoji-256", 256), ("shapes-256", 256), ("emoji-core-64", 64),
+                             ("big", 512)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"resolution": resolution}))
+    monkeypatch.setattr(studio.hub, "model_dirs", lambda: [tmp_path])
+    assert model_names() == ["big", "shapes-256", "emoji-256", "a-model", "emoji-core-64"]
+    assert pick_default_model() == "shapes-256"

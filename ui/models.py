@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.hub import list_models, load_model
+from studio.hub import list_models, load_model, preference_rank
 
 DEFAULT_CACHE_SIZE = 3
 
@@ -59,9 +59,10 @@ class ModelCache:
 
 
 def model_names() -> list[str]:
-    """Shipped and `$STUDIO_MODELS` model names: grown (high resolution) models first, then cores."""
+    """Shipped and `$STUDIO_MODELS` model names: grown (high resolution) models first, then cores; among
+    equals, the CLI's default order (`studio.hub.PREFERRED_MODELS`), then by name."""
     models = list_models()
-    return sorted(models, key=lambda n: (-_config(models[n]).get("resolution", 0), n))
+    return sorted(models, key=lambda n: (-_config(models[n]).get("resolution", 0), preference_rank(n), n))
 
 
 def _config(folder: Path) -> dict:

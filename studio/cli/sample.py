@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from studio.cli.argtypes import int_range
+from studio.hub import PREFERRED_MODELS
 from studio.previews import EMPTY_PROMPT_NOTE
-
-DEFAULT_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
 
 
 def _guidance(text: str) -> float:
@@ -40,7 +39,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("sample", help="generate images from prompts",
                               description="Generate images with a shipped model or a model folder.")
-    p.add_argument("--model", help=f"preset name or model folder (default: the first shipped of {', '.join(DEFAULT_MODELS)})")
+    p.add_argument("--model", help=f"preset name or model folder (default: the first shipped of {', '.join(PREFERRED_MODELS)})")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="the prompt (\"\" samples unconditionally)")
     src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
@@ -60,7 +59,7 @@ def pick_default_model() -> str:
     from studio.hub import list_models
 
     available = list_models()
-    for name in DEFAULT_MODELS:
+    for name in PREFERRED_MODELS:
         if name in available:
             return name
     if available:
