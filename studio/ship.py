@@ -133,6 +133,7 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
     trained_on = f"Trained on `{data}`"
     if isinstance(data_info, dict) and data_info.get("examples"):
         trained_on += f": {data_info['examples']} training images, {data_info.get('unique_captions', '?')} captions"
-    lines += ["", "## Data and licence", "", trained_on + ".", "", DATA_LICENCES.get("emoji" if is_emoji_data(data) else data, f"Data: {data}."), "",
+    licence = DATA_LICENCES.get("emoji" if is_emoji_data(data) else data, f"Data: {data}.")
+    lines += ["", "## Data and licence", "", trained_on + ".", "", licence, "",
               "Reproduce: see `training.json` (`config`) and the README's training commands.", ""]
     return "\n".join(lines)

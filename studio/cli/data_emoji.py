@@ -51,8 +51,7 @@ def run_emoji(args: argparse.Namespace) -> int:
         tarballs = {key: args.tarball_dir / pkg.tarball_name for key, pkg in PACKAGES.items()
                     if (args.tarball_dir / pkg.tarball_name).is_file()}
     root = prepare_emoji(styles=args.styles, out=args.out, limit=args.limit, skin_tones=args.skin_tones,
-                         groups=args.groups,
-                         progress=not args.quiet, size=args.size, tarballs=tarballs)
+                         groups=args.groups, progress=not args.quiet, size=args.size, tarballs=tarballs)
     manifest = read_manifest(root) or {}
     per_style = ", ".join(f"{style} {c['images']}" for style, c in manifest.get("counts", {}).items())
     print(f"emoji data set: {root}")

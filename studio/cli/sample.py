@@ -93,7 +93,8 @@ def run(args) -> int:
         print(f"wrote {out}")
     else:
         out = args.out or Path("samples")
-        images = _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames)
+        images = _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames,
+                              keep_images=args.grid is not None)
         print(f"wrote {len(prompts)} images and samples.jsonl to {out}/")
         if args.grid is not None:
             from studio.images import grid, save_png
@@ -117,8 +118,10 @@ def _sample_one(model, prompt, seed, settings, out: Path, frames: Path | None) -
     save_png(to_pil(last.x0)[0], out, generation_info(model, prompt, seed, **settings))
 
 
-def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: Path | None) -> list:
-    """Write one PNG per prompt (and samples.jsonl) into `out`; returns the images."""
+def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: Path | None,
+                 keep_images: bool = False) -> list:
+    """Write one PNG per prompt (and samples.jsonl) into `out`; returns the images when `keep_images` (for a
+    grid; a long prompt file otherwise never holds them all in memory)."""
     import json
 
     from tqdm.auto import tqdm
@@ -140,7 +143,8 @@ def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: 
             info = generation_info(model, chunk[j], seed + i, **settings)
             save_png(image, out / f"{i:04d}.png", info)
             lines.append(json.dumps(info | {"file_name": f"{i:04d}.png"}))
-            images.append(image)
+            if keep_images:
+                images.append(image)
     atomic_write(out / "samples.jsonl", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     return images
 
