@@ -12,6 +12,9 @@
 # it with 300 captions 27 s; growing 57 s of data preparation plus training at ~800 images/s (batch 64);
 # shipping the 256 px model with 300 captions ~45 s. So `grow` with the preset's 6 minutes fits one call
 # (~9 minutes in all); growing for 2.5 minutes (123k images) was not enough (see shapes-256-gpu.yaml).
+# DATA=emoji on one H100 (2026-11-27): preparing the 1,854 images 22 s; `CORE_SET="--set max_minutes=4"
+# CORE_TIMEOUT=390 ... core` took 435 s in all (1.03M images at 4,278 images/s); the grow phase, run by hand on
+# the still-warm machine without the smoke test (`--set max_minutes=3.7`, 157k images at 698 images/s), 292 s.
 #
 # The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
 # at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.
@@ -19,7 +22,7 @@
 # MiniLM folder in .minilm/minilm-fp16 (both made by `make gpu-carry`); they are used when present.
 # CORE_FROM is the core that `grow` starts from (default: this run's core when it is there, else the shipped
 # assets/models/shapes-core-64, so `grow` works on a fresh machine). CORE_SET / GROW_SET add `--set` overrides
-# to the two phases (e.g. a shorter budget); ALIGN_N (default 300) is the number of held-out captions each
+# to the two phases (e.g. a shorter budget; CORE_TIMEOUT, default 330 s, bounds a longer core); ALIGN_N (default 300) is the number of held-out captions each
 # shipped model is scored on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,11 +44,12 @@ CORE="$DATA-core-64" GROWN="$DATA-256"  # the shipped names; the presets add -gp
 CORE_FROM="${CORE_FROM:-}"
 [ -z "$CORE_FROM" ] && { [ -f "$RUNS/$CORE/training.json" ] && CORE_FROM="$RUNS/$CORE" ||
     CORE_FROM="assets/models/$CORE"; }
-SMOKE_N=(--set data_n=1000) GROW_N=(--set data_n=300)
+SMOKE_N=(--set data_n=1000) GROW_N=(--set data_n=300) SHIP_PROMPTS=()
 if [ "$DATA" = emoji ]; then
     stamp prepare the emoji set  # from the carried npm tarballs (scripts/gpu_env.sh), rendered at 256 px once
     studio data emoji --styles 3d || { stamp emoji data FAILED; exit 4; }
     SMOKE_N=() GROW_N=()  # the emoji set is small: every image
+    SHIP_PROMPTS=(--prompts assets/prompts/emoji-card.txt)  # the cards show the same prompts as the CPU models
 fi
 
 stamp smoke test
@@ -59,10 +63,10 @@ studio ship "$RUNS/smoke-grow" --name smoke --out-root "$RUNS/smoke-models" --al
 
 if [ "$PHASE" != grow ]; then
     stamp core
-    timeout 330 python3 -m studio train core --config "$CORE-gpu" ${CORE_SET:-} --out "$RUNS/$CORE" \
+    timeout "${CORE_TIMEOUT:-330}" python3 -m studio train core --config "$CORE-gpu" ${CORE_SET:-} --out "$RUNS/$CORE" \
         --no-progress --overwrite || { stamp core FAILED; exit 5; }
     stamp ship core
-    studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+    studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_PROMPTS[@]}" --overwrite &&
         pack_model "$CORE"
     CORE_FROM="$RUNS/$CORE"
 fi
@@ -72,7 +76,7 @@ if [ "$PHASE" != core ]; then
     timeout 540 python3 -m studio train grow --from "$CORE_FROM" --resolution 256 --config "$GROWN-gpu" \
         ${GROW_SET:-} --out "$RUNS/$GROWN" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
     stamp ship grown
-    studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" --overwrite &&
+    studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_PROMPTS[@]}" --overwrite &&
         pack_model "$GROWN"
 fi
 stamp done

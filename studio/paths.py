@@ -24,6 +24,15 @@ def model_dirs() -> list[Path]:
     return [SHIPPED_MODELS_DIR, *extra]
 
 
+def data_family(source: str) -> str:
+    """'emoji', 'shapes' or 'other': what kind of data a recorded source is. A source is a name (`shapes`,
+    `emoji`, `emoji/3d-limit192`) or a prepared folder's path, and emoji sets are prepared under `.../emoji/`."""
+    text = str(source)
+    if text.startswith("emoji") or "emoji" in Path(text).parts:
+        return "emoji"
+    return "shapes" if text.startswith("shapes") else "other"
+
+
 def data_source_folder(source: str) -> Path:
     """The folder of a data source other than `shapes`: `emoji` (the prepared default emoji set), a folder
     path, or a folder under `data_dir()` such as `emoji/3d-limit192` (what `studio data emoji --limit 192`

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from studio.errors import ModelFormatError
-from studio.paths import SHIPPED_MODELS_DIR
+from studio.paths import SHIPPED_MODELS_DIR, data_family
 
 DATA_LICENCES = {
     "shapes": "Procedural `shapes` data rendered by this project (spec: shared/specs/SHAPES.md); no third-party "
@@ -26,15 +26,9 @@ DATA_LICENCES = {
 }
 
 
-def is_emoji_data(data: str) -> bool:
-    """Whether a run's data (a name such as `emoji` or `emoji/3d-limit192`, or the prepared folder's path,
-    which lies under `.../emoji/`) is an emoji set."""
-    return str(data).startswith("emoji") or "emoji" in Path(str(data)).parts
-
-
 def default_prompts(data: str, n: int = 8) -> list[str]:
     """Held-out captions of the run's own data: emoji concepts of its prepared set, or shapes scenes."""
-    if is_emoji_data(data):
+    if data_family(data) == "emoji":
         from studio.data.emoji import emoji_prompt_suite
         from studio.paths import data_source_folder
 
@@ -72,7 +66,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 
     metrics: dict = {}
-    if align_n and not is_emoji_data(data):
+    if align_n and data_family(data) != "emoji":
         from studio.eval.alignment import align_model
 
         result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
@@ -133,7 +127,7 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
     trained_on = f"Trained on `{data}`"
     if isinstance(data_info, dict) and data_info.get("examples"):
         trained_on += f": {data_info['examples']} training images, {data_info.get('unique_captions', '?')} captions"
-    licence = DATA_LICENCES.get("emoji" if is_emoji_data(data) else data, f"Data: {data}.")
+    licence = DATA_LICENCES.get("emoji" if data_family(data) == "emoji" else data, f"Data: {data}.")
     lines += ["", "## Data and licence", "", trained_on + ".", "", licence, "",
               "Reproduce: see `training.json` (`config`) and the README's training commands.", ""]
     return "\n".join(lines)

@@ -175,6 +175,18 @@ def test_folder_data_uses_its_eval_split(tmp_path):
         fidmod.data_samples("shapes", 16, n=1)
 
 
+def test_train_split_is_the_complement_of_the_eval_split(tmp_path):
+    root = _write_folder(tmp_path / "imgs")
+    _, captions, key = fidmod.data_samples(root, 16, n=100, split="train")
+    _, _, eval_key = fidmod.data_samples(root, 16, n=100)
+    assert captions == ["image 0", "image 2", "image 4"] and key != eval_key  # separate reference caches
+    _, train_captions, train_key = fidmod.data_samples("shapes", 16, n=3, split="train")
+    _, heldout_captions, heldout_key = fidmod.data_samples("shapes", 16, n=3)
+    assert train_key != heldout_key and train_captions != heldout_captions
+    with pytest.raises(DataError, match="unknown split"):
+        fidmod.data_samples(root, 16, n=4, split="test")
+
+
 def test_fid_model_plumbing(tmp_path, monkeypatch):
     """Ground-truth "generations" of the same captions give FID ~0 and KID ~0."""
     import studio.hub

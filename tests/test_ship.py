@@ -54,10 +54,12 @@ def test_an_emoji_runs_card_uses_its_own_sets_held_out_concepts_and_licence(tmp_
     """A run records its emoji data by the prepared folder's path; shipping must still see emoji (no shapes
     alignment, the emoji licence, that folder's held-out prompts), subsets included."""
     from studio.data import emoji as E
-    from studio.ship import default_prompts, is_emoji_data
+    from studio.paths import data_family
+    from studio.ship import default_prompts
 
-    assert is_emoji_data("emoji") and is_emoji_data("emoji/3d-smileys-emotion+food-drink")
-    assert is_emoji_data("/root/.cache/studio/emoji/3d-limit192") and not is_emoji_data("shapes")
+    assert data_family("emoji") == data_family("emoji/3d-smileys-emotion+food-drink") == "emoji"
+    assert data_family("/root/.cache/studio/emoji/3d-limit192") == "emoji" and data_family("shapes") == "shapes"
+    assert data_family("/data/my-photos") == "other"
     fixtures = Path(__file__).parent / "fixtures" / "emoji"
     monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
     root = E.prepare_emoji(("3d",), size=16, progress=False, groups="smileys-emotion,animals-nature",

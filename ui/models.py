@@ -8,6 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from studio.hub import list_models, load_model, preference_rank
+from studio.paths import data_family
 
 DEFAULT_CACHE_SIZE = 3
 
@@ -19,7 +20,7 @@ SHAPES_EXAMPLES = (
     "a small blue star in the top left corner on a white background",
     "two red circles on a black background",
 )
-EMOJI_EXAMPLES = (  # concepts of the shipped emoji models' data (faces and food), which the full set also has
+EMOJI_EXAMPLES = (  # trained concepts (Fluent 3d emoji names) the shipped emoji models draw recognisably
     "grinning face, 3d style",
     "red apple, 3d style",
     "smiling face with heart-eyes, 3d style",
@@ -83,9 +84,7 @@ def family(name: str) -> str:
             source = str(json.loads((folder / "training.json").read_text()).get("data", {}).get("source", ""))
         except (OSError, json.JSONDecodeError, AttributeError):
             source = ""
-        for key in ("shapes", "emoji"):
-            if key in source.lower():
-                return key
+        return data_family(source)
     return "other"
 
 

@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     fid.add_argument("--data", required=True, help="'shapes', 'emoji' or the path of an image folder")
     fid.add_argument("--n", type=argtypes.int_at_least(2), default=1000, help="number of images (default 1000)")
     fid.add_argument("--seed", type=argtypes.seed, default=0, help="caption and sampling seed (default 0)")
+    fid.add_argument("--split", choices=("eval", "train"), default="eval",
+                     help="eval: the held-out images (default); train: the training images, a larger sample "
+                          "where the held-out split is small")
     _sampling_args(fid)
     fid.add_argument("--kid-subsets", type=argtypes.positive_int, default=100, help="KID subsets (default 100)")
     fid.add_argument("--json", type=Path, help="write the result here")
@@ -93,8 +96,10 @@ def _fid(args) -> int:
     from studio.eval.fid import fid_model
 
     result = fid_model(args.model, args.data, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                       sampler=args.sampler, batch_size=args.batch_size, kid_subsets=args.kid_subsets)
-    print(f"{result['model']} vs {result['data']} at {result['resolution']} px, n = {result['n']}")
+                       sampler=args.sampler, batch_size=args.batch_size, kid_subsets=args.kid_subsets,
+                       split=args.split)
+    print(f"{result['model']} vs {result['data']} ({result['split']} split) at {result['resolution']} px, "
+          f"n = {result['n']}")
     print(f"  FID  {result['fid']:.3f}")
     print(f"  KID  {result['kid_mean']:.5f} +- {result['kid_std']:.5f}  "
           f"({result['kid_subsets']} subsets of {result['kid_subset_size']})")

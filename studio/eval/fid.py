@@ -257,29 +257,37 @@ def kid(feats_a: np.ndarray, feats_b: np.ndarray, subsets: int = 100, subset_siz
 _FOLDER_SPLITS = ("eval", "heldout", "test", "validation")
 
 
-def _shapes_samples(resolution: int, n: int, seed: int) -> tuple[list, list[str], str]:
+SPLITS = ("eval", "train")  # eval: the held-out images (generalisation); train: what the model was fitted to
+
+
+def _shapes_samples(resolution: int, n: int, seed: int, split: str) -> tuple[list, list[str], str]:
     from studio.data.shapes import ShapesDataset
 
-    ds = ShapesDataset(resolution, size=n, seed=seed, split="heldout")
+    name = "heldout" if split == "eval" else "train"
+    ds = ShapesDataset(resolution, size=n, seed=seed, split=name)
     items = [ds[i] for i in range(n)]
-    return [it["image"] for it in items], [it["caption"] for it in items], f"shapes-heldout-s{seed}"
+    return [it["image"] for it in items], [it["caption"] for it in items], f"shapes-{name}-s{seed}"
 
 
-def _folder_samples(root: Path, resolution: int, n: int, seed: int) -> tuple[list, list[str], str]:
+def _folder_samples(root: Path, resolution: int, n: int, seed: int, split: str) -> tuple[list, list[str], str]:
     from studio.data.folder import ImageFolderDataset
 
     ds = ImageFolderDataset(root, resolution)
     indices = list(range(len(ds)))
     held = [i for i in indices if str(ds.records[i]["metadata"].get("split", "")).lower() in _FOLDER_SPLITS]
-    if held:  # a folder with a held-out split (e.g. emoji's "eval"): evaluate on it only
+    if split == "train":  # every image outside the held-out split
+        indices = sorted(set(indices) - set(held))
+    elif held:  # a folder with a held-out split (e.g. emoji's "eval"): evaluate on it only
         indices = held
+    if not indices:
+        raise DataError(f"{root} has no {split} images")
     if n < len(indices):
         rng = np.random.default_rng(seed)
         indices = sorted(int(i) for i in rng.choice(indices, n, replace=False))
     items = [ds[i] for i in indices]
     digest = hashlib.sha1(ds.cache_key.encode())
     digest.update(",".join(map(str, indices)).encode())
-    key = f"folder-{root.resolve().name}-{digest.hexdigest()[:12]}"
+    key = f"folder-{root.resolve().name}-{digest.hexdigest()[:12]}"  # the indices name the split
     return [it["image"] for it in items], [it["caption"] for it in items], key
 
 
@@ -297,14 +305,17 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, Path | None]:
     return "folder", root
 
 
-def data_samples(data: str | os.PathLike, resolution: int, n: int, seed: int = 0) -> tuple[list, list[str], str]:
-    """(images as (3, R, R) tensors in [-1, 1], captions, cache key) of up to `n` evaluation samples."""
+def data_samples(data: str | os.PathLike, resolution: int, n: int, seed: int = 0, split: str = "eval"
+                 ) -> tuple[list, list[str], str]:
+    """(images as (3, R, R) tensors in [-1, 1], captions, cache key) of up to `n` samples of the split."""
     if n < 2:
         raise DataError(f"FID needs n >= 2 images, got {n}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     kind, root = resolve_data(data)
     if kind == "shapes":
-        return _shapes_samples(resolution, n, seed)
-    return _folder_samples(root, resolution, n, seed)
+        return _shapes_samples(resolution, n, seed, split)
+    return _folder_samples(root, resolution, n, seed, split)
 
 
 def _refs_dir() -> Path:
@@ -327,11 +338,11 @@ def _save_npz_atomic(path: Path, **arrays) -> None:
 
 
 def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: int = 0, batch_size: int = 32,
-                       device: str | None = None, refresh: bool = False, progress: bool = False
-                       ) -> tuple[np.ndarray, list[str], Path]:
-    """Inception features of the data's evaluation images at `resolution`, cached as
+                       device: str | None = None, refresh: bool = False, progress: bool = False,
+                       split: str = "eval") -> tuple[np.ndarray, list[str], Path]:
+    """Inception features of the data's images of `split` at `resolution`, cached as
     `data_dir()/fid_refs/<data>-r<R>-n<n>-<version>.npz`. Returns (features, captions, cache path)."""
-    images, captions, key = data_samples(data, resolution, n, seed)
+    images, captions, key = data_samples(data, resolution, n, seed, split)
     path = _refs_dir() / f"{key}-r{resolution}-n{len(captions)}-{FEATURES_VERSION}.npz"
     if path.is_file() and not refresh:
         try:
@@ -354,12 +365,14 @@ def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: i
 def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: int = 0, steps: int = 25,
               guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8,
               kid_subsets: int = 100, kid_subset_size: int = 1000, device: str | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, split: str = "eval") -> dict:
     """FID and KID of a model against a data set, at the model's resolution.
 
-    One image is generated per evaluation caption of the data (image i uses seed + i) and compared with the
-    data's own images of those captions, both resized to 299 px for InceptionV3. `model` is a loaded model
-    or a name / path for `studio.hub.load_model`.
+    One image is generated per caption of the data's `split` (image i uses seed + i) and compared with the
+    data's own images of those captions, both resized to 299 px for InceptionV3. `split="eval"` (held-out
+    images) measures generalisation; `"train"` how well the training images were learnt, which is the larger
+    sample where the held-out split is small. `model` is a loaded model or a name / path for
+    `studio.hub.load_model`.
     """
     from studio.eval.alignment import _model_resolution
     from studio.hub import load_model
@@ -368,14 +381,15 @@ def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: in
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     resolution = _model_resolution(model)
-    ref_feats, captions, cache = reference_features(data, resolution, n, seed, device=device, progress=progress)
+    ref_feats, captions, cache = reference_features(data, resolution, n, seed, device=device, progress=progress,
+                                                    split=split)
     images = generate(model, captions, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
                       batch_size=batch_size, progress=progress)
     gen_feats = inception_features(images, device=device, progress=progress)
     size = min(kid_subset_size, len(captions))
     kid_mean, kid_std = kid(gen_feats, ref_feats, subsets=kid_subsets, subset_size=size, seed=seed)
     name = str(getattr(model, "name", type(model).__name__))
-    return {"model": name, "data": str(data), "resolution": resolution,
+    return {"model": name, "data": str(data), "split": split, "resolution": resolution,
             "n": len(captions), "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
             "fid": fid(gen_feats, ref_feats), "kid_mean": kid_mean, "kid_std": kid_std,
             "kid_subsets": kid_subsets, "kid_subset_size": size, "reference_cache": str(cache),
