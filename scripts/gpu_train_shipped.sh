@@ -44,12 +44,12 @@ CORE="$DATA-core-64" GROWN="$DATA-256"  # the shipped names; the presets add -gp
 CORE_FROM="${CORE_FROM:-}"
 [ -z "$CORE_FROM" ] && { [ -f "$RUNS/$CORE/training.json" ] && CORE_FROM="$RUNS/$CORE" ||
     CORE_FROM="assets/models/$CORE"; }
-SMOKE_N=(--set data_n=1000) GROW_N=(--set data_n=300) SHIP_PROMPTS=()
+SMOKE_N=(--set data_n=1000) GROW_N=(--set data_n=300) SHIP_ARGS=()
 if [ "$DATA" = emoji ]; then
     stamp prepare the emoji set  # from the carried npm tarballs (scripts/gpu_env.sh), rendered at 256 px once
     studio data emoji --styles 3d || { stamp emoji data FAILED; exit 4; }
     SMOKE_N=() GROW_N=()  # the emoji set is small: every image
-    SHIP_PROMPTS=(--prompts assets/prompts/emoji-card.txt)  # the cards show the same prompts as the CPU models
+    SHIP_ARGS=(--prompts assets/prompts/emoji-card.txt --fid-n 1000)  # the card grid; FID/KID on all held-out images
 fi
 
 stamp smoke test
@@ -66,7 +66,7 @@ if [ "$PHASE" != grow ]; then
     timeout "${CORE_TIMEOUT:-330}" python3 -m studio train core --config "$CORE-gpu" ${CORE_SET:-} --out "$RUNS/$CORE" \
         --no-progress --overwrite || { stamp core FAILED; exit 5; }
     stamp ship core
-    studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_PROMPTS[@]}" --overwrite &&
+    studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_ARGS[@]}" --overwrite &&
         pack_model "$CORE"
     CORE_FROM="$RUNS/$CORE"
 fi
@@ -76,7 +76,7 @@ if [ "$PHASE" != core ]; then
     timeout 540 python3 -m studio train grow --from "$CORE_FROM" --resolution 256 --config "$GROWN-gpu" \
         ${GROW_SET:-} --out "$RUNS/$GROWN" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
     stamp ship grown
-    studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_PROMPTS[@]}" --overwrite &&
+    studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_ARGS[@]}" --overwrite &&
         pack_model "$GROWN"
 fi
 stamp done

@@ -43,11 +43,15 @@ def default_prompts(data: str, n: int = 8) -> list[str]:
 
 
 def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED_MODELS_DIR,
-               prompts: list[str] | None = None, align_n: int = 0, steps: int = 25, guidance: float = 3.0,
-               overwrite: bool = False, progress: bool = True, device: str | None = None) -> Path:
+               prompts: list[str] | None = None, align_n: int = 0, fid_n: int = 0, steps: int = 25,
+               guidance: float = 3.0, overwrite: bool = False, progress: bool = True, device: str | None = None
+               ) -> Path:
     """Copy a trained run into `out_root/name` with fp16 weights, a sample grid and a model card.
 
-    Sampling (the grid, the alignment score) runs on `device`, by default the GPU when there is one."""
+    `align_n` held-out shapes captions score prompt alignment (shapes data only); `fid_n` held-out images of
+    the run's data (at most its held-out split) give FID and KID. Sampling (the grid, the metrics) runs on
+    `device`, by default the GPU when there is one. `run_dir` may be the shipped folder itself (re-shipping
+    with new metrics): everything is read before the folder is replaced."""
     from studio.card import model_card
     from studio.hub import cast_model, default_device, load_model
     from studio.images import grid, save_png
@@ -62,7 +66,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     model = load_model(run_dir, device=device)
     training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
     data = str(training.get("data", {}).get("source", training.get("config", {}).get("data", "shapes")))
-    prompts = prompts or default_prompts(data)
+    prompts = prompts or training.get("sample_prompts") or default_prompts(data)  # a re-ship keeps its grid's
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 
     metrics: dict = {}
@@ -73,6 +77,11 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
                              device=device, batch_size=batch_size)
         result.pop("details", None)
         metrics["alignment"] = result
+    if fid_n:
+        from studio.eval.fid import fid_model
+
+        metrics["fid"] = fid_model(model, data, n=fid_n, steps=steps, guidance=guidance, batch_size=batch_size,
+                                   device=device, progress=progress) | {"model": name}
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
@@ -124,6 +133,14 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
                   "`ceiling` is the same checker on ground-truth renderings at this resolution.", "", "```",
                   format_question_table(a["questions"], a.get("confidence", 0.95),
                                         ceiling=(a.get("ceiling") or {}).get("questions")), "```"]
+    if metrics.get("fid"):
+        f = metrics["fid"]
+        lines += ["", "## FID and KID (held-out images)", "",
+                  f"{f['n']} held-out images of `{f['data']}` at {f['resolution']} px, one generated per caption "
+                  f"(seed {f['seed']}, {f['steps']} {f['sampler']} steps, guidance {f['guidance']}); InceptionV3 "
+                  "features. With a few hundred images or fewer FID is biased upwards: compare models at equal n, "
+                  "and read KID (unbiased) first.", "",
+                  "| FID | KID |", "|---|---|", f"| {f['fid']:.1f} | {f['kid_mean']:.4f} |"]
     trained_on = f"Trained on `{data}`"
     if isinstance(data_info, dict) and data_info.get("examples"):
         trained_on += f": {data_info['examples']} training images, {data_info.get('unique_captions', '?')} captions"

@@ -79,3 +79,29 @@ def test_an_emoji_runs_card_uses_its_own_sets_held_out_concepts_and_licence(tmp_
     assert record["shipping_metrics"] == {} and set(record["sample_prompts"]) == held_out
     card = (target / "README.md").read_text()
     assert "Fluent Emoji (MIT)" in card and f"Trained on `{root}`: 3 training images, 3 captions." in card
+
+
+def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny_core, monkeypatch):
+    """`studio ship MODEL --name MODEL --fid-n N` on the shipped folder itself: the held-out FID/KID land in the
+    record and the card, and the weights and training record survive the folder being replaced."""
+    import studio.eval.fid as fidmod
+    from test_eval_fid import _fake_features, _write_folder
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(fidmod, "inception_features", _fake_features)
+    root = _write_folder(tmp_path / "photos", n=6, size=32)
+    tiny_core.register_to_config(training_phase="core")
+    run = tmp_path / "run"
+    tiny_core.save_pretrained(run)
+    (run / "training.json").write_text(json.dumps({"phase": "core", "steps": 3, "data": {"source": str(root)}}))
+    first = ship_model(run, "tiny", out_root=tmp_path / "models", prompts=["image 1"], steps=2, progress=False)
+    weights = (first / WEIGHTS_NAME).read_bytes()
+    again = ship_model(first, "tiny", out_root=tmp_path / "models", fid_n=100, steps=2, overwrite=True,
+                       progress=False)
+    assert again == first and (again / WEIGHTS_NAME).read_bytes() == weights
+    record = json.loads((again / "training.json").read_text())
+    fid = record["shipping_metrics"]["fid"]
+    assert fid["n"] == 3 and fid["model"] == "tiny" and fid["fid"] > 0 and record["steps"] == 3  # the eval split
+    assert record["sample_prompts"] == ["image 1"]  # the grid keeps its prompts
+    card = (again / "README.md").read_text()
+    assert "## FID and KID (held-out images)" in card and f"{fid['fid']:.1f}" in card
