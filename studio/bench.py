@@ -1119,6 +1119,22 @@ def _step_factory(model_fn, resolution: int, batch: int, config: BenchConfig, *,
                      syncs=syncs, call=call, optimizer_options=optimizer_options)
 
 
+def _guided_forward(model_fn, resolution: int, config: BenchConfig, *, channels_last=False):
+    """One guided sampling step of one image: the conditional and unconditional rows in one forward. With
+    `channels_last` only the input is NHWC (the convolutions keep that layout), as in `studio.sampling.stream`."""
+    device = torch.device(config.device)
+    model = model_fn().to(device).eval()
+    z = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)).to(device)
+    if channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
+    text, logsnr = synthetic_text(2, config.text_tokens, device), torch.zeros(2, device=device)
+
+    def forward():
+        with torch.inference_mode():
+            return model(z, logsnr, text.tokens, text.mask, text.pooled)
+    return forward
+
+
 def optimizer_step_cost(model: nn.Module, options: dict, repeats: int = 5, device="cpu") -> dict:
     """Median wall and CPU seconds of one AdamW step over `model`'s trainable parameters (random gradients)."""
     model = model.to(device)
@@ -1155,6 +1171,9 @@ def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: B
         out["channels_last_grown"] = compare_variants({
             "baseline": _step_factory(grown_fn, grown_res, bg, config),
             "channels_last": _step_factory(grown_fn, grown_res, bg, config, channels_last=True)}, bg, config)
+        out["channels_last_sampling_grown"] = compare_variants({  # what `studio.sampling.stream` does on a CPU
+            "baseline": _guided_forward(grown_fn, grown_res, config),
+            "channels_last": _guided_forward(grown_fn, grown_res, config, channels_last=True)}, 1, config)
     if "optimizer" in which:
         # AdamW: torch's default on the CPU is the per-tensor loop (foreach is the default only on CUDA);
         # foreach and fused update all tensors in a few kernels.
@@ -1682,7 +1701,8 @@ def format_markdown(result: dict) -> str:
         out += [""]
 
     if result.get("tweaks"):
-        out += ["## Candidate speed-ups (interleaved rounds, fp32 training step)", ""]
+        out += ["## Candidate speed-ups (interleaved rounds; the fp32 training step, or one guided sampling "
+                "forward where the experiment says sampling)", ""]
         rows = []
         for name, value in result["tweaks"].items():
             if name == "optimizer_step_core":

@@ -108,13 +108,18 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     sample = (noise * scheduler.init_noise_sigma).to(device, torch.float32)
 
     use_guidance = settings.guidance != 1.0
+    # On the CPU, oneDNN convolutions run faster on NHWC (channels-last) activations: one guided forward of
+    # the 256 px grown model took ~20% less on 2 cores (`studio bench --only tweaks --tweaks channels_last`),
+    # same outputs to ~1e-5. This covers models loaded without `load_model(channels_last=True)` (FID, ship,
+    # validation during training); for those loaded with it the layout is already channels-last.
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     for i, t in enumerate(scheduler.timesteps):
         logsnr = schedule.logsnr_at(t).to(device)  # (1,)
         z = scheduler.scale_model_input(sample, t)  # the VP noisy image x_t
         lam = float(logsnr)
         guided = use_guidance and (settings.guidance_interval is None
                                    or settings.guidance_interval[0] <= lam <= settings.guidance_interval[1])
-        z_in = z.to(dtype)
+        z_in = z.to(dtype).contiguous(memory_format=layout)
         if guided:
             v_cond, v_uncond = model(torch.cat([z_in, z_in]), logsnr.expand(2 * B).to(dtype), both.tokens,
                                      both.mask, both.pooled).float().chunk(2)

@@ -147,3 +147,18 @@ def test_peer_matching_is_within_ten_percent_for_the_shipped_cores(preset):
     match = match_peer(params, arch["resolution"], arch["grid"], arch["heads"], arch["depth"])
     assert match["within_tolerance"]
     assert match["transformer_blocks"] == arch["depth"]  # 2 down + 1 mid + 3 up on the 16 x 16 grid
+
+
+def test_channels_last_tweak_measures_training_and_sampling(tmp_path):
+    """`--only tweaks --tweaks channels_last`: the training step and the guided sampling forward, each against
+    its baseline (the layout `studio.sampling.stream` uses on a CPU)."""
+    from studio.cli import main
+
+    out = tmp_path / "tweaks.json"
+    assert main(["bench", "--quick", "--only", "tweaks", "--tweaks", "channels_last", "--threads", "1", "--quiet",
+                 "--json", str(out), "--markdown", str(tmp_path / "tweaks.md")]) == 0
+    tweaks = json.loads(out.read_text())["tweaks"]
+    for name in ("channels_last_grown", "channels_last_sampling_grown"):
+        assert [r["variant"] for r in tweaks[name]] == ["baseline", "channels_last"]
+        assert all(r["step_s"] > 0 and r["speedup"] > 0 for r in tweaks[name])
+    assert "channels_last_sampling_grown" in (tmp_path / "tweaks.md").read_text()
