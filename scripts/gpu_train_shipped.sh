@@ -22,8 +22,8 @@
 # MiniLM folder in .minilm/minilm-fp16 (both made by `make gpu-carry`); they are used when present.
 # CORE_FROM is the core that `grow` starts from (default: this run's core when it is there, else the shipped
 # assets/models/shapes-core-64, so `grow` works on a fresh machine). CORE_SET / GROW_SET add `--set` overrides
-# to the two phases (e.g. a shorter budget; CORE_TIMEOUT, default 330 s, bounds a longer core); ALIGN_N (default 300) is the number of held-out captions each
-# shipped model is scored on.
+# to the two phases (e.g. a shorter budget; CORE_TIMEOUT, default 330 s, bounds a longer core); ALIGN_N
+# (default 300) is the number of held-out captions each shipped shapes model is scored on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh
