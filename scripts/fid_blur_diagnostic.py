@@ -19,7 +19,7 @@ from studio.hub import load_model
 from studio.sampling import generate, to_pil
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="model names or folders (256 px)")
     parser.add_argument("--data", required=True, help="as for `studio eval fid --data`")
@@ -27,11 +27,11 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 2.0], help="blur radii in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the scores here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     results = {}
-    first = load_model(args.models[0])
-    resolution = first.config.resolution
+    models = {path: load_model(path) for path in args.models}
+    resolution = models[args.models[0]].config.resolution
     ref, captions, _ = reference_features(args.data, resolution, args.n, args.seed)
 
     def score(name, images):
@@ -49,12 +49,12 @@ def main() -> None:
     for sigma in args.sigmas:  # the real images against themselves: what the blur alone costs
         score(f"real images, blur {sigma:g}", [im.filter(ImageFilter.GaussianBlur(sigma))
                                                for im in to_pil(torch.stack(real))])
-    for path in args.models:
-        model = first if path == args.models[0] else load_model(path)
+    for path, model in models.items():
         with_blurs(path, generate(model, captions, seed=args.seed, steps=25, guidance=3.0, sampler="dpm++"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(data=args.data, n=len(captions), seed=args.seed, scores=results), f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

@@ -218,3 +218,36 @@ def test_fid_model_plumbing(tmp_path, monkeypatch):
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["fid"] == pytest.approx(0.0, abs=1e-3)
     assert main(["eval", "fid", "--model", "fake", "--data", str(tmp_path / "missing"), "--n", "4"]) == 2
+
+
+def test_blur_diagnostic_script(tmp_path, monkeypatch):
+    """scripts/fid_blur_diagnostic.py: ground-truth "generations" score ~0 raw, and blurring moves every set away
+    from the references (the real images too), more for a larger radius."""
+    import importlib.util
+    from pathlib import Path
+
+    from studio.data.shapes import heldout_captions, render_scene
+
+    spec = importlib.util.spec_from_file_location(
+        "fid_blur_diagnostic", Path(__file__).parents[1] / "scripts" / "fid_blur_diagnostic.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
+    monkeypatch.setattr(fidmod, "inception_features", _fake_features)  # reference_features looks it up here
+    monkeypatch.setattr(script, "inception_features", _fake_features)
+    model = types.SimpleNamespace(config=types.SimpleNamespace(resolution=32))
+    monkeypatch.setattr(script, "load_model", lambda name: model)
+
+    def generate(model, prompts, seed=0, **kwargs):
+        scenes = {s.caption: s for s in heldout_captions(len(prompts), seed)}
+        return [render_scene(scenes[p], model.config.resolution) for p in prompts]
+
+    monkeypatch.setattr(script, "generate", generate)
+    out = tmp_path / "blur.json"
+    scores = script.main(["--models", "truth", "--data", "shapes", "--n", "6", "--sigmas", "1", "3",
+                          "--json", str(out)])
+    assert set(scores) == {"real images, blur 1", "real images, blur 3", "truth", "truth, blur 1", "truth, blur 3"}
+    assert scores["truth"]["fid"] == pytest.approx(0.0, abs=0.1)
+    assert 0.1 < scores["truth, blur 1"]["fid"] < scores["truth, blur 3"]["fid"]
+    assert scores["real images, blur 3"] == scores["truth, blur 3"]  # the truth is the real images
+    assert json.loads(out.read_text())["scores"] == scores
