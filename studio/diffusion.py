@@ -125,12 +125,34 @@ def loss_weight(logsnr: torch.Tensor, weighting: str = "v", sigmoid_bias: float 
     raise ConfigError(f"unknown loss weighting {weighting!r}; choose one of {LOSS_WEIGHTINGS}")
 
 
-def sample_training_logsnr(batch: int, resolution: int, reference_resolution: int,
-                           generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Stratified t ~ U(0, 1) (lower-variance loss estimates), mapped through the shifted schedule."""
-    u = (torch.arange(batch, dtype=torch.float64) + torch.rand(batch, generator=generator, dtype=torch.float64)) / batch
-    u = u[torch.randperm(batch, generator=generator)]
-    return logsnr_schedule(u, resolution, reference_resolution).float().to(device)
+TIMESTEP_SAMPLINGS = ("cosine", "logit_normal")
+
+
+@dataclass(frozen=True)
+class TimestepSampler:
+    """How training draws noise levels.
+
+    - "cosine": stratified t ~ U(0, 1) (lower-variance loss estimates) through the shifted cosine schedule.
+    - "logit_normal": the clean fraction of a rectified flow, s = sigmoid(n) with n ~ N(mean, std) (JiT: mean
+      -0.8, std 0.8, more weight on noisy inputs, where layout is decided). Its logSNR is 2 log(s / (1 - s))
+      = 2 n, so logSNR ~ N(2 mean, 2 std) plus the resolution shift; stratified through the normal's quantiles.
+    """
+
+    kind: str = "cosine"
+    mean: float = -0.8
+    std: float = 0.8
+
+    def __call__(self, batch: int, resolution: int, reference_resolution: int,
+                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        u = (torch.arange(batch, dtype=torch.float64) + torch.rand(batch, generator=generator, dtype=torch.float64)) / batch
+        u = u[torch.randperm(batch, generator=generator)]
+        if self.kind == "cosine":
+            return logsnr_schedule(u, resolution, reference_resolution).float().to(device)
+        if self.kind == "logit_normal":
+            n = self.mean + self.std * math.sqrt(2.0) * torch.erfinv(2.0 * u.clamp(1e-6, 1 - 1e-6) - 1.0)
+            logsnr = 2.0 * n + resolution_shift(resolution, reference_resolution)
+            return logsnr.clamp(LOGSNR_MIN, LOGSNR_MAX).float().to(device)
+        raise ConfigError(f"unknown timestep sampling {self.kind!r}; choose one of {TIMESTEP_SAMPLINGS}")
 
 
 class LossModel:
@@ -159,12 +181,12 @@ def training_noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.
 
 
 def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", generator: torch.Generator | None = None,
-                   reduce: bool = True) -> torch.Tensor:
+                   reduce: bool = True, timesteps: TimestepSampler | None = None) -> torch.Tensor:
     """v-MSE of `model` on clean images x (B, 3, R, R) in [-1, 1] and a TextEmbedding-like `text`.
-    Noise and timesteps are drawn from `generator` (seeded runs are reproducible)."""
+    Noise and timesteps (`timesteps`, default cosine) are drawn from `generator` (seeded runs are reproducible)."""
     B = x.shape[0]
-    logsnr = sample_training_logsnr(B, model.resolution, model.schedule_reference_resolution, generator,
-                                    device=x.device)
+    logsnr = (timesteps or TimestepSampler())(B, model.resolution, model.schedule_reference_resolution, generator,
+                                              device=x.device)
     noise = training_noise(x, generator)
     z = add_noise(x, noise, logsnr)
     v_hat = model(z, logsnr, text.tokens, text.mask, text.pooled)

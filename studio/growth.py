@@ -16,7 +16,7 @@ from torch import nn
 from studio.errors import ConfigError
 from studio.hub import cast_model
 from studio.models import UNTRAINED, GrownUViT, ShallowUViT
-from studio.models.uvit import SHALLOW_LAYERS
+from studio.models.uvit import shallow_state
 
 
 def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -> tuple[int, ...]:
@@ -70,10 +70,12 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
             raise ConfigError("low_res_path comes from the grown parent "
                               f"({model.low_res is not None}); remove it to grow this model again")
         low_res = dict(low_res_path=model.config.low_res_path, low_res_skip=model.config.low_res_skip,
-                       low_res_prediction=model.config.low_res_prediction)
+                       low_res_prediction=model.config.low_res_prediction,
+                       low_res_pixel_channels=model.config.low_res_pixel_channels)
     else:
         low_res = dict(low_res_path=bool(low_res_path), low_res_skip=model.config.skip,
-                       low_res_prediction=model.config.prediction)
+                       low_res_prediction=model.config.prediction,
+                       low_res_pixel_channels=model.config.pixel_channels)
     prediction = prediction or model.config.prediction
     if low_res["low_res_path"] and prediction != "x":
         raise ConfigError("low_res_path refines the parent's clean image: grow with prediction x")
@@ -84,9 +86,7 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     cast_model(grown, model.device, model.dtype)
     grown.core.load_state_dict(model.core.state_dict())  # a copy of every core tensor, bit-exact
     if grown.low_res is not None:  # the parent's shallow layers (or its low-resolution path), bit-exact
-        source = model.low_res if isinstance(model, GrownUViT) else model
-        for name in SHALLOW_LAYERS:
-            getattr(grown.low_res, name).load_state_dict(getattr(source, name).state_dict())
+        grown.low_res.load_state_dict(shallow_state(model))
     if old_stages:  # keep the trained stages; the old stem and output conv are discarded like the shallow layers
         for name in ("encoder_stages", "decoder_stages"):
             new_list, old_list = getattr(grown, name), getattr(model, name)
@@ -157,11 +157,14 @@ def _parts(model: nn.Module) -> list[tuple[str, str, list[nn.Parameter]]]:
         return [p for n, p in named.items() if n.startswith(prefix)]
 
     if isinstance(model, ShallowUViT):
+        pixel = [("pixel layers (3x3 convs, ResBlocks)", f"{R}",
+                  params("pixel_in.") + params("pixel_encoder.") + params("pixel_decoder.")
+                  + params("pixel_out_norm.") + params("pixel_out."))] if model.config.pixel_channels else []
         return [("entry (patchify conv)", f"{R}->{G}", params("entry.")),
                 ("shallow encoder ResBlock", f"{G}", params("encoder_block.")),
                 ("core", f"{G}x{G} tokens", params("core.")),
                 ("shallow decoder ResBlock", f"{G}", params("decoder_block.")),
-                ("exit (transposed conv)", f"{G}->{R}", params("out_norm.") + params("exit."))]
+                ("exit (transposed conv)", f"{G}->{R}", params("out_norm.") + params("exit.")), *pixel]
     parts = [("stem", f"{R}", params("stem."))]
     for k in reversed(range(len(model.config.stage_channels))):
         r = G * 2 ** (k + 1)

@@ -475,10 +475,10 @@ def preview_overhead(model, prompt: str = "a red circle on a white background", 
     """
     import io
 
-    from studio.text import get_text_encoder
+    from studio.text import text_encoder_for
 
     prompts = [prompt] * batch
-    text_encoder = text_encoder or get_text_encoder()
+    text_encoder = text_encoder or text_encoder_for(model)
     kwargs = dict(seed=0, steps=steps, guidance=guidance, sampler=sampler, text_encoder=text_encoder)
     text_encoder.encode(prompts + [""])  # load the encoder and cache the embeddings
 

@@ -18,7 +18,7 @@ from PIL import Image
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
-from studio.text import TextEmbedding, get_text_encoder
+from studio.text import TextEmbedding, get_text_encoder, text_encoder_for
 
 
 
@@ -74,9 +74,10 @@ def initial_noise(batch: int, resolution: int, seed: int) -> tuple[torch.Tensor,
     return noise, generators
 
 
-def encode_prompts(prompts: Sequence[str], text_encoder=None) -> tuple[TextEmbedding, TextEmbedding]:
-    """(conditional, unconditional) embeddings; the empty prompt is the unconditional input."""
-    encoder = text_encoder or get_text_encoder()
+def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None) -> tuple[TextEmbedding, TextEmbedding]:
+    """(conditional, unconditional) embeddings; the empty prompt is the unconditional input. Without an
+    encoder, the one `model` reads (MiniLM when no model is given)."""
+    encoder = text_encoder or (text_encoder_for(model) if model is not None else get_text_encoder())
     cond = encoder.encode(list(prompts))
     uncond = encoder.encode([""] * len(prompts))
     return cond, uncond
@@ -100,7 +101,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     scheduler = make_scheduler(settings.sampler, resolution, reference)
     scheduler.set_timesteps(settings.steps)
 
-    cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder)
+    cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder, model)
     both = TextEmbedding.cat([cond, uncond]).to(device, dtype)  # (2B, T, 384): one batched forward
     cond = cond.to(device, dtype)
     B = len(prompts)

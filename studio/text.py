@@ -139,6 +139,46 @@ class TextEncoder:
         return len(self.tokenizer(prompt)["input_ids"])
 
 
+class VocabularyEncoder:
+    """The closed `shapes` vocabulary as one-hot word vectors (B, T, 384): the sweep's control for the text
+    pathway. Through the core's text projection (LayerNorm + Linear) a one-hot word is a trainable
+    embedding per word, so a model reading it learns its own word vectors, as a model trained from scratch
+    on a closed grammar would; it reads nothing outside the `shapes` words (others share one <unk> vector).
+    Token 0 is a start token, so even the empty prompt has one real token; the pooled vector is the mean."""
+
+    name = "shapes-vocab"
+
+    def __init__(self):
+        from studio.data.scene import (BACKGROUNDS, COLORS, COUNT_WORDS, PLURALS, POSITION_PHRASES, RELATIONS,
+                                       SHAPES, SIZES)
+
+        phrases = [*BACKGROUNDS, *COLORS, *SHAPES, *PLURALS.values(), *SIZES, *COUNT_WORDS.values(),
+                   *POSITION_PHRASES.values(), *RELATIONS, "a an on background"]
+        words = sorted({w for phrase in phrases for w in phrase.split()})
+        self.vocabulary = ["<start>", "<unk>", *words]
+        if len(self.vocabulary) > TEXT_DIM:  # pragma: no cover - the grammar is fixed and small
+            raise ValueError("the shapes vocabulary no longer fits the text width")
+        self.index = {w: i for i, w in enumerate(self.vocabulary)}
+
+    def token_ids(self, prompt: str) -> list[int]:
+        words = prompt.lower().replace(",", " ").split()[:MAX_TOKENS - 1]
+        return [0] + [self.index.get(w, 1) for w in words]
+
+    def token_count(self, prompt: str) -> int:
+        return len(self.token_ids(prompt))
+
+    def encode(self, prompts: list[str] | str) -> TextEmbedding:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        parts = []
+        for prompt in prompts:
+            tokens = torch.nn.functional.one_hot(torch.tensor(self.token_ids(prompt)), TEXT_DIM).float()[None]
+            parts.append(TextEmbedding(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), tokens.mean(1)))
+        return TextEmbedding.cat(parts)
+
+    _encode_uncached = encode
+
+
+TEXT_ENCODERS = ("minilm", VocabularyEncoder.name)
 _shared: dict[tuple, TextEncoder] = {}
 
 
@@ -150,6 +190,16 @@ def get_text_encoder(path: str | Path | None = None, device: str = "cpu") -> Tex
     return _shared[key]
 
 
+def text_encoder_for(model_or_name, device: str = "cpu") -> TextEncoder | VocabularyEncoder:
+    """The encoder a model reads (its config's `text_encoder`; MiniLM for folders that predate the key)."""
+    name = model_or_name if isinstance(model_or_name, str) else getattr(model_or_name, "text_encoder_name", "minilm")
+    if name == VocabularyEncoder.name:
+        return VocabularyEncoder()
+    if name != "minilm":
+        raise ModelNotFoundError(f"unknown text encoder {name!r}; this studio has {', '.join(TEXT_ENCODERS)}")
+    return get_text_encoder(device=device)
+
+
 #################################################################################
 #                     Disk cache of caption embeddings (training)               #
 #################################################################################
@@ -157,12 +207,13 @@ def get_text_encoder(path: str | Path | None = None, device: str = "cpu") -> Tex
 EMBEDDINGS_FILE_VERSION = 1
 
 
-def captions_key(captions: list[str], encoder_path: str | Path | None = None) -> str:
+def captions_key(captions: list[str], encoder_path: str | Path | None = None, encoder: str = "minilm") -> str:
     """A short hash naming the embeddings of exactly these captions, in this order, by this encoder."""
     import hashlib
 
     digest = hashlib.sha256(f"v{EMBEDDINGS_FILE_VERSION}|{MAX_TOKENS}|".encode())
-    digest.update(Path(encoder_path or default_text_encoder_path()).name.encode())
+    digest.update(Path(encoder_path or default_text_encoder_path()).name.encode() if encoder == "minilm"
+                  else encoder.encode())
     for caption in captions:
         digest.update(caption.encode("utf-8") + b"\0")
     return digest.hexdigest()[:16]
@@ -170,7 +221,7 @@ def captions_key(captions: list[str], encoder_path: str | Path | None = None) ->
 
 def precompute_embeddings(captions: list[str], path: str | Path | None = None, *, batch_size: int = 256,
                           encoder_path: str | Path | None = None, progress: bool = True,
-                          device: str | None = None) -> TextEmbedding:
+                          device: str | None = None, encoder: str = "minilm") -> TextEmbedding:
     """Embed every caption once and keep the result on disk; later calls load the file.
 
     Returns a TextEmbedding table row-aligned with `captions`: tokens padded to the longest caption
@@ -188,7 +239,7 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
 
     captions = list(captions)
     if path is None:
-        path = data_dir() / "embeddings" / f"{captions_key(captions, encoder_path)}.safetensors"
+        path = data_dir() / "embeddings" / f"{captions_key(captions, encoder_path, encoder)}.safetensors"
     path = Path(path)
     if path.is_file():
         t = load_file(path)
@@ -196,12 +247,14 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
             return TextEmbedding(t["tokens"].float(), t["mask"].bool(), t["pooled"].float())
     from studio.hub import default_device
 
-    encoder = get_text_encoder(encoder_path, device or default_device())
+    text_encoder = (get_text_encoder(encoder_path, device or default_device()) if encoder == "minilm"
+                    else text_encoder_for(encoder))
     parts = []
     for start in tqdm(range(0, len(captions), batch_size), desc="embedding captions", disable=not progress):
         chunk = captions[start:start + batch_size]
         # Straight through the uncached path: the in-memory cache would hold every caption twice.
-        parts.extend(encoder._encode_uncached(chunk))
+        parts.append(TextEmbedding.cat(text_encoder._encode_uncached(chunk)) if encoder == "minilm"
+                     else text_encoder.encode(chunk))
     table = TextEmbedding.cat(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -13,7 +13,8 @@ from studio.data.scene import Scene
 from studio.data.shapes import heldout_captions, image_to_tensor, render_scene, sample_scene
 from studio.errors import DataError, StudioError
 from studio.eval.alignment import (
-    QUESTIONS, answer_questions, check_image, checker_ceiling, detect_objects, evaluate_alignment,
+    QUESTIONS, answer_questions, check_image, checker_ceiling, detect_objects, evaluate_alignment, swap_outcome,
+    swapped_caption,
 )
 
 RES = 128
@@ -196,6 +197,28 @@ def test_answers_from_parsed_caption_dict():
     assert answer_questions(det, parse_caption(scene.caption)) == answer_questions(det, scene)
 
 
+def _positions_exchanged(scene: Scene) -> Scene:
+    """A relation scene with its two objects' places exchanged: the ground truth of the swapped caption."""
+    a, b = scene.objects
+    return _with_objects(scene, [dataclasses.replace(a, x=b.x, y=b.y), dataclasses.replace(b, x=a.x, y=a.y)])
+
+
+def test_swap_outcome_on_ground_truth():
+    scene = _first("relation")
+    twin = swapped_caption(scene.caption)
+    assert twin != scene.caption and swapped_caption(twin) == scene.caption
+    original, exchanged = render_scene(scene, RES), render_scene(_positions_exchanged(scene), RES)
+    assert swap_outcome(original, scene.caption, exchanged, twin) == {"moved": True, "changed": True}
+    # The same picture for both captions: nothing moved, and the twin's relation is wrong.
+    assert swap_outcome(original, scene.caption, original, twin) == {"moved": False, "changed": False}
+    # Both pictures exchanged: the order changes, but each caption sees the wrong side.
+    assert swap_outcome(exchanged, scene.caption, original, twin) == {"moved": False, "changed": True}
+    blank = np.full((RES, RES, 3), 245, dtype=np.uint8)
+    assert swap_outcome(blank, scene.caption, exchanged, twin) == {"moved": False, "changed": False}
+    with pytest.raises(DataError):
+        swapped_caption("a red circle on a white background")
+
+
 @pytest.fixture
 def fake_studio_model(monkeypatch):
     """Fake `studio.hub` / `studio.sampling` whose `generate` returns ground-truth renderings."""
@@ -212,6 +235,9 @@ def fake_studio_model(monkeypatch):
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", **kwargs):
         calls.update(seed=seed, steps=steps, guidance=guidance, sampler=sampler, n=len(prompts))
         by_caption = {s.caption: s for s in heldout_captions(len(prompts), seed)}
+        for scene in heldout_captions(len(prompts), seed, mix={"relation": 1.0}):  # the swap test's pairs
+            by_caption[scene.caption] = scene
+            by_caption[swapped_caption(scene.caption)] = _positions_exchanged(scene)
         return [render_scene(by_caption[p], model.config.resolution) for p in prompts]
 
     import studio.hub
@@ -240,8 +266,12 @@ def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):
     out = tmp_path / "align.json"
     assert main(["eval", "align", "--model", "fake", "--n", "6", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "ceiling" in text and "all" in text
-    assert json.loads(out.read_text())["questions"]["all"]["n"] == 6
+    assert "ceiling" in text and "all" in text and "swap test (100 relation pairs" in text
+    result = json.loads(out.read_text())
+    assert result["questions"]["all"]["n"] == 6
+    assert result["swap"]["moved"]["accuracy"] == 1.0 and len(result["swap"]["pairs"]) == 100
+    assert main(["eval", "align", "--model", "fake", "--n", "3", "--swap", "0", "--json", str(out)]) == 0
+    assert "swap" not in json.loads(out.read_text())
     out = tmp_path / "ceiling.json"
     assert main(["eval", "ceiling", "--resolution", "32", "--n", "5", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["resolution"] == 32

@@ -32,6 +32,7 @@ def int_range(lo: int, hi: int):
 
 
 positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 seed = int_at_least(0)
 resolution = int_at_least(16, " px")
 

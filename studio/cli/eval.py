@@ -31,6 +31,11 @@ def register(subparsers) -> None:
     align.add_argument("--n", type=argtypes.positive_int, default=300, help="number of captions (default 300)")
     align.add_argument("--seed", type=argtypes.seed, default=0, help="caption and sampling seed (default 0)")
     _sampling_args(align)
+    align.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="apply guidance only where the noise level's logSNR is in [LOW, HIGH]")
+    align.add_argument("--swap", type=argtypes.non_negative_int, default=100, metavar="N",
+                       help="swap test on N relation pairs: 'X left of Y' vs 'X right of Y' (and above/below) at "
+                            "the same seeds; how often the objects move (default 100, 0 = off)")
     align.add_argument("--no-ceiling", action="store_true", help="skip the ground-truth ceiling")
     align.add_argument("--json", type=Path, help="write the full result (with per-image answers) here")
     align.set_defaults(func=_align)
@@ -70,14 +75,19 @@ def _write_json(path: Path | None, result: dict) -> None:
 
 
 def _align(args) -> int:
-    from studio.eval.alignment import align_model, format_question_table
+    from studio.eval.alignment import align_model, format_question_table, format_swap
 
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
     result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                         sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling)
+                         sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
+                         swap_n=args.swap, guidance_interval=interval)
     ceiling = result.get("ceiling", {}).get("questions")
     title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
-             f"{args.sampler} {args.steps} steps, guidance {args.guidance}")
+             f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
+             + (f" in logSNR [{interval[0]:g}, {interval[1]:g}]" if interval else ""))
     print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
+    if "swap" in result:
+        print(format_swap(result["swap"]))
     _write_json(args.json, result)
     return 0
 

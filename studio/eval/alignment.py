@@ -290,6 +290,20 @@ def _relation_holds(subject: DetectedObject, obj: DetectedObject, relation: str)
     raise DataError(f"unknown relation {relation!r}; use one of {RELATIONS}")
 
 
+def subject_and_object(objs: Sequence[DetectedObject], named: list[dict]) -> tuple[DetectedObject, DetectedObject]:
+    """The two largest objects matched to a relation caption's subject and object: the pairing with more
+    matching attributes; ties prefer the one whose colours match."""
+    a, b = objs[0], objs[1]
+
+    def score(pair):
+        s, o = pair
+        colors = (s.color == named[0]["color"]) + (o.color == named[1]["color"])
+        shapes = (s.shape == named[0]["shape"]) + (o.shape == named[1]["shape"])
+        return (colors + shapes, colors)
+
+    return max([(a, b), (b, a)], key=score)
+
+
 def answer_questions(detection: Detection, target: Scene | str | dict) -> dict[str, bool]:
     """Per-question booleans for one image (only the questions that apply to the caption's kind).
 
@@ -319,15 +333,7 @@ def answer_questions(detection: Detection, target: Scene | str | dict) -> dict[s
         if len(objs) < 2:
             answers.update(color=False, shape=False, relation=False)
         else:
-            a, b = objs[0], objs[1]
-
-            def score(pair):
-                s, o = pair
-                colors = (s.color == named[0]["color"]) + (o.color == named[1]["color"])
-                shapes = (s.shape == named[0]["shape"]) + (o.shape == named[1]["shape"])
-                return (colors + shapes, colors)
-
-            subject, obj = max([(a, b), (b, a)], key=score)
+            subject, obj = subject_and_object(objs, named)
             answers["color"] = subject.color == named[0]["color"] and obj.color == named[1]["color"]
             answers["shape"] = subject.shape == named[0]["shape"] and obj.shape == named[1]["shape"]
             answers["relation"] = _relation_holds(subject, obj, content["relation"])
@@ -465,11 +471,13 @@ def _model_resolution(model) -> int:
 
 def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25, guidance: float = 3.0,
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
-                progress: bool = True, device: str = "cpu") -> dict:
+                progress: bool = True, device: str = "cpu", swap_n: int = 0,
+                guidance_interval: tuple[float, float] | None = None) -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them.
 
-    Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`)
-    and, with `ceiling`, the ground-truth ceiling at the model's resolution (`ceiling`, without details).
+    Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
+    with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
+    `swap_n` > 0 the swap test on that many relation pairs (`swap`, see `swap_test`).
     """
     from studio.data.shapes import heldout_captions
     from studio.hub import load_model
@@ -483,11 +491,92 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     resolution = _model_resolution(model)
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]
-    images = generate(model, prompts, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
-                      batch_size=batch_size, progress=progress)
+    settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
+                    progress=progress, guidance_interval=guidance_interval)
+    images = generate(model, prompts, **settings)
     report = evaluate_alignment(images, scenes, progress=progress)
     result = {"model": str(getattr(model, "name", model_name_or_path)), "resolution": resolution, "n": n,
-              "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler, **report.to_dict()}
+              "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
+              "guidance_interval": list(guidance_interval) if guidance_interval else None, **report.to_dict()}
+    if swap_n:
+        result["swap"] = swap_test(model, swap_n, **settings)
     if ceiling:
         result["ceiling"] = checker_ceiling(resolution, n, seed).to_dict(with_details=False)
     return result
+
+
+# ------------------------------------------------------------------------------------------ swap test
+
+OPPOSITE_RELATION = {"to the left of": "to the right of", "to the right of": "to the left of",
+                     "above": "below", "below": "above"}
+
+
+def swapped_caption(caption: str) -> str:
+    """The relation caption with the opposite relation (left <-> right, above <-> below)."""
+    content = _caption_content(caption)
+    if content["kind"] != "relation":
+        raise DataError(f"the swap test takes relation captions, got {caption!r}")
+    relation = content["relation"]
+    return caption.replace(f" {relation} ", f" {OPPOSITE_RELATION[relation]} ", 1)
+
+
+def _offset(image, caption: str) -> float | None:
+    """The subject's centre minus the object's along the caption's relation axis (fractions of R; x for
+    left/right, y downwards for above/below), or None when fewer than two objects are drawn."""
+    content = _caption_content(caption)
+    objs = detect_objects(image).objects
+    if len(objs) < 2:
+        return None
+    subject, obj = subject_and_object(objs, content["objects"])
+    axis = "x" if content["relation"] in ("to the left of", "to the right of") else "y"
+    return getattr(subject, axis) - getattr(obj, axis)
+
+
+def swap_outcome(image_a, caption_a: str, image_b, swapped_b: str) -> dict[str, bool]:
+    """One swap pair, drawn at the same seed: `moved` when the subject sits on the asked side of the object
+    in both images (the objects trade places as the words do), `changed` when the side differs at all."""
+    a, b = _offset(image_a, caption_a), _offset(image_b, swapped_b)
+    if a is None or b is None:
+        return {"moved": False, "changed": False}
+    relation = _caption_content(caption_a)["relation"]
+    sign = -1.0 if relation in ("to the left of", "above") else 1.0  # the side caption A asks for
+    return {"moved": sign * a > 0 and sign * b < 0, "changed": (a > 0) != (b > 0)}
+
+
+def swap_captions(n: int, seed: int = 0) -> list[str]:
+    """The first `n` relation captions of the held-out split (their swapped twins follow from them)."""
+    from studio.data.shapes import heldout_captions
+
+    return [scene.caption for scene in heldout_captions(n, seed, mix={"relation": 1.0})]
+
+
+def format_swap(swap: dict) -> str:
+    """One line per swap-test share, for terminals and reports."""
+    lines = [f"swap test ({swap['n']} relation pairs, the same seeds):"]
+    for key, what in (("moved", "objects trade places as the words ask"), ("changed", "their order changes at all")):
+        s = swap[key]
+        lines.append(f"  {key:<8} {s['accuracy']:.3f}   [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
+                     f"{s['correct']:>5}/{s['n']:<5} {what}")
+    return "\n".join(lines)
+
+
+def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: float = 3.0, sampler: str = "dpm++",
+              batch_size: int = 8, progress: bool = False, confidence: float = 0.95, **sample_kwargs) -> dict:
+    """"X left of Y" against "X right of Y" (and above/below) at the same seeds: how often the objects move.
+
+    Pair i samples a held-out relation caption and its swapped twin with seed `seed + i`. Returns the share
+    of pairs where the objects trade places as asked (`moved`) and where their order changes at all
+    (`changed`), each with a Wilson interval, and one record per pair."""
+    from studio.sampling import generate
+
+    if n < 1:
+        raise DataError(f"n must be >= 1, got {n}")
+    captions = swap_captions(n, seed)
+    twins = [swapped_caption(c) for c in captions]
+    settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
+                    progress=progress, **sample_kwargs)
+    images_a, images_b = generate(model, captions, **settings), generate(model, twins, **settings)
+    pairs = [dict(caption=c, swapped=t, **swap_outcome(a, c, b, t))
+             for c, t, a, b in zip(captions, twins, images_a, images_b)]
+    stats = {key: asdict(_stats([p[key] for p in pairs], confidence)) for key in ("moved", "changed")}
+    return {"n": n, "seed": seed, "confidence": confidence, **stats, "pairs": pairs}

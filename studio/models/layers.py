@@ -57,16 +57,30 @@ class PooledTextEmbedder(nn.Module):
 #################################################################################
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    """Self-attention over the image tokens. With `joint=True` (ours, after SD3's MMDiT) the text tokens
+    join it: image queries attend to the image tokens and the text tokens together, the text through keys
+    and values of its own, so one attention decides both layout and what the caption asks for."""
+
+    def __init__(self, dim: int, heads: int, joint: bool = False):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)  # fused QKV: one matmul instead of three
         self.proj = nn.Linear(dim, dim)
+        self.text_kv = nn.Linear(dim, 2 * dim) if joint else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D)
-        B, N, D = x.shape
+    def forward(self, x: torch.Tensor, text: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape  # x (B, N, D); joint: text (B, T, D), mask (B, T) bool
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3x (B, h, N, d)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
+        attn_mask = None
+        if self.text_kv is not None:
+            T = text.shape[1]
+            tk, tv = self.text_kv(text).view(B, T, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+            k, v = torch.cat([k, tk], dim=2), torch.cat([v, tv], dim=2)  # (B, h, N + T, d)
+            attn_mask = torch.cat([mask.new_ones(B, N), mask], dim=1)[:, None, None, :]  # (B, 1, 1, N + T)
+        elif mask is not None:  # a masked self-attention over text tokens (TextTransformer)
+            attn_mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, N, d)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
@@ -91,14 +105,18 @@ class CrossAttention(nn.Module):
 
 class TransformerBlock(nn.Module):
     """Self-attention, masked cross-attention to text, MLP; each modulated by adaLN from the conditioning
-    vector with zero-initialised gates (DiT's adaLN-Zero), so a fresh block is the identity."""
+    vector with zero-initialised gates (DiT's adaLN-Zero), so a fresh block is the identity.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+    `joint_attention=True` drops the cross-attention: the text tokens join the self-attention instead."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, joint_attention: bool = False):
         super().__init__()
+        self.joint = joint_attention
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.cross = CrossAttention(dim, heads)
+        self.attn = SelfAttention(dim, heads, joint=joint_attention)
+        if not joint_attention:
+            self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.cross = CrossAttention(dim, heads)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
@@ -108,10 +126,31 @@ class TransformerBlock(nn.Module):
         # x (B, N, D), cond (B, D), text (B, T, D), mask (B, T)
         (shift1, scale1, gate1, shift2, scale2, gate2,
          shift3, scale3, gate3) = self.adaLN(cond).chunk(9, dim=-1)  # 9x (B, D)
-        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
-        x = x + gate2[:, None] * self.cross(modulate(self.norm2(x), shift2, scale2), text, mask)
+        if self.joint:
+            x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), text, mask)
+        else:
+            x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+            x = x + gate2[:, None] * self.cross(modulate(self.norm2(x), shift2, scale2), text, mask)
         x = x + gate3[:, None] * self.mlp(modulate(self.norm3(x), shift3, scale3))
         return x
+
+
+class TextTransformer(nn.Module):
+    """A small trainable transformer over the projected text states (B, T, D), pre-norm, masked: the frozen
+    encoder's states are re-read for what the image tokens need (which word binds to which object)."""
+
+    def __init__(self, dim: int, heads: int, layers: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.ModuleDict(dict(
+            norm1=nn.LayerNorm(dim, eps=1e-6), attn=SelfAttention(dim, heads), norm2=nn.LayerNorm(dim, eps=1e-6),
+            mlp=nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(approximate="tanh"),
+                              nn.Linear(int(dim * mlp_ratio), dim)))) for _ in range(layers))
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, D), (B, T) bool
+        for block in self.blocks:
+            text = text + block["attn"](block["norm1"](text), mask=mask)
+            text = text + block["mlp"](block["norm2"](text))
+        return text
 
 
 #################################################################################

@@ -14,6 +14,8 @@ CORE_PRESETS: dict[str, dict] = {
     "core-64": dict(resolution=64, grid=16, core_channels=128, width=256, depth=6, heads=4, skip=True),
     # What a 2-core CPU trains in an hour (~16 images/s fp32): the same grid and depth at half the width.
     "core-64-cpu": dict(resolution=64, grid=16, core_channels=64, width=128, depth=6, heads=2, skip=True),
+    # The recipe sweep's CPU scale and notebook 02's learner run: 32 px on an 8 x 8 token grid.
+    "core-32-cpu": dict(resolution=32, grid=8, core_channels=64, width=128, depth=4, heads=4, skip=True),
 }
 
 # Growth recipes: the stages added around a core (listed from the core outwards, see GrownUViT).

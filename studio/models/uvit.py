@@ -20,6 +20,9 @@ from studio.models.core import Core
 from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
 
 UNTRAINED = "untrained"
+# The config keys that describe the core (and the text encoder it reads): carried unchanged into grown models.
+CORE_KEYS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim", "text_layers",
+             "text_positions", "joint_attention", "text_encoder")
 
 
 class _UViT(ModelMixin, ConfigMixin):
@@ -29,7 +32,8 @@ class _UViT(ModelMixin, ConfigMixin):
 
     def _build_core(self) -> Core:
         c = self.config
-        return Core(c.core_channels, c.grid, c.width, c.depth, c.heads, c.mlp_ratio, c.text_dim)
+        return Core(c.core_channels, c.grid, c.width, c.depth, c.heads, c.mlp_ratio, c.text_dim, c.text_layers,
+                    c.text_positions, c.joint_attention)
 
     @property
     def resolution(self) -> int:
@@ -57,42 +61,81 @@ class _UViT(ModelMixin, ConfigMixin):
             return v_from_x(sample.float(), out.float(), logsnr).to(out.dtype)
         return out
 
+    @property
+    def text_encoder_name(self) -> str:
+        """Which text encoder the model reads (`studio.text.text_encoder_for`)."""
+        return self.config.text_encoder
+
     def core_config(self) -> dict:
-        keys = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim")
-        return {k: self.config[k] for k in keys}
+        return {k: self.config[k] for k in CORE_KEYS}
 
 
 #################################################################################
 #                                Shallow-UViT                                   #
 #################################################################################
 
-SHALLOW_LAYERS = ("entry", "encoder_block", "decoder_block", "out_norm", "exit")  # discarded (or kept) at growth
+def shallow_state(model) -> dict:
+    """The tensors of a model's shallow layers (everything of a Shallow-UViT but its core; a grown model's
+    low-resolution path), named as in `_ShallowLayers`: what growth keeps as the low-resolution path."""
+    if isinstance(model, GrownUViT):
+        return model.low_res.state_dict()
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("core.")}
 
 
 class _ShallowLayers:
-    """The Shallow-UViT's layers around the core, shared by the Shallow-UViT and a grown model's LowResPath."""
+    """The Shallow-UViT's layers around the core, shared by the Shallow-UViT and a grown model's LowResPath.
+
+    `pixel_channels` > 0 (ours, after U-ViT) adds layers at full resolution: a 3x3 conv and a ResBlock
+    before the patchify conv, and after the transposed conv a ResBlock fed with a skip from the first, then a
+    3x3 output conv. Without them every output pixel is a linear function of one token (4 px patches show
+    as a texture) and the patchify conv reads the raw noisy pixels."""
 
     def _build_shallow(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool,
-                       build_core=None) -> None:
+                       build_core=None, pixel_channels: int = 0) -> None:
         """Create the layers; `build_core` runs between the entry and the exit layers, the order in which the
         Shallow-UViT has always drawn its random initial weights (a seed keeps giving the same model)."""
         patch = resolution // grid
-        self.entry = nn.Conv2d(3, core_channels, kernel_size=patch, stride=patch)
+        P = pixel_channels
+        if P:
+            self.pixel_in = nn.Conv2d(3, P, 3, padding=1)
+            self.pixel_encoder = ResBlock(P, P, cond_dim)
+        self.entry = nn.Conv2d(P or 3, core_channels, kernel_size=patch, stride=patch)
         self.encoder_block = ResBlock(core_channels, core_channels, cond_dim)
         if build_core is not None:
             build_core()
         self.decoder_block = ResBlock((2 if skip else 1) * core_channels, core_channels, cond_dim)
         self.out_norm = group_norm(core_channels)
-        self.exit = nn.ConvTranspose2d(core_channels, 3, kernel_size=patch, stride=patch)
+        self.exit = nn.ConvTranspose2d(core_channels, P or 3, kernel_size=patch, stride=patch)
+        if P:
+            self.pixel_decoder = ResBlock(2 * P, P, cond_dim)
+            self.pixel_out_norm = group_norm(P)
+            self.pixel_out = nn.Conv2d(P, 3, 3, padding=1)
 
-    def encode(self, sample: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, 3, R0, R0) -> (B, C, G, G)
-        return self.encoder_block(self.entry(sample), cond)
+    @property
+    def last_layer(self) -> nn.Module:
+        """The layer that writes the pixels (zero-initialised in a fresh Shallow-UViT)."""
+        return getattr(self, "pixel_out", None) or self.exit
 
-    def decode(self, h: torch.Tensor, skip: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
-        """Core output (B, C, G, G), plus the encoder's output when the layers have the skip -> (B, 3, R0, R0)."""
+    def encode(self, sample: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, R0, R0) -> token-grid features (B, C, G, G) and the full-resolution features (B, P, R0, R0)
+        that the pixel layers skip to the output (None without pixel layers)."""
+        pixels = None
+        if hasattr(self, "pixel_in"):
+            pixels = self.pixel_encoder(self.pixel_in(sample), cond)  # (B, P, R0, R0)
+            sample = pixels
+        return self.encoder_block(self.entry(sample), cond), pixels
+
+    def decode(self, h: torch.Tensor, skip: torch.Tensor | None, cond: torch.Tensor,
+               pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """Core output (B, C, G, G), plus the encoder's output when the layers have the skip (and the
+        full-resolution features with pixel layers) -> (B, 3, R0, R0)."""
         if skip is not None:
             h = torch.cat([h, skip], dim=1)  # (B, 2C, G, G)
-        return self.exit(F.silu(self.out_norm(self.decoder_block(h, cond))))
+        out = self.exit(F.silu(self.out_norm(self.decoder_block(h, cond))))  # (B, P or 3, R0, R0)
+        if pixels is not None:
+            out = self.pixel_decoder(torch.cat([out, pixels], dim=1), cond)  # (B, P, R0, R0)
+            out = self.pixel_out(F.silu(self.pixel_out_norm(out)))  # (B, 3, R0, R0)
+        return out
 
 
 class ShallowUViT(_ShallowLayers, _UViT):
@@ -110,23 +153,25 @@ class ShallowUViT(_ShallowLayers, _UViT):
     def __init__(self, resolution: int = 64, grid: int = 16, core_channels: int = 128, width: int = 256,
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
-                 skip: bool = False, prediction: str = "v"):
+                 skip: bool = False, prediction: str = "v", text_layers: int = 0, text_positions: int = 0,
+                 joint_attention: bool = False, pixel_channels: int = 0, text_encoder: str = "minilm"):
         super().__init__()
         self._check_prediction()
         patch = resolution // grid
         if patch * grid != resolution or patch < 1:
             raise ValueError(f"resolution {resolution} must be a multiple of the core grid {grid}")
         self._build_shallow(resolution, grid, core_channels, width, skip,
-                            build_core=lambda: setattr(self, "core", self._build_core()))
-        nn.init.zeros_(self.exit.weight)  # the untrained network outputs 0 (v = 0, or x = 0)
-        nn.init.zeros_(self.exit.bias)
+                            build_core=lambda: setattr(self, "core", self._build_core()),
+                            pixel_channels=pixel_channels)
+        nn.init.zeros_(self.last_layer.weight)  # the untrained network outputs 0 (v = 0, or x = 0)
+        nn.init.zeros_(self.last_layer.bias)
 
     def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
                 text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
-        cond, text = self.core.condition(logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
-        skip = self.encode(sample, cond)  # (B, C, G, G)
+        cond, text = self.core.condition(logsnr, text_tokens, text_pooled, text_mask)  # (B, D), (B, T, D)
+        skip, pixels = self.encode(sample, cond)  # (B, C, G, G), (B, P, R, R) or None
         h = self.core(skip, cond, text, text_mask)  # (B, C, G, G)
-        out = self.decode(h, skip if self.config.skip else None, cond)  # (B, 3, R, R)
+        out = self.decode(h, skip if self.config.skip else None, cond, pixels)  # (B, 3, R, R)
         return self._as_v(out, sample, logsnr)
 
 
@@ -164,10 +209,11 @@ class LowResPath(_ShallowLayers, nn.Module):
     trained at), the parent predicts its clean R0 px image, and that is upsampled for the new stages to refine.
     """
 
-    def __init__(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool, prediction: str):
+    def __init__(self, resolution: int, grid: int, core_channels: int, cond_dim: int, skip: bool, prediction: str,
+                 pixel_channels: int = 0):
         super().__init__()
         self.resolution, self.skip, self.prediction = resolution, skip, prediction
-        self._build_shallow(resolution, grid, core_channels, cond_dim, skip)
+        self._build_shallow(resolution, grid, core_channels, cond_dim, skip, pixel_channels=pixel_channels)
 
     def pool(self, sample: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         """(B, 3, R, R) at logSNR lambda_R -> (B, 3, R0, R0) variance-preserving at lambda_R + 2 log(R/R0).
@@ -180,9 +226,9 @@ class LowResPath(_ShallowLayers, nn.Module):
         return F.avg_pool2d(sample, factor) * scale
 
     def clean_image(self, h: torch.Tensor, skip: torch.Tensor, pooled: torch.Tensor, cond: torch.Tensor,
-                    logsnr: torch.Tensor) -> torch.Tensor:
+                    logsnr: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """Core output (B, C, G, G) -> the parent's clean-image prediction (B, 3, R0, R0)."""
-        out = self.decode(h, skip if self.skip else None, cond)
+        out = self.decode(h, skip if self.skip else None, cond, pixels)
         if self.prediction == "v":
             return x0_from_v(pooled.float(), out.float(), logsnr.float()).to(out.dtype)
         return out
@@ -203,7 +249,8 @@ class GrownUViT(_UViT):
                  stage_channels: tuple[int, ...] = (128, 64, 32, 32), blocks_per_stage: int = 1,
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
                  prediction: str = "v", low_res_path: bool = False, low_res_skip: bool = False,
-                 low_res_prediction: str = "x"):
+                 low_res_prediction: str = "x", text_layers: int = 0, text_positions: int = 0,
+                 joint_attention: bool = False, low_res_pixel_channels: int = 0, text_encoder: str = "minilm"):
         super().__init__()
         self._check_prediction()
         stages = math.log2(resolution / grid)
@@ -231,7 +278,7 @@ class GrownUViT(_UViT):
                 raise ValueError(f"low_res_path needs the parent's resolution as reference_resolution, a proper "
                                  f"divisor of {resolution}; got {reference_resolution}")
             self.low_res = LowResPath(reference_resolution, grid, core_channels, width, low_res_skip,
-                                      low_res_prediction)
+                                      low_res_prediction, low_res_pixel_channels)
             nn.init.zeros_(self.encoder_stages[0].down.conv.weight)  # the new encoder adds nothing at first
             nn.init.zeros_(self.encoder_stages[0].down.conv.bias)
 
@@ -240,7 +287,7 @@ class GrownUViT(_UViT):
         core_logsnr = logsnr
         if self.low_res is not None:  # the core and the parent's layers read the pooled image's noise level
             core_logsnr = logsnr - resolution_shift(self.resolution, self.low_res.resolution)
-        cond, text = self.core.condition(core_logsnr, text_tokens, text_pooled)  # (B, D), (B, T, D)
+        cond, text = self.core.condition(core_logsnr, text_tokens, text_pooled, text_mask)  # (B, D), (B, T, D)
         h = self.stem(sample)  # (B, c_K, R, R)
         skips = []
         for stage in reversed(self.encoder_stages):  # outermost first
@@ -250,7 +297,7 @@ class GrownUViT(_UViT):
             h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
         if self.low_res is not None:
             pooled = self.low_res.pool(sample, logsnr)  # (B, 3, R0, R0)
-            low_skip = self.low_res.encode(pooled, cond)  # (B, C, G, G)
+            low_skip, low_pixels = self.low_res.encode(pooled, cond)  # (B, C, G, G), (B, P, R0, R0) or None
             h = h + low_skip
         h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
         core_out = h
@@ -260,7 +307,8 @@ class GrownUViT(_UViT):
                 h = block(h, cond)
         out = self.out(F.silu(self.out_norm(h)))  # (B, 3, R, R)
         if self.low_res is not None:  # the new stages refine the parent's upsampled picture
-            x_low = self.low_res.clean_image(core_out, low_skip, pooled, cond, core_logsnr)  # (B, 3, R0, R0)
+            x_low = self.low_res.clean_image(core_out, low_skip, pooled, cond, core_logsnr,
+                                             low_pixels)  # (B, 3, R0, R0)
             out = out + F.interpolate(x_low, size=out.shape[-2:], mode="bilinear", align_corners=False)
         return self._as_v(out, sample, logsnr)  # (B, 3, R, R)
 

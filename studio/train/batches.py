@@ -127,7 +127,7 @@ class BatchSource:
 
 
 def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
-                  progress: bool = True) -> tuple[BatchSource, DataInfo]:
+                  progress: bool = True, text_encoder: str = "minilm") -> tuple[BatchSource, DataInfo]:
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
     from studio.text import precompute_embeddings
 
@@ -137,7 +137,7 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     row = {c: i for i, c in enumerate(unique)}
     caption_ids = np.full(len(dataset), -1, dtype=np.int64)
     caption_ids[indices] = [row[c] for c in captions]
-    table = precompute_embeddings(unique, progress=progress)
+    table = precompute_embeddings(unique, progress=progress, encoder=text_encoder)
     source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
                          config.cfg_dropout, rank, world, fixed_length=config.compile, device=device)
     info = DataInfo(config.data, resolution, dataset.path.name, len(indices), len(unique) - 1)

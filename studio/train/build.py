@@ -14,7 +14,8 @@ import torch
 from studio.errors import ConfigError
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
 
-CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction")
+CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction", "text_encoder",
+               "text_layers", "text_positions", "joint_attention", "pixel_channels")
 
 
 def _overrides(config, keys) -> dict:
@@ -56,6 +57,7 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         recipe = grown_preset(config.architecture)
         core = core_preset(recipe["core"]) | _overrides(config, CORE_FIELDS)
         core.pop("skip", None)  # the Shallow-UViT's own skip; a grown model has skips at every stage
+        core.pop("pixel_channels", None)  # and its own full-resolution layers
         resolution = config.resolution or recipe["resolution"]
         stages = _stage_channels(config, recipe, resolution, 0, core["grid"])
         if stages is None:

@@ -47,6 +47,12 @@ class TrainConfig:
     blocks_per_stage: int | None = None
     freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
     low_res_path: bool | None = None  # grow: keep the parent's shallow layers as a frozen low-resolution path
+    # core: the text pathway and the pixel layers (studio.models.core / uvit; None = the preset's or off)
+    text_encoder: str | None = None  # "minilm" (any prompt) or "shapes-vocab" (the closed-vocabulary control)
+    text_layers: int | None = None  # a trainable text transformer of this many layers over the text states
+    text_positions: int | None = None  # learned position embedding on the first N text tokens (0 = none)
+    joint_attention: bool | None = None  # text tokens join the self-attention instead of cross-attention
+    pixel_channels: int | None = None  # full-resolution 3x3 ResBlocks and output conv of this width (0 = none)
 
     # --- data
     data: str = "shapes"  # "shapes", "emoji" (prepared with `studio data emoji`) or an image-folder path
@@ -64,6 +70,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     core_lr_multiplier: float = 0.1  # finetune: the unfrozen core trains at lr * this
     loss_weighting: str = "v"  # v | sigmoid | min_snr | x (studio.diffusion.LOSS_WEIGHTINGS)
+    timestep_sampling: str = "cosine"  # cosine (t uniform) | logit_normal (studio.diffusion.TIMESTEP_SAMPLINGS)
+    logit_normal_mean: float = -0.8  # logit_normal: the clean fraction's logit ~ N(mean, std) (JiT's values)
+    logit_normal_std: float = 0.8
     cfg_dropout: float = 0.1  # fraction of examples whose caption is replaced by the empty prompt
     ema_decay: float = 0.999  # 0 = no EMA (the raw weights are saved)
 
@@ -99,7 +108,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values; raises ConfigError naming the key and what is allowed."""
-        from studio.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, SAMPLERS
+        from studio.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, SAMPLERS, TIMESTEP_SAMPLINGS
+        from studio.text import TEXT_ENCODERS
         from studio.models.presets import CORE_PRESETS, GROWN_PRESETS
 
         def need(ok: bool, message: str) -> None:
@@ -127,6 +137,13 @@ class TrainConfig:
         need(self.core_lr_multiplier >= 0, f"core_lr_multiplier must be >= 0, got {self.core_lr_multiplier}")
         need(self.prediction in (None, *PREDICTIONS),
              f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
+        need(self.timestep_sampling in TIMESTEP_SAMPLINGS, f"timestep_sampling must be one of "
+             f"{', '.join(TIMESTEP_SAMPLINGS)}, got {self.timestep_sampling!r}")
+        need(self.logit_normal_std > 0, f"logit_normal_std must be > 0, got {self.logit_normal_std}")
+        need(self.text_encoder in (None, *TEXT_ENCODERS),
+             f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}, got {self.text_encoder!r}")
+        for key in ("text_layers", "text_positions", "pixel_channels"):
+            need(getattr(self, key) is None or getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
         need(self.loss_weighting in LOSS_WEIGHTINGS,
              f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")

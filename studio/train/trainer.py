@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from studio.diffusion import LossModel, diffusion_loss
+from studio.diffusion import LossModel, TimestepSampler, diffusion_loss
 from studio.errors import ConfigError, StudioError
 from studio.train import checkpoint as ckpt
 from studio.train.config import TrainConfig
@@ -34,6 +34,10 @@ from studio.train.config import TrainConfig
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "train_config.json"
 TRAINING_FILE = "training.json"
+
+
+def timestep_sampler(config: TrainConfig) -> "TimestepSampler":
+    return TimestepSampler(config.timestep_sampling, config.logit_normal_mean, config.logit_normal_std)
 
 
 class TrainingDivergedError(StudioError):
@@ -115,7 +119,8 @@ class Trainer:
             self.model.to(acc.device)
             self.batches, self.data_info = build_batches(
                 config, self.model.resolution, rank=acc.process_index, world=acc.num_processes,
-                device=acc.device, progress=progress and acc.is_main_process)
+                device=acc.device, progress=progress and acc.is_main_process,
+                text_encoder=self.model.text_encoder_name)
             self.validation = self._build_validation() if acc.is_main_process else None
         self.core_fingerprint_start = core_fingerprint(self.model)
         self.core_frozen = not any(p.requires_grad for p in self.model.core.parameters())
@@ -168,7 +173,7 @@ class Trainer:
             records = self.batches.dataset.records
             prompts = list(dict.fromkeys(records[i]["caption"] for i in self.batches.indices))
             prompts = prompts[:self.config.validation_n]
-        return build_validation(prompts, targets)
+        return build_validation(prompts, targets, self.model.text_encoder_name)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
@@ -245,7 +250,7 @@ class Trainer:
         images, text = self.batches.batch(self.step, self.generator)
         with acc.autocast():
             loss = diffusion_loss(self.loss_model, images, text, weighting=c.loss_weighting,
-                                  generator=self.generator)
+                                  generator=self.generator, timesteps=timestep_sampler(c))
         finite = torch.isfinite(loss.detach()).float()
         if acc.num_processes > 1:  # all processes must agree to skip, or DDP's all-reduce would hang
             finite = acc.reduce(finite, reduction="mean")

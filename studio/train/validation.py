@@ -49,10 +49,10 @@ def validation_prompts(config) -> tuple[list[str], list | None]:
     return [], None  # filled from the training captions by the trainer
 
 
-def build_validation(prompts: list[str], targets: list | None) -> ValidationSet:
+def build_validation(prompts: list[str], targets: list | None, text_encoder: str = "minilm") -> ValidationSet:
     from studio.text import precompute_embeddings
 
-    table = precompute_embeddings(list(prompts) + [""], progress=False)
+    table = precompute_embeddings(list(prompts) + [""], progress=False, encoder=text_encoder)
     cond = table[torch.arange(len(prompts))]
     uncond = table[torch.full((len(prompts),), len(prompts))]
     return ValidationSet(list(prompts), targets, cond, uncond)
@@ -125,4 +125,5 @@ def _alignment(images: list[Image.Image], targets: list) -> dict:
         report = evaluate_alignment(images, targets)
     except Exception as err:  # a checker bug must not kill a training run
         return {"alignment_error": f"{type(err).__name__}: {err}"}
-    return {"alignment": {q: round(s.accuracy, 4) for q, s in report.questions.items()}}
+    return {"alignment": {q: round(s.accuracy, 4) for q, s in report.questions.items()},
+            "alignment_counts": {q: [s.correct, s.n] for q, s in report.questions.items()}}
