@@ -707,9 +707,12 @@ def phase1() -> list:
         run logs). The same run from a terminal: `studio train core --config tiny --set max_steps=60 ...`.
 
         - **FAST**: the `tiny` recipe (16 px, 8 x 8 tokens, a 2-block core), seconds.
-        - **Full**: a 32 px core with an 8 x 8 grid and 4 blocks on 5,000 scenes, for at most 14 minutes (the
-          shipped `shapes-core-64` is the same kind of run at 64 px with a 6-block, 256-wide core: 3.3 minutes
-          on one H100, about 900k images; the CPU recipe `shapes-core-64` gets ~60k images in 75 minutes on 2 cores).
+        - **Full**: the `learner-core-32` recipe, a 32 px core with an 8 x 8 grid and 4 blocks for at most 14
+          minutes, with what the recipe sweep (`studio experiment recipe`, `docs/results/recipe-cpu.md`) found
+          learns alignment fastest per image on a CPU: learned positions on the text tokens, a small trainable
+          text transformer, full-resolution 3x3 pixel layers and logit-normal noise levels (the shipped
+          `shapes-core-64` is the same kind of run at 64 px with a 6-block, 256-wide core: 3.3 minutes on one
+          H100, about 900k images).
 
         Everything the run does goes to `log.jsonl`; the run folder becomes a loadable model folder.
         '''),
@@ -720,11 +723,8 @@ def phase1() -> list:
                 max_steps=100, batch_size=16, data_n=512, lr=2e-3, warmup_steps=10, ema_decay=0.99,
                 validate_every=40, validation_n=8, validation_steps=6, validation_alignment=True,
                 log_every=2, checkpoint_every=0, num_threads=None, deterministic=False))
-        else:
-            config = load_config("shapes-core-64", "core", dict(
-                resolution=32, grid=8, core_channels=64, width=128, depth=4, heads=4,
-                data_n=5000, batch_size=32, lr=5e-4, warmup_steps=200, max_steps=6000, max_minutes=14,
-                validate_every=500, validation_n=16, validation_steps=20, log_every=10, checkpoint_every=1000))
+        else:  # the recipe sweep's best CPU recipe (studio/train/presets/learner-core-32.yaml)
+            config = load_config("learner-core-32", "core")
         describe(config)
         '''),
         md('''

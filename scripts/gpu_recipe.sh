@@ -15,7 +15,7 @@ RUNS="${RUNS:-/tmp/studio-recipe}"
 mkdir -p "$RUNS"
 IMAGES_ARGS=()
 [ -n "${IMAGES:-}" ] && IMAGES_ARGS=(--images "$IMAGES")
-GROUPS_="${GROUPS_:-baseline,pixel-layers,joint-attention vocab-control,combined,logit-normal text-positions,text-transformer,sigmoid-loss}"
+GROUPS_="${GROUPS_:-baseline,combined,joint-attention,sigmoid-loss vocab-control,pixel-layers,logit-normal text-positions,text-transformer,x-loss}"
 i=0
 for group in $GROUPS_; do
     stamp "variants $group"

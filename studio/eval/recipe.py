@@ -30,9 +30,11 @@ VARIANTS: dict[str, dict] = {
     "joint-attention": dict(joint_attention=True),
     "logit-normal": dict(timestep_sampling="logit_normal"),
     "sigmoid-loss": dict(loss_weighting="sigmoid"),
+    "x-loss": dict(loss_weighting="x"),
 }
 FACTORS: dict[str, str] = {
-    "baseline": "today's core recipe",
+    "baseline": "today's core recipe: frozen MiniLM token states through cross-attention, patchify conv, "
+                "uniform cosine timesteps, v-MSE (x-prediction)",
     "text-transformer": "text pathway: a 2-layer trainable text transformer over the MiniLM states",
     "text-positions": "text pathway: learned position embedding on the text tokens",
     "joint-attention": "text pathway: text tokens joined into the self-attention (no cross-attention)",
@@ -40,6 +42,7 @@ FACTORS: dict[str, str] = {
     "pixel-layers": "pixels: full-resolution 3x3 ResBlocks and a 3x3 output conv around the patchify layers",
     "logit-normal": "timesteps: logit-normal (mean -0.8, std 0.8) instead of uniform cosine",
     "sigmoid-loss": "loss weighting: sigmoid (bias -1) instead of plain v-MSE",
+    "x-loss": "loss weighting: the clean image's MSE (noisy inputs count as much as clean ones)",
     "combined": "text positions + text transformer + pixel layers + logit-normal",
 }
 # The sampling factor, on the final baseline and combined cores: (guidance, guidance interval in logSNR).
@@ -221,7 +224,13 @@ def run_sweep(scale: RecipeScale, out_dir: str | Path, progress: bool = True) ->
     scale.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = dict(scale=scale.to_dict(), variants={}, started=time.strftime("%Y-%m-%d %H:%M"))
+    from studio.eval.alignment import checker_ceiling
+    from studio.models import core_preset
+
+    resolution = scale.base.get("resolution") or core_preset(scale.base["architecture"])["resolution"]
+    ceiling = checker_ceiling(resolution, scale.final_n, scale.seed).to_dict(with_details=False)["questions"]
+    results = dict(scale=scale.to_dict(), variants={}, started=time.strftime("%Y-%m-%d %H:%M"),
+                   resolution=resolution, ceiling=ceiling)
     for variant in scale.variants:
         run_dir = out / variant
         if progress:

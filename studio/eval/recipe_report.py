@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
+
+from PIL import Image
 
 from studio.eval.alignment import QUESTIONS
 from studio.stats import wilson_interval
@@ -74,6 +75,26 @@ def _gains(results: dict) -> list[str]:
     return lines
 
 
+def _best(results: dict) -> list[str]:
+    """Per question: the variant with the highest final accuracy, and whether it beats the baseline."""
+    variants = results["variants"]
+    base = variants.get("baseline")
+    lines = []
+    for q in [*TABLE_QUESTIONS, "swap"]:
+        scored = {n: (v["swap"]["moved"] if q == "swap" else v["alignment"].get(q)) for n, v in variants.items()}
+        scored = {n: a for n, a in scored.items() if a}
+        if not scored:
+            continue
+        name = max(scored, key=lambda n: scored[n]["accuracy"])
+        verdict = ""
+        if base and name != "baseline":
+            d, lo, hi = difference(scored[name], scored["baseline"])
+            verdict = (f", {d:+.2f} [{lo:+.2f}, {hi:+.2f}] over the baseline"
+                       + (" (the interval excludes zero)" if lo > 0 else " (within noise)"))
+        lines.append(f"- {q}: **{name}** {scored[name]['accuracy']:.2f}{verdict}")
+    return lines
+
+
 def _guidance(results: dict) -> list[str]:
     lines = []
     for name, v in results["variants"].items():
@@ -127,10 +148,14 @@ def format_markdown(results: dict) -> str:
         lines.append(f"| {name} | {v['images_seen']:,} | {v['wall_time_s'] / 60:.1f} min | {v['images_per_s']:.0f} | "
                      f"{v['flops_per_image'] / 1e9:.2f} | " + " | ".join(_ci(a.get(q)) for q in TABLE_QUESTIONS)
                      + f" | {_ci(v['swap']['moved'])} |")
+    if results.get("ceiling"):
+        lines.append(f"| ground truth (the checker's ceiling at {results['resolution']} px) | | | | | "
+                     + " | ".join(_acc(results["ceiling"].get(q)) for q in TABLE_QUESTIONS) + " | |")
     lines += ["", "The swap test samples a relation caption and its twin with the opposite relation at the same "
               "seed; *moved* counts the pairs where the subject sits on the asked side of the object in both "
               "images (changed order at all: " + ", ".join(
                   f"{n} {_acc(v['swap']['changed'])}" for n, v in variants.items()) + ").", "",
+              "## The best variant per question", "", *_best(results), "",
               "## Which factor bought how much (difference from the baseline, 95% interval)", "",
               *_gains(results), "",
               "Bold: the interval excludes zero.", "",
@@ -197,9 +222,12 @@ def write_report(results: dict, docs_dir: str | Path) -> list[Path]:
     written[1].write_text(json.dumps({k: v for k, v in results.items() if k != "sample_grids"}, indent=1) + "\n",
                           encoding="utf-8")
     figure(results).write_html(written[2], include_plotlyjs="cdn")
+    scale = max(1, 128 // results.get("resolution", 128))  # small images are shown at 128 px per tile
     for name, source in results.get("sample_grids", {}).items():
         if Path(source).is_file():
-            shutil.copyfile(source, docs / f"{stem}-samples-{name}.png")
+            with Image.open(source) as grid:
+                grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST).save(
+                    docs / f"{stem}-samples-{name}.png")
             written.append(docs / f"{stem}-samples-{name}.png")
     return written
 
