@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     recipe.add_argument("--variants", help=f"comma-separated subset, in this order (default all: "
                                            f"{', '.join(VARIANT_NAMES)})")
     recipe.add_argument("--images", type=argtypes.positive_int, help="images seen per variant (default: the scale's)")
+    recipe.add_argument("--eval-n", type=argtypes.positive_int,
+                        help="captions per alignment point, final captions and swap pairs all set to N (a quick "
+                             "rehearsal; default: the scale's)")
     recipe.add_argument("--out", type=Path, help="run folders + recipe.json (default runs/recipe-SCALE)")
     recipe.add_argument("--docs", type=Path, help="also write the report (markdown, JSON, figure, grids) here")
     recipe.set_defaults(func=_recipe)
@@ -115,6 +118,8 @@ def _recipe(args) -> int:
         scale = dataclasses.replace(scale, variants=names)
     if args.images:
         scale = dataclasses.replace(scale, images=args.images)
+    if args.eval_n:
+        scale = dataclasses.replace(scale, eval_n=args.eval_n, final_n=args.eval_n, swap_n=args.eval_n)
     results = run_sweep(scale, args.out or Path(f"runs/recipe-{args.scale}"))
     print(format_table(results))
     if args.docs:

@@ -136,7 +136,8 @@ def format_markdown(results: dict) -> str:
         f"{base['batch_size']}, lr {base['lr']:g} (warm-up {base['warmup_steps']}, cosine), EMA {base['ema_decay']}, "
         f"{scale['images']:,} images per variant; alignment on {scale['eval_n']} captions at {scale['points']} "
         f"points, final scores on {scale['final_n']}, swap test on {scale['swap_n']} relation pairs.",
-        f"- started {results.get('started', '?')}; wall times and images/s are of {_machine(variants)}.",
+        f"- started {results.get('started', '?')}; wall times and images/s are of {_machine(variants)}, lower "
+        "where other work shared it; GFLOP/img (training, forward and backward) does not depend on the machine.",
         "",
         "## Final alignment, speed and compute",
         "",
