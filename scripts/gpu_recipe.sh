@@ -5,9 +5,10 @@
 #   OUT=gpu-out scripts/gpu_recipe.sh                   # every variant
 #   OUT=gpu-out GROUPS_="baseline,combined vocab-control" scripts/gpu_recipe.sh   # chosen groups, one process each
 #
-# Unmeasured on a GPU so far: rehearsed on the CPU with IMAGES=512 EVAL_N=8 (a few steps and captions per
-# variant). Cap it with RECIPE_TIMEOUT (seconds, default 480): finished variants are kept, evaluated, and
-# reported; copy $OUT's files into docs/results to publish them.
+# Unmeasured on a GPU so far: rehearsed on the CPU with IMAGES=512 EVAL_N=4 RECIPE_SET="data_n=2000
+# batch_size=64" GROUPS_="baseline vocab-control" (a few steps and captions per variant). Cap it with
+# RECIPE_TIMEOUT (seconds, default 480): finished variants are kept, evaluated and reported; copy $OUT's files
+# into docs/results to publish them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_env.sh
@@ -16,6 +17,7 @@ mkdir -p "$RUNS"
 IMAGES_ARGS=()
 [ -n "${IMAGES:-}" ] && IMAGES_ARGS=(--images "$IMAGES")
 [ -n "${EVAL_N:-}" ] && IMAGES_ARGS+=(--eval-n "$EVAL_N")
+for item in ${RECIPE_SET:-}; do IMAGES_ARGS+=(--set "$item"); done  # e.g. RECIPE_SET="data_n=2000 batch_size=64"
 GROUPS_="${GROUPS_:-baseline,combined,joint-attention,sigmoid-loss vocab-control,pixel-layers,logit-normal text-positions,text-transformer,x-loss}"
 i=0
 for group in $GROUPS_; do

@@ -119,13 +119,14 @@ def test_sweep_trains_compares_and_reports(tmp_path):
     assert VARIANT_NAMES == tuple(VARIANTS)
     assert variant_config(RecipeScale.cpu(), "combined").pixel_channels == 32
     assert main(["experiment", "recipe", "--scale", "tiny", "--variants", "baseline,vocab-control,pixel-layers",
-                 "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs")]) == 0
+                 "--set", "data_n=128", "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs")]) == 0
     results = json.loads((tmp_path / "runs" / "recipe.json").read_text())
     assert list(results["variants"]) == ["baseline", "vocab-control", "pixel-layers"]
     for name, v in results["variants"].items():
         assert v["images_seen"] == 32 and [p["images_seen"] for p in v["curve"]] == [16, 32]
         assert v["alignment"]["color"]["n"] == 6 and v["swap"]["moved"]["n"] == 2
         assert (tmp_path / "docs" / f"recipe-tiny-samples-{name}.png").is_file()
+    assert json.loads((tmp_path / "runs" / "baseline" / "training.json").read_text())["config"]["data_n"] == 128
     vocab = json.loads((tmp_path / "runs" / "vocab-control" / "config.json").read_text())
     assert vocab["text_encoder"] == "shapes-vocab" and vocab["text_positions"] == 32
     assert results["variants"]["pixel-layers"]["flops_per_image"] > results["variants"]["baseline"]["flops_per_image"]
@@ -135,7 +136,7 @@ def test_sweep_trains_compares_and_reports(tmp_path):
     assert "plotly" in (tmp_path / "docs" / "recipe-tiny-alignment.html").read_text()
     # A second call reuses every finished run and evaluation.
     before = (tmp_path / "runs" / "baseline" / "recipe-eval.json").stat().st_mtime_ns
-    assert main(["experiment", "recipe", "--scale", "tiny", "--variants", "baseline",
+    assert main(["experiment", "recipe", "--scale", "tiny", "--variants", "baseline", "--set", "data_n=128",
                  "--out", str(tmp_path / "runs")]) == 0
     assert (tmp_path / "runs" / "baseline" / "recipe-eval.json").stat().st_mtime_ns == before
     assert main(["experiment", "recipe", "--scale", "tiny", "--variants", "nope"]) != 0

@@ -62,6 +62,8 @@ def register(subparsers) -> None:
     recipe.add_argument("--variants", help=f"comma-separated subset, in this order (default all: "
                                            f"{', '.join(VARIANT_NAMES)})")
     recipe.add_argument("--images", type=argtypes.positive_int, help="images seen per variant (default: the scale's)")
+    recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="a training config key for every variant (e.g. --set data_n=2000 for a rehearsal)")
     recipe.add_argument("--eval-n", type=argtypes.positive_int,
                         help="captions per alignment point, final captions and swap pairs all set to N (a quick "
                              "rehearsal; default: the scale's)")
@@ -118,6 +120,10 @@ def _recipe(args) -> int:
         scale = dataclasses.replace(scale, variants=names)
     if args.images:
         scale = dataclasses.replace(scale, images=args.images)
+    if args.overrides:
+        from studio.train.config import parse_overrides
+
+        scale = dataclasses.replace(scale, base=dict(scale.base, **parse_overrides(args.overrides)))
     if args.eval_n:
         scale = dataclasses.replace(scale, eval_n=args.eval_n, final_n=args.eval_n, swap_n=args.eval_n)
     results = run_sweep(scale, args.out or Path(f"runs/recipe-{args.scale}"))

@@ -229,7 +229,9 @@ def run_sweep(scale: RecipeScale, out_dir: str | Path, progress: bool = True) ->
 
     resolution = scale.base.get("resolution") or core_preset(scale.base["architecture"])["resolution"]
     ceiling = checker_ceiling(resolution, scale.final_n, scale.seed).to_dict(with_details=False)["questions"]
-    results = dict(scale=scale.to_dict(), variants={}, started=time.strftime("%Y-%m-%d %H:%M"),
+    previous = out / RESULTS_FILE  # a sweep that goes on keeps the date it was started
+    started = json.loads(previous.read_text()).get("started") if previous.is_file() else None
+    results = dict(scale=scale.to_dict(), variants={}, started=started or time.strftime("%Y-%m-%d %H:%M"),
                    resolution=resolution, ceiling=ceiling)
     for variant in scale.variants:
         run_dir = out / variant
