@@ -143,11 +143,8 @@ def train_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: boo
 def alignment_curve(run_dir: Path) -> list[dict]:
     """The validation points of a run: images seen, wall time, per-question (correct, n)."""
     points = []
-    step_images = {}
     for line in (run_dir / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if record.get("event") == "train":
-            step_images[record["step"]] = record["images_seen"]
         if record.get("event") == "validation" and "alignment_counts" in record:
             points.append(dict(step=record["step"], counts=record["alignment_counts"]))
     training = json.loads((run_dir / "training.json").read_text())
@@ -203,6 +200,7 @@ def evaluate_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: 
     model = load_model(run_dir)
     final = _evaluate_final(model, scale, progress)
     save_png(grid(final.pop("samples"), columns=8), run_dir / "recipe-samples.png")
+    # Training FLOPs (forward and backward) of a trainable copy, 16 text tokens: a shapes caption's length.
     flops = training_flops(load_model(run_dir).train().requires_grad_(True), model.resolution, 16, batch=2)
     result = dict(variant=variant, factor=FACTORS[variant], keys=VARIANTS[variant], weights_steps=training["steps"],
                   images_seen=training["images_seen"], wall_time_s=training["wall_time_s"],
