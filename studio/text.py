@@ -175,8 +175,6 @@ class VocabularyEncoder:
             parts.append(TextEmbedding(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), tokens.mean(1)))
         return TextEmbedding.cat(parts)
 
-    _encode_uncached = encode
-
 
 TEXT_ENCODERS = ("minilm", VocabularyEncoder.name)
 _shared: dict[tuple, TextEncoder] = {}
