@@ -168,12 +168,15 @@ class VocabularyEncoder:
         return len(self.token_ids(prompt))
 
     def encode(self, prompts: list[str] | str) -> TextEmbedding:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return TextEmbedding.cat(self._encode_uncached([prompts] if isinstance(prompts, str) else list(prompts)))
+
+    def _encode_uncached(self, prompts: list[str]) -> list[TextEmbedding]:
+        """One TextEmbedding per prompt, as `TextEncoder._encode_uncached` (the caption-table builder's path)."""
         parts = []
         for prompt in prompts:
             tokens = torch.nn.functional.one_hot(torch.tensor(self.token_ids(prompt)), TEXT_DIM).float()[None]
             parts.append(TextEmbedding(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), tokens.mean(1)))
-        return TextEmbedding.cat(parts)
+        return parts
 
 
 TEXT_ENCODERS = ("minilm", VocabularyEncoder.name)
@@ -251,8 +254,7 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
     for start in tqdm(range(0, len(captions), batch_size), desc="embedding captions", disable=not progress):
         chunk = captions[start:start + batch_size]
         # Straight through the uncached path: the in-memory cache would hold every caption twice.
-        parts.append(TextEmbedding.cat(text_encoder._encode_uncached(chunk)) if encoder == "minilm"
-                     else text_encoder.encode(chunk))
+        parts.extend(text_encoder._encode_uncached(chunk))
     table = TextEmbedding.cat(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
