@@ -309,19 +309,24 @@ def tour() -> list:
 
         The core renders at its low pre-training resolution; the grown model carries *the same core* (frozen
         during growing) and renders at the high resolution. `studio.previews.Comparison` shows both, with the
-        core enlarged nearest-neighbour so every core pixel stays visible. The initial noise has a different
-        size at each resolution, so the layouts need not match pixel for pixel: what the core decided (colour,
-        shape, place) should carry over.
+        core enlarged nearest-neighbour so every core pixel stays visible. The grown model's low-resolution
+        path hands its core the grown run's noise box-pooled to the core's size (and re-normalised), so the
+        core started from that same pooled noise draws the layout the grown model refines.
         '''),
         code('''
         from studio.growth import core_fingerprint
         from studio.previews import Comparison
+        from studio.sampling import initial_noise, pooled_noise
 
-        core_images = generate(core, [PROMPT], seed=SEED, steps=STEPS, guidance=3.0)
+        grown_noise, _ = initial_noise(1, grown.resolution, SEED)  # what the grown run started from
+        core_noise = pooled_noise(grown_noise, grown.resolution // core.resolution)
+        core_images = generate(core, [PROMPT], seed=SEED, steps=STEPS, guidance=3.0, noise=core_noise)
         grown_images = trajectory.images(len(trajectory) - 1)  # the slider's run: same prompt, seed and settings
         comparison = Comparison(PROMPT, SEED, core.name, core.resolution, grown.name, grown.resolution,
-                                core_images, grown_images, how_paired="notebook")
+                                core_images, grown_images, how_paired="notebook",
+                                matched_noise=grown.low_res is not None)
         show(comparison.core_upsampled() + comparison.grown_images, size=256)
+        print(comparison.layout_note)
         same = core_fingerprint(core) == core_fingerprint(grown)
         print(comparison.core_label, "|", comparison.grown_label)
         print("core tensors bit-identical in both models:", same,

@@ -44,7 +44,7 @@ PROMPTS = ("a red star to the left of a blue circle on a white background",
            "three green squares on a gray background",
            "a large yellow triangle in the center on a black background",
            "two red circles on a black background")
-# /generate's outputs (ui.generate.build): seed used, status, live x_t, live x0, results gallery, ...
+# /generate's outputs (studio_ui.generate.build): seed used, status, live x_t, live x0, results gallery, ...
 STATUS, RESULTS = 1, 4
 
 
@@ -131,7 +131,7 @@ def app_in_process(models_dir: Path, concurrency: int):
     import socket
 
     os.environ["STUDIO_MODELS"] = os.pathsep.join(p for p in (os.environ.get("STUDIO_MODELS"), str(models_dir)) if p)
-    from ui.app import AppConfig, build_app, launch
+    from studio_ui.app import AppConfig, build_app, launch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,7 +30,9 @@ from PIL import Image, ImageDraw
 
 from studio.errors import ModelNotFoundError, StudioError
 from studio.images import atomic_write, grid, save_animation
-from studio.sampling import StepRecord, stream
+from studio.diffusion import make_scheduler
+from studio.pipeline import StudioPipeline
+from studio.sampling import StepRecord, initial_noise, pooled_noise, stream
 
 DEFAULT_PREVIEW_EVERY = 2
 MIN_DISPLAY = 128  # frames smaller than this are upscaled (nearest) for animations
@@ -365,7 +367,8 @@ class RunResult:
 
 
 class LiveRun:
-    """`sampling.stream` in a daemon worker thread, feeding a Trajectory and a PreviewEncoder.
+    """A `StudioPipeline` run in a daemon worker thread; its public `callback_on_step_end` hook feeds a
+    Trajectory and a PreviewEncoder at every step (the same hook any diffusers user has).
 
     The caller (a UI, a notebook) reads `previews()` or `wait()`; `stop()` ends the run after the current step
     and keeps its prediction; `result()` waits and returns the final images or re-raises the worker's error.
@@ -383,8 +386,13 @@ class LiveRun:
         self._error: BaseException | None = None
         self._last: StepRecord | None = None
         self._seconds = 0.0
-        self._iterator = stream(model, prompts, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
-                                guidance_interval=guidance_interval, text_encoder=text_encoder)
+        # the diffusers way: the pipeline's callback_on_step_end hook sees every step, `_interrupt` stops it
+        self._pipeline = StudioPipeline(model, make_scheduler(sampler, model.resolution,
+                                                              model.schedule_reference_resolution))
+        self._pipeline.set_progress_bar_config(disable=True)
+        self._call = dict(prompt=prompts, num_inference_steps=int(steps), guidance_scale=guidance, seed=seed,
+                          guidance_interval=guidance_interval, text_encoder=text_encoder, output_type="latent",
+                          callback_on_step_end=self._on_step, callback_on_step_end_tensor_inputs=["step"])
         self._thread = threading.Thread(target=self._work, name="live-run", daemon=True)
         if start:
             self.start()
@@ -392,22 +400,24 @@ class LiveRun:
     def start(self) -> None:
         self._thread.start()
 
+    def _on_step(self, pipeline, index: int, timestep: float, tensors: dict) -> dict:
+        record: StepRecord = tensors["step"]
+        self._last = record
+        if self.record:
+            self.trajectory.add(record)
+        stopping = self._stop.is_set() and not record.is_last
+        self.encoder.submit(record, final=stopping)  # the frame a stopped run ends on is always shown
+        pipeline._interrupt = stopping
+        return {}
+
     def _work(self) -> None:
         start = time.perf_counter()
         try:
-            for record in self._iterator:
-                self._last = record
-                if self.record:
-                    self.trajectory.add(record)
-                stopping = self._stop.is_set() and not record.is_last
-                self.encoder.submit(record, final=stopping)  # the frame a stopped run ends on is always shown
-                if stopping:
-                    break
+            self._pipeline(**self._call)
         except BaseException as err:  # handed to the caller by result()
             self._error = err
         finally:
             self._seconds = time.perf_counter() - start
-            self._iterator.close()
             self.encoder.close()
             self._done.set()
 
@@ -536,6 +546,16 @@ class Comparison:
     core_images: list[Image.Image]  # native core resolution
     grown_images: list[Image.Image]
     how_paired: str  # "training.json parent" or "core fingerprint"
+    matched_noise: bool = False  # the core started from the grown run's pooled noise: same layout expected
+
+    @property
+    def layout_note(self) -> str:
+        if self.matched_noise:
+            return (f"Matched noise: the core started from the grown run's {self.grown_resolution} px noise, box-pooled "
+                    f"to {self.core_resolution} px and re-normalised (what the grown model's low-resolution path "
+                    "hands its core), so both panels show the same layout at two resolutions.")
+        return ("Layouts are not comparable: this grown model has no low-resolution path, so the core and the grown "
+                "model start from unrelated noise at their own resolutions (same seed number, different pictures).")
 
     @property
     def core_label(self) -> str:
@@ -671,9 +691,14 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
                   text_encoder=text_encoder)
     prompts = [prompt] * n
 
-    def render(model_name: str, model) -> list[Image.Image]:
-        done = (known or {}).get(model_name)
-        return list(done[:n]) if done is not None and len(done) >= n else generate(model, prompts, **kwargs)
+    def render(model_name: str, model, noise: torch.Tensor | None = None) -> list[Image.Image]:
+        done = (known or {}).get(model_name) if noise is None else None
+        if done is not None and len(done) >= n:
+            return list(done[:n])
+        return generate(model, prompts, noise=noise, **kwargs)
 
+    factor = int(grown.resolution) // int(core.resolution)
+    matched = getattr(grown, "low_res", None) is not None and factor * int(core.resolution) == int(grown.resolution)
+    core_noise = pooled_noise(initial_noise(n, int(grown.resolution), int(seed))[0], factor) if matched else None
     return Comparison(prompt, int(seed), core_name, int(core.resolution), grown_name, int(grown.resolution),
-                      render(core_name, core), render(grown_name, grown), how)
+                      render(core_name, core, core_noise), render(grown_name, grown), how, matched)

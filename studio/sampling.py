@@ -8,11 +8,13 @@ call uses the seed `seed + i`, so an image does not depend on the batch it was d
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS
@@ -66,12 +68,28 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-def initial_noise(batch: int, resolution: int, seed: int) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """Per-image generators seeded seed, seed+1, ...; returns the noise (B, 3, R, R) and the generators
-    (reused by ancestral samplers)."""
-    generators = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
-    noise = torch.stack([torch.randn(3, resolution, resolution, generator=g) for g in generators])
-    return noise, generators
+def initial_noise(batch: int, resolution: int, seed: int = 0, generator=None
+                  ) -> tuple[torch.Tensor, torch.Generator | list[torch.Generator]]:
+    """The starting noise (B, 3, R, R) and the generator(s) that made it (reused by ancestral samplers).
+
+    Without `generator`, per-image generators seeded seed, seed+1, ... (image i does not depend on the batch);
+    with one (diffusers' `generator=`), a torch.Generator draws the whole batch, a list one image each."""
+    if generator is None:
+        generator = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != batch:
+            raise ConfigError(f"got {len(generator)} generators for {batch} images: pass one per image or a "
+                              "single torch.Generator")
+        noise = torch.stack([torch.randn(3, resolution, resolution, generator=g) for g in generator])
+        return noise, list(generator)
+    return torch.randn(batch, 3, resolution, resolution, generator=generator), generator
+
+
+def pooled_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
+    """Noise for a model at 1/factor of the resolution that sees the same picture: box-pool factor x factor
+    blocks and re-normalise (a mean of factor^2 unit Gaussians has std 1/factor). This is what a grown model's
+    low-resolution path hands its core at the first step, so the core started from it draws the same layout."""
+    return F.avg_pool2d(noise, factor) * factor
 
 
 def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None) -> tuple[TextEmbedding, TextEmbedding]:
@@ -86,9 +104,20 @@ def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None) -> tup
 @torch.no_grad()
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
-           text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None) -> Iterator[StepRecord]:
+           text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
+           generator=None, noise: torch.Tensor | None = None,
+           callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
     """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not
-    iterating further (the latest x0 is the best image so far)."""
+    iterating further (the latest x0 is the best image so far).
+
+    scheduler: a diffusers scheduler to step with instead of `make_scheduler(sampler, ...)` (it must keep the
+        model's noise schedule: build it with `Cls.from_config(make_scheduler(...).config, **changes)`).
+    generator / noise: where the starting noise comes from instead of the per-image seeds (a generator, as
+        in diffusers, or the noise tensor (B, 3, R, R) itself, e.g. `pooled_noise` of a larger run).
+    callback_on_step_end(index, timestep, tensors): after each scheduler step, with tensors {"latents": the
+        next step's sample, "x0": this step's prediction, "step": its StepRecord}; a returned {"latents": ...}
+        replaces the sample.
+    """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ConfigError("give at least one prompt (the empty prompt \"\" samples unconditionally)")
@@ -98,15 +127,22 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     device, dtype = first.device, first.dtype
     resolution, reference = model.resolution, model.schedule_reference_resolution
     schedule = DiscreteSchedule(resolution, reference)
-    scheduler = make_scheduler(settings.sampler, resolution, reference)
+    if scheduler is None:
+        scheduler = make_scheduler(settings.sampler, resolution, reference)
     scheduler.set_timesteps(settings.steps)
 
     cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder, model)
     both = TextEmbedding.cat([cond, uncond]).to(device, dtype)  # (2B, T, 384): one batched forward
     cond = cond.to(device, dtype)
     B = len(prompts)
-    noise, generators = initial_noise(B, resolution, seed)
-    sample = (noise * scheduler.init_noise_sigma).to(device, torch.float32)
+    made, generator = initial_noise(B, resolution, seed, generator)
+    if noise is not None:
+        if tuple(noise.shape) != (B, 3, resolution, resolution):
+            raise ConfigError(f"noise must have shape {(B, 3, resolution, resolution)}, got {tuple(noise.shape)}")
+        made = noise
+    sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)
+    # ancestral samplers (ddpm, euler-ancestral, sde variants) draw fresh noise at each step from `generator`
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
     use_guidance = settings.guidance != 1.0
     # On the CPU, oneDNN convolutions run faster on NHWC (channels-last) activations: one guided forward of
@@ -128,9 +164,13 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         else:
             v = model(z_in, logsnr.expand(B).to(dtype), cond.tokens, cond.mask, cond.pooled).float()
         x0 = x0_from_v(z.float(), v, logsnr.expand(B).float())
-        yield StepRecord(i, settings.steps, float(t), lam, z.float().cpu(), x0.clamp(-1, 1).cpu(), guided)
-        step_kwargs = {"generator": generators} if settings.sampler == "ddpm" else {}
+        x0 = x0.clamp(-1, 1)
+        record = StepRecord(i, settings.steps, float(t), lam, z.float().cpu(), x0.cpu(), guided)
         sample = scheduler.step(v, t, sample, **step_kwargs).prev_sample
+        if callback_on_step_end is not None:  # before the yield: a consumer that stops here wasted no step
+            changed = callback_on_step_end(i, float(t), {"latents": sample, "x0": x0, "step": record}) or {}
+            sample = changed.get("latents", sample)
+        yield record
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -148,8 +188,9 @@ def sample_tensor(model, prompts: Sequence[str] | str, **kwargs) -> torch.Tensor
 
 
 def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25, guidance: float = 3.0,
-             sampler: str = "dpm++", batch_size: int = 8, progress: bool = False, **kwargs) -> list[Image.Image]:
-    """Final PIL images for prompts, in mini-batches; image i uses seed + i."""
+             sampler: str = "dpm++", batch_size: int = 8, progress: bool = False, noise: torch.Tensor | None = None,
+             **kwargs) -> list[Image.Image]:
+    """Final PIL images for prompts, in mini-batches; image i uses seed + i (or row i of `noise`)."""
     from tqdm.auto import tqdm
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -157,7 +198,7 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
     for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress):
         chunk = prompts[start:start + batch_size]
         x0 = sample_tensor(model, chunk, seed=seed + start, steps=steps, guidance=guidance, sampler=sampler,
-                           **kwargs)
+                           noise=None if noise is None else noise[start:start + batch_size], **kwargs)
         images.extend(to_pil(x0))
     return images
 

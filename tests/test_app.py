@@ -47,12 +47,18 @@ def make_models(root: Path) -> Path:
     core.register_to_config(training_phase="core")
     core.save_pretrained(root / "tiny-core")
     (root / "tiny-core" / "training.json").write_text(json.dumps(
-        {"phase": "core", "steps": 30, "final_metrics": {"loss": 0.21, "alignment": 0.5},
+        {"phase": "core", "steps": 30, "images_seen": 960, "wall_time_s": 90.0,
+         "hardware": {"device": "cpu", "torch_threads": 2},
+         "final_metrics": {"loss": 0.21, "prompts": 8, "alignment": {"color": 0.5, "position": 0.25}},
          "parameters": report_as_dicts(growth_report(core))}))
+    Image.new("RGB", (32, 16), (200, 30, 30)).save(root / "tiny-core" / "samples.png")
     with open(root / "tiny-core" / "log.jsonl", "w") as f:
         for step in range(1, 31):
             f.write(json.dumps({"event": "train", "step": step, "loss": 1.0 / step}) + "\n")
-        f.write(json.dumps({"event": "validation", "step": 30, "alignment": 0.5}) + "\n")
+        for step, right in ((15, 2), (30, 3)):  # as the trainer logs it: accuracies, counts, bookkeeping
+            f.write(json.dumps({"event": "validation", "step": step, "prompts": 8, "grid": "validation/x.png",
+                                "alignment": {"color": right / 4, "position": 0.25},
+                                "alignment_counts": {"color": [right, 4], "position": [1, 4]}}) + "\n")
     recipe = GROWN_PRESETS["tiny-grown"]
     grown = grow(core, resolution=recipe["resolution"], stage_channels=recipe["stage_channels"])
     grown.register_to_config(training_phase="grow")
@@ -67,7 +73,7 @@ def running_app(models_dir: Path, outputs: Path, **config):
     """Build and launch the app in this process on a free port; yields its URL."""
     old = os.environ.get("STUDIO_MODELS")
     os.environ["STUDIO_MODELS"] = str(models_dir)
-    from ui.app import AppConfig, build_app, launch
+    from studio_ui.app import AppConfig, build_app, launch
 
     demo = build_app(AppConfig(outputs_dir=outputs, **config))
     try:
@@ -100,7 +106,7 @@ def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7,
     return job.outputs()
 
 
-# indices of /generate's outputs (see ui.generate.build; the replay Column is a layout, not an API output)
+# indices of /generate's outputs (see studio_ui.generate.build; the replay Column is a layout, not an API output)
 SEED_USED, STATUS, LIVE_XT, LIVE_X0, RESULTS, HISTORY, REPLAY_SLIDER = 0, 1, 2, 3, 4, 5, 6
 GIF = 13
 
@@ -156,16 +162,16 @@ def test_replay_every_step_and_save_a_frame(client):
 
 
 def test_stop_keeps_the_latest_prediction(client, monkeypatch):
-    import studio.previews
+    import studio.sampling
 
-    real = studio.previews.stream
+    real = studio.sampling.stream
 
     def slow_stream(*args, **kwargs):  # the app runs in this process: make sure the run outlasts the request
         for record in real(*args, **kwargs):
             time.sleep(0.05)
             yield record
 
-    monkeypatch.setattr(studio.previews, "stream", slow_stream)
+    monkeypatch.setattr(studio.sampling, "stream", slow_stream)
     job = client.submit("tiny-grown", PROMPT, "dpm++", 100, 3.0, 3, 1, 1, api_name="/generate")
     deadline = time.time() + 60
     while time.time() < deadline and not any(isinstance(o[LIVE_X0], str) for o in job.outputs()):
@@ -237,13 +243,22 @@ def test_core_vs_grown_without_a_pair(client, tmp_path):
 
 
 def test_model_card(client):
-    summary, parts, curve, metrics, readme = client.predict("tiny-grown", api_name="/model_card")
+    summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-grown", api_name="/model_card")
     assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary
     states = {row[0]: row[4] for row in parts["data"]}
     assert states["core"] == "frozen" and states["stem"] == "trained"
-    summary, parts, curve, metrics, readme = client.predict("tiny-core", api_name="/model_card")
-    assert curve is not None and "training loss" in curve["plot"]
-    assert ["loss", "0.21"] in metrics["data"]
+    assert [row[:3] for row in lineage["data"]] == [["tiny-core", "core", "960"], ["tiny-grown", "grow", "?"]]
+    assert lineage["data"][0][3:] == ["1.5 min", "2 CPU threads"]
+    summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-core", api_name="/model_card")
+    figure = json.loads(curve["plot"])
+    names = [trace.get("name") for trace in figure["data"]]
+    assert names == ["training loss", "color", "position"]  # alignment per question; no "prompts" line
+    color = figure["data"][1]
+    assert color["y"] == [0.5, 0.75] and color["error_y"]["array"]  # with its 95% interval
+    assert ["final training loss", "0.21", "", ""] in metrics["data"]
+    assert ["alignment: color (validation)", "0.50", "", "8"] in metrics["data"]
+    assert not any("{" in str(cell) for row in metrics["data"] for cell in row)  # no raw JSON on screen
+    assert samples is not None
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -276,7 +291,8 @@ def test_cli_auth_and_models_dir(tmp_path, monkeypatch):
 @pytest.mark.slow  # a fresh interpreter imports torch, diffusers and gradio (33 s on a busy 2-core machine)
 def test_studio_app_starts_quickly_on_loopback(tmp_path):
     port = free_port()
-    env = dict(os.environ, STUDIO_MODELS=str(make_models(tmp_path / "models")), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, STUDIO_MODELS=str(make_models(tmp_path / "models")), GRADIO_ANALYTICS_ENABLED="False",
+               STUDIO_DATA=str(tmp_path / "data"))  # the shipped models' arena is made there on first start
     env.pop("STUDIO_APP_PASSWORD", None)
     start = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "studio", "app", "--port", str(port)], cwd=tmp_path, env=env,
@@ -305,8 +321,9 @@ def test_studio_app_warns_beyond_loopback(capsys, monkeypatch):
     from studio.cli.app import run
     from studio.cli import build_parser
 
-    monkeypatch.setattr("ui.app.launch", lambda *a, **k: None)  # do not serve
+    monkeypatch.setattr("studio_ui.app.launch", lambda *a, **k: None)  # do not serve
     monkeypatch.delenv("STUDIO_APP_PASSWORD", raising=False)
     run(build_parser().parse_args(["app", "--host", "0.0.0.0", "--port", "7999"]))
     err = capsys.readouterr().err
     assert "warning: binding 0.0.0.0" in err and "STUDIO_APP_PASSWORD" in err
+    assert "no arena on 0.0.0.0" in err  # votes are admin data: an exposed app without a password has no arena

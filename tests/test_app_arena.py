@@ -39,7 +39,7 @@ PROMPT, LEFT, RIGHT, STATUS = 0, 1, 2, 3
 def arena(tmp_path_factory):
     root = tmp_path_factory.mktemp("arena")
     demo_campaign(root / "campaign").close()
-    from ui.app import AppConfig, build_app, launch
+    from studio_ui.app import AppConfig, build_app, launch
 
     demo = build_app(AppConfig(outputs_dir=root / "outputs", arena_dir=root / "campaign"))
     try:

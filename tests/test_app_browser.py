@@ -94,3 +94,44 @@ def test_generate_replay_compare_in_a_browser(page_url):
             raise
         finally:
             browser.close()
+
+
+def test_a_rater_votes_in_the_ready_arena_and_sees_the_leaderboard(tmp_path, monkeypatch):
+    """A fresh app's Arena tab (the shipped models' campaign, made on first start): three battles, the names
+    revealed after each vote, then the Leaderboard lists the contenders with intervals."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from studio.arena.shipped import ensure_shipped_campaign
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=90_000)  # each battle renders two images of the shipped models on the CPU
+    with running_app(tmp_path / "no-extra-models", tmp_path / "outputs", arena_dir=ensure_shipped_campaign()) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(url)
+            page.get_by_role("tab", name="Arena").click()
+            page.get_by_label("Your name or rater code").fill("rater-1")
+            page.get_by_role("button", name="Start").click()
+            for battle in range(3):
+                expect(page.get_by_role("button", name="⬅ Left better")).to_be_enabled()
+                page.get_by_role("button", name="⬅ Left better").click()
+                status = page.locator(".status").filter(has_text="Rater")
+                expect(status).to_contain_text(f"{battle + 1} vote")
+                expect(status).to_contain_text("shapes-")  # the contenders' names, revealed
+                if battle < 2:
+                    page.get_by_role("button", name="Next battle").click()
+            page.get_by_role("tab", name="Leaderboard").click()
+            page.get_by_role("button", name="Refresh").click()
+            expect(page.get_by_text("3 votes from 1 rater")).to_be_visible()
+            table = page.locator("table").filter(has_text="Lower")
+            expect(table).to_contain_text("shapes-256")
+            page.screenshot(path=str(ARTIFACTS / "arena.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "arena-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

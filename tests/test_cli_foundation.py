@@ -121,7 +121,7 @@ def test_the_app_and_the_cli_pick_the_same_default_model(tmp_path, monkeypatch):
     whatever the alphabet says), then the rest by name."""
     import studio.hub
     from studio.cli.sample import pick_default_model
-    from ui.models import model_names
+    from studio_ui.models import model_names
 
     for name, resolution in (("a-model", 256), ("emoji-256", 256), ("shapes-256", 256), ("emoji-core-64", 64),
                              ("big", 512)):

@@ -223,6 +223,57 @@ def test_core_vs_grown_by_fingerprint(tmp_path, monkeypatch, tiny_core, tiny_gro
     assert find_core_and_grown("g32") == ("c16", "g32", "core fingerprint")
 
 
+def test_core_vs_grown_says_when_layouts_cannot_match(tmp_path, monkeypatch, tiny_core, tiny_grown, enc):
+    save_pair(tmp_path, tiny_core, tiny_grown)  # grown without the low-resolution path
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path))
+    c = core_vs_grown("g32", "a red star", seed=3, steps=2, n=1, text_encoder=enc)
+    assert not c.matched_noise and "not comparable" in c.layout_note
+
+
+def test_pooled_noise_is_unit_gaussian_and_follows_the_big_noise():
+    from studio.sampling import initial_noise, pooled_noise
+
+    big, _ = initial_noise(8, 256, seed=0)
+    small = pooled_noise(big, 4)
+    assert small.shape == (8, 3, 64, 64)
+    assert abs(float(small.std()) - 1) < 0.02 and abs(float(small.mean())) < 0.02
+    assert torch.allclose(small[0, 0, 0, 0], big[0, 0, :4, :4].mean() * 4)
+
+
+def _largest_object_xy(image) -> np.ndarray | None:
+    from studio.eval.alignment import detect_objects
+
+    objects = detect_objects(image).objects
+    if not objects:
+        return None
+    o = max(objects, key=lambda o: o.area)
+    return np.array([o.x, o.y])
+
+
+@pytest.mark.slow
+def test_core_vs_grown_shows_the_same_layout_for_the_shipped_pair():
+    """shapes-256 has the low-resolution path: its core started from the pooled noise puts the object where
+    the grown model does; started from its own seed's noise (the old comparison), it does not."""
+    from studio.hub import load_model
+    from studio.sampling import generate
+
+    prompt, seeds = "a large red circle on a white background", 4
+    c = core_vs_grown("shapes-256", prompt, seed=11, steps=20, n=seeds)
+    assert c.matched_noise and "same layout" in c.layout_note
+    own_noise = generate(load_model("shapes-core-64"), [prompt] * seeds, seed=11, steps=20)
+
+    def distances(core_images) -> list[float]:
+        out = []
+        for core, grown in zip(core_images, c.grown_images):
+            a, b = _largest_object_xy(core), _largest_object_xy(grown)
+            out.append(1.0 if a is None or b is None else float(np.linalg.norm(a - b)))
+        return out
+
+    matched, unmatched = distances(c.core_images), distances(own_noise)
+    assert np.median(matched) < 0.06, matched  # a few pixels of the 64 px core
+    assert np.median(unmatched) > 2 * np.median(matched), (matched, unmatched)
+
+
 def test_core_vs_grown_without_a_pair(tmp_path, monkeypatch, tiny_core):
     tiny_core.register_to_config(training_phase="core")
     tiny_core.save_pretrained(tmp_path / "lonely")

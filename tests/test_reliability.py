@@ -84,7 +84,7 @@ def test_pickle_weights_are_refused_and_never_run(models_root, tmp_path, layout)
 
     with pytest.raises(ModelFormatError, match=WEIGHTS_NAME):  # the library, by path
         load_model(folder)
-    from ui.models import ModelCache
+    from studio_ui.models import ModelCache
 
     cache = ModelCache(size=2)
     with pytest.raises(ModelFormatError, match=WEIGHTS_NAME):  # the app, by name
@@ -167,7 +167,7 @@ def test_shipped_models_load_completely(monkeypatch):
 
 
 def test_truncated_weights_name_the_file_and_nothing_is_cached(models_root):
-    from ui.models import ModelCache
+    from studio_ui.models import ModelCache
 
     weights = models_root / "tiny-core" / WEIGHTS_NAME
     good = weights.read_bytes()
@@ -248,7 +248,7 @@ def test_app_model_names_never_reach_the_file_system(models_root, name):
 
 
 def _parse(**changes):
-    from ui.generate import parse_request
+    from studio_ui.generate import parse_request
 
     values = dict(model="tiny-core", prompt="a red star on a white background", sampler="dpm++", steps=10,
                   guidance=3.0, seed=0, images=1, max_steps=100) | changes
@@ -329,7 +329,7 @@ def test_cli_prompt_notes_and_unwritable_output(models_root, tmp_path, text_enco
 
 # ======================================================================================= exposure
 def test_loopback_is_only_a_literal_loopback_address():
-    from ui.app import is_loopback
+    from studio_ui.app import is_loopback
 
     for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"):
         assert is_loopback(host), host
@@ -349,10 +349,10 @@ SECRET = "hunter2-Zq9-unique-secret"
 
 
 def test_exposed_arena_needs_the_password_and_it_is_never_printed(campaign_dir, models_root, monkeypatch, caplog):
-    import ui.app
+    import studio_ui.app
 
     launched = []
-    monkeypatch.setattr(ui.app, "launch", lambda demo, **kw: launched.append(kw))
+    monkeypatch.setattr(studio_ui.app, "launch", lambda demo, **kw: launched.append(kw))
     monkeypatch.delenv("STUDIO_APP_PASSWORD", raising=False)
     argv = ["app", "--host", "0.0.0.0", "--port", "7999", "--arena", str(campaign_dir)]
     code, out, err = run_cli(argv)
@@ -372,7 +372,7 @@ def test_exposed_arena_needs_the_password_and_it_is_never_printed(campaign_dir, 
 def test_launch_itself_refuses_an_exposed_arena_without_auth(tmp_path):
     from types import SimpleNamespace
 
-    from ui.app import ExposureError, launch
+    from studio_ui.app import ExposureError, launch
 
     demo = SimpleNamespace(studio_config=SimpleNamespace(outputs_dir=tmp_path, arena_dir=tmp_path))
     with pytest.raises(ExposureError, match="needs a password"):
@@ -384,7 +384,7 @@ def test_password_protects_the_app_and_is_never_logged(models_root, tmp_path, ca
     password appears in no output."""
     from gradio_client import Client
 
-    from ui.app import AppConfig, build_app, launch
+    from studio_ui.app import AppConfig, build_app, launch
 
     demo = build_app(AppConfig(outputs_dir=tmp_path / "outputs"))
     with caplog.at_level("DEBUG"):

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 
-import pytest
 
-
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the `accelerate` command")
 def test_ddp_grow_keeps_core_frozen(tmp_path, monkeypatch):
     from studio.growth import core_fingerprint
     from studio.hub import load_model
@@ -27,7 +24,8 @@ def test_ddp_grow_keeps_core_frozen(tmp_path, monkeypatch):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     # `--multi_gpu` is accelerate's torchrun launcher; without a GPU the trainer selects gloo on the CPU.
     # (`accelerate launch --cpu --num_processes 2` would start a single process: CPU multi-process needs mpirun.)
-    command = [shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    # the module, not the `accelerate` script: a project .venv that is not activated has no scripts on PATH
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
                "-m", "studio", "train", "grow", "--from", str(core), "--config", "tiny", "--out", str(out),
                "--no-progress", "--set", "max_steps=4", "--set", "checkpoint_every=2", "--set", "validation_n=2"]

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 
 def build_app(*args, **kwargs):
-    from ui.app import build_app as build
+    from .app import build_app as build
 
     return build(*args, **kwargs)

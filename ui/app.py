@@ -1,6 +1,6 @@
 """The Gradio studio: Blocks assembly and `launch`.
 
-    from ui.app import AppConfig, build_app, launch
+    from studio_ui.app import AppConfig, build_app, launch
     demo = build_app(AppConfig(concurrency=1))
     launch(demo, host="127.0.0.1", port=7860)
 
@@ -24,9 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from studio.errors import StudioError  # noqa: E402
-from ui import arena_tab, generate, model_tab  # noqa: E402
-from ui.models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
-from ui.session import SESSION_TTL_S, Session, close_session  # noqa: E402
+from . import arena_tab, generate, model_tab  # noqa: E402
+from .models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
+from .session import SESSION_TTL_S, Session, close_session  # noqa: E402
 
 TITLE = "Greedy Growing Studio"
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import gradio as gr
 
-NOT_CONFIGURED = ("**No arena campaign configured.** Build one with `studio arena build`, then start the app with "
-                  "`studio app --arena DIR`.")
+NOT_CONFIGURED = ("**No arena campaign in this app.** `studio app` opens the shipped models' campaign unless it was "
+                  "started with `--no-arena` or exposed beyond loopback without a password; build your own with "
+                  "`studio arena build` and start the app with `studio app --arena DIR`.")
 CHOICES = (("left", "⬅ Left better"), ("right", "Right better ➡"), ("tie", "Tie"), ("both_bad", "Both bad"))
 RATING_HEADERS = ["Rank", "Contender", "Rating", "Lower", "Upper", "Votes", "Wins", "Ties", "Losses"]
 PAIR_HEADERS = ["Pair", "Preference", "Votes", "Ties", "Sign test p (Holm)"]
@@ -43,14 +44,18 @@ def images_dir(directory: str | Path) -> Path:
     return (Path(directory) / IMAGES_DIR).resolve()
 
 
-def get_campaign(directory: str | Path):
-    """One shared Campaign per folder and process (Campaign is thread-safe)."""
-    from studio.arena import Campaign
+def get_campaign(directory: str | Path, device: str | None = None):
+    """One shared Campaign per folder and process (Campaign is thread-safe); a live one renders with the
+    real models on `device`."""
+    from studio.arena import Campaign, ModelRenderer
 
     key = str(Path(directory).resolve())
     with _lock:
         if key not in _campaigns:
-            _campaigns[key] = Campaign.open(key)
+            campaign = Campaign.open(key)
+            if campaign.live:  # battles are rendered when first needed, by the real models
+                campaign.renderer = ModelRenderer(device)
+            _campaigns[key] = campaign
         return _campaigns[key]
 
 
@@ -139,7 +144,7 @@ def build_arena_tab(ctx) -> None:
     if directory is None:
         gr.Markdown(NOT_CONFIGURED)
         return
-    campaign = get_campaign(directory)
+    campaign = get_campaign(directory, getattr(ctx.config, "device", None))
     ctx.extras["arena_campaign"] = campaign
     state = gr.State(None)
     gr.Markdown(f"Campaign **{campaign.name}**: two anonymous images for one prompt; pick the better one. "
@@ -202,7 +207,7 @@ def build_leaderboard_tab(ctx) -> None:
     if directory is None:
         gr.Markdown(NOT_CONFIGURED)
         return
-    campaign = ctx.extras.get("arena_campaign") or get_campaign(directory)
+    campaign = ctx.extras.get("arena_campaign") or get_campaign(directory, getattr(ctx.config, "device", None))
     refresh = gr.Button("Refresh", variant="primary")
     summary = gr.Markdown("Press Refresh to compute the leaderboard from the votes so far.")
     ratings = gr.Dataframe(headers=RATING_HEADERS, label="Ratings (Bradley–Terry, Elo-like scale)",

@@ -13,8 +13,8 @@ from studio.errors import ConfigError, StudioError
 from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import MAX_SEED, SamplerSettings, generation_info
-from ui.models import example_prompts, model_names, model_summary
-from ui.session import LastRun, RunSettings, Session
+from .models import example_prompts, model_names, model_summary
+from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
 RANDOM_SEED_MAX = 2**32 - 1  # the 🎲 button draws below this (any seed up to MAX_SEED may be typed)
@@ -187,7 +187,7 @@ def make_handlers(ctx, ui: dict):
             items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
         text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
                 f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
-                f"guidance {s.guidance:g}. Paired by {c.how_paired}.")
+                f"guidance {s.guidance:g}. Paired by {c.how_paired}. {c.layout_note}")
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
                 ui["compare_label"]: text}
 

@@ -1,6 +1,7 @@
-"""The Model tab: the selected model's card: parameters per part (frozen vs trainable), the resolution of each
-stage, the training curve from the run's `log.jsonl`, the evaluation numbers of training.json and the README.
-The card itself is `studio.card.model_card`."""
+"""The Model tab: the selected model's card for people: parameters per part (frozen vs trained), the stages,
+the training loss and the prompt alignment per question against steps (from the run's `log.jsonl`), the
+evaluation with its intervals, the sample grid, the growth lineage (core -> grown, images seen and compute)
+and the README. The card itself is `studio.card.model_card`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import gradio as gr
 
 from studio.card import model_card
 from studio.errors import StudioError
-from ui.models import model_names
+from studio.eval.alignment import QUESTIONS
+from studio.stats import wilson_interval
+from .models import model_names
 
 LOG_FILE = "log.jsonl"
+SAMPLES_FILE = "samples.png"
 MAX_LOG_LINES = 200_000
 
 
@@ -46,28 +50,111 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+QUESTION_COLORS = {"color": "#dc2626", "shape": "#9333ea", "size": "#ea580c", "count": "#16a34a",
+                   "position": "#0891b2", "relation": "#db2777", "all": "#111827"}
+
+
+def alignment_points(validation: list[dict]) -> dict[str, list[tuple[int, float, float | None, float | None]]]:
+    """Per question: (step, accuracy, 95% low, 95% high) from the validation log's alignment; the interval
+    needs the counts that newer runs log (`alignment_counts`), older ones give the accuracy alone."""
+    series: dict[str, list] = {}
+    for record in validation:
+        counts = record.get("alignment_counts") if isinstance(record.get("alignment_counts"), dict) else {}
+        alignment = record.get("alignment") if isinstance(record.get("alignment"), dict) else {}
+        for question in QUESTIONS:
+            if question in counts and len(counts[question]) == 2 and counts[question][1] > 0:
+                correct, n = counts[question]
+                low, high = wilson_interval(correct, n)
+                series.setdefault(question, []).append((record["step"], correct / n, low, high))
+            elif _finite(alignment.get(question)):
+                series.setdefault(question, []).append((record["step"], float(alignment[question]), None, None))
+    return series
+
+
 def training_figure(train: list[dict], validation: list[dict]):
-    """Loss per step (log scale) and every numeric validation metric on a second axis; None without data."""
-    if not train and not validation:
+    """Training loss per step (log scale) and, below it, prompt alignment per question against steps (with
+    95% intervals where the log has counts); None without data. Bookkeeping fields (the number of
+    validation prompts, file names) are not measurements and are not drawn."""
+    alignment = alignment_points(validation)
+    if not train and not alignment:
         return None
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
+    rows = 1 + bool(alignment)
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("training loss", "prompt alignment on the validation captions")[:rows])
     if train:
         fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
-                                 name="training loss", line=dict(color="#2563eb", width=1.5)))
-    keys = sorted({k for r in validation for k, v in r.items() if _finite(v) and k not in ("step",)})
-    palette = ("#ea580c", "#16a34a", "#9333ea", "#db2777", "#0891b2")
-    for i, key in enumerate(keys[:len(palette)]):
-        pts = [(r["step"], r[key]) for r in validation if _finite(r.get(key))]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                                 name=f"validation {key}", yaxis="y2", line=dict(color=palette[i], width=1.5)))
-    fig.update_layout(height=300, template="plotly_white", margin=dict(l=55, r=55, t=30, b=40),
-                      title=dict(text="training curve", font=dict(size=13)), xaxis_title="step",
-                      yaxis=dict(title="loss", type="log"),
-                      yaxis2=dict(title="validation", overlaying="y", side="right", showgrid=False),
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+                                 name="training loss", line=dict(color="#2563eb", width=1.5)), row=1, col=1)
+        fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    for question, points in alignment.items():
+        has_ci = all(p[2] is not None for p in points)
+        error = dict(type="data", symmetric=False, array=[p[3] - p[1] for p in points],
+                     arrayminus=[p[1] - p[2] for p in points], thickness=1) if has_ci else None
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                 name=question, error_y=error, legendgroup="alignment",
+                                 line=dict(color=QUESTION_COLORS[question], width=1.5)), row=rows, col=1)
+    if alignment:
+        fig.update_yaxes(range=[-0.02, 1.02], title_text="share right", row=rows, col=1)
+    fig.update_xaxes(title_text="step", row=rows, col=1)
+    fig.update_layout(height=260 * rows, template="plotly_white", margin=dict(l=55, r=20, t=40, b=40),
+                      legend=dict(orientation="h", y=-0.18, x=0, yanchor="top"))
     return fig
+
+
+def metric_rows(training: dict) -> list[list[str]]:
+    """The shipping and final evaluation numbers as rows (metric, value, 95% interval, images): alignment
+    per question with its Wilson interval, FID, KID with its spread. No raw dictionaries."""
+    rows = []
+    for source in ("shipping_metrics", "final_metrics"):
+        metrics = training.get(source) if isinstance(training.get(source), dict) else {}
+        align = metrics.get("alignment") if isinstance(metrics.get("alignment"), dict) else {}
+        questions = align.get("questions") if isinstance(align.get("questions"), dict) else {}
+        for question, q in questions.items():
+            rows.append([f"alignment: {question}", f"{q['accuracy']:.2f}",
+                         f"[{q['ci_low']:.2f}, {q['ci_high']:.2f}]", str(q["n"])])
+        if not questions and align and all(_finite(v) for v in align.values()):  # validation: accuracies only
+            rows += [[f"alignment: {k} (validation)", f"{v:.2f}", "", str(metrics.get("prompts", ""))]
+                     for k, v in align.items()]
+        fid = metrics.get("fid")
+        if isinstance(fid, dict) and _finite(fid.get("fid")):
+            n = str(fid.get("n", ""))
+            rows.append([f"FID ({fid.get('split', 'eval')}, {fid.get('resolution', '')} px)", f"{fid['fid']:.1f}", "", n])
+            if _finite(fid.get("kid_mean")):
+                spread = fid.get("kid_std") or 0  # zero when one subset holds every image
+                rows.append(["KID", f"{fid['kid_mean']:.4f}", f"± {spread:.4f} (std)" if spread > 1e-9 else "", n])
+        if _finite(metrics.get("loss")):
+            rows.append(["final training loss", f"{metrics['loss']:.4g}", "", ""])
+        if rows:
+            return rows  # the shipping evaluation when there is one, else the end of training's
+    return rows
+
+
+def lineage_rows(card: dict, models) -> list[list[str]]:
+    """The growth lineage, core first: each model's phase, resolution, images seen and compute (wall time on
+    its hardware), from the training.json of the model and of the parent it names."""
+    chain, training, name, seen = [], card["training"], card["name"], set()
+    while training is not None and name not in seen:
+        seen.add(name)
+        chain.append((name, training))
+        parent = training.get("parent")
+        parent_name = parent.get("name") if isinstance(parent, dict) else parent
+        training = None
+        if parent_name:
+            try:
+                training = model_card(models.get(parent_name))["training"]
+                name = parent_name
+            except StudioError:
+                chain.append((parent_name, {}))
+    rows = []
+    for name, t in reversed(chain):
+        hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
+        device = hw.get("gpu") or (f"{hw.get('torch_threads', '?')} CPU threads" if hw else "")
+        wall = t.get("wall_time_s")
+        rows.append([name, str(t.get("phase", "?")), f"{t['images_seen']:,}" if "images_seen" in t else "?",
+                     f"{wall / 60:.1f} min" if _finite(wall) else "?", device])
+    return rows
 
 
 def stage_path(card: dict) -> str:
@@ -96,9 +183,9 @@ def trained_parts(card: dict) -> list[dict]:
 
 
 def card_outputs(name: str | None, models) -> tuple:
-    """(summary markdown, parts table, training figure, metrics table, README) for a model name."""
+    """(summary markdown, parts table, training figure, metrics table, sample grid, lineage, README)."""
     if not name:
-        return "No model selected.", None, None, None, ""
+        return "No model selected.", None, None, None, None, None, ""
     try:
         card = model_card(models.get(name))
     except StudioError as err:
@@ -122,18 +209,12 @@ def card_outputs(name: str | None, models) -> tuple:
     total = sum(r["parameters"] for r in parts)
     trainable = sum(r["trainable"] for r in parts)
     rows.append(["total", "", f"{total:,}", f"{trainable:,}", f"{total - trainable:,} frozen"])
-    metrics = [[k, _fmt(v)] for k, v in (t.get("final_metrics") or {}).items()]
+    metrics = metric_rows(t) or [["(no evaluation in training.json)", "", "", ""]]
     figure = training_figure(*read_training_log(Path(card["folder"])))
+    samples = Path(card["folder"]) / SAMPLES_FILE
     readme = card["readme"] or "_This model folder has no README.md._"
-    return ("\n\n".join(lines), rows, figure, metrics or [["(no final_metrics in training.json)", ""]], readme)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
+    return ("\n\n".join(lines), rows, figure, metrics, str(samples) if samples.is_file() else None,
+            lineage_rows(card, models), readme)
 
 
 def build(ctx, tab: gr.Tab | None = None) -> gr.Dropdown:
@@ -149,13 +230,20 @@ def build(ctx, tab: gr.Tab | None = None) -> gr.Dropdown:
             parts = gr.Dataframe(headers=["part", "resolution", "parameters", "trained", "in training"],
                                  label="Parameters per part (frozen vs trained)", interactive=False,
                                  elem_id="card-parts")
+        with gr.Column(scale=3):
+            metrics = gr.Dataframe(headers=["metric", "value", "95% interval", "images"],
+                                   label="Evaluation (training.json)", interactive=False, elem_id="card-metrics")
+    lineage = gr.Dataframe(headers=["model", "phase", "images seen", "wall time", "hardware"],
+                           label="Growth lineage (core first)", interactive=False, elem_id="card-lineage")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            curve = gr.Plot(label="Training curve and alignment per question (log.jsonl)", elem_id="card-curve")
         with gr.Column(scale=2):
-            metrics = gr.Dataframe(headers=["metric", "value"], label="Evaluation (training.json final_metrics)",
-                                   interactive=False, elem_id="card-metrics")
-    curve = gr.Plot(label="Training curve (log.jsonl)", elem_id="card-curve")
+            samples = gr.Image(label="Sample grid (samples.png)", type="filepath", interactive=False,
+                               elem_id="card-samples")
     with gr.Accordion("README", open=False):
         readme = gr.Markdown()
-    outputs = [summary, parts, curve, metrics, readme]
+    outputs = [summary, parts, curve, metrics, samples, lineage, readme]
     fn = lambda name: card_outputs(name, ctx.models)  # noqa: E731
     model.change(fn, model, outputs, api_name="model_card")
     show.click(fn, model, outputs, api_visibility="private")

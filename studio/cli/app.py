@@ -9,6 +9,7 @@ leaderboard are admin data. The password is never printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -52,8 +53,11 @@ def register(subparsers) -> None:
     p.add_argument("--cache-size", type=_positive, default=3, help="loaded models kept in memory (default 3)")
     p.add_argument("--outputs-dir", type=Path,
                    help="where each session's PNGs and GIFs are written (default: a temporary folder)")
-    p.add_argument("--arena", type=Path, default=None, metavar="DIR",
-                   help="arena campaign folder (from `studio arena build`): enables the Arena and Leaderboard tabs")
+    arena = p.add_mutually_exclusive_group()
+    arena.add_argument("--arena", type=Path, default=None, metavar="DIR",
+                       help="arena campaign folder (from `studio arena build`) for the Arena and Leaderboard tabs "
+                            "(default: the shipped models' campaign, made on first start under the data folder)")
+    arena.add_argument("--no-arena", action="store_true", help="start without an arena campaign")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
 
@@ -78,22 +82,45 @@ def auth_from_env() -> tuple[str, str] | None:
 
 
 def _import_ui():
-    """The `ui` package lives next to `studio` in the repository."""
+    """The app: installed as `studio_ui` (the repository's top-level `ui/` folder); from a checkout that was
+    not installed, loaded from that folder under the same name."""
     try:
-        import ui.app
+        import studio_ui.app
     except ModuleNotFoundError as err:
-        if err.name not in ("ui", "ui.app"):
+        if err.name not in ("studio_ui", "studio_ui.app"):
             raise
         from studio.paths import REPO_ROOT
 
-        if not (REPO_ROOT / "ui" / "app.py").is_file():
+        folder = REPO_ROOT / "ui"
+        if not (folder / "app.py").is_file():
             from studio.cli import CLIError
 
-            raise CLIError("the app's `ui` package is not installed next to `studio`; run `studio app` from "
-                           "a checkout of the repository") from None
-        sys.path.insert(0, str(REPO_ROOT))
-        import ui.app
-    return ui.app
+            raise CLIError("the app (`studio_ui`, the repository's ui/ folder) is not installed next to `studio`; "
+                           "run `make install` in a checkout of the repository") from None
+        spec = importlib.util.spec_from_file_location("studio_ui", folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        sys.modules["studio_ui"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        import studio_ui.app
+    return studio_ui.app
+
+
+def _shipped_arena(host: str) -> Path | None:
+    """The out-of-the-box campaign, unless the app is exposed without a password (votes are admin data there:
+    such an app starts without an arena rather than refusing to start) or the shipped models are missing."""
+    from studio.arena import ArenaError
+    from studio.arena.shipped import ensure_shipped_campaign
+    from studio.errors import StudioError
+
+    if not _import_ui().is_loopback(host) and not auth_from_env():
+        print(f"studio app: note: no arena on {host} without ${PASSWORD_ENV} (pass --arena DIR with a password)",
+              file=sys.stderr)
+        return None
+    try:
+        return ensure_shipped_campaign()
+    except (ArenaError, StudioError, OSError) as err:
+        print(f"studio app: warning: the shipped models' arena is not available: {err}", file=sys.stderr)
+        return None
 
 
 def run(args) -> int:
@@ -101,6 +128,8 @@ def run(args) -> int:
     app = _import_ui()
     from studio.hub import list_models
 
+    if args.arena is None and not args.no_arena:
+        args.arena = _shipped_arena(args.host)
     app.check_exposure(args.host, auth_from_env(), args.arena)  # an exposed arena needs the password
     if not app.is_loopback(args.host):
         print(f"studio app: warning: binding {args.host}: anyone who can reach this machine on port {args.port} "

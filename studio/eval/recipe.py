@@ -3,7 +3,7 @@
 `run_sweep(scale, out)` trains one core per variant on `shapes`, all at the same images seen, scores alignment
 on held-out captions at fixed points along the way (the trainer's validation, EMA weights), then scores each
 final core on more captions, runs the swap test, and samples the sampling factor (guidance scale and interval)
-on the baseline. Every variant changes one factor of the baseline (an ablation), except `combined`.
+on the baseline. Every variant changes one factor of the baseline (an ablation), except `combined` and `combined-sigmoid`.
 Finished runs are reused, so an interrupted sweep goes on where it stopped. `studio.eval.recipe_report`
 writes the report.
 """
@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict] = {
     "logit-normal": dict(timestep_sampling="logit_normal"),
     "sigmoid-loss": dict(loss_weighting="sigmoid"),
     "x-loss": dict(loss_weighting="x"),
+    "combined-sigmoid": dict(text_positions=32, text_layers=2, pixel_channels=32, timestep_sampling="logit_normal",
+                             loss_weighting="sigmoid"),
 }
 FACTORS: dict[str, str] = {
     "baseline": "today's core recipe: frozen MiniLM token states through cross-attention, patchify conv, "
@@ -44,6 +46,7 @@ FACTORS: dict[str, str] = {
     "sigmoid-loss": "loss weighting: sigmoid (bias -1) instead of plain v-MSE",
     "x-loss": "loss weighting: the clean image's MSE (noisy inputs count as much as clean ones)",
     "combined": "text positions + text transformer + pixel layers + logit-normal",
+    "combined-sigmoid": "the combined recipe with sigmoid loss weighting (the two best single factors together)",
 }
 # The sampling factor, on the final baseline and combined cores: (guidance, guidance interval in logSNR).
 GUIDANCE_SETTINGS: tuple[tuple[float, tuple[float, float] | None], ...] = (
