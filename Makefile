@@ -43,8 +43,9 @@ install: $(ENV_DEPS)
 browser:
 	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
+APP_ARGS ?=
 app: install
-	$(ENV_PYTHON) -m studio app
+	$(ENV_PYTHON) -m studio app $(APP_ARGS)
 
 test: install browser
 	$(ENV_PYTHON) -m pytest -q

@@ -34,7 +34,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `ui/` sits next to `studio/`
+if str(REPO) not in sys.path:  # `studio` from a checkout (the app itself is the installed `studio_ui`)
     sys.path.insert(0, str(REPO))
 
 MAX_SESSIONS = 64

@@ -4,29 +4,15 @@ and trajectory animations. Every write is atomic (temporary name, then rename)."
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from studio.files import atomic_write
+
 INFO_KEY = "studio"  # one PNG text chunk holding the settings as JSON
-
-
-def atomic_write(path: Path, save) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(image: Image.Image, path: str | Path, info: dict | None = None) -> Path:

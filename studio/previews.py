@@ -29,7 +29,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from studio.errors import ModelNotFoundError, StudioError
-from studio.images import atomic_write, grid, save_animation
+from studio.files import atomic_write
+from studio.images import grid, save_animation
 from studio.diffusion import make_scheduler
 from studio.pipeline import StudioPipeline
 from studio.sampling import StepRecord, initial_noise, pooled_noise, stream
@@ -386,10 +387,7 @@ class LiveRun:
         self._error: BaseException | None = None
         self._last: StepRecord | None = None
         self._seconds = 0.0
-        # the diffusers way: the pipeline's callback_on_step_end hook sees every step, `_interrupt` stops it
-        self._pipeline = StudioPipeline(model, make_scheduler(sampler, model.resolution,
-                                                              model.schedule_reference_resolution))
-        self._pipeline.set_progress_bar_config(disable=True)
+        self._model, self._sampler = model, sampler
         self._call = dict(prompt=prompts, num_inference_steps=int(steps), guidance_scale=guidance, seed=seed,
                           guidance_interval=guidance_interval, text_encoder=text_encoder, output_type="latent",
                           callback_on_step_end=self._on_step, callback_on_step_end_tensor_inputs=["step"])
@@ -412,8 +410,12 @@ class LiveRun:
 
     def _work(self) -> None:
         start = time.perf_counter()
-        try:
-            self._pipeline(**self._call)
+        try:  # the diffusers way: the callback_on_step_end hook sees every step, `_interrupt` stops the run
+            model = self._model
+            pipeline = StudioPipeline(model, make_scheduler(self._sampler, model.resolution,
+                                                            model.schedule_reference_resolution))
+            pipeline.set_progress_bar_config(disable=True)
+            pipeline(**self._call)
         except BaseException as err:  # handed to the caller by result()
             self._error = err
         finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from studio.errors import ModelNotFoundError
+from studio.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +232,6 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
     renamed, so a file that exists is complete. `device` runs the encoder (default: a GPU when there is one;
     100k captions take minutes on a CPU and seconds on a GPU).
     """
-    import os
-
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
 
@@ -256,10 +255,8 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
         # Straight through the uncached path: the in-memory cache would hold every caption twice.
         parts.extend(text_encoder._encode_uncached(chunk))
     table = TextEmbedding.cat(parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({"tokens": table.tokens.half().contiguous(), "mask": table.mask.to(torch.uint8).contiguous(),
-               "pooled": table.pooled.half().contiguous()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file({"tokens": table.tokens.half().contiguous(),
+                                              "mask": table.mask.to(torch.uint8).contiguous(),
+                                              "pooled": table.pooled.half().contiguous()}, tmp))
     # Return what later runs will load (fp16-rounded), so a fresh run and a resumed run see the same numbers.
     return TextEmbedding(table.tokens.half().float(), table.mask, table.pooled.half().float())

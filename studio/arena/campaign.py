@@ -23,7 +23,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import random
 import threading
 import time
@@ -43,6 +42,7 @@ from studio.arena.store import (
     export_votes,
     normalise_choice,
 )
+from studio.files import write_bytes
 
 # The same defaults as `studio sample`.
 DEFAULT_SAMPLER = "dpm++"
@@ -244,10 +244,7 @@ def save_image(image: Any, directory: Path) -> tuple[str, str]:
     rel = f"{IMAGES_DIR}/{sha}.png"
     target = directory / rel
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write_bytes(target, data)
     return rel, sha
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.files import atomic_write
 
 DB_NAME = "arena.sqlite"
 VOTE_CHOICES = ("left", "right", "tie", "both_bad")
@@ -660,11 +659,8 @@ def export_votes(votes: list[VoteRecord], path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in EXPORT_FORMATS:
         raise ArenaError(f"cannot export to {path.name}: the file name must end in .jsonl or .csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # atomic: written under a temporary name, then renamed, so an interrupted export never leaves half a file
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             if suffix == ".jsonl":
                 for v in votes:
                     f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
@@ -673,10 +669,8 @@ def export_votes(votes: list[VoteRecord], path: str | Path) -> Path:
                 writer.writeheader()
                 for v in votes:
                     writer.writerow(v.to_dict())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)  # an interrupted export never leaves half a file
     return path
 
 

@@ -31,9 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        spec = importlib.util.find_spec(f"studio.cli.{name}")
-        if spec is None:
-            continue
         importlib.import_module(f"studio.cli.{name}").register(sub)
     return parser
 

@@ -149,6 +149,6 @@ def run(args) -> int:
                            device=args.device, arena_dir=args.arena)
     demo = app.build_app(config)
     print(f"studio app: http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}  "
-          "(Ctrl+C stops)")
+          "(Ctrl+C stops)", flush=True)
     app.launch(demo, host=args.host, port=args.port, auth=auth_from_env(), quiet=True)
     return 0

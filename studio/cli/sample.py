@@ -126,7 +126,8 @@ def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: 
 
     from tqdm.auto import tqdm
 
-    from studio.images import atomic_write, save_png
+    from studio.files import write_text
+    from studio.images import save_png
     from studio.sampling import generation_info, stream, to_pil
 
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +146,7 @@ def _sample_many(model, prompts, seed, settings, batch_size, out: Path, frames: 
             lines.append(json.dumps(info | {"file_name": f"{i:04d}.png"}))
             if keep_images:
                 images.append(image)
-    atomic_write(out / "samples.jsonl", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_text(out / "samples.jsonl", "\n".join(lines) + "\n")
     return images
 
 

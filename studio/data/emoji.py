@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from studio.errors import DataError
+from studio.files import write_json
 
 # ---------------------------------------------------------------------------------------------------------
 # Sources and styles
@@ -750,12 +751,6 @@ def read_manifest(root: Path) -> dict | None:
         return None
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def prepare_emoji(
     styles: str | Sequence[str] = DEFAULT_STYLES,
     out: Path | None = None,
@@ -858,7 +853,7 @@ def prepare_emoji(
                 used.setdefault(STYLES[style].package, []).append(style)
         write_licenses(tmp, used, package_dirs, size, background)
         manifest = _manifest(config, packages_info, records, dropped, unresolved)
-        _write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        write_json(tmp / MANIFEST_NAME, manifest)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from studio.errors import ConfigError
-from studio.images import atomic_write
+from studio.files import atomic_write, write_json
 
 RESULTS_FILE = "results.json"
 # experiment 1's growth arms: the paper's (the core's shallow layers discarded) and ours (kept as a path)
@@ -337,7 +337,7 @@ def evaluate_run(scale: ExperimentScale, run_dir: Path, progress: bool = False, 
         gen = inception_features(images[:scale.fid_n])
         kid_mean, kid_std = kid(gen, ref, subsets=100, subset_size=len(ref), seed=0)
         result.update(fid=fid(gen, ref), kid_mean=kid_mean, kid_std=kid_std, fid_n=scale.fid_n)
-    atomic_write(cache, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))  # seeds run in parallel
+    write_json(cache, result)  # seeds run in parallel
     return result
 
 

@@ -21,7 +21,6 @@ import importlib.util
 import json
 import math
 import os
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from scipy import linalg
 
 from studio.errors import DataError, StudioError
+from studio.files import atomic_write
 from studio.hub import default_device
 
 INCEPTION_FILE = "default_1.pt"
@@ -326,17 +326,6 @@ def _refs_dir() -> Path:
     return path
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: int = 0, batch_size: int = 32,
                        device: str | None = None, refresh: bool = False, progress: bool = False,
                        split: str = "eval") -> tuple[np.ndarray, list[str], Path]:
@@ -355,8 +344,14 @@ def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: i
             pass  # unreadable or stale cache: recompute below
     feats = inception_features(images, batch_size=batch_size, device=device, progress=progress)
     mu, sigma = feature_stats(feats)
-    _save_npz_atomic(path, features=feats.astype(np.float32), mu=mu, sigma=sigma,
-                     captions=np.array(json.dumps(captions)), resolution=np.array(resolution))
+    arrays = dict(features=feats.astype(np.float32), mu=mu, sigma=sigma, captions=np.array(json.dumps(captions)),
+                  resolution=np.array(resolution))
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+            np.savez(f, **arrays)
+
+    atomic_write(path, save)
     return feats, captions, path
 
 

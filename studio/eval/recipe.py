@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from studio.errors import ConfigError
+from studio.files import write_json
 
 RESULTS_FILE = "recipe.json"
 
@@ -241,9 +242,7 @@ def run_sweep(scale: RecipeScale, out_dir: str | Path, progress: bool = True) ->
         train_variant(scale, variant, run_dir, progress)
         results["variants"][variant] = evaluate_variant(scale, variant, run_dir, progress)
         results["sample_grids"] = {v: str(out / v / "recipe-samples.png") for v in results["variants"]}
-        tmp = out / f".{RESULTS_FILE}.tmp"
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(out / RESULTS_FILE)
+        write_json(out / RESULTS_FILE, results)
     return results
 
 
