@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -122,6 +123,8 @@ def test_generate_streams_previews_and_a_final_png(client):
     assert any("step 6/6" in o[STATUS] for o in outputs)
     final = final_outputs(outputs)
     assert "Done: 6 steps" in final[STATUS]
+    total, per_image = re.search(r"in ([\d.]+) s \(([\d.]+) s per image\)", final[STATUS]).groups()
+    assert abs(float(per_image) - float(total) / 2) <= 0.051  # two images: the time per image is half
     paths = [item["image"] for item in final[RESULTS]]
     assert len(paths) == 2
     for i, path in enumerate(paths):

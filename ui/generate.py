@@ -131,7 +131,8 @@ def make_handlers(ctx, ui: dict):
         done = (f"Stopped after step {result.steps_done}/{s.steps}; kept its prediction" if result.stopped
                 else f"Done: {s.steps} steps")
         yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
-               ui["status"]: f"{done} in {result.seconds:.1f} s · **{s.model}** · seed {s.seed}{note_md}",
+               ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
+                             f"**{s.model}** · seed {s.seed}{note_md}",
                ui["history"]: session.gallery(),
                ui["replay_group"]: gr.Column(visible=True),
                ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),

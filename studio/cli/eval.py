@@ -40,6 +40,22 @@ def register(subparsers) -> None:
     align.add_argument("--json", type=Path, help="write the full result (with per-image answers) here")
     align.set_defaults(func=_align)
 
+    frontier = subs.add_parser("frontier", help="sampling time per image against prompt alignment",
+                               description="Time per image (batch 1) and prompt alignment on held-out shapes "
+                                           "captions for a grid of samplers, step counts, guidance scales and "
+                                           "guidance intervals; names the knee: the fastest setting whose every "
+                                           "question stays inside the 95%% interval of 25 dpm++ steps. Finished "
+                                           "settings are reused from --out.")
+    frontier.add_argument("--model", required=True, help="model name or folder")
+    frontier.add_argument("--n", type=argtypes.positive_int, default=100,
+                          help="held-out captions per setting (default 100)")
+    frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
+    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]]",
+                          help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
+    frontier.add_argument("--out", type=Path, help="per-setting results (default runs/frontier-MODEL)")
+    frontier.add_argument("--docs", type=Path, help="also write frontier-MODEL.md/.json/.html here")
+    frontier.set_defaults(func=_frontier)
+
     ceiling = subs.add_parser("ceiling", help="the alignment checker's accuracy on ground-truth renderings",
                               description="Run the alignment checker on ground-truth shapes renderings at one "
                                           "resolution: the best a model can score there.")
@@ -72,6 +88,37 @@ def _write_json(path: Path | None, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+
+
+def _parse_setting(text: str):
+    from studio.cli import CLIError
+    from studio.eval.frontier import Setting
+
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3, 5):
+            raise ValueError
+        guidance = float(parts[2]) if len(parts) > 2 else 3.0
+        interval = (float(parts[3]), float(parts[4])) if len(parts) == 5 else None
+        return Setting(parts[0], int(parts[1]), guidance, interval)
+    except ValueError:
+        raise CLIError(f"bad setting {text!r}: use SAMPLER:STEPS, SAMPLER:STEPS:GUIDANCE or "
+                       "SAMPLER:STEPS:GUIDANCE:LO:HI (e.g. dpm++:15:3:-6:3)") from None
+
+
+def _frontier(args) -> int:
+    from studio.eval.frontier import DEFAULT_GRID, run_frontier, write_report
+
+    grid = tuple(_parse_setting(s) for s in args.settings) if args.settings else DEFAULT_GRID
+    out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
+    result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats)
+    print(f"reference: {result['reference']}, {result['reference_seconds']:.2f} s per image")
+    print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (every question inside the "
+          "reference's 95% interval)")
+    if args.docs:
+        for path in write_report(result, args.docs):
+            print(f"wrote {path}")
+    return 0
 
 
 def _align(args) -> int:

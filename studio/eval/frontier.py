@@ -1,0 +1,204 @@
+"""The sampling time-versus-alignment frontier of one model: which sampler settings buy speed without losing
+the prompt.
+
+For every setting of a grid (sampler, steps, guidance scale, guidance interval) it measures the time per image
+at batch 1 (median of repeats, the text embedding cached, as the app runs) and prompt alignment on held-out
+`shapes` captions (`studio.eval.alignment.align_model`, Wilson intervals). The reference is today's default,
+25 dpm++ steps at guidance 3; a setting *keeps the prompt* when every question's accuracy lies inside the
+reference's 95% interval, and the **knee** is the fastest setting that keeps it. Results are cached per setting
+in the output folder, so an interrupted run goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from studio.eval.alignment import QUESTIONS, align_model
+from studio.files import atomic_write, write_json, write_text
+
+RESULTS_FILE = "frontier.json"
+
+
+@dataclass(frozen=True)
+class Setting:
+    sampler: str = "dpm++"
+    steps: int = 25
+    guidance: float = 3.0
+    interval: tuple[float, float] | None = None  # guidance only for logSNR in [lo, hi]; unguided steps cost half
+
+    @property
+    def label(self) -> str:
+        where = f" in [{self.interval[0]:g}, {self.interval[1]:g}]" if self.interval else ""
+        return f"{self.sampler} {self.steps} steps, guidance {self.guidance:g}{where}"
+
+    @property
+    def key(self) -> str:
+        where = f"-i{self.interval[0]:g}_{self.interval[1]:g}" if self.interval else ""
+        return f"{self.sampler}-{self.steps}-g{self.guidance:g}{where}"
+
+
+REFERENCE = Setting()
+GUIDANCE_INTERVAL = (-6.0, 3.0)  # the recipe sweep's interval: no guidance at the noisiest and cleanest steps
+DEFAULT_GRID: tuple[Setting, ...] = (
+    REFERENCE,
+    *(Setting("dpm++", s) for s in (4, 6, 8, 10, 15, 20, 50)),
+    *(Setting("unipc", s) for s in (6, 10, 15)),
+    *(Setting("euler", s) for s in (10, 20)),
+    *(Setting("ddim", s) for s in (10, 20)),
+    *(Setting("dpm++", s, 3.0, GUIDANCE_INTERVAL) for s in (10, 15, 25)),
+    Setting("dpm++", 15, 2.0), Setting("dpm++", 15, 5.0),
+)
+TIMING_PROMPT = "a red star to the left of a blue circle on a white background"
+
+
+def time_per_image(model, setting: Setting, repeats: int = 3, prompt: str = TIMING_PROMPT) -> float:
+    """Median seconds for one image at batch 1 (a warm-up run first; the prompt's embedding is cached)."""
+    from studio.sampling import sample_tensor
+
+    kwargs = dict(steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
+                  guidance_interval=setting.interval)
+    sample_tensor(model, [prompt], **kwargs)  # warm-up: the text encoder and its cache, oneDNN kernels
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        sample_tensor(model, [prompt], seed=i, **kwargs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(model, setting: Setting, n: int, repeats: int, progress: bool) -> dict:
+    alignment = align_model(model, n=n, steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
+                            guidance_interval=setting.interval, ceiling=False, progress=progress)
+    return dict(setting=asdict(setting), label=setting.label, seconds_per_image=time_per_image(model, setting,
+                                                                                                  repeats),
+                questions={q: {k: alignment["questions"][q][k] for k in ("accuracy", "ci_low", "ci_high", "n")}
+                           for q in QUESTIONS if q in alignment["questions"]})
+
+
+def keeps_the_prompt(point: dict, reference: dict) -> bool:
+    """Every question's accuracy inside the reference's 95% interval."""
+    return all(reference["questions"][q]["ci_low"] <= point["questions"][q]["accuracy"]
+               <= reference["questions"][q]["ci_high"] for q in reference["questions"] if q in point["questions"])
+
+
+def mean_accuracy(point: dict) -> float:
+    """The questions' mean accuracy ("all" left out: it is their conjunction)."""
+    values = [v["accuracy"] for q, v in point["questions"].items() if q != "all"]
+    return sum(values) / len(values)
+
+
+def summarize(points: list[dict]) -> dict:
+    """Marks each point (keeps the prompt, on the Pareto front of time against mean accuracy) and names the knee."""
+    reference = next(p for p in points if p["setting"] == asdict(REFERENCE))
+    for p in points:
+        p["keeps_prompt"] = keeps_the_prompt(p, reference)
+        p["mean_accuracy"] = mean_accuracy(p)
+    for p in points:  # on the front: no other setting is at least as fast and at least as accurate
+        at = (p["seconds_per_image"], p["mean_accuracy"])
+        p["pareto"] = not any(o["seconds_per_image"] <= at[0] and o["mean_accuracy"] >= at[1]
+                              and (o["seconds_per_image"], o["mean_accuracy"]) != at for o in points)
+    keeping = [p for p in points if p["keeps_prompt"]]
+    knee = min(keeping, key=lambda p: p["seconds_per_image"])
+    return dict(reference=reference["label"], knee=knee["label"], knee_setting=knee["setting"],
+                knee_seconds=knee["seconds_per_image"], reference_seconds=reference["seconds_per_image"])
+
+
+def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = 100,
+                 repeats: int = 3, device: str = "cpu", progress: bool = True) -> dict:
+    """Measure every setting of `grid` (finished ones are read back from `out`) and summarize."""
+    from studio.hub import load_model
+
+    if REFERENCE not in grid:
+        grid = (REFERENCE, *grid)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_name, device=device, channels_last=device == "cpu")
+    cache_dir = out / "settings"
+    points = []
+    for i, setting in enumerate(grid):
+        cache = cache_dir / f"{setting.key}-n{n}.json"
+        if cache.is_file():
+            points.append(json.loads(cache.read_text()))
+            continue
+        if progress:
+            print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
+        point = measure(model, setting, n, repeats, progress)
+        write_json(cache, point)
+        points.append(point)
+    result = dict(model=str(model_name), resolution=int(model.resolution), n=n, repeats=repeats,
+                  torch_threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"), points=points,
+                  **summarize(points))
+    write_json(out / RESULTS_FILE, result)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def _cell(q: dict) -> str:
+    return f"{q['accuracy']:.2f} [{q['ci_low']:.2f}, {q['ci_high']:.2f}]"
+
+
+def format_markdown(result: dict) -> str:
+    points = sorted(result["points"], key=lambda p: p["seconds_per_image"])
+    questions = [q for q in QUESTIONS if q in points[0]["questions"]]
+    lines = [f"# Sampling frontier of `{result['model']}`: time per image against prompt alignment", "",
+             f"Generated by `studio eval frontier --model {result['model']} --n {result['n']}` on {result['date']}: "
+             f"each setting's time per {result['resolution']} px image at batch 1 (median of {result['repeats']}, "
+             f"{result['torch_threads']} threads, text embedding cached) and its alignment on {result['n']} held-out "
+             "captions (95% Wilson intervals). *Keeps the prompt*: every question inside the reference's interval.",
+             "", f"- reference: **{result['reference']}**, {result['reference_seconds']:.2f} s per image",
+             f"- knee (the fastest setting that keeps the prompt): **{result['knee']}**, "
+             f"{result['knee_seconds']:.2f} s per image", "",
+             "| setting | s / image | " + " | ".join(questions) + " | mean | keeps the prompt | Pareto |",
+             "|---|---|" + "---|" * len(questions) + "---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['label']} | {p['seconds_per_image']:.2f} | "
+                     + " | ".join(_cell(p["questions"][q]) for q in questions)
+                     + f" | {p['mean_accuracy']:.2f} | {'yes' if p['keeps_prompt'] else 'no'} | "
+                     f"{'yes' if p['pareto'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(result: dict):
+    """Mean accuracy against seconds per image, one marker per setting, the Pareto front as a line, the
+    reference and the knee named; hover shows every question."""
+    import plotly.graph_objects as go
+
+    points = sorted(result["points"], key=lambda p: p["seconds_per_image"])
+    fig = go.Figure()
+    front = [p for p in points if p["pareto"]]
+    fig.add_trace(go.Scatter(x=[p["seconds_per_image"] for p in front], y=[p["mean_accuracy"] for p in front],
+                             mode="lines", name="Pareto front", line=dict(color="#94a3b8", dash="dot")))
+    for keeps, colour in ((True, "#16a34a"), (False, "#dc2626")):
+        chosen = [p for p in points if p["keeps_prompt"] == keeps]
+        hover = ["<br>".join([p["label"], *(f"{q}: {_cell(v)}" for q, v in p["questions"].items())])
+                 for p in chosen]
+        fig.add_trace(go.Scatter(x=[p["seconds_per_image"] for p in chosen], y=[p["mean_accuracy"] for p in chosen],
+                                 mode="markers", marker=dict(size=9, color=colour), hovertext=hover,
+                                 hoverinfo="text", name="keeps the prompt" if keeps else "loses some of it"))
+    for name, label in (("reference", result["reference"]), ("knee", result["knee"])):
+        p = next(p for p in points if p["label"] == label)
+        fig.add_annotation(x=p["seconds_per_image"], y=p["mean_accuracy"], text=f"{name}: {label}", showarrow=True,
+                           arrowhead=2, ax=40, ay=-30 if name == "knee" else 30)
+    fig.update_layout(template="plotly_white", height=480, xaxis_title="seconds per image (batch 1)",
+                      yaxis_title="mean accuracy over the questions", xaxis_type="log",
+                      title=f"{result['model']}: sampling time against prompt alignment ({result['n']} captions)")
+    return fig
+
+
+def write_report(result: dict, docs: Path) -> list[Path]:
+    stem = docs / f"frontier-{Path(result['model']).name}"
+    paths = [write_text(stem.with_suffix(".md"), format_markdown(result)), write_json(stem.with_suffix(".json"),
+                                                                                     result)]
+    fig = figure(result)  # plotly.js from its CDN when viewed, as the other result pages
+    html = atomic_write(stem.with_suffix(".html"), lambda tmp: fig.write_html(tmp, include_plotlyjs="cdn"))
+    return [*paths, html]
+
+
+__all__ = ["DEFAULT_GRID", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt", "run_frontier",
+           "summarize", "time_per_image", "write_report"]

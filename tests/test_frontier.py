@@ -1,0 +1,62 @@
+"""The sampling frontier: the knee is the fastest setting whose every question stays inside the reference's
+interval; per-setting results are reused after an interruption."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from studio.eval import frontier
+from studio.eval.frontier import REFERENCE, Setting, format_markdown, run_frontier, summarize, write_report
+
+
+def point(setting: Setting, seconds: float, accuracy: dict[str, float]) -> dict:
+    return dict(setting=asdict(setting), label=setting.label, seconds_per_image=seconds,
+                questions={q: dict(accuracy=a, ci_low=a - 0.1, ci_high=a + 0.1, n=100) for q, a in accuracy.items()})
+
+
+def test_the_knee_is_the_fastest_setting_that_keeps_every_question():
+    points = [point(REFERENCE, 2.0, {"color": 0.9, "position": 0.3}),
+              point(Setting("dpm++", 4), 0.4, {"color": 0.5, "position": 0.3}),  # fast, loses colour
+              point(Setting("dpm++", 10), 0.9, {"color": 0.85, "position": 0.25}),  # keeps both
+              point(Setting("dpm++", 15), 1.3, {"color": 0.9, "position": 0.3})]
+    summary = summarize(points)
+    assert summary["knee"] == Setting("dpm++", 10).label and summary["knee_seconds"] == 0.9
+    assert [p["keeps_prompt"] for p in points] == [True, False, True, True]
+    assert [p["pareto"] for p in points] == [False, True, True, True]  # the reference is dominated by 15 steps
+    assert "knee (the fastest setting that keeps the prompt): **dpm++ 10 steps, guidance 3**" in format_markdown(
+        dict(summary, points=points, model="m", n=100, repeats=3, resolution=64, torch_threads=2, date="today"))
+
+
+def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
+    torch.nn.init.normal_(tiny_core.exit.weight, std=0.1)
+    tiny_core.register_to_config(training_phase="core")
+    tiny_core.save_pretrained(tmp_path / "models" / "tiny")
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "models"))
+    grid = (Setting("dpm++", 2), Setting("euler", 3, 2.0), Setting("dpm++", 3, 3.0, (-6.0, 3.0)))
+    result = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
+    assert len(result["points"]) == 4 and result["points"][0]["label"] == REFERENCE.label  # reference added
+    assert all(p["seconds_per_image"] > 0 and set(p["questions"]) >= {"color", "all"} for p in result["points"])
+    assert result["knee"] in {p["label"] for p in result["points"] if p["keeps_prompt"]}
+
+    def no_second_run(*args, **kwargs):
+        raise AssertionError("a finished setting was measured again")
+
+    monkeypatch.setattr(frontier, "measure", no_second_run)
+    again = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
+    assert [p["seconds_per_image"] for p in again["points"]] == [p["seconds_per_image"] for p in result["points"]]
+    paths = write_report(again, tmp_path / "docs")
+    assert [p.name for p in paths] == ["frontier-tiny.md", "frontier-tiny.json", "frontier-tiny.html"]
+    assert "| setting | s / image |" in paths[0].read_text()
+
+
+def test_bad_frontier_settings_say_how_to_write_them():
+    from studio.cli import CLIError
+    from studio.cli.eval import _parse_setting
+
+    assert _parse_setting("dpm++:15:3:-6:3") == Setting("dpm++", 15, 3.0, (-6.0, 3.0))
+    assert _parse_setting("unipc:10") == Setting("unipc", 10)
+    with pytest.raises(CLIError, match="SAMPLER:STEPS"):
+        _parse_setting("dpm++:fast")
