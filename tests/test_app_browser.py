@@ -119,7 +119,7 @@ def test_a_rater_votes_in_the_ready_arena_and_sees_the_leaderboard(tmp_path, mon
             for battle in range(3):
                 expect(page.get_by_role("button", name="⬅ Left better")).to_be_enabled()
                 page.get_by_role("button", name="⬅ Left better").click()
-                status = page.locator(".status").filter(has_text="Rater")
+                status = page.locator("#arena-status")
                 expect(status).to_contain_text(f"{battle + 1} vote")
                 expect(status).to_contain_text("shapes-")  # the contenders' names, revealed
                 if battle < 2:

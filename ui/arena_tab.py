@@ -158,7 +158,8 @@ def build_arena_tab(ctx) -> None:
         right = gr.Image(label="Right", type="filepath", interactive=False, elem_classes="pixel", height=384)
     with gr.Row():
         buttons = [gr.Button(label, interactive=False) for _, label in CHOICES]
-    status = gr.Markdown("Enter your name or rater code, then press Start.", elem_classes="status")
+    status = gr.Markdown("Enter your name or rater code, then press Start.", elem_classes="status",
+                         elem_id="arena-status")
     next_btn = gr.Button("Next battle", variant="primary", visible=False)
 
     battle_out = [state, prompt, left, right, status, *buttons, next_btn]

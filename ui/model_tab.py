@@ -199,8 +199,9 @@ def card_outputs(name: str | None, models) -> tuple:
              f"Stages: {stage_path(card)}",
              f"Weights sha256 `{card['weights_hash']}`" + (f" · grown from **{parent_name}**" if parent_name else "")]
     if t:
-        facts = [f"{k.replace('_', ' ')}: {t[k]}" for k in ("steps", "images_seen", "wall_time_s", "images_per_s")
-                 if k in t]
+        shown = {"steps": lambda v: f"{v:,} steps", "images_seen": lambda v: f"{v:,} images seen",
+                 "wall_time_s": lambda v: f"{v / 60:.1f} min", "images_per_s": lambda v: f"{v:.3g} images/s"}
+        facts = [fmt(t[k]) for k, fmt in shown.items() if _finite(t.get(k))]
         if facts:
             lines.append("Training: " + " · ".join(facts))
     parts = trained_parts(card)
