@@ -268,7 +268,7 @@ def tour() -> list:
         held-out `shapes` captions (never seen in training).
         '''),
         code('''
-        from studio.data import heldout_captions
+        from studio.data.shapes import heldout_captions
         from studio.sampling import generate
 
         prompts = [s.caption for s in heldout_captions(2 if FAST else 4)]
@@ -375,7 +375,7 @@ def data_and_text() -> list:
         (optionally at a position), a count ("two ..."), or a relation between two objects.
         '''),
         code('''
-        from studio.data import render_scene, sample_scene
+        from studio.data.shapes import render_scene, sample_scene
 
         scenes = [sample_scene(i) for i in range(8)]
         for i, s in enumerate(scenes):
@@ -399,7 +399,7 @@ def data_and_text() -> list:
         The alignment checker of notebook 06 answers exactly these questions from the pixels.
         '''),
         code('''
-        from studio.data import caption_variants, heldout_captions, parse_caption
+        from studio.data.shapes import caption_variants, heldout_captions, parse_caption
 
         s = next(s for s in scenes if s.kind == "relation")
         print(s.caption)
@@ -660,7 +660,7 @@ def phase1() -> list:
         about as hard as the top row).
         '''),
         code('''
-        from studio.data import image_to_tensor, render_scene, sample_scene
+        from studio.data.shapes import image_to_tensor, render_scene, sample_scene
         from studio.diffusion import add_noise
         from studio.sampling import to_pil
 
@@ -961,7 +961,7 @@ def phase2() -> list:
         (right), for a few held-out prompts.
         '''),
         code('''
-        from studio.data import heldout_captions
+        from studio.data.shapes import heldout_captions
         from studio.sampling import generate
 
         steps = 6 if FAST else 25
@@ -1126,7 +1126,7 @@ def phase3() -> list:
         (a fixed generator), so the difference is the models' alone.
         '''),
         code('''
-        from studio.data import heldout_captions, image_to_tensor, render_scene
+        from studio.data.shapes import heldout_captions, image_to_tensor, render_scene
         from studio.diffusion import diffusion_loss
         from studio.text import get_text_encoder
 
@@ -1273,7 +1273,7 @@ def sampling() -> list:
         model, larger w follows the prompt harder (and eventually oversaturates). Rows: prompts; columns: w.
         '''),
         code('''
-        from studio.data import heldout_captions
+        from studio.data.shapes import heldout_captions
 
         scales = (0.0, 1.0, 3.0, 6.0) if FAST else (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
         prompts = [PROMPT] + [s.caption for s in heldout_captions(2)]
@@ -1386,7 +1386,7 @@ def evaluation() -> list:
         these same images.
         '''),
         code('''
-        from studio.data import heldout_captions, render_scene
+        from studio.data.shapes import heldout_captions, render_scene
         from studio.sampling import generate
 
         scenes = heldout_captions(N)
