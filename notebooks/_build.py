@@ -883,8 +883,8 @@ def phase2() -> list:
         ### A choice of ours: keep the shallow layers as a low-resolution path
 
         Discarded entry/exit layers mean the new stages start by feeding the frozen core inputs it has never
-        seen, and on a CPU they do not train long enough for the core's alignment to show (the README's
-        "Growing with a low-resolution path" has the numbers). With
+        seen, and on a CPU they do not train long enough for the core's alignment to show
+        (docs/results/shipped-models.md, "Growing with a low-resolution path", has the numbers). With
         `low_res_path=True` the grown model keeps them, frozen with the core: the noisy image is box-pooled
         to the core's resolution (under the resolution shift that is exactly the noise level the core was
         trained at), the core predicts its clean picture, and the new stages learn what to add to it upsampled.

@@ -203,7 +203,7 @@ class LowResPath(_ShallowLayers, nn.Module):
 
     The paper discards them at growth, so the grown model starts from new stages that feed the frozen core
     noise it has never seen; on a CPU those stages never train long enough for the core's alignment to show
-    (measured in the README, "Growing with a low-resolution path"). Kept, they
+    (measured in docs/results/shipped-models.md, "Growing with a low-resolution path"). Kept, they
     give the grown model the parent's picture from its first step: the noisy R px image is box-pooled to the
     parent's R0 px (which, under the resolution shift, is exactly the signal-to-noise ratio the parent was
     trained at), the parent predicts its clean R0 px image, and that is upsampled for the new stages to refine.
