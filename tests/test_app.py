@@ -66,6 +66,10 @@ def make_models(root: Path) -> Path:
     grown.save_pretrained(root / "tiny-grown")
     (root / "tiny-grown" / "training.json").write_text(json.dumps(
         {"phase": "grow", "parent": {"name": "tiny-core"}, "core_fingerprint": core_fingerprint(grown)}))
+    presets = {name: dict(sampler=sampler, steps=steps, guidance=3.0, seconds_per_image=s, keeps_prompt=True,
+                          label=f"{sampler} {steps} steps") for name, sampler, steps, s in
+               (("fast", "unipc", 4, 0.1), ("balanced", "dpm++", 6, 0.2), ("best", "dpm++", 25, 0.5))}
+    (root / "tiny-grown" / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
     return root
 
 
@@ -243,6 +247,11 @@ def test_core_vs_grown_without_a_pair(client, tmp_path):
     finally:
         studio.previews.find_core_and_grown = real
     assert not gallery and "not available" in text and "no grown model" in text
+
+
+def test_speed_presets_set_the_sampler_and_steps(client):
+    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0)
+    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0)
 
 
 def test_model_card(client):

@@ -60,3 +60,19 @@ def test_bad_frontier_settings_say_how_to_write_them():
     assert _parse_setting("unipc:10") == Setting("unipc", 10)
     with pytest.raises(CLIError, match="SAMPLER:STEPS"):
         _parse_setting("dpm++:fast")
+
+
+def test_speed_presets_are_named_by_the_measurement(tmp_path):
+    from studio.eval.frontier import read_presets, speed_presets, write_presets
+
+    points = [point(REFERENCE, 4.4, {"color": 0.86, "position": 0.1}),
+              point(Setting("dpm++", 6), 1.1, {"color": 0.6, "position": 0.1}),
+              point(Setting("dpm++", 10), 1.8, {"color": 0.8, "position": 0.1}),
+              point(Setting("dpm++", 8, 3.0, (-6.0, 3.0)), 0.9, {"color": 0.86, "position": 0.1})]
+    result = dict(summarize(points), points=points, model="m", n=100, date="today", torch_threads=2)
+    presets = speed_presets(result)
+    assert presets["fast"]["steps"] == 6 and not presets["fast"]["keeps_prompt"]  # fastest without an interval
+    assert presets["balanced"]["steps"] == 10 and presets["balanced"]["keeps_prompt"]
+    assert presets["best"]["steps"] == 25 and presets["best"]["seconds_per_image"] == 4.4
+    write_presets(result, tmp_path)
+    assert read_presets(tmp_path) == presets and read_presets(tmp_path / "missing") == {}

@@ -13,7 +13,7 @@ from studio.errors import ConfigError, StudioError
 from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import MAX_SEED, SamplerSettings, generation_info
-from .models import example_prompts, model_names, model_summary
+from .models import example_prompts, model_names, model_summary, speed_presets
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
@@ -199,6 +199,31 @@ def make_handlers(ctx, ui: dict):
                 refresh_models=refresh_models)
 
 
+SPEEDS = ("fast", "balanced", "best")
+
+
+def speed_choices(name: str | None) -> list[tuple[str, str]]:
+    """Radio choices (label, value) of a model's measured speed presets, e.g. "balanced · dpm++ 10 steps · 1.9 s";
+    the values are always the three names (the API checks a value against the choices the page was built with)."""
+    presets = speed_presets(name)
+    return [(f"{key} · {p['sampler']} {p['steps']} steps · {p['seconds_per_image']:.1f} s" if p else key, key)
+            for key, p in ((key, presets.get(key)) for key in SPEEDS)]
+
+
+def apply_speed(name: str | None, key: str | None) -> tuple:
+    """(sampler, steps, guidance) updates for a preset; unchanged controls without one."""
+    preset = speed_presets(name).get(key or "")
+    if not preset:
+        return gr.update(), gr.update(), gr.update()
+    return preset["sampler"], preset["steps"], preset["guidance"]
+
+
+def speed_for_model(name: str | None):
+    """The speed radio for a newly picked model: its presets with "balanced" selected, hidden without any."""
+    has = bool(speed_presets(name))
+    return gr.Radio(choices=speed_choices(name), value="balanced" if has else None, visible=has)
+
+
 def refresh_models(current: str | None):
     """The model dropdown with the models present now, keeping the selection when it still exists."""
     names = model_names()
@@ -230,11 +255,17 @@ def build(ctx, session: gr.State) -> GenerateTab:
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+            presets = speed_presets(first)
+            start = presets.get("balanced", dict(sampler="dpm++", steps=DEFAULT_STEPS, guidance=3.0))
+            speed = gr.Radio(choices=speed_choices(first), value="balanced" if presets.get("balanced") else None,
+                             label="Speed", visible=bool(presets), elem_id="speed",
+                             info="measured on this model (studio eval frontier): balanced is the fastest setting "
+                                  "that kept every alignment question inside the 25-step result's interval")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value="dpm++", label="Sampler", min_width=100)
+                sampler = gr.Dropdown(list(SAMPLERS), value=start["sampler"], label="Sampler", min_width=100)
                 images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)
-            steps = gr.Slider(1, ctx.config.max_steps, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps")
-            guidance = gr.Slider(0, 20, value=3.0, step=0.25, label="Guidance scale (1 = off)")
+            steps = gr.Slider(1, ctx.config.max_steps, value=start["steps"], step=1, label="Steps", elem_id="steps")
+            guidance = gr.Slider(0, 20, value=start["guidance"], step=0.25, label="Guidance scale (1 = off)")
             with gr.Row(equal_height=True):
                 seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                                  scale=4, elem_id="seed")
@@ -311,5 +342,8 @@ def build(ctx, session: gr.State) -> GenerateTab:
                show_progress="hidden")
     examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private", show_progress="hidden")
     model.change(h["on_model"], model, [examples, model_info], api_visibility="private", show_progress="hidden")
+    model.change(speed_for_model, model, speed, api_visibility="private", show_progress="hidden").then(
+        apply_speed, [model, speed], [sampler, steps, guidance], api_visibility="private", show_progress="hidden")
+    speed.input(apply_speed, [model, speed], [sampler, steps, guidance], api_name="speed", show_progress="hidden")
     refresh.click(h["refresh_models"], model, model, api_visibility="private", show_progress="hidden")
     return GenerateTab(model, prompt, go, stop_btn, compare, examples)

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from studio.eval.frontier import read_presets
 from studio.hub import list_models, load_model, preference_rank
 from studio.paths import data_family
 
@@ -112,3 +113,10 @@ def model_summary(name: str | None) -> str:
     if parent_name:
         parts.append(f"from {parent_name}")
     return " · ".join(parts)
+
+
+def speed_presets(name: str | None) -> dict[str, dict]:
+    """The model's measured fast / balanced / best settings (`studio eval frontier --write-presets`); {} without."""
+    folder = list_models().get(name) if name else None
+    return read_presets(folder) if folder is not None else {}
+

@@ -54,6 +54,9 @@ def register(subparsers) -> None:
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
     frontier.add_argument("--out", type=Path, help="per-setting results (default runs/frontier-MODEL)")
     frontier.add_argument("--docs", type=Path, help="also write frontier-MODEL.md/.json/.html here")
+    frontier.add_argument("--write-presets", action="store_true",
+                          help="write the measured fast / balanced / best settings into the model's folder "
+                               "(sampling_presets.json: the app offers them)")
     frontier.set_defaults(func=_frontier)
 
     ceiling = subs.add_parser("ceiling", help="the alignment checker's accuracy on ground-truth renderings",
@@ -107,7 +110,8 @@ def _parse_setting(text: str):
 
 
 def _frontier(args) -> int:
-    from studio.eval.frontier import DEFAULT_GRID, run_frontier, write_report
+    from studio.eval.frontier import DEFAULT_GRID, run_frontier, write_presets, write_report
+    from studio.hub import resolve_model
 
     grid = tuple(_parse_setting(s) for s in args.settings) if args.settings else DEFAULT_GRID
     out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
@@ -118,6 +122,8 @@ def _frontier(args) -> int:
     if args.docs:
         for path in write_report(result, args.docs):
             print(f"wrote {path}")
+    if args.write_presets:
+        print(f"wrote {write_presets(result, resolve_model(args.model))}")
     return 0
 
 

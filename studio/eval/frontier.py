@@ -112,6 +112,38 @@ def summarize(points: list[dict]) -> dict:
                 knee_seconds=knee["seconds_per_image"], reference_seconds=reference["seconds_per_image"])
 
 
+PRESETS_FILE = "sampling_presets.json"  # in a model folder: its measured speed presets (read by the app)
+
+
+def speed_presets(result: dict) -> dict[str, dict]:
+    """"fast", "balanced" and "best", named by the measurement: the fastest measured setting, the knee (the
+    fastest that keeps every question inside the reference's interval) and the reference. Settings with a
+    guidance interval are left out: the app has no control for it."""
+    plain = [p for p in result["points"] if p["setting"]["interval"] is None]
+    keeping = [p for p in plain if p["keeps_prompt"]]
+    chosen = {"fast": min(plain, key=lambda p: p["seconds_per_image"]),
+              "balanced": min(keeping, key=lambda p: p["seconds_per_image"]),
+              "best": next(p for p in plain if p["setting"] == asdict(REFERENCE))}
+    return {name: dict(sampler=p["setting"]["sampler"], steps=p["setting"]["steps"],
+                       guidance=p["setting"]["guidance"], seconds_per_image=round(p["seconds_per_image"], 2),
+                       keeps_prompt=p["keeps_prompt"], label=p["label"]) for name, p in chosen.items()}
+
+
+def write_presets(result: dict, model_folder: Path) -> Path:
+    """The model's speed presets next to its weights, with where they come from."""
+    return write_json(Path(model_folder) / PRESETS_FILE, dict(
+        source=f"studio eval frontier --model {result['model']} --n {result['n']} ({result['date']}, "
+               f"{result['torch_threads']} CPU threads)", presets=speed_presets(result)))
+
+
+def read_presets(model_folder: str | Path) -> dict[str, dict]:
+    """A model folder's speed presets ({} when it has none or the file is unreadable)."""
+    try:
+        return json.loads((Path(model_folder) / PRESETS_FILE).read_text())["presets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = 100,
                  repeats: int = 3, device: str = "cpu", progress: bool = True) -> dict:
     """Measure every setting of `grid` (finished ones are read back from `out`) and summarize."""
@@ -203,5 +235,6 @@ def write_report(result: dict, docs: Path) -> list[Path]:
     return [*paths, html]
 
 
-__all__ = ["DEFAULT_GRID", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt", "run_frontier",
-           "summarize", "time_per_image", "write_report"]
+__all__ = ["DEFAULT_GRID", "PRESETS_FILE", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt",
+           "read_presets", "run_frontier", "speed_presets", "summarize", "time_per_image", "write_presets",
+           "write_report"]
