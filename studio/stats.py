@@ -17,3 +17,14 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion_difference(correct_a: int, n_a: int, correct_b: int, n_b: int, confidence: float = 0.95
+                          ) -> tuple[float, float, float]:
+    """a - b of two independent proportions with Newcombe's hybrid score interval (from Wilson intervals):
+    (difference, low, high)."""
+    p1, p2 = correct_a / n_a, correct_b / n_b
+    l1, u1 = wilson_interval(correct_a, n_a, confidence)
+    l2, u2 = wilson_interval(correct_b, n_b, confidence)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from studio.eval.alignment import QUESTIONS
-from studio.stats import wilson_interval
+from studio.stats import proportion_difference, wilson_interval
 
 TABLE_QUESTIONS = ("color", "shape", "size", "count", "position", "relation", "all")
 
@@ -28,12 +28,8 @@ def _ci(stats: dict | None) -> str:
 
 
 def difference(a: dict, b: dict, confidence: float = 0.95) -> tuple[float, float, float]:
-    """a - b of two independent proportions with Newcombe's hybrid score interval (from Wilson intervals)."""
-    p1, p2 = a["correct"] / a["n"], b["correct"] / b["n"]
-    l1, u1 = wilson_interval(a["correct"], a["n"], confidence)
-    l2, u2 = wilson_interval(b["correct"], b["n"], confidence)
-    d = p1 - p2
-    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    """a - b of two question stats ({"correct", "n"}), with Newcombe's interval."""
+    return proportion_difference(a["correct"], a["n"], b["correct"], b["n"], confidence)
 
 
 def format_table(results: dict) -> str:
