@@ -14,6 +14,7 @@ import gradio as gr
 from studio.card import model_card
 from studio.errors import StudioError
 from studio.eval.alignment import QUESTIONS
+from studio.hub import list_models
 from studio.stats import wilson_interval
 from .models import model_names
 
@@ -131,22 +132,27 @@ def metric_rows(training: dict) -> list[list[str]]:
     return rows
 
 
-def lineage_rows(card: dict, models) -> list[list[str]]:
-    """The growth lineage, core first: each model's phase, resolution, images seen and compute (wall time on
-    its hardware), from the training.json of the model and of the parent it names."""
+def _training_json(name: str) -> dict | None:
+    """A listed model's training.json, read from its folder (nothing is loaded); None when it is not here."""
+    folder = list_models().get(name)
+    try:
+        return json.loads((folder / "training.json").read_text()) if folder is not None else None
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def lineage_rows(card: dict) -> list[list[str]]:
+    """The growth lineage, core first: each model's phase, images seen and compute (wall time on its hardware),
+    from the training.json of the model and of each parent it names."""
     chain, training, name, seen = [], card["training"], card["name"], set()
     while training is not None and name not in seen:
         seen.add(name)
         chain.append((name, training))
         parent = training.get("parent")
-        parent_name = parent.get("name") if isinstance(parent, dict) else parent
-        training = None
-        if parent_name:
-            try:
-                training = model_card(models.get(parent_name))["training"]
-                name = parent_name
-            except StudioError:
-                chain.append((parent_name, {}))
+        name = parent.get("name") if isinstance(parent, dict) else parent
+        training = _training_json(name) if name else None
+        if name and training is None:
+            chain.append((name, {}))  # named, but its folder is not here
     rows = []
     for name, t in reversed(chain):
         hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
@@ -215,7 +221,7 @@ def card_outputs(name: str | None, models) -> tuple:
     samples = Path(card["folder"]) / SAMPLES_FILE
     readme = card["readme"] or "_This model folder has no README.md._"
     return ("\n\n".join(lines), rows, figure, metrics, str(samples) if samples.is_file() else None,
-            lineage_rows(card, models), readme)
+            lineage_rows(card), readme)
 
 
 def build(ctx, tab: gr.Tab | None = None) -> gr.Dropdown:
