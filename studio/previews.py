@@ -553,8 +553,8 @@ class Comparison:
     @property
     def layout_note(self) -> str:
         if self.matched_noise:
-            return (f"Matched noise: the core started from the grown run's {self.grown_resolution} px noise, box-pooled "
-                    f"to {self.core_resolution} px and re-normalised (what the grown model's low-resolution path "
+            return (f"Matched noise: the core started from the grown run's {self.grown_resolution} px noise, "
+                    f"box-pooled to {self.core_resolution} px and re-normalised (what the grown model's low-resolution path "
                     "hands its core), so both panels show the same layout at two resolutions.")
         return ("Layouts are not comparable: this grown model has no low-resolution path, so the core and the grown "
                 "model start from unrelated noise at their own resolutions (same seed number, different pictures).")

@@ -25,7 +25,8 @@ def test_ddp_grow_keeps_core_frozen(tmp_path, monkeypatch):
     # `--multi_gpu` is accelerate's torchrun launcher; without a GPU the trainer selects gloo on the CPU.
     # (`accelerate launch --cpu --num_processes 2` would start a single process: CPU multi-process needs mpirun.)
     # the module, not the `accelerate` script: a project .venv that is not activated has no scripts on PATH
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
                "-m", "studio", "train", "grow", "--from", str(core), "--config", "tiny", "--out", str(out),
                "--no-progress", "--set", "max_steps=4", "--set", "checkpoint_every=2", "--set", "validation_n=2"]

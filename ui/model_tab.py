@@ -121,7 +121,8 @@ def metric_rows(training: dict) -> list[list[str]]:
         fid = metrics.get("fid")
         if isinstance(fid, dict) and _finite(fid.get("fid")):
             n = str(fid.get("n", ""))
-            rows.append([f"FID ({fid.get('split', 'eval')}, {fid.get('resolution', '')} px)", f"{fid['fid']:.1f}", "", n])
+            label = f"FID ({fid.get('split', 'eval')}, {fid.get('resolution', '')} px)"
+            rows.append([label, f"{fid['fid']:.1f}", "", n])
             if _finite(fid.get("kid_mean")):
                 spread = fid.get("kid_std") or 0  # zero when one subset holds every image
                 rows.append(["KID", f"{fid['kid_mean']:.4f}", f"± {spread:.4f} (std)" if spread > 1e-9 else "", n])

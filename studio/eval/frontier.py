@@ -210,7 +210,8 @@ def format_markdown(result: dict) -> str:
              "", f"- reference: **{result['reference']}**, {result['reference_seconds']:.2f} s per image",
              f"- knee (the fastest setting that keeps the prompt): **{result['knee']}**, "
              f"{result['knee_seconds']:.2f} s per image", "",
-             "| setting | s / image | " + " | ".join(questions) + " | mean | keeps the prompt | no significant loss | Pareto |",
+             "| setting | s / image | " + " | ".join(questions)
+             + " | mean | keeps the prompt | no significant loss | Pareto |",
              "|---|---|" + "---|" * len(questions) + "---|---|---|---|"]
     for p in points:
         lines.append(f"| {p['label']} | {p['seconds_per_image']:.2f} | "
@@ -257,5 +258,5 @@ def write_report(result: dict, docs: Path) -> list[Path]:
 
 
 __all__ = ["DEFAULT_GRID", "PRESETS_FILE", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt",
-           "no_significant_loss", "read_presets", "run_frontier", "speed_presets", "summarize", "time_per_image", "write_presets",
-           "write_report"]
+           "no_significant_loss", "read_presets", "run_frontier", "speed_presets", "summarize", "time_per_image",
+           "write_presets", "write_report"]

@@ -3,7 +3,8 @@
 `run_sweep(scale, out)` trains one core per variant on `shapes`, all at the same images seen, scores alignment
 on held-out captions at fixed points along the way (the trainer's validation, EMA weights), then scores each
 final core on more captions, runs the swap test, and samples the sampling factor (guidance scale and interval)
-on the baseline. Every variant changes one factor of the baseline (an ablation), except `combined` and `combined-sigmoid`.
+on the baseline. Every variant changes one factor of the baseline (an ablation), except `combined` and
+`combined-sigmoid`.
 Finished runs are reused, so an interrupted sweep goes on where it stopped. `studio.eval.recipe_report`
 writes the report.
 """
