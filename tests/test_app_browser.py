@@ -61,8 +61,11 @@ def test_generate_replay_compare_in_a_browser(page_url):
             page.locator("#model input").click()  # shipped models may be listed too: pick the tiny test model
             page.get_by_role("option", name="tiny-grown", exact=True).click()
             expect(page.locator("#model input")).to_have_value("tiny-grown")
-            page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
             steps = page.locator("#steps input[type=number]")  # the slider's number box
+            # Picking a model applies its "balanced" speed preset (6 steps for tiny-grown) after a round trip:
+            # wait for it, or the preset lands after our own value and overwrites it.
+            expect(steps).to_have_value("6")
+            page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
             steps.fill("40")
             steps.press("Enter")
             page.evaluate(WATCH_PREVIEWS)
