@@ -9,8 +9,10 @@ call uses the seed `seed + i`, so an image does not depend on the batch it was d
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +62,44 @@ class SamplerSettings:
             if not lo <= hi:
                 raise ConfigError(f"guidance interval must be (low, high) with low <= high, got {self.guidance_interval}")
         return self
+
+
+# A model folder's measured speed presets (`studio eval frontier --write-presets`): the app offers them and
+# `studio sample` starts from "balanced". Models without the file use the built-in settings.
+PRESETS_FILE = "sampling_presets.json"
+SPEEDS = ("fast", "balanced", "best")
+BUILT_IN_SETTINGS = dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=None)
+
+
+def read_presets(model_folder: str | Path) -> dict[str, dict]:
+    """A model folder's speed presets by name ({} when it has none or the file is unreadable)."""
+    try:
+        return json.loads((Path(model_folder) / PRESETS_FILE).read_text())["presets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def preset_settings(model, speed: str = "balanced") -> dict:
+    """sampler / steps / guidance / guidance_interval of the model's `speed` preset (the built-in settings when
+    its folder has no presets). Raises ConfigError for an unknown speed."""
+    if speed not in SPEEDS:
+        raise ConfigError(f"unknown speed {speed!r}; choose one of {', '.join(SPEEDS)}")
+    folder = getattr(model, "folder", None)
+    preset = read_presets(folder).get(speed) if folder is not None else None
+    return preset_to_settings(preset) if preset else dict(BUILT_IN_SETTINGS)
+
+
+def preset_to_settings(preset: dict) -> dict:
+    """A preset's sampler / steps / guidance / guidance_interval as `stream` and `generate` take them."""
+    interval = preset.get("guidance_interval")
+    return dict(sampler=preset["sampler"], steps=int(preset["steps"]), guidance=float(preset["guidance"]),
+                guidance_interval=tuple(interval) if interval else None)
+
+
+def describe_guidance(guidance: float, interval: tuple[float, float] | None = None) -> str:
+    """"guidance 3", or "guidance 3 in [-6, 3]" when it applies only for logSNR in that interval."""
+    where = f" in [{interval[0]:g}, {interval[1]:g}]" if interval else ""
+    return f"guidance {guidance:g}{where}"
 
 
 def _check_seed(seed: int) -> int:

@@ -66,9 +66,11 @@ def make_models(root: Path) -> Path:
     grown.save_pretrained(root / "tiny-grown")
     (root / "tiny-grown" / "training.json").write_text(json.dumps(
         {"phase": "grow", "parent": {"name": "tiny-core"}, "core_fingerprint": core_fingerprint(grown)}))
-    presets = {name: dict(sampler=sampler, steps=steps, guidance=3.0, seconds_per_image=s, keeps_prompt=True,
-                          label=f"{sampler} {steps} steps") for name, sampler, steps, s in
-               (("fast", "unipc", 4, 0.1), ("balanced", "dpm++", 6, 0.2), ("best", "dpm++", 25, 0.5))}
+    presets = {name: dict(sampler=sampler, steps=steps, guidance=3.0, guidance_interval=interval,
+                          seconds_per_image=s, keeps_prompt=True, label=f"{sampler} {steps} steps")
+               for name, sampler, steps, interval, s in (("fast", "unipc", 4, None, 0.1),
+                                                         ("balanced", "dpm++", 6, [-4.0, 2.0], 0.2),
+                                                         ("best", "dpm++", 25, None, 0.5))}
     (root / "tiny-grown" / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
     return root
 
@@ -105,8 +107,9 @@ def client(app_url) -> Client:
 
 
 def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
-             guidance=3.0, sampler="dpm++"):
-    job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, api_name="/generate")
+             guidance=3.0, sampler="dpm++", interval=None):
+    extra = () if interval is None else (True, *interval)  # API clients may leave the interval out
+    job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, *extra, api_name="/generate")
     job.result(timeout=120)
     return job.outputs()
 
@@ -250,8 +253,23 @@ def test_core_vs_grown_without_a_pair(client, tmp_path):
 
 
 def test_speed_presets_set_the_sampler_and_steps(client):
-    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0)
-    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0)
+    # (sampler, steps, guidance, guidance interval on, from, to); without an interval the boxes keep the usual one
+    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0)
+    assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0)
+    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0)
+
+
+def test_guidance_interval_guides_only_inside_it(client):
+    outputs = generate(client, steps=8, interval=(-4.0, 2.0))
+    final = final_outputs(outputs)
+    assert read_png_info(final[RESULTS][0]["image"])["guidance_interval"] == [-4.0, 2.0]
+    labels = [client.predict(step, api_name="/replay")[2] for step in range(1, 9)]
+    for label in labels:  # "step i/8 · logSNR +x.xx · guidance applied" or "no guidance"
+        logsnr = float(re.search(r"logSNR ([+-][\d.]+)", label).group(1))
+        assert ("guidance applied" in label) == (-4.0 <= logsnr <= 2.0), label
+    assert any("no guidance" in label for label in labels) and any("applied" in label for label in labels)
+    with pytest.raises(Exception, match="guidance interval"):
+        generate(client, interval=(3.0, -6.0))
 
 
 def test_model_card(client):

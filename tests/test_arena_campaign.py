@@ -89,6 +89,27 @@ def test_parse_and_resolve_contender_specs() -> None:
         resolve_contenders(["runs/a", "runs/a"], hasher=str)
 
 
+def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:
+    presets = {"balanced": dict(sampler="dpm++", steps=10, guidance=3.0, guidance_interval=[-6.0, 3.0]),
+               "best": dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=None)}
+    cs = resolve_contenders(["m@speed=balanced", "m@speed=best", "m@speed=balanced,steps=12", "m@interval=-4:2"],
+                            hasher=str, presets=lambda model: presets)
+    assert [c.sampling_kwargs for c in cs] == [
+        dict(sampler="dpm++", steps=10, guidance=3.0, guidance_interval=(-6.0, 3.0)),
+        dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=None),
+        dict(sampler="dpm++", steps=12, guidance=3.0, guidance_interval=(-6.0, 3.0)),
+        dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=(-4.0, 2.0))]
+    # a contender without an interval keeps the key it had before intervals existed
+    assert "guidance_interval" not in cs[1].settings and cs[0].settings["guidance_interval"] == [-6.0, 3.0]
+    assert cs[0].key != Contender("m", "m", steps=10).key
+    with pytest.raises(StudioError, match="no speed preset 'fast'"):
+        resolve_contenders(["m@speed=fast", "m"], hasher=str, presets=lambda model: presets)
+    with pytest.raises(StudioError, match="LOW:HIGH"):
+        resolve_contenders(["m@interval=-4", "m"], hasher=str)
+    with pytest.raises(StudioError, match="LOW <= HIGH"):
+        resolve_contenders(["m@interval=3:-4", "m"], hasher=str)
+
+
 def test_read_prompts(tmp_path: Path) -> None:
     txt = tmp_path / "p.txt"
     txt.write_text("a red cube\n\n# a comment\na blue ball\na red cube\n")
@@ -352,7 +373,8 @@ def fake_sampling(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     hub.load_model = lambda name, device="cpu", **kw: calls.append(("load", name, device)) or name  # type: ignore
     sampling = types.ModuleType("studio.sampling")
 
-    def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", batch_size=8):  # noqa: ANN001
+    def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", batch_size=8,  # noqa: ANN001
+                 guidance_interval=None):
         calls.append(("generate", model, tuple(prompts), seed))
         c = Contender(model=model, weights_hash=hub.weights_hash(model), sampler=sampler, steps=steps,
                       guidance=guidance)

@@ -7,6 +7,8 @@ import pytest
 
 from studio.arena import Campaign, ModelRenderer
 from studio.arena.shipped import SHIPPED_CONTENDERS, SHIPPED_PROMPTS, ensure_shipped_campaign, shipped_campaign_dir
+from studio.hub import resolve_model
+from studio.sampling import preset_to_settings, read_presets
 
 
 @pytest.fixture
@@ -22,7 +24,10 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
     try:
         assert campaign.live and len(campaign.contenders()) == len(SHIPPED_CONTENDERS)
         names = campaign.contender_names()
-        assert "shapes-256" in names and "shapes-core-64" in names and "shapes-256 (10 steps)" in names
+        assert "shapes-256" in names and "shapes-core-64" in names and "shapes-256 (best)" in names
+        by_name = {c.display_name: c for c in campaign.contenders().values()}
+        balanced = preset_to_settings(read_presets(resolve_model("shapes-256"))["balanced"])
+        assert by_name["shapes-256"].sampling_kwargs == balanced  # what the app and `studio sample` start from
         assert len(campaign.store.prompts()) == SHIPPED_PROMPTS
         campaign.store.set_meta("marker", 1)  # stands for the votes of an earlier start
     finally:

@@ -42,6 +42,31 @@ def test_sample_one_image_with_png_text(tmp_path, model_dir):
     assert len(list(frames.glob("step*_x0.png"))) == 3 and len(list(frames.glob("step*_xt.png"))) == 3
 
 
+def test_sample_starts_from_the_models_speed_preset(tmp_path, model_dir):
+    from studio.sampling import PRESETS_FILE
+
+    presets = {"balanced": dict(sampler="unipc", steps=4, guidance=2.0, guidance_interval=[-6.0, 3.0]),
+               "best": dict(sampler="dpm++", steps=5, guidance=3.0, guidance_interval=None)}
+    (model_dir / PRESETS_FILE).write_text(json.dumps({"source": "test", "presets": presets}))
+    out = tmp_path / "img.png"
+    try:
+        assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out)]) == 0
+        info = read_png_info(out)
+        assert (info["sampler"], info["steps"], info["guidance"], info["guidance_interval"]) == (
+            "unipc", 4, 2.0, [-6.0, 3.0])  # balanced by default
+        assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out), "--speed", "best",
+                     "--steps", "3"]) == 0
+        info = read_png_info(out)  # an explicit option changes one setting of the preset
+        assert (info["sampler"], info["steps"], info["guidance_interval"]) == ("dpm++", 3, None)
+        assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out),
+                     "--guidance-everywhere"]) == 0
+        assert read_png_info(out)["guidance_interval"] is None
+    finally:
+        (model_dir / PRESETS_FILE).unlink()
+    assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out), "--steps", "2"]) == 0
+    assert read_png_info(out)["sampler"] == "dpm++"  # no presets: the built-in settings
+
+
 def test_sample_prompt_file(tmp_path, model_dir):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red star\n\na blue circle\nthree green squares\n")

@@ -63,7 +63,8 @@ def test_bad_frontier_settings_say_how_to_write_them():
 
 
 def test_speed_presets_are_named_by_the_measurement(tmp_path):
-    from studio.eval.frontier import read_presets, speed_presets, write_presets
+    from studio.eval.frontier import speed_presets, write_presets
+    from studio.sampling import read_presets
 
     points = [point(REFERENCE, 4.4, {"color": 0.86, "position": 0.1}),
               point(Setting("dpm++", 6), 1.1, {"color": 0.6, "position": 0.1}),
@@ -71,8 +72,10 @@ def test_speed_presets_are_named_by_the_measurement(tmp_path):
               point(Setting("dpm++", 8, 3.0, (-6.0, 3.0)), 0.9, {"color": 0.86, "position": 0.1})]
     result = dict(summarize(points), points=points, model="m", n=100, date="today", torch_threads=2)
     presets = speed_presets(result)
-    assert presets["fast"]["steps"] == 6 and not presets["fast"]["keeps_prompt"]  # fastest without an interval
-    assert presets["balanced"]["steps"] == 10 and presets["balanced"]["keeps_prompt"]
+    # the guidance interval makes 8 steps the fastest setting and the one that keeps the prompt
+    assert presets["fast"] == presets["balanced"]
+    assert presets["balanced"]["steps"] == 8 and presets["balanced"]["guidance_interval"] == [-6.0, 3.0]
     assert presets["best"]["steps"] == 25 and presets["best"]["seconds_per_image"] == 4.4
+    assert presets["best"]["guidance_interval"] is None
     write_presets(result, tmp_path)
     assert read_presets(tmp_path) == presets and read_presets(tmp_path / "missing") == {}

@@ -20,6 +20,10 @@ from typing import Any
 
 import gradio as gr
 
+from studio.arena import ArenaError, Campaign, ModelRenderer, NoBattlesLeftError, RaterCapReachedError
+from studio.arena.campaign import IMAGES_DIR
+from studio.sampling import describe_guidance
+
 NOT_CONFIGURED = ("**No arena campaign in this app.** `studio app` opens the shipped models' campaign unless it was "
                   "started with `--no-arena` or exposed beyond loopback without a password; build your own with "
                   "`studio arena build` and start the app with `studio app --arena DIR`.")
@@ -39,16 +43,12 @@ def arena_dir(ctx) -> Path | None:
 
 def images_dir(directory: str | Path) -> Path:
     """The campaign's images folder: the only part of the campaign gradio may serve (not its database)."""
-    from studio.arena.campaign import IMAGES_DIR
-
     return (Path(directory) / IMAGES_DIR).resolve()
 
 
 def get_campaign(directory: str | Path, device: str | None = None):
     """One shared Campaign per folder and process (Campaign is thread-safe); a live one renders with the
     real models on `device`."""
-    from studio.arena import Campaign, ModelRenderer
-
     key = str(Path(directory).resolve())
     with _lock:
         if key not in _campaigns:
@@ -57,6 +57,12 @@ def get_campaign(directory: str | Path, device: str | None = None):
                 campaign.renderer = ModelRenderer(device)
             _campaigns[key] = campaign
         return _campaigns[key]
+
+
+def _describe(contender: dict) -> str:
+    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]])" of a revealed contender."""
+    return (f"{contender['name']} (`{contender['model']}`, {contender['sampler']}, {contender['steps']} steps, "
+            f"{describe_guidance(contender['guidance'], contender.get('guidance_interval'))})")
 
 
 def _progress(cast: int, allowed: int | None) -> str:
@@ -74,8 +80,6 @@ def _hidden_battle(state: dict | None, status: str) -> tuple:
 
 def _show(campaign, state: dict) -> tuple:
     """Serve the rater's next battle (the prompt and two anonymous images) with the vote buttons enabled."""
-    from studio.arena import ArenaError, NoBattlesLeftError, RaterCapReachedError
-
     state = {"rater": state["rater"], "token": None}
     try:
         battle = campaign.next_battle(state["rater"])
@@ -118,8 +122,6 @@ def mark_shown(campaign, state: dict | None) -> None:
 
 def vote(campaign, choice: str, state: dict | None) -> tuple:
     """Store the vote on this session's battle, then reveal who was who."""
-    from studio.arena import ArenaError
-
     off = gr.update(interactive=False)
     if not state or not state.get("token"):
         gr.Warning("No battle on screen: press Start (or Next battle) first.")
@@ -131,10 +133,7 @@ def vote(campaign, choice: str, state: dict | None) -> tuple:
         return ({**state, "token": None}, f"Vote not stored: {err}", off, off, off, off, gr.update(visible=True))
     left, right = reveal.left, reveal.right
     text = (f"**{reveal.message()}**\n\n"
-            f"Left: {left['name']} (`{left['model']}`, {left['sampler']}, {left['steps']} steps, "
-            f"guidance {left['guidance']})  \n"
-            f"Right: {right['name']} (`{right['model']}`, {right['sampler']}, {right['steps']} steps, "
-            f"guidance {right['guidance']})  \n"
+            f"Left: {_describe(left)}  \nRight: {_describe(right)}  \n"
             f"Rater **{state['rater']}** · {_progress(reveal.votes_cast, reveal.votes_allowed)}.")
     return ({**state, "token": None}, text, off, off, off, off, gr.update(visible=True))
 

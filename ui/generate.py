@@ -3,6 +3,7 @@ the session's history. A thin layer: sampling, previews, trajectories and compar
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -10,15 +11,16 @@ import gradio as gr
 
 from studio.diffusion import SAMPLERS
 from studio.errors import ConfigError, StudioError
+from studio.eval.frontier import GUIDANCE_INTERVAL
 from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
-from studio.sampling import MAX_SEED, SamplerSettings, generation_info
+from studio.sampling import (BUILT_IN_SETTINGS, MAX_SEED, SPEEDS, SamplerSettings, describe_guidance,
+                             generation_info, preset_to_settings)
 from .models import example_prompts, model_names, model_summary, speed_presets
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
 RANDOM_SEED_MAX = 2**32 - 1  # the 🎲 button draws below this (any seed up to MAX_SEED may be typed)
-DEFAULT_STEPS = 20
 PREVIEW_HEIGHT = 256
 
 
@@ -39,7 +41,8 @@ class GenerateTab:
 #################################################################################
 
 def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
-                  max_steps: int) -> tuple[RunSettings, list[str]]:
+                  max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None
+                  ) -> tuple[RunSettings, list[str]]:
     """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
     message that says what to change."""
     if not model:
@@ -55,7 +58,8 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
         raise ConfigError(f"steps must be between 1 and {max_steps}, got {steps_i}")
     if not 1 <= images_i <= MAX_IMAGES:
         raise ConfigError(f"number of images must be between 1 and {MAX_IMAGES}, got {images_i}")
-    SamplerSettings(sampler, steps_i, guidance_f).validate()
+    interval = _parse_interval(interval_low, interval_high) if use_interval else None
+    SamplerSettings(sampler, steps_i, guidance_f, interval).validate()
     notes: list[str] = []
     if seed_in is None or seed_in == -1:
         seed_i = random.randint(0, RANDOM_SEED_MAX)
@@ -66,7 +70,18 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
             raise ConfigError(f"seed must be between 0 and {MAX_SEED - MAX_IMAGES} (or -1 for a random one), "
                               f"got {seed_i}")
     prompt_s, prompt_notes = check_prompt(prompt)
-    return RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i), prompt_notes + notes
+    return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval),
+            prompt_notes + notes)
+
+
+def _parse_interval(low, high) -> tuple[float, float]:
+    try:
+        interval = (float(low), float(high))
+    except (TypeError, ValueError):
+        raise ConfigError("the guidance interval needs two numbers (logSNR from, to), e.g. -6 and 3") from None
+    if not all(math.isfinite(v) for v in interval):
+        raise ConfigError(f"the guidance interval must be finite logSNR values, got {interval}")
+    return interval
 
 
 def _notify(notes: list[str]) -> None:
@@ -84,19 +99,21 @@ def _notify(notes: list[str]) -> None:
 def make_handlers(ctx, ui: dict):
     """The event functions, closed over the app context (model cache, config) and the components."""
 
-    def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every):
+    def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
+            interval_low=None, interval_high=None):
         try:
             settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
-                                            ctx.config.max_steps)
+                                            ctx.config.max_steps, use_interval, interval_low, interval_high)
             every = max(0, int(every or 0))
             loaded = ctx.models.get(settings.model)
         except StudioError as err:
             raise gr.Error(str(err)) from None
         _notify(notes)
         s = settings
-        settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance)
+        settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
+                                        s.guidance_interval)
         live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
-                       sampler=s.sampler, every=every, info=settings.info)
+                       sampler=s.sampler, guidance_interval=s.guidance_interval, every=every, info=settings.info)
         session.run = live
         note_md = "".join(f"\n\n{n}" for n in notes)
         yield {ui["seed_used"]: str(s.seed),
@@ -178,7 +195,7 @@ def make_handlers(ctx, ui: dict):
         known = {} if last.stopped else {s.model: last.finals}
         try:
             c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
-                              n=s.images, load=ctx.models.get, known=known)
+                              guidance_interval=s.guidance_interval, n=s.images, load=ctx.models.get, known=known)
         except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
             gr.Warning(str(err))
             return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
@@ -188,7 +205,7 @@ def make_handlers(ctx, ui: dict):
             items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
         text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
                 f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
-                f"guidance {s.guidance:g}. Paired by {c.how_paired}. {c.layout_note}")
+                f"{describe_guidance(s.guidance, s.guidance_interval)}. Paired by {c.how_paired}. {c.layout_note}")
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
                 ui["compare_label"]: text}
 
@@ -199,23 +216,28 @@ def make_handlers(ctx, ui: dict):
                 refresh_models=refresh_models)
 
 
-SPEEDS = ("fast", "balanced", "best")
-
-
 def speed_choices(name: str | None) -> list[tuple[str, str]]:
-    """Radio choices (label, value) of a model's measured speed presets, e.g. "balanced · dpm++ 10 steps · 1.9 s";
+    """Radio choices (label, value) of a model's measured speed presets, e.g. "balanced · dpm++ 10 steps · 1.4 s";
     the values are always the three names (the API checks a value against the choices the page was built with)."""
     presets = speed_presets(name)
     return [(f"{key} · {p['sampler']} {p['steps']} steps · {p['seconds_per_image']:.1f} s" if p else key, key)
             for key, p in ((key, presets.get(key)) for key in SPEEDS)]
 
 
+def preset_values(preset: dict) -> tuple:
+    """(sampler, steps, guidance, guidance interval on, from, to) of a preset; the interval boxes keep the
+    usual interval when the preset guides every step."""
+    s = preset_to_settings(preset)
+    low, high = s["guidance_interval"] or GUIDANCE_INTERVAL
+    return s["sampler"], s["steps"], s["guidance"], s["guidance_interval"] is not None, low, high
+
+
 def apply_speed(name: str | None, key: str | None) -> tuple:
-    """(sampler, steps, guidance) updates for a preset; unchanged controls without one."""
+    """(sampler, steps, guidance, interval on, from, to) updates for a preset; unchanged controls without one."""
     preset = speed_presets(name).get(key or "")
     if not preset:
-        return gr.update(), gr.update(), gr.update()
-    return preset["sampler"], preset["steps"], preset["guidance"]
+        return (gr.update(),) * 6
+    return preset_values(preset)
 
 
 def speed_for_model(name: str | None):
@@ -256,16 +278,26 @@ def build(ctx, session: gr.State) -> GenerateTab:
                 go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
             presets = speed_presets(first)
-            start = presets.get("balanced", dict(sampler="dpm++", steps=DEFAULT_STEPS, guidance=3.0))
+            start = preset_values(presets.get("balanced", BUILT_IN_SETTINGS))
             speed = gr.Radio(choices=speed_choices(first), value="balanced" if presets.get("balanced") else None,
                              label="Speed", visible=bool(presets), elem_id="speed",
                              info="measured on this model (studio eval frontier): balanced is the fastest setting "
                                   "that kept every alignment question inside the 25-step result's 95% interval")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=start["sampler"], label="Sampler", min_width=100)
+                sampler = gr.Dropdown(list(SAMPLERS), value=start[0], label="Sampler", min_width=100)
                 images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)
-            steps = gr.Slider(1, ctx.config.max_steps, value=start["steps"], step=1, label="Steps", elem_id="steps")
-            guidance = gr.Slider(0, 20, value=start["guidance"], step=0.25, label="Guidance scale (1 = off)")
+            steps = gr.Slider(1, ctx.config.max_steps, value=start[1], step=1, label="Steps", elem_id="steps")
+            guidance = gr.Slider(0, 20, value=start[2], step=0.25, label="Guidance scale (1 = off)",
+                                 elem_id="guidance")
+            with gr.Row(equal_height=True):
+                use_interval = gr.Checkbox(value=start[3], label="Guidance interval", scale=2,
+                                           elem_id="guidance-interval",
+                                           info="guide only between these noise levels (logSNR); the steps "
+                                                "outside cost half")
+                interval_low = gr.Number(value=start[4], label="from logSNR", scale=1, min_width=90,
+                                         elem_id="interval-low")
+                interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
+                                          elem_id="interval-high")
             with gr.Row(equal_height=True):
                 seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                                  scale=4, elem_id="seed")
@@ -327,7 +359,8 @@ def build(ctx, session: gr.State) -> GenerateTab:
                                    "frame_x0", "frame_xt", "gif", "mp4")]
     compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
-    inputs = [session, model, prompt, sampler, steps, guidance, seed, images, every]
+    inputs = [session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval, interval_low,
+              interval_high]
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
@@ -342,8 +375,9 @@ def build(ctx, session: gr.State) -> GenerateTab:
                show_progress="hidden")
     examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private", show_progress="hidden")
     model.change(h["on_model"], model, [examples, model_info], api_visibility="private", show_progress="hidden")
+    sampling = [sampler, steps, guidance, use_interval, interval_low, interval_high]
     model.change(speed_for_model, model, speed, api_visibility="private", show_progress="hidden").then(
-        apply_speed, [model, speed], [sampler, steps, guidance], api_visibility="private", show_progress="hidden")
-    speed.input(apply_speed, [model, speed], [sampler, steps, guidance], api_name="speed", show_progress="hidden")
+        apply_speed, [model, speed], sampling, api_visibility="private", show_progress="hidden")
+    speed.input(apply_speed, [model, speed], sampling, api_name="speed", show_progress="hidden")
     refresh.click(h["refresh_models"], model, model, api_visibility="private", show_progress="hidden")
     return GenerateTab(model, prompt, go, stop_btn, compare, examples)

@@ -7,9 +7,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.eval.frontier import read_presets
 from studio.hub import list_models, load_model, preference_rank
 from studio.paths import data_family
+from studio.sampling import read_presets
 
 DEFAULT_CACHE_SIZE = 3
 

@@ -33,6 +33,7 @@ class RunSettings:
     steps: int
     guidance: float
     images: int
+    guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
     info: dict = field(default_factory=dict)
 
 

@@ -45,6 +45,7 @@ from studio.arena.store import (
 from studio.files import write_bytes
 
 # The same defaults as `studio sample`.
+CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "name")
 DEFAULT_SAMPLER = "dpm++"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 3.0
@@ -65,10 +66,21 @@ class Contender:
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
     name: str = ""
+    guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
+        """The sampling settings (the guidance interval only when set: older contenders keep their keys)."""
+        settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
+        if self.guidance_interval is not None:
+            settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
+        return settings
+
+    @property
+    def sampling_kwargs(self) -> dict[str, Any]:
+        """The settings as `studio.sampling.generate` takes them."""
+        return dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
+                    guidance_interval=self.guidance_interval)
 
     @property
     def key(self) -> str:
@@ -86,13 +98,16 @@ class Contender:
     @classmethod
     def from_row(cls, row: ContenderRow) -> Contender:
         s = row.settings
+        interval = s.get("guidance_interval")
         return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
-                   guidance=float(s["guidance"]), name=row.name)
+                   guidance=float(s["guidance"]), name=row.name,
+                   guidance_interval=tuple(interval) if interval else None)
 
 
 def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: sampler, steps, guidance, name.
-    E.g. `runs/grown@steps=100,name=grown-100`."""
+    """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
+    balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), name.
+    E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`."""
     model, overrides = spec, {}
     if "@" in spec:
         head, _, tail = spec.rpartition("@")
@@ -101,9 +116,9 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
             for item in tail.split(","):
                 key, sep, value = item.partition("=")
                 key = key.strip()
-                if not sep or key not in ("sampler", "steps", "guidance", "name"):
-                    raise ArenaError(f"bad contender setting {item!r} in {spec!r}: "
-                                     "use MODEL@sampler=NAME,steps=N,guidance=G,name=TEXT")
+                if not sep or key not in CONTENDER_KEYS:
+                    raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
+                                     "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,name=TEXT")
                 overrides[key] = value.strip()
     if not model.strip():
         raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
@@ -111,22 +126,28 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
-                       guidance: float = DEFAULT_GUIDANCE, hasher: Callable[[str], str] | None = None
-                       ) -> list[Contender]:
+                       guidance: float = DEFAULT_GUIDANCE, hasher: Callable[[str], str] | None = None,
+                       presets: Callable[[str], dict] | None = None) -> list[Contender]:
     """Contenders from command-line specs, hashing each model's weights (`studio.hub.weights_hash` unless
-    `hasher` is given). Clashing default names get their settings appended."""
+    `hasher` is given) and reading `speed=` presets from the model's folder (`presets(model)` when given).
+    Clashing default names get their settings appended."""
     if hasher is None:
         from studio.hub import weights_hash as hasher  # lazy: the sampling stack is heavy
     out = []
     hashes: dict[str, str] = {}
     for spec in specs:
         model, o = parse_contender_spec(spec)
+        base = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_interval=None)
+        if "speed" in o:
+            base = _speed_preset(model, o["speed"], presets, spec)
         try:
+            interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
             c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
-                          sampler=o.get("sampler", sampler), steps=int(o.get("steps", steps)),
-                          guidance=float(o.get("guidance", guidance)), name=o.get("name", ""))
+                          sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
+                          guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
+                          guidance_interval=interval)
         except ValueError as err:
-            raise ArenaError(f"bad steps or guidance in contender {spec!r}: {err}") from err
+            raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
         hashes[model] = c.weights_hash
         out.append(c)
     if len(out) < 2:
@@ -140,6 +161,28 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
             out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
                                                            f"cfg {c.guidance:g})"})
     return out
+
+
+def _speed_preset(model: str, speed: str, presets: Callable[[str], dict] | None, spec: str) -> dict:
+    from studio.hub import resolve_model  # lazy, as weights_hash above
+    from studio.sampling import preset_to_settings, read_presets
+
+    found = presets(model) if presets is not None else read_presets(resolve_model(model))
+    preset = found.get(speed)
+    if not preset:
+        known = ", ".join(found) or "none: `studio eval frontier --write-presets` measures them"
+        raise ArenaError(f"contender {spec!r}: {model} has no speed preset {speed!r} (its presets: {known})")
+    return preset_to_settings(preset)
+
+
+def _parse_interval(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    if not sep:
+        raise ValueError(f"interval must be LOW:HIGH in logSNR, e.g. -6:3, got {text!r}")
+    interval = (float(low), float(high))
+    if interval[0] > interval[1]:
+        raise ValueError(f"interval must have LOW <= HIGH, got {text!r}")
+    return interval
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -214,8 +257,7 @@ class ModelRenderer:
             model = self._load(contender)
             images: list[Any] = []
             for prompt, first, n in _seed_runs(prompts, seeds):
-                images += generate(model, [prompt] * n, seed=first, steps=contender.steps,
-                                   guidance=contender.guidance, sampler=contender.sampler, batch_size=n)
+                images += generate(model, [prompt] * n, seed=first, batch_size=n, **contender.sampling_kwargs)
             return images
 
 

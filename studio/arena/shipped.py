@@ -1,5 +1,5 @@
 """The arena an evaluator finds on the first `studio app`: the shipped `shapes` models against each other and
-against sampler and guidance variants of the grown model, on held-out canonical captions. The campaign is
+against speed presets, sampler and guidance variants of the grown model, on held-out canonical captions. The campaign is
 live (a battle's two images are rendered when a rater first needs it, then kept in the campaign folder) and
 lives under the user's data folder, so votes survive restarts. `studio arena build` makes other campaigns.
 """
@@ -16,8 +16,8 @@ from studio.paths import data_dir
 
 # MODEL[@settings] specs (`studio arena build --contenders`); names hold no commas (the spec's separator)
 SHIPPED_CONTENDERS: tuple[str, ...] = (
-    "shapes-256",
-    "shapes-256@steps=10,name=shapes-256 (10 steps)",
+    "shapes-256@speed=balanced,name=shapes-256",  # the settings the app and `studio sample` start from
+    "shapes-256@speed=best,name=shapes-256 (best)",
     "shapes-256@guidance=1.5,name=shapes-256 (guidance 1.5)",
     "shapes-256@sampler=euler,name=shapes-256 (euler)",
     "shapes-core-64",

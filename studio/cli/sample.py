@@ -24,14 +24,37 @@ def _guidance(text: str) -> float:
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """--sampler/--steps/--guidance/--guidance-interval, shared by every command that samples."""
+    """--speed, then --sampler/--steps/--guidance/--guidance-interval to change single settings of it."""
     from studio.constants import MAX_STEPS, SAMPLERS
+    from studio.sampling import SPEEDS
 
-    parser.add_argument("--sampler", choices=SAMPLERS, default="dpm++", help="diffusers scheduler (default dpm++)")
-    parser.add_argument("--steps", type=int_range(1, MAX_STEPS), default=25, help="denoising steps (default 25)")
-    parser.add_argument("--guidance", type=_guidance, default=3.0, help="classifier-free guidance scale (default 3)")
-    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 4)")
+    parser.add_argument("--speed", choices=SPEEDS, default="balanced",
+                        help="start from the model's measured speed preset (`studio eval frontier`; default "
+                             "balanced: the fastest setting that kept the prompt); a model without presets uses "
+                             "dpm++, 25 steps, guidance 3")
+    parser.add_argument("--sampler", choices=SAMPLERS, help="diffusers scheduler (default: the preset's)")
+    parser.add_argument("--steps", type=int_range(1, MAX_STEPS), help="denoising steps (default: the preset's)")
+    parser.add_argument("--guidance", type=_guidance, help="classifier-free guidance scale (default: the preset's)")
+    interval = parser.add_mutually_exclusive_group()
+    interval.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                          help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 3; default: the preset's)")
+    interval.add_argument("--guidance-everywhere", action="store_true",
+                          help="apply guidance at every step (drop the preset's interval)")
+
+
+def sampler_settings(args, model) -> dict:
+    """The sampling keyword arguments of a run: the --speed preset of `model`, changed by the explicit options."""
+    from studio.sampling import preset_settings
+
+    settings = preset_settings(model, args.speed)
+    for key in ("sampler", "steps", "guidance"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.guidance_interval:
+        settings["guidance_interval"] = tuple(args.guidance_interval)
+    elif args.guidance_everywhere:
+        settings["guidance_interval"] = None
+    return settings
 
 
 def register(subparsers) -> None:
@@ -45,7 +68,9 @@ def register(subparsers) -> None:
     src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0, help="seed of the first image (default 0)")
     add_sampler_options(p)
-    p.add_argument("--batch-size", type=int_range(1, 64), default=4, help="images per forward batch (default 4)")
+    p.add_argument("--batch-size", type=int_range(1, 64),
+                   help="images per forward batch (default: 1 on a CPU, where the thin full-resolution stages are "
+                        "memory-bound and a larger batch takes longer per image; 16 on a GPU)")
     p.add_argument("--out", type=Path, help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
     p.add_argument("--frames", type=Path, help="also write every step's x_t and x0 into this folder")
     p.add_argument("--grid", type=Path, metavar="PNG",
@@ -85,15 +110,15 @@ def run(args) -> int:
         print(f"studio sample: note: {EMPTY_PROMPT_NOTE}", file=sys.stderr)
     model = load_model(args.model or pick_default_model(), device=args.device,
                        channels_last=str(args.device).startswith("cpu"))
-    settings = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                    guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
+    settings = sampler_settings(args, model)
+    batch_size = args.batch_size or (1 if str(args.device).startswith("cpu") else 16)
     if args.prompts is None:
         out = args.out or Path("sample.png")
         _sample_one(model, prompts[0], args.seed, settings, out, args.frames)
         print(f"wrote {out}")
     else:
         out = args.out or Path("samples")
-        images = _sample_many(model, prompts, args.seed, settings, args.batch_size, out, args.frames,
+        images = _sample_many(model, prompts, args.seed, settings, batch_size, out, args.frames,
                               keep_images=args.grid is not None)
         print(f"wrote {len(prompts)} images and samples.jsonl to {out}/")
         if args.grid is not None:

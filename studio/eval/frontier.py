@@ -22,6 +22,7 @@ import torch
 
 from studio.eval.alignment import QUESTIONS, align_model
 from studio.files import atomic_write, write_json, write_text
+from studio.sampling import PRESETS_FILE, describe_guidance
 from studio.stats import proportion_difference
 
 RESULTS_FILE = "frontier.json"
@@ -36,8 +37,7 @@ class Setting:
 
     @property
     def label(self) -> str:
-        where = f" in [{self.interval[0]:g}, {self.interval[1]:g}]" if self.interval else ""
-        return f"{self.sampler} {self.steps} steps, guidance {self.guidance:g}{where}"
+        return f"{self.sampler} {self.steps} steps, {describe_guidance(self.guidance, self.interval)}"
 
     @property
     def key(self) -> str:
@@ -131,21 +131,18 @@ def summarize(points: list[dict]) -> dict:
                 knee_seconds=knee["seconds_per_image"], reference_seconds=reference["seconds_per_image"])
 
 
-PRESETS_FILE = "sampling_presets.json"  # in a model folder: its measured speed presets (read by the app)
-
-
 def speed_presets(result: dict) -> dict[str, dict]:
     """"fast", "balanced" and "best", named by the measurement: the fastest measured setting, the fastest that
-    keeps the prompt (the knee, among these settings) and the reference. Settings with a
-    guidance interval are left out: the app has no control for it."""
-    plain = [p for p in result["points"] if p["setting"]["interval"] is None]
-    keeping = [p for p in plain if p["keeps_prompt"]]
-    chosen = {"fast": min(plain, key=lambda p: p["seconds_per_image"]),
-              "balanced": min(keeping, key=lambda p: p["seconds_per_image"]),
-              "best": next(p for p in plain if p["setting"] == asdict(REFERENCE))}
+    keeps the prompt (the knee, among these settings) and the reference."""
+    points = result["points"]
+    chosen = {"fast": min(points, key=lambda p: p["seconds_per_image"]),
+              "balanced": min((p for p in points if p["keeps_prompt"]), key=lambda p: p["seconds_per_image"]),
+              "best": next(p for p in points if p["setting"] == asdict(REFERENCE))}
     return {name: dict(sampler=p["setting"]["sampler"], steps=p["setting"]["steps"],
-                       guidance=p["setting"]["guidance"], seconds_per_image=round(p["seconds_per_image"], 2),
-                       keeps_prompt=p["keeps_prompt"], label=p["label"]) for name, p in chosen.items()}
+                       guidance=p["setting"]["guidance"],
+                       guidance_interval=list(p["setting"]["interval"]) if p["setting"]["interval"] else None,
+                       seconds_per_image=round(p["seconds_per_image"], 2), keeps_prompt=p["keeps_prompt"],
+                       label=p["label"]) for name, p in chosen.items()}
 
 
 def write_presets(result: dict, model_folder: Path) -> Path:
@@ -153,14 +150,6 @@ def write_presets(result: dict, model_folder: Path) -> Path:
     return write_json(Path(model_folder) / PRESETS_FILE, dict(
         source=f"studio eval frontier --model {result['model']} --n {result['n']} ({result['date']}, "
                f"{result['torch_threads']} CPU threads)", presets=speed_presets(result)))
-
-
-def read_presets(model_folder: str | Path) -> dict[str, dict]:
-    """A model folder's speed presets ({} when it has none or the file is unreadable)."""
-    try:
-        return json.loads((Path(model_folder) / PRESETS_FILE).read_text())["presets"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = 100,
@@ -257,6 +246,6 @@ def write_report(result: dict, docs: Path) -> list[Path]:
     return [*paths, html]
 
 
-__all__ = ["DEFAULT_GRID", "PRESETS_FILE", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt",
-           "no_significant_loss", "read_presets", "run_frontier", "speed_presets", "summarize", "time_per_image",
+__all__ = ["DEFAULT_GRID", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt",
+           "no_significant_loss", "run_frontier", "speed_presets", "summarize", "time_per_image",
            "write_presets", "write_report"]
