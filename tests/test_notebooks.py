@@ -1,5 +1,6 @@
-"""The tutorial notebooks: committed without outputs, built on the package, and each one runs top to bottom
-in FAST mode (tiny models, few steps) in a fresh working directory with a fresh $STUDIO_DATA.
+"""The tutorial notebooks: plain .ipynb files (their own source, edited in Jupyter) committed without outputs,
+built on the package, and each one runs top to bottom in FAST mode (tiny models, few steps) in a fresh working
+directory with a fresh $STUDIO_DATA.
 
 The notebooks run in order and share one $STUDIO_DATA, as a learner's machine would: 02 trains the core that
 03 grows, 04 fine-tunes the grown model, and 05/06 use that pair (00 trains its own tiny pair first). Each
@@ -9,6 +10,7 @@ notebook also runs on its own (it trains what it needs when an earlier notebook'
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -35,25 +37,45 @@ def test_every_notebook_is_there():
     assert found == EXPECTED
 
 
-def test_notebooks_are_what_the_builder_writes():
-    """notebooks/_build.py is the source: a notebook edited by hand would be undone by the next rebuild."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("notebook_build", NOTEBOOKS_DIR / "_build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    for name, cells in build.NOTEBOOKS.items():
-        committed = [(c.cell_type, c.source) for c in _read(NOTEBOOKS_DIR / name).cells]
-        assert committed == [(c.cell_type, c.source) for c in cells()], f"{name}: run python notebooks/_build.py"
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_outputs_are_stripped(path):
+    """Valid nbformat, committed without outputs: `jupyter nbconvert --clear-output --inplace` strips them."""
     nb = _read(path)
     nbformat.validate(nb)
     dirty = [i for i, c in enumerate(nb.cells)
              if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; strip them before committing"
+    assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state: save it without (outputs)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_a_picture(path):
+    """The first cell is text that shows what the notebook is about with a shipped model's samples: a relative
+    link to a picture in the repository, which renders before anything runs."""
+    first = _read(path).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", first.source)
+    assert links, f"{path.name}: no picture in the first cell"
+    for link in links:
+        assert not link.startswith(("/", "http")), link
+        assert (path.parent / link).resolve().is_file(), f"{path.name}: {link} does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_setup_is_short_and_shared(path):
+    """The code before the second text cell is the parameters and a short set-up: shared code lives in
+    studio.notebook_helpers, imported in one line, and training recipes are presets, not dicts in cells."""
+    nb = _read(path)
+    second_text = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"][1]
+    setup = [c for c in nb.cells[:second_text] if c.cell_type == "code"]
+    assert sum(len(c.source.splitlines()) for c in setup) <= 25, f"{path.name}: set-up too long"
+    source = "\n".join(c.source for c in _code(nb))
+    imports = [line for line in source.splitlines() if "studio.notebook_helpers" in line]
+    assert len(imports) == 1 and imports[0].startswith("from studio.notebook_helpers import "), imports
+    assert "WORK = setup(FAST)" in source
+    for recipe_key in ("batch_size=", "data_n=", "warmup_steps=", "ema_decay="):
+        assert recipe_key not in source, f"{path.name} sets {recipe_key!r}: put the recipe in a preset"
+    assert not re.search(r"^\s*(class|def) \w+\(.*(Trainer|self)", source, re.M), f"{path.name}: library code"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -127,6 +149,56 @@ def test_interactive_image_redraws_on_change():
     first = picture.value
     slider.value = 200
     assert calls == [10, 200] and picture.value != first
+
+
+def test_notebook_recipes_resolve():
+    """The notebooks' runs are presets: FAST mode's tiny runs (seconds) and full mode's learner runs."""
+    from studio.train import load_config
+
+    for phase in ("core", "grow", "finetune", "scratch"):
+        fast = load_config("notebook-fast", phase, dict(init_from="runs/parent"))
+        assert fast.preset == "notebook-fast" and fast.max_steps <= 100 and fast.max_minutes is None
+        assert phase == "finetune" or fast.architecture.startswith("tiny-")
+    core = load_config("notebook-fast", "core")
+    assert (core.validation_n, core.validate_every, core.checkpoint_every) == (8, 40, 0)
+    grow = load_config("learner-grown", "grow", dict(init_from="runs/core", resolution=64))
+    assert (grow.low_res_path, grow.prediction, grow.max_minutes) == (True, "x", 12)
+    finetune = load_config("learner-grown", "finetune", dict(init_from="runs/grown"))
+    assert (finetune.lr, finetune.core_lr_multiplier, finetune.max_minutes) == (2e-4, 0.1, 8)
+    assert finetune.resolution is None  # the parent's
+
+
+def test_stand_in_runs_skip_validation():
+    from studio.notebook_helpers import STAND_IN_FULL_BUDGET, stand_in_config
+
+    fast = stand_in_config("core", True)
+    assert (fast.validation_n, fast.validate_every, fast.max_steps) == (0, 0, 100)
+    full = stand_in_config("grow", False, init_from="runs/core")
+    assert dict(max_steps=full.max_steps, max_minutes=full.max_minutes) == STAND_IN_FULL_BUDGET
+    assert full.architecture == "tiny-grown" and full.init_from == "runs/core"
+
+
+@pytest.mark.slow
+def test_setup_and_pick_models_without_shipped_models(tmp_path, monkeypatch, capsys):
+    """A notebook run on its own: no runs of notebooks 02-03 yet, shipped models not used, so a tiny stand-in
+    pair is trained into the work folder once and reused; notebooks 03 and 04 find their parents there too."""
+    import torch
+
+    from studio.notebook_helpers import core_from_02, grown_from_03, pick_models, setup, work_dir
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    threads = torch.get_num_threads()
+    try:
+        work = setup(True)  # FAST: one thread
+        assert work == work_dir(True) == tmp_path / "data" / "notebooks" / "fast" and work.is_dir()
+        core, grown = pick_models(True, use_shipped=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert (core.resolution, grown.resolution) == (16, 32)
+    assert "tiny, trained just now" in capsys.readouterr().out
+    assert grown_from_03(True) == work / "quick" / "grown"  # the stand-in pair, not trained again
+    assert "training" not in capsys.readouterr().out
+    assert core_from_02(True) == work / "core" and (work / "core" / "training.json").is_file()
 
 
 def test_run_estimate_follows_the_trainers_budget():
