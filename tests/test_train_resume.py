@@ -133,9 +133,9 @@ def test_keeps_last_k_checkpoints(tmp_path):
 
 
 def _nan_loss_at(steps, monkeypatch):
-    import studio.train.trainer as trainer_module
+    import studio.train.step as step_module  # the trainer's step calls the loss there
 
-    real = trainer_module.diffusion_loss
+    real = step_module.diffusion_loss
     calls = {"n": 0}
 
     def loss(*args, **kwargs):
@@ -143,7 +143,7 @@ def _nan_loss_at(steps, monkeypatch):
         calls["n"] += 1
         return value * float("nan") if calls["n"] in steps else value
 
-    monkeypatch.setattr(trainer_module, "diffusion_loss", loss)
+    monkeypatch.setattr(step_module, "diffusion_loss", loss)
 
 
 def test_nan_steps_are_skipped(tmp_path, monkeypatch):

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
-from studio.diffusion import LossModel, TimestepSampler, diffusion_loss
+from studio.diffusion import LossModel, TimestepSampler
 from studio.errors import ConfigError, StudioError
 from studio.train import checkpoint as ckpt
 from studio.train.config import TrainConfig
+from studio.train.step import train_step
 
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "train_config.json"
@@ -246,26 +247,11 @@ class Trainer:
 
     def train_step(self) -> tuple[float | None, float | None]:
         """One optimizer step; returns (loss, grad norm), or (None, None) when the step was skipped."""
-        acc, c = self.accelerator, self.config
+        c = self.config
         images, text = self.batches.batch(self.step, self.generator)
-        with acc.autocast():
-            loss = diffusion_loss(self.loss_model, images, text, weighting=c.loss_weighting,
-                                  generator=self.generator, timesteps=timestep_sampler(c))
-        finite = torch.isfinite(loss.detach()).float()
-        if acc.num_processes > 1:  # all processes must agree to skip, or DDP's all-reduce would hang
-            finite = acc.reduce(finite, reduction="mean")
-        if float(finite) < 1.0:
-            return None, None
-        acc.backward(loss)
-        norm = acc.clip_grad_norm_(self.trainable, c.grad_clip if c.grad_clip > 0 else float("inf"))
-        if not torch.isfinite(norm):
-            self.optimizer.zero_grad(set_to_none=True)
-            return None, None
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
-        return float(loss.detach()), float(norm)
+        return train_step(self.accelerator, self.model, self.loss_model, images, text, self.optimizer,
+                          self.trainable, self.generator, weighting=c.loss_weighting, timesteps=timestep_sampler(c),
+                          grad_clip=c.grad_clip, ema=self.ema)
 
     def run(self) -> Path:
         """Train until the budget is spent, checkpoint, validate, write the model; returns the run folder."""
