@@ -5,3 +5,10 @@ SAMPLERS = ("ddpm", "ddim", "dpm++", "euler", "unipc")
 MAX_SEED = 2**63 - 1
 MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0
+SPEEDS = ("fast", "balanced", "best")  # a model's measured sampling presets (`studio eval frontier`)
+
+# The shipped models in the order a default is picked (the CLI's `--model`, the app's first choice): the
+# shapes pair has measured prompt alignment; the emoji pair knows 1,756 concepts but draws many roughly.
+PREFERRED_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
+
+EMPTY_PROMPT_NOTE = "Empty prompt: sampling unconditionally (no text condition, so guidance has no effect)."

@@ -9,6 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+_UMASK = os.umask(0o022)  # reading the umask means setting it: read once at import and put it straight back
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, save: Callable[[str], object]) -> Path:
     """`save(tmp)` writes the content to the temporary path `tmp` (any writer that takes a file name: PIL,
@@ -19,6 +22,7 @@ def atomic_write(path: str | Path, save: Callable[[str], object]) -> Path:
     os.close(fd)
     try:
         save(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the permissions open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

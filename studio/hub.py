@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from studio.constants import PREFERRED_MODELS
+from studio.cpu import keep_freed_memory
 from studio.errors import ModelFormatError, ModelNotFoundError
 from studio.models import MODEL_CLASSES, UNTRAINED
 from studio.paths import model_dirs
@@ -32,11 +34,6 @@ def list_models() -> dict[str, Path]:
             if (folder / "config.json").is_file() and folder.name not in found:
                 found[folder.name] = folder
     return found
-
-
-# The shipped models in the order a default is picked (the CLI's `--model`, the app's first choice): the
-# shapes pair has measured prompt alignment; the emoji pair knows 1,756 concepts but draws many roughly.
-PREFERRED_MODELS = ("shapes-256", "emoji-256", "shapes-core-64", "emoji-core-64")
 
 
 def preference_rank(name: str) -> int:
@@ -113,6 +110,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
     model.folder = folder
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()  # sampling reuses its activations' memory instead of faulting it in every step
     return model.to(device=device).eval().requires_grad_(False)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from studio.constants import EMPTY_PROMPT_NOTE
 from studio.errors import ModelNotFoundError, StudioError
 from studio.files import atomic_write
 from studio.images import grid, save_animation
@@ -329,9 +330,6 @@ def mp4_available() -> bool:
 #################################################################################
 
 MAX_PROMPT_CHARS = 2000  # longer text is cut before tokenizing (the encoder reads far fewer tokens anyway)
-
-
-EMPTY_PROMPT_NOTE = "Empty prompt: sampling unconditionally (no text condition, so guidance has no effect)."
 
 
 def check_prompt(prompt: str | None, text_encoder=None) -> tuple[str, list[str]]:

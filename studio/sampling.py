@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS
+from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.text import TextEmbedding, get_text_encoder, text_encoder_for
@@ -67,7 +67,6 @@ class SamplerSettings:
 # A model folder's measured speed presets (`studio eval frontier --write-presets`): the app offers them and
 # `studio sample` starts from "balanced". Models without the file use the built-in settings.
 PRESETS_FILE = "sampling_presets.json"
-SPEEDS = ("fast", "balanced", "best")
 BUILT_IN_SETTINGS = dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=None)
 
 

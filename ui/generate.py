@@ -150,8 +150,9 @@ def make_handlers(ctx, ui: dict):
         yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
                ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
                              f"**{s.model}** · seed {s.seed}{note_md}",
-               ui["history"]: session.gallery(),
-               ui["replay_group"]: gr.Column(visible=True),
+               ui["history"]: session.gallery()}
+        # the picture first; the replay (frames, plot) and the downloads follow in their own updates
+        yield {ui["replay_group"]: gr.Column(visible=True),
                ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
                **replay_outputs(session, n)}
         gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from studio.cli.argtypes import int_range
-from studio.hub import PREFERRED_MODELS
-from studio.previews import EMPTY_PROMPT_NOTE
+from studio.constants import EMPTY_PROMPT_NOTE, PREFERRED_MODELS
 
 
 def _guidance(text: str) -> float:
@@ -25,8 +25,7 @@ def _guidance(text: str) -> float:
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """--speed, then --sampler/--steps/--guidance/--guidance-interval to change single settings of it."""
-    from studio.constants import MAX_STEPS, SAMPLERS
-    from studio.sampling import SPEEDS
+    from studio.constants import MAX_STEPS, SAMPLERS, SPEEDS
 
     parser.add_argument("--speed", choices=SPEEDS, default="balanced",
                         help="start from the model's measured speed preset (`studio eval frontier`; default "
@@ -118,9 +117,12 @@ def run(args) -> int:
         print(f"wrote {out}")
     else:
         out = args.out or Path("samples")
+        start = time.perf_counter()
         images = _sample_many(model, prompts, args.seed, settings, batch_size, out, args.frames,
                               keep_images=args.grid is not None)
-        print(f"wrote {len(prompts)} images and samples.jsonl to {out}/")
+        seconds = time.perf_counter() - start
+        print(f"wrote {len(prompts)} images and samples.jsonl to {out}/ in {seconds:.1f} s "
+              f"({seconds / len(prompts):.2f} s per image)")
         if args.grid is not None:
             from studio.images import grid, save_png
 

@@ -1,0 +1,152 @@
+"""Time per 256 px image as users get it, for each of a model's speed presets: in the app (Generate -> first
+preview and finished image, through a real gradio client, previews on) and from `studio sample --prompts`
+(the CLI's own per-image average), beside the sampler alone in-process and the time the app displays.
+
+    python scripts/measure_latency.py                                  # shapes-256, every preset
+    python scripts/measure_latency.py --repeats 5 --markdown docs/results/latency.md
+
+Also measured: the sampler with glibc's default allocator policy (`STUDIO_KEEP_FREED_MEMORY=0`, a fresh
+process) against the studio's (`studio.cpu.keep_freed_memory`). Run it on an idle machine: every other
+process on two cores shows up in these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from gradio_client import Client  # noqa: E402
+
+from studio.constants import SPEEDS  # noqa: E402
+from studio.files import write_text  # noqa: E402
+from studio.hub import load_model  # noqa: E402
+from studio.previews import DEFAULT_PREVIEW_EVERY  # noqa: E402
+from studio.sampling import describe_guidance, preset_settings, read_presets  # noqa: E402
+from studio_ui.app import AppConfig, build_app, launch  # noqa: E402
+
+PROMPT = "a red star to the left of a blue circle on a white background"
+STATUS, LIVE_X0, RESULTS = 1, 3, 4  # /generate's outputs (studio_ui.generate.build)
+IN_PROCESS = """
+import statistics, sys, time
+from studio.hub import load_model
+from studio.sampling import preset_settings, sample_tensor
+model = load_model(sys.argv[1], channels_last=True)
+settings = preset_settings(model, sys.argv[2])
+sample_tensor(model, [sys.argv[3]], **settings)
+times = []
+for seed in range(int(sys.argv[4])):
+    start = time.perf_counter()
+    sample_tensor(model, [sys.argv[3]], seed=seed, **settings)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def in_process(model: str, speed: str, repeats: int, keep_memory: bool) -> float:
+    """Median seconds of `sample_tensor` at batch 1 in a fresh process (the allocator setting is per process)."""
+    env = {**os.environ, "STUDIO_KEEP_FREED_MEMORY": "1" if keep_memory else "0"}
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS, model, speed, PROMPT, str(repeats)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def cli_per_image(model: str, speed: str, n: int) -> float:
+    """`studio sample --prompts` with n prompts: the per-image average it prints."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts = Path(tmp) / "prompts.txt"
+        prompts.write_text("\n".join([PROMPT] * n) + "\n")
+        out = subprocess.run([sys.executable, "-m", "studio", "sample", "--model", model, "--speed", speed,
+                              "--prompts", str(prompts), "--out", str(Path(tmp) / "out")],
+                             capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"\(([\d.]+) s per image\)", out).group(1))
+
+
+def app_latency(client: Client, model: str, speed: str, repeats: int) -> dict:
+    """Median seconds from Generate to the first preview and to the finished image, and the displayed time."""
+    s = preset_settings(load_model(model), speed)
+    interval = s["guidance_interval"]
+    rows = []
+    for seed in range(repeats + 1):  # the first run warms the model cache and the prompt's embedding
+        start, first, final, shown = time.perf_counter(), None, None, None
+        job = client.submit(model, PROMPT, s["sampler"], s["steps"], s["guidance"], seed, 1, DEFAULT_PREVIEW_EVERY,
+                            interval is not None, *(interval or (0.0, 0.0)), api_name="/generate")
+        for out in job:
+            now = time.perf_counter() - start
+            if first is None and isinstance(out[LIVE_X0], str):
+                first = now
+            if final is None and isinstance(out[RESULTS], list) and out[RESULTS]:
+                final = now
+                shown = float(re.search(r"\(([\d.]+) s per image\)", out[STATUS]).group(1))
+        job.result()
+        if seed:
+            rows.append((first, final, shown))
+    return dict(first_preview_s=statistics.median(r[0] for r in rows if r[0] is not None),
+                finished_s=statistics.median(r[1] for r in rows), displayed_s=statistics.median(r[2] for r in rows))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="shapes-256")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (medians)")
+    parser.add_argument("--cli-images", type=int, default=8, help="prompts in the `studio sample --prompts` run")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args()
+
+    speeds = [s for s in SPEEDS if s in read_presets(load_model(args.model).folder)] or ["balanced"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = build_app(AppConfig(outputs_dir=Path(tempfile.mkdtemp(prefix="latency-"))))
+    _, url, _ = launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    rows = []
+    try:
+        client = Client(url, verbose=False)
+        for speed in speeds:
+            print(f"[latency] {args.model} {speed}", file=sys.stderr, flush=True)
+            app = app_latency(client, args.model, speed, args.repeats)
+            rows.append(dict(speed=speed, settings=preset_settings(load_model(args.model), speed), **app,
+                             cli_s=cli_per_image(args.model, speed, args.cli_images),
+                             sampler_s=in_process(args.model, speed, args.repeats, keep_memory=True),
+                             sampler_default_malloc_s=in_process(args.model, speed, args.repeats, keep_memory=False)))
+    finally:
+        demo.close()
+    text = format_markdown(args, rows)
+    print(text)
+    if args.markdown:
+        write_text(args.markdown, text)
+    return 0
+
+
+def format_markdown(args, rows: list[dict]) -> str:
+    lines = [f"# Time per image of `{args.model}` as users get it", "",
+             f"Generated by `python scripts/measure_latency.py --repeats {args.repeats}` on "
+             f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs; medians of {args.repeats} runs, batch 1, "
+             f"the prompt \"{PROMPT}\"). *App*: a gradio client presses Generate with the preset's settings and "
+             f"previews every {DEFAULT_PREVIEW_EVERY} steps; *finished* is when the image arrives, *displayed* the "
+             "time per image the app prints. *CLI*: the per-image average `studio sample --prompts` prints for "
+             f"{args.cli_images} prompts. *Sampler*: `sample_tensor` alone in a fresh process, with the studio's "
+             "allocator setting and with glibc's default (`STUDIO_KEEP_FREED_MEMORY=0`).", "",
+             "| speed | settings | app: first preview | app: finished | app: displayed | CLI per image "
+             "| sampler | sampler, default malloc |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["settings"]
+        lines.append(f"| {r['speed']} | {s['sampler']} {s['steps']} steps, "
+                     f"{describe_guidance(s['guidance'], s['guidance_interval'])} "
+                     f"| {r['first_preview_s']:.2f} s | {r['finished_s']:.2f} s | {r['displayed_s']:.2f} s "
+                     f"| {r['cli_s']:.2f} s | {r['sampler_s']:.2f} s | {r['sampler_default_malloc_s']:.2f} s |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
