@@ -47,6 +47,10 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     monkeypatch.setattr(frontier, "measure", no_second_run)
     again = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
     assert [p["seconds_per_image"] for p in again["points"]] == [p["seconds_per_image"] for p in result["points"]]
+    monkeypatch.setattr(frontier, "time_per_image", lambda model, setting, repeats: 0.125)
+    retimed = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False, retime=True)
+    assert {p["seconds_per_image"] for p in retimed["points"]} == {0.125}  # timed again, alignment kept
+    assert [p["questions"] for p in retimed["points"]] == [p["questions"] for p in result["points"]]
     paths = write_report(again, tmp_path / "docs")
     assert [p.name for p in paths] == ["frontier-tiny.md", "frontier-tiny.json", "frontier-tiny.html"]
     assert "| setting | s / image |" in paths[0].read_text()

@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                                description="Time per image (batch 1) and prompt alignment on held-out shapes "
                                            "captions for a grid of samplers, step counts, guidance scales and "
                                            "guidance intervals; names the knee: the fastest setting whose every "
-                                           "question stays inside the 95%% interval of 25 dpm++ steps. Finished "
+                                           "question stays inside the 95% interval of 25 dpm++ steps. Finished "
                                            "settings are reused from --out.")
     frontier.add_argument("--model", required=True, help="model name or folder")
     frontier.add_argument("--n", type=argtypes.positive_int, default=100,
@@ -54,6 +54,9 @@ def register(subparsers) -> None:
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
     frontier.add_argument("--out", type=Path, help="per-setting results (default runs/frontier-MODEL)")
     frontier.add_argument("--docs", type=Path, help="also write frontier-MODEL.md/.json/.html here")
+    frontier.add_argument("--retime", action="store_true",
+                          help="time finished settings again (their alignment is kept): for timings taken while "
+                               "other work shared the machine")
     frontier.add_argument("--write-presets", action="store_true",
                           help="write the measured fast / balanced / best settings into the model's folder "
                                "(sampling_presets.json: the app offers them)")
@@ -115,7 +118,7 @@ def _frontier(args) -> int:
 
     grid = tuple(_parse_setting(s) for s in args.settings) if args.settings else DEFAULT_GRID
     out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
-    result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats)
+    result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats, retime=args.retime)
     print(f"reference: {result['reference']}, {result['reference_seconds']:.2f} s per image")
     print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (every question inside the "
           "reference's 95% interval)")

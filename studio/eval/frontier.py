@@ -153,8 +153,9 @@ def write_presets(result: dict, model_folder: Path) -> Path:
 
 
 def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = 100,
-                 repeats: int = 3, device: str = "cpu", progress: bool = True) -> dict:
-    """Measure every setting of `grid` (finished ones are read back from `out`) and summarize."""
+                 repeats: int = 3, device: str = "cpu", progress: bool = True, retime: bool = False) -> dict:
+    """Measure every setting of `grid` (finished ones are read back from `out`, and with `retime` timed again)
+    and summarize."""
     from studio.hub import load_model
 
     if REFERENCE not in grid:
@@ -166,7 +167,11 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
     for i, setting in enumerate(grid):
         cache = cache_dir / f"{setting.key}-n{n}.json"
         if cache.is_file():
-            points.append(json.loads(cache.read_text()))
+            point = json.loads(cache.read_text())
+            if retime:
+                point["seconds_per_image"] = time_per_image(model, setting, repeats)
+                write_json(cache, point)
+            points.append(point)
             continue
         if progress:
             print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
