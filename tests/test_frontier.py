@@ -52,7 +52,7 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     assert {p["seconds_per_image"] for p in retimed["points"]} == {0.125}  # timed again, alignment kept
     assert [p["questions"] for p in retimed["points"]] == [p["questions"] for p in result["points"]]
     paths = write_report(again, tmp_path / "docs")
-    assert [p.name for p in paths] == ["frontier-tiny.md", "frontier-tiny.json", "frontier-tiny.html"]
+    assert [p.name for p in paths] == ["frontier-tiny-n4.md", "frontier-tiny-n4.json", "frontier-tiny-n4.html"]
     assert "| setting | s / image |" in paths[0].read_text()
 
 

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
                                            "settings are reused from --out.")
     frontier.add_argument("--model", required=True, help="model name or folder")
     frontier.add_argument("--n", type=argtypes.positive_int, default=100,
-                          help="held-out captions per setting (default 100)")
+                          help="held-out captions per setting (default 100; other counts publish as "
+                               "frontier-MODEL-nN beside the frontier)")
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
     frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]]",
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")

@@ -57,6 +57,7 @@ DEFAULT_GRID: tuple[Setting, ...] = (
     *(Setting("dpm++", s, 3.0, GUIDANCE_INTERVAL) for s in (10, 15)),
     Setting("dpm++", 15, 2.0),
 )
+DEFAULT_N = 100  # held-out captions per setting
 TIMING_PROMPT = "a red star to the left of a blue circle on a white background"
 
 
@@ -152,7 +153,7 @@ def write_presets(result: dict, model_folder: Path) -> Path:
                f"{result['torch_threads']} CPU threads)", presets=speed_presets(result)))
 
 
-def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = 100,
+def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = DEFAULT_N,
                  repeats: int = 3, device: str = "cpu", progress: bool = True, retime: bool = False) -> dict:
     """Measure every setting of `grid` (finished ones are read back from `out`, and with `retime` timed again)
     and summarize."""
@@ -243,7 +244,9 @@ def figure(result: dict):
 
 
 def write_report(result: dict, docs: Path) -> list[Path]:
-    stem = docs / f"frontier-{Path(result['model']).name}"
+    # the default caption count is the frontier; a verification of chosen settings on more captions sits beside it
+    suffix = "" if result["n"] == DEFAULT_N else f"-n{result['n']}"
+    stem = docs / f"frontier-{Path(result['model']).name}{suffix}"
     paths = [write_text(stem.with_suffix(".md"), format_markdown(result)), write_json(stem.with_suffix(".json"),
                                                                                      result)]
     fig = figure(result)  # plotly.js from its CDN when viewed, as the other result pages
