@@ -7,6 +7,7 @@ in `$STUDIO_MODELS`; a name is a plain folder name, so `../../etc` can never esc
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -117,12 +118,18 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
 
 def weights_hash(name_or_path: str | Path, length: int = 16) -> str:
     """sha256 of the weights file (hex, shortened): the identity of a model in PNG text and the arena."""
-    folder = resolve_model(name_or_path)
+    path = (resolve_model(name_or_path) / WEIGHTS_NAME).resolve()
+    stat = path.stat()  # the app stamps every image: hash a file once, again only when it changed
+    return _file_sha256(path, stat.st_mtime_ns, stat.st_size)[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: Path, mtime_ns: int, size: int) -> str:
     digest = hashlib.sha256()
-    with open(folder / WEIGHTS_NAME, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:length]
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -155,3 +155,15 @@ def test_the_app_and_the_cli_pick_the_same_default_model(tmp_path, monkeypatch):
     monkeypatch.setattr(studio.hub, "model_dirs", lambda: [tmp_path])
     assert model_names() == ["big", "shapes-256", "emoji-256", "a-model", "emoji-core-64"]
     assert pick_default_model() == "shapes-256"
+
+
+def test_the_weights_hash_follows_the_file(model_dir):
+    from studio.hub import WEIGHTS_NAME, weights_hash
+
+    first = weights_hash(model_dir)
+    assert weights_hash(model_dir) == first and len(first) == 16
+    weights = model_dir / WEIGHTS_NAME
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # another model in the same place: the hash must not come from the cache
+    weights.write_bytes(bytes(data))
+    assert weights_hash(model_dir) != first
