@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import studio.data.emoji.prepare as emoji_prepare
 from studio.data import emoji as E
 from studio.errors import DataError, StudioError
 
@@ -247,12 +248,12 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(E, "load_source_image", flaky)
+    monkeypatch.setattr(emoji_prepare, "load_source_image", flaky)  # where prepare_emoji looks it up
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    monkeypatch.setattr(E, "load_source_image", real)
+    monkeypatch.setattr(emoji_prepare, "load_source_image", real)
     assert E.read_manifest(prepare(tmp_path)) is not None  # a later run completes
 
 

@@ -189,20 +189,18 @@ def test_train_split_is_the_complement_of_the_eval_split(tmp_path):
 
 def test_fid_model_plumbing(tmp_path, monkeypatch):
     """Ground-truth "generations" of the same captions give FID ~0 and KID ~0."""
-    import studio.hub
-    import studio.sampling
     from studio.data.shapes import heldout_captions, render_scene
 
     monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
     monkeypatch.setattr(fidmod, "inception_features", _fake_features)
     model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=32))
-    monkeypatch.setattr(studio.hub, "load_model", lambda name: model)
+    monkeypatch.setattr(fidmod, "load_model", lambda name: model)  # where fid_model looks them up
 
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", **kwargs):
         scenes = {s.caption: s for s in heldout_captions(len(prompts), seed)}
         return [render_scene(scenes[p], model.config.resolution) for p in prompts]
 
-    monkeypatch.setattr(studio.sampling, "generate", generate)
+    monkeypatch.setattr(fidmod, "generate", generate)
     result = fidmod.fid_model("fake", "shapes", n=6, kid_subsets=4, progress=False)
     assert result["n"] == 6 and result["resolution"] == 32 and result["data"] == "shapes"
     assert result["fid"] == pytest.approx(0.0, abs=1e-3)

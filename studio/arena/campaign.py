@@ -20,274 +20,35 @@ into the `Campaign` (`ModelRenderer` for real models; any callable in tests).
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
-import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.arena.store import (
-    ArenaError,
-    ArenaStore,
-    ContenderRow,
-    NoBattlesLeftError,
-    RaterCapReachedError,
-    VoteRecord,
-    _cap_message,
-    export_votes,
-    normalise_choice,
-)
-from studio.files import write_bytes
+from tqdm.auto import tqdm
 
-# The same defaults as `studio sample`.
-CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "name")
-DEFAULT_SAMPLER = "dpm++"
-DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 3.0
-IMAGES_DIR = "images"
+from studio import __version__
+from studio.arena.contenders import (CONTENDER_KEYS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, Contender,
+                                     parse_contender_spec, read_prompts, resolve_contenders)
+from studio.arena.records import (ArenaError, NoBattlesLeftError, RaterCapReachedError, VoteRecord, _cap_message,
+                                  normalise_choice)
+from studio.arena.rendering import IMAGES_DIR, ModelRenderer, Renderer, save_image, solid_colour_renderer
+from studio.arena.store import ArenaStore, export_votes
+
+__all__ = [
+    "PENDING_WINDOW_S", "Battle", "Reveal", "Campaign", "build_campaign", "demo_campaign",
+    # studio.arena.contenders
+    "CONTENDER_KEYS", "DEFAULT_GUIDANCE", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "Contender", "parse_contender_spec",
+    "read_prompts", "resolve_contenders",
+    # studio.arena.rendering
+    "IMAGES_DIR", "ModelRenderer", "Renderer", "save_image", "solid_colour_renderer",
+]
+
 PENDING_WINDOW_S = 600.0  # a served, unvoted battle counts towards its load for this long
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Contenders
-# ----------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Contender:
-    """A model and its sampling settings. `key` (16 hex) identifies it across campaigns and exports."""
-
-    model: str
-    weights_hash: str
-    sampler: str = DEFAULT_SAMPLER
-    steps: int = DEFAULT_STEPS
-    guidance: float = DEFAULT_GUIDANCE
-    name: str = ""
-    guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The sampling settings (the guidance interval only when set: older contenders keep their keys)."""
-        settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
-        if self.guidance_interval is not None:
-            settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
-        return settings
-
-    @property
-    def sampling_kwargs(self) -> dict[str, Any]:
-        """The settings as `studio.sampling.generate` takes them."""
-        return dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
-                    guidance_interval=self.guidance_interval)
-
-    @property
-    def key(self) -> str:
-        blob = json.dumps({"weights_hash": self.weights_hash, **self.settings}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @property
-    def display_name(self) -> str:
-        return self.name or Path(self.model.rstrip("/\\")).name or self.model
-
-    def describe(self) -> dict[str, Any]:
-        """What the reveal shows: name, model, settings, key."""
-        return {"name": self.display_name, "model": self.model, **self.settings, "key": self.key}
-
-    @classmethod
-    def from_row(cls, row: ContenderRow) -> Contender:
-        s = row.settings
-        interval = s.get("guidance_interval")
-        return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
-                   guidance=float(s["guidance"]), name=row.name,
-                   guidance_interval=tuple(interval) if interval else None)
-
-
-def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
-    balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), name.
-    E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`."""
-    model, overrides = spec, {}
-    if "@" in spec:
-        head, _, tail = spec.rpartition("@")
-        if "=" in tail:
-            model = head
-            for item in tail.split(","):
-                key, sep, value = item.partition("=")
-                key = key.strip()
-                if not sep or key not in CONTENDER_KEYS:
-                    raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
-                                     "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,name=TEXT")
-                overrides[key] = value.strip()
-    if not model.strip():
-        raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
-    return model.strip(), overrides
-
-
-def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
-                       guidance: float = DEFAULT_GUIDANCE, hasher: Callable[[str], str] | None = None,
-                       presets: Callable[[str], dict] | None = None) -> list[Contender]:
-    """Contenders from command-line specs, hashing each model's weights (`studio.hub.weights_hash` unless
-    `hasher` is given) and reading `speed=` presets from the model's folder (`presets(model)` when given).
-    Clashing default names get their settings appended."""
-    if hasher is None:
-        from studio.hub import weights_hash as hasher  # lazy: the sampling stack is heavy
-    out = []
-    hashes: dict[str, str] = {}
-    for spec in specs:
-        model, o = parse_contender_spec(spec)
-        base = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_interval=None)
-        if "speed" in o:
-            base = _speed_preset(model, o["speed"], presets, spec)
-        try:
-            interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
-            c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
-                          sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
-                          guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
-                          guidance_interval=interval)
-        except ValueError as err:
-            raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
-        hashes[model] = c.weights_hash
-        out.append(c)
-    if len(out) < 2:
-        raise ArenaError("an arena needs at least two contenders: pass two or more to --contenders")
-    keys = [c.key for c in out]
-    if len(set(keys)) != len(keys):
-        raise ArenaError("two contenders have the same weights and settings: change a setting or drop one")
-    names = [c.display_name for c in out]
-    for i, c in enumerate(out):
-        if not c.name and names.count(c.display_name) > 1:
-            out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
-                                                           f"cfg {c.guidance:g})"})
-    return out
-
-
-def _speed_preset(model: str, speed: str, presets: Callable[[str], dict] | None, spec: str) -> dict:
-    from studio.hub import resolve_model  # lazy, as weights_hash above
-    from studio.sampling import preset_to_settings, read_presets
-
-    found = presets(model) if presets is not None else read_presets(resolve_model(model))
-    preset = found.get(speed)
-    if not preset:
-        known = ", ".join(found) or "none: `studio eval frontier --write-presets` measures them"
-        raise ArenaError(f"contender {spec!r}: {model} has no speed preset {speed!r} (its presets: {known})")
-    return preset_to_settings(preset)
-
-
-def _parse_interval(text: str) -> tuple[float, float]:
-    low, sep, high = text.partition(":")
-    if not sep:
-        raise ValueError(f"interval must be LOW:HIGH in logSNR, e.g. -6:3, got {text!r}")
-    interval = (float(low), float(high))
-    if interval[0] > interval[1]:
-        raise ValueError(f"interval must have LOW <= HIGH, got {text!r}")
-    return interval
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a file: `.txt` one per line (blank lines and `#` comments skipped), `.json` a list of
-    strings, `.jsonl` objects with a "prompt" field. Duplicates are dropped, order kept."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArenaError(f"no prompts file at {path}: give a text file with one prompt per line")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            prompts = [str(p) for p in json.loads(text)]
-        elif path.suffix.lower() == ".jsonl":
-            prompts = [str(json.loads(line)["prompt"]) for line in text.splitlines() if line.strip()]
-        else:
-            prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ArenaError(f"cannot read prompts from {path} ({err}): use .txt (one per line), a .json list of "
-                         "strings, or .jsonl with a \"prompt\" field") from err
-    prompts = list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
-    if not prompts:
-        raise ArenaError(f"{path} holds no prompts: write one prompt per line")
-    return prompts
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Renderers
-# ----------------------------------------------------------------------------------------------------------
-Renderer = Callable[[Contender, list[str], list[int]], list[Any]]
-"""renderer(contender, prompts, seeds) -> one PIL image per (prompts[i], seeds[i]). Each image must depend only
-on its own prompt and seed (not on what else is in the call), so an image is reproducible on its own."""
-
-
-class ModelRenderer:
-    """The real renderer: `studio.hub.load_model` + `studio.sampling.generate`, keeping the last model
-    loaded (on the GPU when there is one). Image i of `generate(model, prompts, seed)` uses seed + i, so a run
-    of one prompt with consecutive seeds is one batched call, and every image equals
-    `studio sample --prompt P --seed S` with the contender's settings. Checks that a model's weights still
-    match the hash the campaign recorded."""
-
-    def __init__(self, device: str | None = None, hasher: Callable[[str], str] | None = None) -> None:
-        self.device = device
-        self._hasher = hasher
-        self._model: Any = None
-        self._model_name: str | None = None
-        self._lock = threading.Lock()
-
-    def _load(self, contender: Contender) -> Any:
-        if self._model_name != contender.model:
-            from studio.hub import load_model, weights_hash
-
-            current = (self._hasher or weights_hash)(contender.model)
-            if current != contender.weights_hash:
-                raise ArenaError(
-                    f"the weights of {contender.model} changed since this campaign recorded them "
-                    f"({contender.weights_hash[:12]} -> {current[:12]}): restore them or start a new campaign"
-                )
-            device = self.device
-            if device is None:
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            self._model = None  # free the previous model before loading the next
-            self._model = load_model(contender.model, device=device, channels_last=str(device).startswith("cpu"))
-            self._model_name = contender.model
-        return self._model
-
-    def __call__(self, contender: Contender, prompts: list[str], seeds: list[int]) -> list[Any]:
-        from studio.sampling import generate
-
-        with self._lock:
-            model = self._load(contender)
-            images: list[Any] = []
-            for prompt, first, n in _seed_runs(prompts, seeds):
-                images += generate(model, [prompt] * n, seed=first, batch_size=n, **contender.sampling_kwargs)
-            return images
-
-
-def _seed_runs(prompts: list[str], seeds: list[int]) -> list[tuple[str, int, int]]:
-    """Split (prompt, seed) items into runs of one prompt with consecutive seeds: (prompt, first seed, length)."""
-    runs: list[tuple[str, int, int]] = []
-    for prompt, seed in zip(prompts, seeds):
-        if runs and runs[-1][0] == prompt and runs[-1][1] + runs[-1][2] == seed:
-            runs[-1] = (prompt, runs[-1][1], runs[-1][2] + 1)
-        else:
-            runs.append((prompt, int(seed), 1))
-    return runs
-
-
-def save_image(image: Any, directory: Path) -> tuple[str, str]:
-    """Save a PIL image as PNG under `directory/images/<sha256>.png`, stripped of all metadata (a rater
-    who downloads it learns nothing). Returns (path relative to `directory`, sha256 of the file)."""
-    from PIL import Image
-
-    rgb = image.convert("RGB")
-    clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
-    buf = io.BytesIO()
-    clean.save(buf, format="PNG")
-    data = buf.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
-    rel = f"{IMAGES_DIR}/{sha}.png"
-    target = directory / rel
-    if not target.exists():
-        write_bytes(target, data)
-    return rel, sha
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -340,9 +101,7 @@ class Campaign:
         self.store = store
         self.directory = store.directory
         self.renderer = renderer
-        if app_version is None:
-            from studio import __version__ as app_version
-        self.app_version = str(app_version)
+        self.app_version = str(__version__ if app_version is None else app_version)
         self._rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
         self._render_lock = threading.Lock()
@@ -421,8 +180,6 @@ class Campaign:
         contenders = self.contenders()
         items = [(pid, text, seed) for pid, text in self.store.prompts() for seed in self.seeds]
         todo = {cid: [it for it in items if not self._image_ok(cid, it[0], it[2])] for cid in contenders}
-        from tqdm.auto import tqdm
-
         rendered = 0
         with tqdm(total=sum(map(len, todo.values())), desc="rendering", unit="image", disable=not progress) as bar:
             for cid, missing in todo.items():
@@ -602,6 +359,7 @@ class Campaign:
 
     def report(self, **kwargs: Any) -> Any:
         """`studio.arena.report.build_report` on this campaign's votes (keyword arguments passed on)."""
+        # deferred: the statistics load numpy and scipy, and `import studio.arena` (the app, the CLI) stays light
         from studio.arena.report import build_report
 
         return build_report(self.votes(), campaign=self.name, contender_names=self.contender_names(), **kwargs)
@@ -629,18 +387,6 @@ def build_campaign(directory: str | Path, contenders: Sequence[Contender], promp
 # ----------------------------------------------------------------------------------------------------------
 # Demo / test helpers (no models needed)
 # ----------------------------------------------------------------------------------------------------------
-def solid_colour_renderer(contender: Contender, prompts: list[str], seeds: list[int], *, size: int = 16
-                          ) -> list[Any]:
-    """A stand-in renderer: one flat colour per contender, shaded per (prompt, seed). For tests and demos."""
-    from PIL import Image
-
-    base = hashlib.sha256(contender.key.encode()).digest()
-    out = []
-    for prompt, seed in zip(prompts, seeds):
-        shade = hashlib.sha256(f"{prompt}\x1f{seed}".encode()).digest()
-        colour = tuple((base[i] // 2 + shade[i] // 4) % 256 for i in range(3))
-        out.append(Image.new("RGB", (size, size), colour))
-    return out
 
 
 def demo_campaign(directory: str | Path, *, n_contenders: int = 3, n_prompts: int = 4, seeds: int = 2,

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
+from scipy.stats import binomtest
 
 from studio.arena.ratings import Ratings, bradley_terry_ratings
 from studio.arena.store import ArenaError, VoteRecord
@@ -33,8 +35,6 @@ def sign_test(wins: int, losses: int) -> float:
     n = int(wins) + int(losses)
     if n == 0:
         return 1.0
-    from scipy.stats import binomtest
-
     return float(binomtest(int(wins), n, 0.5, alternative="two-sided").pvalue)
 
 
@@ -372,12 +372,10 @@ def _pair_stats(votes: Sequence[VoteRecord], confidence: float) -> list[PairStat
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Figures (plotly, imported lazily)
+# Figures (plotly)
 # ----------------------------------------------------------------------------------------------------------
 def ratings_figure(ratings: Ratings) -> Any:
     """Ratings with their bootstrap intervals as error bars, best first."""
-    import plotly.graph_objects as go
-
     rows = ratings.rows()
     fig = go.Figure(go.Scatter(
         x=[r["name"] for r in rows], y=[r["rating"] for r in rows], mode="markers",
@@ -394,8 +392,6 @@ def ratings_figure(ratings: Ratings) -> Any:
 
 def win_matrix_figure(report: ArenaReport) -> Any:
     """Heatmap: row contender's share of decisive votes won against the column contender."""
-    import plotly.graph_objects as go
-
     m = report.win_matrix
     text = [["" if math.isnan(v) else f"{v:.0%}" for v in row] for row in m]
     fig = go.Figure(go.Heatmap(

@@ -6,11 +6,13 @@ Design rules (see docs/arena.md):
 - A connection per thread; writes are serialised by a process lock and `BEGIN IMMEDIATE` (other processes
   wait on `busy_timeout`). Every vote is committed before `record_vote` returns.
 - A rater votes at most once per battle (UNIQUE(rater_id, battle_id) on impressions and on votes).
+
+The schema lives in `studio.arena.schema`, the errors and records in `studio.arena.records`, exports in
+`studio.arena.exports`; their names are importable from here too.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import secrets
 import sqlite3
@@ -18,222 +20,30 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
-from studio.files import atomic_write
+from studio.arena.exports import EXPORT_FORMATS, export_votes, load_export
+from studio.arena.records import (MAX_RATER_NAME, VOTE_CHOICES, VOTE_FIELDS, ArenaError, CampaignNotFoundError,
+                                  ContenderRow, DuplicateVoteError, InvalidChoiceError, NoBattlesLeftError,
+                                  RaterCapReachedError, RaterError, UnknownBattleError, VoteRecord, _cap_message,
+                                  iso_time, normalise_choice, normalise_rater)
+from studio.arena.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "DB_NAME", "BUSY_TIMEOUT_MS", "ArenaStore",
+    # studio.arena.records
+    "MAX_RATER_NAME", "VOTE_CHOICES", "VOTE_FIELDS", "ArenaError", "CampaignNotFoundError", "ContenderRow",
+    "DuplicateVoteError", "InvalidChoiceError", "NoBattlesLeftError", "RaterCapReachedError", "RaterError",
+    "UnknownBattleError", "VoteRecord", "iso_time", "normalise_choice", "normalise_rater",
+    # studio.arena.schema, studio.arena.exports
+    "MIGRATIONS", "SCHEMA_VERSION", "EXPORT_FORMATS", "export_votes", "load_export",
+]
 
 DB_NAME = "arena.sqlite"
-VOTE_CHOICES = ("left", "right", "tie", "both_bad")
 BUSY_TIMEOUT_MS = 30_000
-MAX_RATER_NAME = 100
 # PRAGMAs take no parameters: the statements are fixed strings, chosen by key.
 _SYNCHRONOUS = {"FULL": "PRAGMA synchronous = FULL", "NORMAL": "PRAGMA synchronous = NORMAL"}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Errors
-# ----------------------------------------------------------------------------------------------------------
-class ArenaError(StudioError):
-    """Base class of the arena's user-facing errors."""
-
-
-class CampaignNotFoundError(ArenaError):
-    pass
-
-
-class InvalidChoiceError(ArenaError, ValueError):
-    pass
-
-
-class UnknownBattleError(ArenaError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class DuplicateVoteError(ArenaError):
-    pass
-
-
-class RaterError(ArenaError, ValueError):
-    """A missing or malformed rater name."""
-
-
-class RaterCapReachedError(ArenaError):
-    pass
-
-
-class NoBattlesLeftError(ArenaError):
-    pass
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Schema
-# ----------------------------------------------------------------------------------------------------------
-# Append only: migration i (0-based) upgrades a file from version i to version i + 1.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE meta (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL                      -- JSON
-    );
-    CREATE TABLE prompts (
-        id   INTEGER PRIMARY KEY,
-        text TEXT NOT NULL UNIQUE
-    );
-    CREATE TABLE contenders (
-        id           INTEGER PRIMARY KEY,
-        key          TEXT NOT NULL UNIQUE,       -- sha256 of weights hash + settings (16 hex)
-        weights_hash TEXT NOT NULL,
-        model        TEXT NOT NULL,              -- folder or preset name as given
-        settings     TEXT NOT NULL,              -- JSON {sampler, steps, guidance}
-        name         TEXT NOT NULL UNIQUE        -- display name, revealed after a vote
-    );
-    CREATE TABLE images (
-        id           INTEGER PRIMARY KEY,
-        contender_id INTEGER NOT NULL REFERENCES contenders(id),
-        prompt_id    INTEGER NOT NULL REFERENCES prompts(id),
-        seed         INTEGER NOT NULL,
-        path         TEXT NOT NULL,              -- relative to the campaign directory
-        sha256       TEXT NOT NULL,
-        created_at   REAL NOT NULL,
-        UNIQUE (contender_id, prompt_id, seed)
-    );
-    CREATE TABLE battles (
-        id          INTEGER PRIMARY KEY,
-        prompt_id   INTEGER NOT NULL REFERENCES prompts(id),
-        seed        INTEGER NOT NULL,
-        contender_a INTEGER NOT NULL REFERENCES contenders(id),
-        contender_b INTEGER NOT NULL REFERENCES contenders(id),
-        image_a     INTEGER NOT NULL REFERENCES images(id),
-        image_b     INTEGER NOT NULL REFERENCES images(id),
-        created_at  REAL NOT NULL,
-        CHECK (contender_a < contender_b),
-        UNIQUE (prompt_id, seed, contender_a, contender_b)
-    );
-    CREATE TABLE raters (
-        id         INTEGER PRIMARY KEY,
-        name       TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE impressions (
-        id              INTEGER PRIMARY KEY,
-        token           TEXT NOT NULL UNIQUE,
-        rater_id        INTEGER NOT NULL REFERENCES raters(id),
-        battle_id       INTEGER NOT NULL REFERENCES battles(id),
-        left_contender  INTEGER NOT NULL REFERENCES contenders(id),
-        right_contender INTEGER NOT NULL REFERENCES contenders(id),
-        served_at       REAL NOT NULL,
-        shown_at        REAL,
-        status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'voted', 'skipped')),
-        UNIQUE (rater_id, battle_id)
-    );
-    CREATE INDEX impressions_battle ON impressions (battle_id, status);
-    CREATE TABLE votes (
-        id              INTEGER PRIMARY KEY,
-        impression_id   INTEGER NOT NULL UNIQUE REFERENCES impressions(id),
-        rater_id        INTEGER NOT NULL REFERENCES raters(id),
-        battle_id       INTEGER NOT NULL REFERENCES battles(id),
-        choice          TEXT NOT NULL CHECK (choice IN ('left', 'right', 'tie', 'both_bad')),
-        left_contender  INTEGER NOT NULL REFERENCES contenders(id),
-        right_contender INTEGER NOT NULL REFERENCES contenders(id),
-        shown_at        REAL NOT NULL,
-        voted_at        REAL NOT NULL,
-        app_version     TEXT NOT NULL,
-        UNIQUE (rater_id, battle_id)
-    );
-    CREATE INDEX votes_battle ON votes (battle_id);
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Records
-# ----------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ContenderRow:
-    """A contender as stored: `key` is the stable identity, `name` the display name."""
-
-    id: int
-    key: str
-    weights_hash: str
-    model: str
-    settings: dict[str, Any]
-    name: str
-
-
-@dataclass(frozen=True)
-class VoteRecord:
-    """One vote, flattened and self-describing: the row format of exports (fields documented in
-    docs/arena.md). Times are ISO 8601 UTC strings."""
-
-    vote_id: int
-    campaign: str
-    rater: str
-    battle_id: int
-    prompt: str
-    seed: int
-    choice: str  # left | right | tie | both_bad
-    winner: str  # contender key of the preferred side, "" for tie / both_bad
-    left_contender: str
-    left_name: str
-    left_model: str
-    left_weights_hash: str
-    left_sampler: str
-    left_steps: int
-    left_guidance: float
-    left_image: str
-    left_image_sha256: str
-    right_contender: str
-    right_name: str
-    right_model: str
-    right_weights_hash: str
-    right_sampler: str
-    right_steps: int
-    right_guidance: float
-    right_image: str
-    right_image_sha256: str
-    shown_at: str
-    voted_at: str
-    decision_seconds: float
-    app_version: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-VOTE_FIELDS: tuple[str, ...] = tuple(VoteRecord.__dataclass_fields__)
-
-
-def iso_time(t: float) -> str:
-    """Unix seconds -> ISO 8601 UTC with microseconds, e.g. `2024-05-01T12:00:00.123456Z`."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def normalise_choice(choice: str) -> str:
-    """Validate a vote choice (case and surrounding spaces are forgiven; `both-bad` and `both bad` too)."""
-    if not isinstance(choice, str):
-        raise InvalidChoiceError(
-            f"vote choice must be a string, got {type(choice).__name__}: use one of {', '.join(VOTE_CHOICES)}"
-        )
-    value = choice.strip().lower().replace("-", "_").replace(" ", "_")
-    if value not in VOTE_CHOICES:
-        raise InvalidChoiceError(f"unknown vote choice {choice!r}: use one of {', '.join(VOTE_CHOICES)}")
-    return value
-
-
-def normalise_rater(name: str) -> str:
-    """Validate a rater name or code: non-empty after trimming, at most 100 characters."""
-    if not isinstance(name, str) or not name.strip():
-        raise RaterError("a rater name or code is required: enter a name (or a code you were given) before voting")
-    name = name.strip()
-    if len(name) > MAX_RATER_NAME:
-        raise RaterError(f"rater name is {len(name)} characters long: use at most {MAX_RATER_NAME}")
-    return name
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -641,80 +451,3 @@ def _side(prefix: str, c: ContenderRow, path: str, sha: str) -> dict[str, Any]:
         f"{prefix}_steps": int(s.get("steps", 0)), f"{prefix}_guidance": float(s.get("guidance", 0.0)),
         f"{prefix}_image": path, f"{prefix}_image_sha256": sha,
     }
-
-
-def _cap_message(max_votes: int) -> str:
-    return f"you have reached this campaign's limit of {max_votes} votes per rater: thank you! (nothing more to do)"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Export and import
-# ----------------------------------------------------------------------------------------------------------
-EXPORT_FORMATS = (".jsonl", ".csv")
-
-
-def export_votes(votes: list[VoteRecord], path: str | Path) -> Path:
-    """Write votes as JSON Lines (`.jsonl`) or CSV (`.csv`) with the fields of `VoteRecord` (docs/arena.md)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in EXPORT_FORMATS:
-        raise ArenaError(f"cannot export to {path.name}: the file name must end in .jsonl or .csv")
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            if suffix == ".jsonl":
-                for v in votes:
-                    f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
-            else:
-                writer = csv.DictWriter(f, fieldnames=VOTE_FIELDS)
-                writer.writeheader()
-                for v in votes:
-                    writer.writerow(v.to_dict())
-
-    atomic_write(path, write)  # an interrupted export never leaves half a file
-    return path
-
-
-_FIELD_TYPES = {f.name: f.type for f in fields(VoteRecord)}
-
-
-def _coerce(name: str, value: Any, where: str) -> Any:
-    kind = _FIELD_TYPES[name]
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        return "" if value is None else str(value)
-    except (TypeError, ValueError) as err:
-        raise ArenaError(f"{where}: field {name!r} has the bad value {value!r}: expected {kind}") from err
-
-
-def load_export(path: str | Path) -> list[VoteRecord]:
-    """Read votes written by `export_votes` (JSONL or CSV) back into `VoteRecord`s (a lossless round trip)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in EXPORT_FORMATS:
-        raise ArenaError(f"cannot read {path.name}: arena exports end in .jsonl or .csv")
-    if not path.is_file():
-        raise ArenaError(f"no vote export at {path}: write one with `studio arena export --campaign DIR --out PATH`")
-    with path.open(encoding="utf-8", newline="") as f:
-        if suffix == ".jsonl":
-            rows = []
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ArenaError(f"{path}:{n}: not valid JSON ({err.msg}): is this an arena export?") from err
-        else:
-            rows = list(csv.DictReader(f))
-    out = []
-    for n, row in enumerate(rows, 1):
-        where = f"{path} record {n}"
-        missing = [k for k in VOTE_FIELDS if k not in row]
-        if missing:
-            raise ArenaError(f"{where} lacks the fields {', '.join(missing)}: is this an arena export?")
-        values = {k: _coerce(k, row[k], where) for k in VOTE_FIELDS}
-        values["choice"] = normalise_choice(values["choice"])
-        out.append(VoteRecord(**values))
-    return out

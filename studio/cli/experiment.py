@@ -135,7 +135,7 @@ def _recipe(args) -> int:
 
 
 def _report(args) -> int:
-    from studio.eval.experiments import RESULTS_FILE
+    from studio.eval.experiments_scale import RESULTS_FILE  # not .experiments: a report loads no training stack
 
     path = args.out / RESULTS_FILE
     if not path.is_file():

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-
-from studio.data.folder import swap_into_place
 from tqdm import tqdm
 
+from studio.data.folder import ImageFolderDataset, swap_into_place
+from studio.data.shapes import ShapesDataset
 from studio.errors import DataError
 from studio.paths import data_dir
 
@@ -160,9 +160,6 @@ def cached_dataset(name_or_dataset: str | Path | Dataset, resolution: int | None
     of the sample-dict layout (its `cache_key` attribute, or `cache_key=`, names the cache). `n` limits the
     number of samples (required for "shapes").
     """
-    from studio.data.folder import ImageFolderDataset
-    from studio.data.shapes import ShapesDataset
-
     if isinstance(name_or_dataset, Dataset):
         dataset = name_or_dataset
         source = dict(kind="dataset", type=type(dataset).__name__)

@@ -7,6 +7,7 @@ Without `metadata.jsonl`, each image needs a sidecar caption `<image stem>.txt` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -161,8 +162,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     @property
     def cache_key(self) -> str:
         """Name of this folder's pixel cache: folder name, a hash of its path and contents, resolution."""
-        import hashlib
-
         digest = hashlib.sha1(str(self.root.resolve()).encode())
         for r in self.records:
             st = (self.root / r["file"]).stat()

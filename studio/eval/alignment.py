@@ -33,11 +33,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 from studio.data.scene import (
     BACKGROUNDS, COLORS, POSITIONS, RELATIONS, SHAPES, SIZES, STAR_INNER_RATIO, Scene, SceneObject,
 )
 from studio.errors import DataError
+from studio.stats import wilson_interval
 
 QUESTIONS: tuple[str, ...] = ("color", "shape", "size", "count", "position", "relation", "all")
 
@@ -172,7 +174,7 @@ def shape_descriptor(profile: np.ndarray) -> np.ndarray:
 def _templates(radius_key: float) -> dict[str, np.ndarray]:
     """Mean descriptor of each ideal shape rendered with circumscribed radius `radius_key` px (over a few
     rotations and sub-pixel offsets, so pixelation at small sizes is part of the template)."""
-    from studio.data.shapes import render_scene
+    from studio.data.shapes import render_scene  # deferred: shapes loads torch; the checker runs without it
 
     radius = float(radius_key)
     side = max(16, int(math.ceil(2 * radius + 8)))
@@ -269,10 +271,10 @@ def _caption_content(target: Scene | str | dict) -> dict:
         if target.caption:
             target = target.caption
         else:
-            from studio.data.shapes import caption_for
+            from studio.data.shapes import caption_for  # deferred, as in _templates
 
             target = caption_for(target)
-    from studio.data.shapes import parse_caption
+    from studio.data.shapes import parse_caption  # deferred, as in _templates
 
     return parse_caption(str(target))
 
@@ -405,8 +407,6 @@ def format_question_table(questions: dict[str, dict], confidence: float = 0.95, 
 
 
 def _stats(values: list[bool], confidence: float) -> QuestionStats:
-    from studio.stats import wilson_interval
-
     n, k = len(values), int(sum(values))
     lo, hi = wilson_interval(k, n, confidence)
     return QuestionStats(k, n, k / n if n else float("nan"), lo, hi)
@@ -429,8 +429,6 @@ def summarize(records: Sequence[dict], confidence: float = 0.95) -> tuple[dict, 
 def evaluate_alignment(images: Iterable, scenes_or_captions: Sequence[Scene | str | dict],
                        confidence: float = 0.95, progress: bool = False) -> AlignmentReport:
     """Check every image against its caption (or Scene) and aggregate accuracy per question."""
-    from tqdm.auto import tqdm
-
     targets = list(scenes_or_captions)
     images = list(images)
     if len(images) != len(targets):
@@ -455,7 +453,7 @@ def checker_ceiling(resolution: int, n: int = 300, seed: int = 0, confidence: fl
                     progress: bool = False) -> AlignmentReport:
     """The checker's accuracy on ground-truth renderings of the first `n` held-out scenes: the best score a
     model can get at this resolution."""
-    from studio.data.shapes import heldout_captions, render_scene
+    from studio.data.shapes import heldout_captions, render_scene  # deferred, as in _templates
 
     scenes = heldout_captions(n, seed)
     images = [render_scene(s, resolution) for s in scenes]
@@ -479,6 +477,7 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
     `swap_n` > 0 the swap test on that many relation pairs (`swap`, see `swap_test`).
     """
+    # deferred: the model stack (torch, diffusers) loads only to sample; tests stand in for studio.hub/sampling
     from studio.data.shapes import heldout_captions
     from studio.hub import load_model
     from studio.sampling import generate
@@ -545,7 +544,7 @@ def swap_outcome(image_a, caption_a: str, image_b, swapped_b: str) -> dict[str, 
 
 def swap_captions(n: int, seed: int = 0) -> list[str]:
     """The first `n` relation captions of the held-out split (their swapped twins follow from them)."""
-    from studio.data.shapes import heldout_captions
+    from studio.data.shapes import heldout_captions  # deferred, as in _templates
 
     return [scene.caption for scene in heldout_captions(n, seed, mix={"relation": 1.0})]
 
@@ -567,7 +566,7 @@ def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: flo
     Pair i samples a held-out relation caption and its swapped twin with seed `seed + i`. Returns the share
     of pairs where the objects trade places as asked (`moved`) and where their order changes at all
     (`changed`), each with a Wilson interval, and one record per pair."""
-    from studio.sampling import generate
+    from studio.sampling import generate  # deferred, as in align_model
 
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")

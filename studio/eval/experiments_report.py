@@ -7,9 +7,17 @@ figures (HTML; PNG too when kaleido is installed).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
-from studio.eval.experiments import GROWTH_ARMS, summarize, tail_median
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from studio.eval.alignment import QUESTIONS
+from studio.eval.experiments_scale import GROWTH_ARMS
+from studio.eval.experiments_summary import summarize, tail_median
+from studio.stats import wilson_interval
 
 EXPERIMENT_TITLES = {
     "core_reference": "0. The pre-trained core alone, at its own resolution (reference)",
@@ -30,14 +38,17 @@ studio experiment run --scale tiny --out /tmp/experiments-tiny
 # ~27x the images on one GPU, seeds in parallel (not yet run)
 OUT=gpu-out scripts/gpu_experiments.sh
 ```"""
-PRETRAINED_COMMANDS = """```bash
-# grows the shipped shapes-core-64 (experiments 1, 2, 4; finished runs are reused); the three seeds as parallel
-# one-thread processes (about 75 minutes on 2 CPU cores), then --reuse-only collects them and writes this report
-for s in 0 1 2; do OMP_NUM_THREADS=1 studio experiment run --scale pretrained --out runs/experiments-pretrained --seeds $s & done; wait
-studio experiment run --scale pretrained --out runs/experiments-pretrained --reuse-only --docs docs/results
-# rewrites this report (markdown, JSON, figures) from runs/experiments-pretrained/results.json
-studio experiment report --out runs/experiments-pretrained --docs docs/results
-```"""
+PRETRAINED_COMMANDS = "\n".join([
+    "```bash",
+    "# grows the shipped shapes-core-64 (experiments 1, 2, 4; finished runs are reused); the three seeds as parallel",
+    "# one-thread processes (about 75 minutes on 2 CPU cores), then --reuse-only collects them and writes this report",
+    "for s in 0 1 2; do OMP_NUM_THREADS=1 studio experiment run --scale pretrained --out runs/experiments-pretrained"
+    " --seeds $s & done; wait",
+    "studio experiment run --scale pretrained --out runs/experiments-pretrained --reuse-only --docs docs/results",
+    "# rewrites this report (markdown, JSON, figures) from runs/experiments-pretrained/results.json",
+    "studio experiment report --out runs/experiments-pretrained --docs docs/results",
+    "```",
+])
 
 
 def report_stem(results: dict) -> str:
@@ -101,9 +112,6 @@ def _rows(results: dict, experiment: str) -> list[dict]:
 
 def _pooled(results: dict, experiment: str, variant: str) -> dict:
     """question -> alignment pooled over the seeds of one variant (correct, n, accuracy, 95% Wilson CI)."""
-    from studio.eval.alignment import QUESTIONS
-    from studio.stats import wilson_interval
-
     evals = [r["evaluation"] for r in results["runs"]
              if r["experiment"] == experiment and r["variant"] == variant and r.get("evaluation")]
     pooled = {}
@@ -118,8 +126,6 @@ def _pooled(results: dict, experiment: str, variant: str) -> dict:
 
 def _questions(results: dict, experiment: str) -> list[str]:
     """Per-question accuracy pooled over seeds, one markdown row per variant."""
-    from studio.eval.alignment import QUESTIONS
-
     out = []
     for variant in dict.fromkeys(r["variant"] for r in results["runs"] if r["experiment"] == experiment):
         pooled = _pooled(results, experiment, variant)
@@ -143,12 +149,13 @@ def _comparison(a: dict, b: dict, label_a: str, label_b: str, per_question: dict
         return []
     diff = a["align"] - b["align"]
     overlap = not (a["align_low"] > b["align_high"] or b["align_low"] > a["align_high"])
+    verdict = "overlap: no difference can be claimed" if overlap else "do not overlap"
     lines = [f"- All-questions alignment: {label_a} {a['align']:.3f} vs {label_b} {b['align']:.3f} "
-             f"({diff * 100:+.1f} points); the 95% intervals {'overlap: no difference can be claimed' if overlap else 'do not overlap'}."]
+             f"({diff * 100:+.1f} points); the 95% intervals {verdict}."]
     if per_question:
         apart = [f"{q} {qa['accuracy']:.2f} vs {qb['accuracy']:.2f}" for q, (qa, qb) in per_question.items()
                  if q != "all" and (qa["ci_low"] > qb["ci_high"] or qb["ci_low"] > qa["ci_high"])]
-        lines.append(f"- Per question, the 95% intervals separate on " + (", ".join(apart) if apart else "none") +
+        lines.append("- Per question, the 95% intervals separate on " + (", ".join(apart) if apart else "none") +
                      f" ({label_a} vs {label_b}).")
     if a.get("fid") is not None and b.get("fid") is not None:
         better = label_a if a["fid"] < b["fid"] else label_b
@@ -166,7 +173,6 @@ def _final_loss(results: dict, experiment: str, variant: str) -> float | None:
              if r["experiment"] == experiment and r["variant"] == variant and r["curve"]]
     tails = [t for t in tails if t is not None]
     return sum(tails) / len(tails) if tails else None
-
 
 
 def _comparisons(results: dict) -> list[tuple[tuple[str, str], tuple[str, str], str, str]]:
@@ -291,38 +297,53 @@ def _setup(results: dict) -> list[str]:
 
 
 def format_markdown(results: dict) -> str:
-    scale, flops = results["scale"], results["flops_per_image"]
-    stem = report_stem(results)
-    md = _setup(results) + ["", "| model | training GFLOPs per image |", "|---|---|"]
-    md += [f"| {k} | {v / 1e9:.3f} |" for k, v in flops.items()]
+    md = _setup(results) + _md_flops(results) + _md_results(results) + _md_per_question(results)
+    md += ["", "## What the numbers show", ""]
+    md += _overview(results) + _md_comparisons(results) + _md_depth(results) + _md_small_batch(results)
+    md += _md_samples(results) + _md_figures(results)
+    return "\n".join(md)
 
+
+def _md_flops(results: dict) -> list[str]:
+    """Training FLOPs per image of every model kind, and the checker's ceiling."""
+    md = ["", "| model | training GFLOPs per image |", "|---|---|"]
+    md += [f"| {k} | {v / 1e9:.3f} |" for k, v in results["flops_per_image"].items()]
     ceiling = results.get("ceiling") or {}
     if ceiling:
         md += ["", "Checker ceiling (ground-truth renderings of the same captions): " + ", ".join(
             f"{r} px: {c['all']['accuracy']:.3f} [{c['all']['ci_low']:.3f}, {c['all']['ci_high']:.3f}]"
             for r, c in ceiling.items()) + "."]
+    return md
 
-    md += ["", "## Results", "",
-           "| experiment | variant | seeds | high-res GFLOPs | core pre-training GFLOPs | alignment (all; pooled, 95% CI) "
-           "| alignment seed mean ± std | FID | KID | skipped steps | diverged runs |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+def _md_results(results: dict) -> list[str]:
+    """The results table: one row per (experiment, variant)."""
+    md = ["", "## Results", "",
+          "| experiment | variant | seeds | high-res GFLOPs | core pre-training GFLOPs | alignment (all; pooled, "
+          "95% CI) | alignment seed mean ± std | FID | KID | skipped steps | diverged runs |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summarize(results):
         md.append(f"| {row['experiment']} | {row['variant']} | {len(row['seeds'])} | {_g(row['highres_flops'])} | "
-                  f"{_g(row['core_flops'])} | {_align(row)} | {_pm(row.get('align_seed_mean'), row.get('align_seed_std'))} "
+                  f"{_g(row['core_flops'])} | {_align(row)} | "
+                  f"{_pm(row.get('align_seed_mean'), row.get('align_seed_std'))} "
                   f"| {_pm(row.get('fid'), row.get('fid_seed_std'), '.1f')} | "
                   f"{_pm(row.get('kid_mean'), row.get('kid_mean_seed_std'), '.4f')} | {row['skipped_steps']} | "
                   f"{row['diverged']} |")
+    return md
 
-    from studio.eval.alignment import QUESTIONS
 
+def _md_per_question(results: dict) -> list[str]:
+    md = []
     for experiment in ("core_reference", "growth_vs_scratch", "frozen_vs_finetune", "core_depth"):
         lines = _questions(results, experiment)
         if lines:
             md += ["", f"### Per question: {EXPERIMENT_TITLES[experiment]}", "",
                    "| variant | " + " | ".join(QUESTIONS) + " |", "|---" * (len(QUESTIONS) + 1) + "|", *lines]
+    return md
 
-    md += ["", "## What the numbers show", ""]
-    md += _overview(results)
+
+def _md_comparisons(results: dict) -> list[str]:
+    """The findings of experiments 1 and 2 and of the core's reference, one paragraph each."""
     index = {(r["experiment"], r["variant"]): r for r in summarize(results)}
     sections: dict[str, list[str]] = {}
     for a, b, label_a, label_b in _comparisons(results):
@@ -330,58 +351,88 @@ def format_markdown(results: dict) -> str:
             sections.setdefault(a[0] if b[0] != "core_reference" else "core_reference", []).extend(
                 _comparison(index[a], index[b], label_a, label_b, _paired(results, a, b)))
     titles = dict(EXPERIMENT_TITLES, core_reference="The core's alignment carried into the grown models")
+    md = []
     for key in ("growth_vs_scratch", "frozen_vs_finetune", "core_reference"):
         if not sections.get(key):
             continue
         md += [f"**{titles[key]}**", "", *sections[key]]
         if key == "growth_vs_scratch":
-            for arm in _arms(results):
-                g, s = (_final_loss(results, "growth_vs_scratch", v) for v in (arm, "scratch"))
-                if g is not None and s is not None:
-                    md.append(f"- Final training loss (median of the last 20% of logged steps, mean over seeds): {arm} {g:.4f}, "
-                              f"scratch {s:.4f}.")
-            grown = index.get(("growth_vs_scratch", _arms(results)[0]))
-            if grown:
-                md.append(f"- The grown models also used {_g(grown['core_flops'])} GFLOPs of core pre-training at "
-                          "the low resolution (shown separately, as in the paper).")
+            md += _md_growth_costs(results, index)
         md.append("")
+    return md
+
+
+def _md_growth_costs(results: dict, index: dict) -> list[str]:
+    """Experiment 1's final training losses and the grown models' core pre-training FLOPs."""
+    md = []
+    for arm in _arms(results):
+        g, s = (_final_loss(results, "growth_vs_scratch", v) for v in (arm, "scratch"))
+        if g is not None and s is not None:
+            md.append(f"- Final training loss (median of the last 20% of logged steps, mean over seeds): {arm} "
+                      f"{g:.4f}, scratch {s:.4f}.")
+    grown = index.get(("growth_vs_scratch", _arms(results)[0]))
+    if grown:
+        md.append(f"- The grown models also used {_g(grown['core_flops'])} GFLOPs of core pre-training at "
+                  "the low resolution (shown separately, as in the paper).")
+    return md
+
+
+def _md_depth(results: dict) -> list[str]:
     depth = sorted(_rows(results, "core_depth"), key=lambda r: int(r["variant"].split()[-1]))
-    if depth and "align" in depth[0]:
-        md += [f"**{EXPERIMENT_TITLES['core_depth']}**", "",
-               "- " + "; ".join(f"{r['variant']}: {r['align']:.3f} [{r['align_low']:.3f}, {r['align_high']:.3f}]"
-                                f" at {_g(r['core_flops'])} GFLOPs" for r in depth) + ".",
-               f"- Deepest vs shallowest: {(depth[-1]['align'] - depth[0]['align']) * 100:+.1f} points "
-               f"({'intervals overlap' if depth[-1]['align_low'] <= depth[0]['align_high'] and depth[0]['align_low'] <= depth[-1]['align_high'] else 'intervals do not overlap'}).",
-               ""]
-    small = _rows(results, "small_batch")
-    if small:
-        md += [f"**{EXPERIMENT_TITLES['small_batch']}** (batch {small[0]['batch_size']}, "
-               f"{scale['small_batch_steps']} steps; a spike is a loss above {scale['spike_factor']}x the median "
-               f"of the previous {scale['spike_window']} steps, or a non-finite one; a run diverged when it stopped on "
-               "non-finite losses or the median loss of its last fifth of steps is above "
-               f"{scale.get('divergence_factor', 1.5)}x that of its first fifth; final loss = median of the last "
-               "fifth, mean over seeds)", ""]
-        for row in small:
-            md.append(f"- {row['variant']}: loss spikes per seed {row['loss_spikes']}, skipped (non-finite) steps "
-                      f"{row['skipped_steps']}, diverged runs {row['diverged']} of {len(row['seeds'])}, final loss "
-                      f"{_num(row['final_loss'], '.4f')}.")
-        md.append("")
+    if not depth or "align" not in depth[0]:
+        return []
+    deep, shallow = depth[-1], depth[0]
+    overlap = deep["align_low"] <= shallow["align_high"] and shallow["align_low"] <= deep["align_high"]
+    return [f"**{EXPERIMENT_TITLES['core_depth']}**", "",
+            "- " + "; ".join(f"{r['variant']}: {r['align']:.3f} [{r['align_low']:.3f}, {r['align_high']:.3f}]"
+                             f" at {_g(r['core_flops'])} GFLOPs" for r in depth) + ".",
+            f"- Deepest vs shallowest: {(deep['align'] - shallow['align']) * 100:+.1f} points "
+            f"({'intervals overlap' if overlap else 'intervals do not overlap'}).",
+            ""]
+
+
+def _md_small_batch(results: dict) -> list[str]:
+    scale, small = results["scale"], _rows(results, "small_batch")
+    if not small:
+        return []
+    md = [f"**{EXPERIMENT_TITLES['small_batch']}** (batch {small[0]['batch_size']}, "
+          f"{scale['small_batch_steps']} steps; a spike is a loss above {scale['spike_factor']}x the median "
+          f"of the previous {scale['spike_window']} steps, or a non-finite one; a run diverged when it stopped on "
+          "non-finite losses or the median loss of its last fifth of steps is above "
+          f"{scale.get('divergence_factor', 1.5)}x that of its first fifth; final loss = median of the last "
+          "fifth, mean over seeds)", ""]
+    for row in small:
+        md.append(f"- {row['variant']}: loss spikes per seed {row['loss_spikes']}, skipped (non-finite) steps "
+                  f"{row['skipped_steps']}, diverged runs {row['diverged']} of {len(row['seeds'])}, final loss "
+                  f"{_num(row['final_loss'], '.4f')}.")
+    md.append("")
+    return md
+
+
+def _md_samples(results: dict) -> list[str]:
     samples = _sample_grids(results)
-    if samples:
-        md += ["## Samples", "",
-               "The first seed of each variant on the first held-out captions (the evaluation's own images, "
-               f"{scale['sample_steps']} DPM++ steps, guidance {scale['guidance']}), left to right:", "",
-               *[f"{i + 1}. {c}" for i, c in enumerate(results.get("grid_captions") or [])], ""]
-        for variant, _, name in samples:
-            md += [f"**{variant}**", "", f"![{variant}]({name})", ""]
+    if not samples:
+        return []
+    scale = results["scale"]
+    md = ["## Samples", "",
+          "The first seed of each variant on the first held-out captions (the evaluation's own images, "
+          f"{scale['sample_steps']} DPM++ steps, guidance {scale['guidance']}), left to right:", "",
+          *[f"{i + 1}. {c}" for i, c in enumerate(results.get("grid_captions") or [])], ""]
+    for variant, _, name in samples:
+        md += [f"**{variant}**", "", f"![{variant}]({name})", ""]
+    return md
+
+
+def _md_figures(results: dict) -> list[str]:
+    """The figure links and the commands that regenerate the report."""
+    stem = report_stem(results)
     figures_md = [f"- [{stem}-compute.html]({stem}-compute.html): alignment and FID against training FLOPs",
                   f"- [{stem}-loss.html]({stem}-loss.html): loss curves against high-resolution FLOPs"]
-    if depth:
+    if _rows(results, "core_depth"):
         figures_md.append(f"- [{stem}-depth.html]({stem}-depth.html): alignment against core depth")
     figures_md.append(f"- [{stem}-small-batch.html]({stem}-small-batch.html): small-batch loss curves")
-    commands = PRETRAINED_COMMANDS if scale.get("core_from") else COMMANDS
-    md += ["## Figures", "", *figures_md, "", "## Regenerate", "", commands, ""]
-    return "\n".join(md)
+    commands = PRETRAINED_COMMANDS if results["scale"].get("core_from") else COMMANDS
+    return ["## Figures", "", *figures_md, "", "## Regenerate", "", commands, ""]
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -392,9 +443,6 @@ COLOURS = {GROWTH_ARMS["paper"]: "#1f77b4", GROWTH_ARMS["path"]: "#9467bd", "scr
 
 def figures(results: dict) -> dict:
     """name -> plotly Figure (names start with `report_stem(results)`; no depth figure without experiment 3)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     runs = results["runs"]
     hires = [r for r in runs if r["experiment"] in ("growth_vs_scratch", "frozen_vs_finetune")]
     compute = make_subplots(rows=1, cols=3, subplot_titles=("alignment (all questions, 95% CI)",
@@ -472,8 +520,6 @@ def figures(results: dict) -> dict:
 def _sample_grids(results: dict) -> list[tuple[str, Path, str]]:
     """(variant, its samples.png, file name in the docs) for the lowest seed of every evaluated variant of
     experiments 0-2 whose grid exists, the core's reference first."""
-    import re
-
     order = {"core_reference": 0, "growth_vs_scratch": 1, "frozen_vs_finetune": 2}
     found: dict[tuple[str, str], Path] = {}
     for r in sorted(results["runs"], key=lambda r: (order.get(r["experiment"], 9), r["seed"])):
@@ -495,13 +541,11 @@ def write_report(results: dict, docs_dir: str | Path) -> list[Path]:
     written[0].write_text(format_markdown(results), encoding="utf-8")
     written[1].write_text(json.dumps(dict(results, summary=summarize(results)), indent=1), encoding="utf-8")
     try:
-        import kaleido  # noqa: F401  (PNG export only when it is installed)
-        png = True
+        import kaleido  # deferred: an optional package, for the PNG export only
     except ImportError:
-        png = False
+        kaleido = None
+    png = kaleido is not None
     for _, source, name in _sample_grids(results):
-        import shutil
-
         shutil.copyfile(source, docs / name)
         written.append(docs / name)
     for name, fig in figures(results).items():

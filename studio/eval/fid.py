@@ -27,11 +27,20 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 from scipy import linalg
+from tqdm.auto import tqdm
 
+from studio.data.folder import ImageFolderDataset
+from studio.data.shapes import ShapesDataset
 from studio.errors import DataError, StudioError
+from studio.eval.alignment import _model_resolution
 from studio.files import atomic_write
-from studio.hub import default_device
+from studio.hub import default_device, load_model
+from studio.paths import data_dir, data_source_folder
+from studio.sampling import generate
 
 INCEPTION_FILE = "default_1.pt"
 INCEPTION_SIZE = 299
@@ -62,8 +71,6 @@ def inception_path() -> Path:
 @lru_cache(maxsize=2)
 def load_inception(device: str = "cpu"):
     """The TorchScript InceptionV3 feature extractor in eval mode (cached per device)."""
-    import torch
-
     path = inception_path()
     try:
         with warnings.catch_warnings():  # recent torch deprecates TorchScript loading; the file is TorchScript
@@ -81,9 +88,6 @@ def _as_batch01(images) -> "torch.Tensor":
 
     Accepts a list of PIL images or (H, W, 3) uint8 arrays (all of one size), a (B, 3, H, W) tensor in
     [-1, 1] (the models' convention) or a (B, H, W, 3) uint8 array."""
-    import torch
-    from PIL import Image
-
     if isinstance(images, torch.Tensor):
         t = images.detach().float().cpu()
         if t.ndim == 3:
@@ -113,8 +117,6 @@ def _as_batch01(images) -> "torch.Tensor":
 
 def preprocess(batch01: "torch.Tensor") -> "torch.Tensor":
     """[0, 1] (B, 3, H, W) -> quantised to uint8 levels, resized to 299 px, scaled to the TF input range."""
-    import torch.nn.functional as F
-
     x = (batch01 * 255).round() / 255  # the reference statistics are of 8-bit images
     if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
         shrink = x.shape[-1] > INCEPTION_SIZE or x.shape[-2] > INCEPTION_SIZE
@@ -127,9 +129,6 @@ def preprocess(batch01: "torch.Tensor") -> "torch.Tensor":
 def inception_features(images: Sequence | Iterable, batch_size: int = 32, device: str | None = None,
                        progress: bool = False) -> np.ndarray:
     """InceptionV3 pool features (N, 2048), float64, of PIL images / uint8 arrays / [-1, 1] tensors."""
-    import torch
-    from tqdm.auto import tqdm
-
     device = device or default_device()
     net = load_inception(device)
     if not isinstance(images, (list, tuple, np.ndarray, torch.Tensor)):
@@ -261,8 +260,6 @@ SPLITS = ("eval", "train")  # eval: the held-out images (generalisation); train:
 
 
 def _shapes_samples(resolution: int, n: int, seed: int, split: str) -> tuple[list, list[str], str]:
-    from studio.data.shapes import ShapesDataset
-
     name = "heldout" if split == "eval" else "train"
     ds = ShapesDataset(resolution, size=n, seed=seed, split=name)
     items = [ds[i] for i in range(n)]
@@ -270,8 +267,6 @@ def _shapes_samples(resolution: int, n: int, seed: int, split: str) -> tuple[lis
 
 
 def _folder_samples(root: Path, resolution: int, n: int, seed: int, split: str) -> tuple[list, list[str], str]:
-    from studio.data.folder import ImageFolderDataset
-
     ds = ImageFolderDataset(root, resolution)
     indices = list(range(len(ds)))
     held = [i for i in indices if str(ds.records[i]["metadata"].get("split", "")).lower() in _FOLDER_SPLITS]
@@ -296,8 +291,6 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, Path | None]:
     text = str(data)
     if text == "shapes":
         return "shapes", None
-    from studio.paths import data_source_folder
-
     root = data_source_folder(text)
     if not root.is_dir():
         raise DataError(f"unknown data {text!r}: use `shapes`, `emoji` or the path of an image folder "
@@ -319,8 +312,6 @@ def data_samples(data: str | os.PathLike, resolution: int, n: int, seed: int = 0
 
 
 def _refs_dir() -> Path:
-    from studio.paths import data_dir
-
     path = data_dir() / "fid_refs"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -369,10 +360,6 @@ def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: in
     sample where the held-out split is small. `model` is a loaded model or a name / path for
     `studio.hub.load_model`.
     """
-    from studio.eval.alignment import _model_resolution
-    from studio.hub import load_model
-    from studio.sampling import generate
-
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     resolution = _model_resolution(model)

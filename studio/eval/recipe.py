@@ -16,8 +16,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from studio.bench import training_flops
+from studio.data.shapes import heldout_captions
 from studio.errors import ConfigError
+from studio.eval.alignment import checker_ceiling, evaluate_alignment, swap_test
 from studio.files import write_json
+from studio.hub import load_model
+from studio.images import grid, save_png
+from studio.models import core_preset
+from studio.sampling import generate
+from studio.train import checkpoint as ckpt
+from studio.train.config import resolve
+from studio.train.trainer import train
 
 RESULTS_FILE = "recipe.json"
 
@@ -115,8 +125,6 @@ SCALES = {"tiny": RecipeScale.tiny, "cpu": RecipeScale.cpu, "gpu": RecipeScale.g
 
 def variant_config(scale: RecipeScale, variant: str):
     """The TrainConfig of one variant: the scale's base, the variant's keys, a step budget."""
-    from studio.train.config import resolve
-
     keys = dict(scale.base, **VARIANTS[variant])
     keys.update(max_steps=scale.steps, max_minutes=None, validate_every=scale.validate_every,
                 validation_n=scale.eval_n, checkpoint_every=scale.validate_every, keep_checkpoints=1,
@@ -135,9 +143,6 @@ def _finished(run_dir: Path, config) -> bool:
 
 def train_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: bool = True) -> Path:
     """Train (or resume, or reuse) one variant's core."""
-    from studio.train import checkpoint as ckpt
-    from studio.train.trainer import train
-
     config = variant_config(scale, variant)
     if _finished(run_dir, config):
         return run_dir
@@ -161,10 +166,6 @@ def alignment_curve(run_dir: Path) -> list[dict]:
 
 
 def _evaluate_final(model, scale: RecipeScale, progress: bool) -> dict:
-    from studio.eval.alignment import evaluate_alignment, swap_test
-    from studio.data.shapes import heldout_captions
-    from studio.sampling import generate
-
     scenes = heldout_captions(scale.final_n, scale.seed)
     images = generate(model, [s.caption for s in scenes], seed=scale.seed, steps=25, guidance=3.0, batch_size=16,
                       progress=progress)
@@ -175,10 +176,6 @@ def _evaluate_final(model, scale: RecipeScale, progress: bool) -> dict:
 
 
 def _evaluate_guidance(model, scale: RecipeScale, progress: bool) -> list[dict]:
-    from studio.data.shapes import heldout_captions
-    from studio.eval.alignment import evaluate_alignment
-    from studio.sampling import generate
-
     scenes = heldout_captions(scale.final_n, scale.seed)
     rows = []
     for guidance, interval in GUIDANCE_SETTINGS:
@@ -192,10 +189,6 @@ def _evaluate_guidance(model, scale: RecipeScale, progress: bool) -> list[dict]:
 
 def evaluate_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: bool = True) -> dict:
     """Final scores of a trained variant (cached in the run folder as recipe-eval.json)."""
-    from studio.bench import training_flops
-    from studio.hub import load_model
-    from studio.images import grid, save_png
-
     cache = run_dir / "recipe-eval.json"
     training = json.loads((run_dir / "training.json").read_text())
     if cache.is_file():
@@ -227,9 +220,6 @@ def run_sweep(scale: RecipeScale, out_dir: str | Path, progress: bool = True) ->
     scale.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from studio.eval.alignment import checker_ceiling
-    from studio.models import core_preset
-
     resolution = scale.base.get("resolution") or core_preset(scale.base["architecture"])["resolution"]
     ceiling = checker_ceiling(resolution, scale.final_n, scale.seed).to_dict(with_details=False)["questions"]
     previous = out / RESULTS_FILE  # a sweep that goes on keeps the date it was started

@@ -1,0 +1,174 @@
+"""Arena contenders: a model and its sampling settings, parsed from `MODEL@key=value,...` specs (speed presets,
+guidance intervals), hashed by their weights; and the prompts file a campaign is built from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.arena.records import ArenaError, ContenderRow
+
+# The same defaults as `studio sample`.
+CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "name")
+DEFAULT_SAMPLER = "dpm++"
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE = 3.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Contenders
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contender:
+    """A model and its sampling settings. `key` (16 hex) identifies it across campaigns and exports."""
+
+    model: str
+    weights_hash: str
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    name: str = ""
+    guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The sampling settings (the guidance interval only when set: older contenders keep their keys)."""
+        settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
+        if self.guidance_interval is not None:
+            settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
+        return settings
+
+    @property
+    def sampling_kwargs(self) -> dict[str, Any]:
+        """The settings as `studio.sampling.generate` takes them."""
+        return dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
+                    guidance_interval=self.guidance_interval)
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"weights_hash": self.weights_hash, **self.settings}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or Path(self.model.rstrip("/\\")).name or self.model
+
+    def describe(self) -> dict[str, Any]:
+        """What the reveal shows: name, model, settings, key."""
+        return {"name": self.display_name, "model": self.model, **self.settings, "key": self.key}
+
+    @classmethod
+    def from_row(cls, row: ContenderRow) -> Contender:
+        s = row.settings
+        interval = s.get("guidance_interval")
+        return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
+                   guidance=float(s["guidance"]), name=row.name,
+                   guidance_interval=tuple(interval) if interval else None)
+
+
+def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
+    balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), name.
+    E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`."""
+    model, overrides = spec, {}
+    if "@" in spec:
+        head, _, tail = spec.rpartition("@")
+        if "=" in tail:
+            model = head
+            for item in tail.split(","):
+                key, sep, value = item.partition("=")
+                key = key.strip()
+                if not sep or key not in CONTENDER_KEYS:
+                    raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
+                                     "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,name=TEXT")
+                overrides[key] = value.strip()
+    if not model.strip():
+        raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
+    return model.strip(), overrides
+
+
+def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
+                       guidance: float = DEFAULT_GUIDANCE, hasher: Callable[[str], str] | None = None,
+                       presets: Callable[[str], dict] | None = None) -> list[Contender]:
+    """Contenders from command-line specs, hashing each model's weights (`studio.hub.weights_hash` unless
+    `hasher` is given) and reading `speed=` presets from the model's folder (`presets(model)` when given).
+    Clashing default names get their settings appended."""
+    if hasher is None:
+        from studio.hub import weights_hash as hasher  # deferred: studio.hub loads torch; studio.arena stays light
+    out = []
+    hashes: dict[str, str] = {}
+    for spec in specs:
+        model, o = parse_contender_spec(spec)
+        base = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_interval=None)
+        if "speed" in o:
+            base = _speed_preset(model, o["speed"], presets, spec)
+        try:
+            interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
+            c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
+                          sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
+                          guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
+                          guidance_interval=interval)
+        except ValueError as err:
+            raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
+        hashes[model] = c.weights_hash
+        out.append(c)
+    if len(out) < 2:
+        raise ArenaError("an arena needs at least two contenders: pass two or more to --contenders")
+    keys = [c.key for c in out]
+    if len(set(keys)) != len(keys):
+        raise ArenaError("two contenders have the same weights and settings: change a setting or drop one")
+    names = [c.display_name for c in out]
+    for i, c in enumerate(out):
+        if not c.name and names.count(c.display_name) > 1:
+            out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
+                                                           f"cfg {c.guidance:g})"})
+    return out
+
+
+def _speed_preset(model: str, speed: str, presets: Callable[[str], dict] | None, spec: str) -> dict:
+    from studio.hub import resolve_model  # deferred, as weights_hash above
+    from studio.sampling import preset_to_settings, read_presets  # deferred: loads torch
+
+    found = presets(model) if presets is not None else read_presets(resolve_model(model))
+    preset = found.get(speed)
+    if not preset:
+        known = ", ".join(found) or "none: `studio eval frontier --write-presets` measures them"
+        raise ArenaError(f"contender {spec!r}: {model} has no speed preset {speed!r} (its presets: {known})")
+    return preset_to_settings(preset)
+
+
+def _parse_interval(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    if not sep:
+        raise ValueError(f"interval must be LOW:HIGH in logSNR, e.g. -6:3, got {text!r}")
+    interval = (float(low), float(high))
+    if interval[0] > interval[1]:
+        raise ValueError(f"interval must have LOW <= HIGH, got {text!r}")
+    return interval
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a file: `.txt` one per line (blank lines and `#` comments skipped), `.json` a list of
+    strings, `.jsonl` objects with a "prompt" field. Duplicates are dropped, order kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArenaError(f"no prompts file at {path}: give a text file with one prompt per line")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            prompts = [str(p) for p in json.loads(text)]
+        elif path.suffix.lower() == ".jsonl":
+            prompts = [str(json.loads(line)["prompt"]) for line in text.splitlines() if line.strip()]
+        else:
+            prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ArenaError(f"cannot read prompts from {path} ({err}): use .txt (one per line), a .json list of "
+                         "strings, or .jsonl with a \"prompt\" field") from err
+    prompts = list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
+    if not prompts:
+        raise ArenaError(f"{path} holds no prompts: write one prompt per line")
+    return prompts
