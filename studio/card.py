@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+from studio.growth import PartReport, format_report, freeze_core, growth_report, report_as_dicts
+from studio.hub import weights_hash
+
 
 def model_card(model) -> dict:
     """Everything `studio info` shows, as data (the app's Model tab uses it too)."""
-    from studio.growth import report_as_dicts
-    from studio.hub import weights_hash
-
     folder = model.folder
     training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
@@ -20,11 +20,10 @@ def model_card(model) -> dict:
 
 
 def format_card(card: dict) -> str:
-    from studio.growth import PartReport, format_report
-
     c = card["config"]
     lines = [f"{card['name']}  ({card['class']}, {c['resolution']} px, core grid {c['grid']}x{c['grid']}, "
-             f"phase: {c.get('training_phase')})", f"folder: {card['folder']}", f"weights sha256: {card['weights_hash']}",
+             f"phase: {c.get('training_phase')})", f"folder: {card['folder']}",
+             f"weights sha256: {card['weights_hash']}",
              f"core: width {c['width']}, depth {c['depth']}, heads {c['heads']}; schedule reference resolution "
              f"{c.get('reference_resolution') or c['resolution']} px"]
     t = card["training"]
@@ -41,8 +40,6 @@ def format_card(card: dict) -> str:
 def _phase_report(model) -> list:
     """The growth report as the model's last phase trained it (a loaded model has every tensor frozen for
     inference): the grow phase trains everything but the core; core, finetune and scratch train everything."""
-    from studio.growth import freeze_core, growth_report
-
     saved = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
         model.requires_grad_(True)

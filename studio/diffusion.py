@@ -144,7 +144,8 @@ class TimestepSampler:
 
     def __call__(self, batch: int, resolution: int, reference_resolution: int,
                  generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        u = (torch.arange(batch, dtype=torch.float64) + torch.rand(batch, generator=generator, dtype=torch.float64)) / batch
+        u = torch.arange(batch, dtype=torch.float64) + torch.rand(batch, generator=generator, dtype=torch.float64)
+        u = u / batch
         u = u[torch.randperm(batch, generator=generator)]
         if self.kind == "cosine":
             return logsnr_schedule(u, resolution, reference_resolution).float().to(device)
@@ -227,10 +228,9 @@ class DiscreteSchedule:
         return torch.from_numpy(np.interp(t, grid, self.logsnrs())).float()
 
 
-
-
 def make_scheduler(sampler: str, resolution: int, reference_resolution: int):
     """A diffusers scheduler driven by the shifted schedule, predicting v."""
+    # deferred: the schedulers (with scipy.stats) add ~1 s to every model load; only sampling needs them
     from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                            UniPCMultistepScheduler)
 

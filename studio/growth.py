@@ -7,6 +7,7 @@ adds one outer stage and keeps every existing stage (their names do not change).
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
@@ -205,8 +206,6 @@ def report_as_dicts(report: list[PartReport]) -> list[dict]:
 
 def core_fingerprint(model: nn.Module) -> str:
     """sha256 over the core's tensors: equal fingerprints mean a bit-identical core."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.core.state_dict().items()):
         digest.update(name.encode())

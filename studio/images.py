@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from studio.files import atomic_write
 
@@ -43,8 +43,6 @@ def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2
     w, h = images[0].size
     font, line_h, wrapped = None, 0, []
     if labels is not None:
-        from PIL import ImageFont
-
         font = ImageFont.load_default(size=max(10, min(16, w // 12)))
         line_h = font.size + 3
         chars = max(8, int(w / (0.55 * font.size)))  # the default font's glyphs are ~0.55 em wide

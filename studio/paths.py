@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from studio.errors import DataError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS_DIR = REPO_ROOT / "assets" / "models"
+TRAIN_PRESETS_DIR = Path(__file__).resolve().parent / "train" / "presets"  # the training recipes (YAML)
+EMOJI_DATA_DIR = "emoji"  # prepared emoji sets live in data_dir()/emoji/<set>
+DEFAULT_EMOJI_SET = "3d"  # what `studio data emoji` prepares by default (studio.data.emoji.default_emoji_dir())
 
 
 def data_dir() -> Path:
@@ -22,6 +27,16 @@ def model_dirs() -> list[Path]:
     (os.pathsep-separated)."""
     extra = [Path(p).expanduser() for p in os.environ.get("STUDIO_MODELS", "").split(os.pathsep) if p]
     return [SHIPPED_MODELS_DIR, *extra]
+
+
+def train_presets() -> list[str]:
+    """The training recipes by name (`studio train presets` lists them without importing the trainer)."""
+    return sorted(p.stem for p in TRAIN_PRESETS_DIR.glob("*.yaml"))
+
+
+def emoji_set_dir(name: str = DEFAULT_EMOJI_SET) -> Path:
+    """A prepared emoji set's folder under `data_dir()`: `emoji/3d` (the default set), `emoji/3d-limit192`, ..."""
+    return data_dir() / EMOJI_DATA_DIR / name
 
 
 def data_family(source: str) -> str:
@@ -40,15 +55,11 @@ def data_source_folder(source: str) -> Path:
     prepared is a DataError that says how to prepare it."""
     path = Path(source).expanduser()
     if source == "emoji":
-        from studio.data.emoji import default_emoji_dir
-
-        path = default_emoji_dir()
+        path = emoji_set_dir()
     elif not path.is_absolute() and not path.exists() and (data_dir() / path).exists():
         path = data_dir() / path
     if path.parts[:1] == ("emoji",) or source == "emoji":
         if not path.is_dir():
-            from studio.errors import DataError
-
             raise DataError(f"the emoji data set is not prepared at {path}; run `studio data emoji` first (with "
                             "--limit N for an `emoji/3d-limitN` subset, --groups A,B for `emoji/3d-A+B`), or "
                             "give the path of an image folder")

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import torch
 
+from studio.card import format_card, model_card
+from studio.data.emoji import emoji_prompt_suite
+from studio.data.shapes import heldout_captions
 from studio.errors import ModelFormatError
-from studio.paths import SHIPPED_MODELS_DIR, data_family
+from studio.eval.alignment import align_model, format_question_table
+from studio.eval.fid import fid_model
+from studio.hub import cast_model, default_device, load_model
+from studio.images import grid, save_png
+from studio.paths import SHIPPED_MODELS_DIR, data_family, data_source_folder
+from studio.sampling import generate
 
 DATA_LICENCES = {
     "shapes": "Procedural `shapes` data rendered by this project (spec: shared/specs/SHAPES.md); no third-party "
@@ -29,16 +37,11 @@ DATA_LICENCES = {
 def default_prompts(data: str, n: int = 8) -> list[str]:
     """Held-out captions of the run's own data: emoji concepts of its prepared set, or shapes scenes."""
     if data_family(data) == "emoji":
-        from studio.data.emoji import emoji_prompt_suite
-        from studio.paths import data_source_folder
-
         try:
             return emoji_prompt_suite(data_source_folder(str(data)), limit=n)
         except Exception:  # noqa: BLE001 - data not prepared here: fall back to fixed concepts
             return [f"{c}, 3d style" for c in ("red apple", "grinning face", "rocket", "cat face", "sun",
                                                "green heart", "pizza", "snowman")][:n]
-    from studio.data.shapes import heldout_captions
-
     return [scene.caption for scene in heldout_captions(n, seed=1)]
 
 
@@ -52,11 +55,6 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     the run's data (at most its held-out split) give FID and KID. Sampling (the grid, the metrics) runs on
     `device`, by default the GPU when there is one. `run_dir` may be the shipped folder itself (re-shipping
     with new metrics): everything is read before the folder is replaced."""
-    from studio.card import model_card
-    from studio.hub import cast_model, default_device, load_model
-    from studio.images import grid, save_png
-    from studio.sampling import generate
-
     run_dir, out_root = Path(run_dir), Path(out_root)
     target = out_root / name
     if target.exists() and not overwrite:
@@ -71,15 +69,11 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
 
     metrics: dict = {}
     if align_n and data_family(data) != "emoji":
-        from studio.eval.alignment import align_model
-
         result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
                              device=device, batch_size=batch_size)
         result.pop("details", None)
         metrics["alignment"] = result
     if fid_n:
-        from studio.eval.fid import fid_model
-
         metrics["fid"] = fid_model(model, data, n=fid_n, steps=steps, guidance=guidance, batch_size=batch_size,
                                    device=device, progress=progress) | {"model": name}
     out_root.mkdir(parents=True, exist_ok=True)
@@ -109,8 +103,6 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
 
 def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, data: str,
                    data_info: dict | None = None) -> str:
-    from studio.card import format_card
-
     t = card["training"]
     lines = [f"# {name}", "",
              f"A {card['class']} at {card['config']['resolution']} px from Greedy Growing Studio "
@@ -126,8 +118,6 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
             lines.append(f"- hardware: `{json.dumps(t['hardware'])}`")
     if metrics.get("alignment"):
         lines += ["", "## Prompt alignment (held-out canonical captions)", ""]
-        from studio.eval.alignment import format_question_table
-
         a = metrics["alignment"]
         lines += [f"{a['n']} captions, seed {a['seed']}, {a['steps']} {a['sampler']} steps, guidance {a['guidance']}; "
                   "`ceiling` is the same checker on ground-truth renderings at this resolution.", "", "```",

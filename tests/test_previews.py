@@ -67,7 +67,7 @@ def test_encoder_drops_stale_frames_and_keeps_the_newest(monkeypatch):
         time.sleep(0.05)
         return real(pixels, scale, pad)
 
-    monkeypatch.setattr(previews, "batch_grid", slow)
+    monkeypatch.setattr(previews.encoder, "batch_grid", slow)  # where the encoder looks it up
     enc = PreviewEncoder(every=1)
     for i in range(12):  # much faster than the encoder: most frames are stale before it gets to them
         enc.submit(record(i, 12))
@@ -163,7 +163,7 @@ def test_mp4_export(trajectory, tmp_path, monkeypatch):
     if mp4_available():
         path = trajectory.save_mp4(tmp_path / "t.mp4")
         assert path.stat().st_size > 0
-    monkeypatch.setattr(previews, "mp4_available", lambda: False)
+    monkeypatch.setattr(previews.trajectory, "mp4_available", lambda: False)  # where save_mp4 looks it up
     with pytest.raises(ExportUnavailableError, match="imageio-ffmpeg"):
         trajectory.save_mp4(tmp_path / "u.mp4")
 

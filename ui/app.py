@@ -11,6 +11,7 @@ components inside the `gr.Tab` it is called in and receives the `AppContext`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 import threading
@@ -24,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from studio.errors import StudioError  # noqa: E402
+from studio.text import get_text_encoder  # noqa: E402
 from . import arena_tab, generate, model_tab  # noqa: E402
 from .models import DEFAULT_CACHE_SIZE, ModelCache  # noqa: E402
 from .session import SESSION_TTL_S, Session, close_session  # noqa: E402
@@ -119,8 +121,6 @@ def build_app(config: AppConfig | None = None, extra_tabs: list[tuple[str, TabBu
 
 def warm_up() -> None:
     """Load the text encoder in the background, so the first generation does not wait for it."""
-    from studio.text import get_text_encoder
-
     threading.Thread(target=get_text_encoder, name="warm-text-encoder", daemon=True).start()
 
 
@@ -154,8 +154,6 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *,
 
 def is_loopback(host: str) -> bool:
     """Only literal loopback addresses and `localhost` (a name like `127.example.com` may resolve anywhere)."""
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

@@ -101,120 +101,149 @@ def make_handlers(ctx, ui: dict):
 
     def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
             interval_low=None, interval_high=None):
-        try:
-            settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
-                                            ctx.config.max_steps, use_interval, interval_low, interval_high)
-            every = max(0, int(every or 0))
-            loaded = ctx.models.get(settings.model)
-        except StudioError as err:
-            raise gr.Error(str(err)) from None
-        _notify(notes)
-        s = settings
-        settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
-                                        s.guidance_interval)
-        live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
-                       sampler=s.sampler, guidance_interval=s.guidance_interval, every=every, info=settings.info)
-        session.run = live
-        note_md = "".join(f"\n\n{n}" for n in notes)
-        yield {ui["seed_used"]: str(s.seed),
-               ui["status"]: f"Sampling **{s.model}** · seed {s.seed} · {s.steps} steps…{note_md}",
-               ui["live_xt"]: None, ui["live_x0"]: None, ui["results"]: None,
-               ui["replay_group"]: gr.Column(visible=False), ui["gif"]: gr.DownloadButton(visible=False),
-               ui["mp4"]: gr.DownloadButton(visible=False)}
-        try:
-            for preview in live.previews(min_interval_s=ctx.config.preview_interval_s):
-                yield {ui["live_xt"]: preview.x_t, ui["live_x0"]: preview.x0,
-                       ui["status"]: f"**{s.model}** · seed {s.seed} · {preview.label}{note_md}"}
-            result = live.result()
-        except StudioError as err:
-            raise gr.Error(str(err)) from None
-        finally:  # also when the browser went away mid-run: end the worker too
-            live.stop()
-            if session.run is live:
-                session.run = None
-
-        paths, captions = [], []
-        for i, image in enumerate(result.images):
-            info = dict(settings.info, seed=s.seed + i)
-            if result.stopped:
-                info["stopped_after_step"] = result.steps_done
-            path = session.next_path(f"seed{s.seed + i}")
-            save_png(image, path, info)
-            paths.append(path)
-            captions.append(f"seed {s.seed + i}" + (" · stopped" if result.stopped else ""))
-        session.last = LastRun(settings, result.trajectory, result.images, paths, result.stopped)
-        session.add_history(paths, [f"{c} · {s.model} · {s.prompt or '(unconditional)'}" for c in captions])
-        n = len(result.trajectory)
-        done = (f"Stopped after step {result.steps_done}/{s.steps}; kept its prediction" if result.stopped
-                else f"Done: {s.steps} steps")
-        yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
-               ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
-                             f"**{s.model}** · seed {s.seed}{note_md}",
-               ui["history"]: session.gallery()}
-        # the picture first; the replay (frames, plot) and the downloads follow in their own updates
-        yield {ui["replay_group"]: gr.Column(visible=True),
-               ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
-               **replay_outputs(session, n)}
-        gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))
-        mp4 = result.trajectory.save_mp4(session.next_path("trajectory", ".mp4")) if mp4_available() else None
-        yield {ui["gif"]: gr.DownloadButton(value=str(gif), visible=True),
-               ui["mp4"]: gr.DownloadButton(value=str(mp4) if mp4 else None, visible=mp4 is not None)}
-
-    def replay_outputs(session: Session, step) -> dict:
-        last = session.last
-        if last is None or not len(last.trajectory):
-            return {}
-        traj = last.trajectory
-        i = min(max(int(step or len(traj)) - 1, 0), len(traj) - 1)
-        s = traj.steps[i]
-        x0_path = traj.save_frame(i, session.folder / "frame-x0.png", "x0")
-        xt_path = traj.save_frame(i, session.folder / "frame-xt.png", "x_t")
-        label = (f"step {i + 1}/{traj.steps_planned} · logSNR {s.logsnr:+.2f} · "
-                 + ("guidance applied" if s.guided else "no guidance"))
-        return {ui["replay_xt"]: traj.frame(i, "x_t"), ui["replay_x0"]: traj.frame(i, "x0"),
-                ui["replay_label"]: label, ui["plot"]: traj.logsnr_figure(current=i),
-                ui["frame_x0"]: gr.DownloadButton(value=str(x0_path)),
-                ui["frame_xt"]: gr.DownloadButton(value=str(xt_path))}
+        yield from run_generation(ctx, ui, session, model, prompt, sampler, steps, guidance, seed, images, every,
+                                  use_interval, interval_low, interval_high)
 
     def replay(session: Session, step):
         if session.last is None:
             raise gr.Error("Nothing to replay yet: generate an image first.")
-        return replay_outputs(session, step)
+        return replay_outputs(ui, session, step)
 
     def stop(session: Session) -> str:
         return "Stopping after the current step…" if session.stop() else "Nothing is running."
 
     def compare(session: Session, enabled: bool):
-        if not enabled:
-            return {ui["compare_group"]: gr.Column(visible=False)}
-        last = session.last
-        if last is None:
-            return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
-                    ui["compare_label"]: "Generate an image: the core and the grown model will render the same "
-                                         "prompt and seed here."}
-        s = last.settings
-        known = {} if last.stopped else {s.model: last.finals}
-        try:
-            c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
-                              guidance_interval=s.guidance_interval, n=s.images, load=ctx.models.get, known=known)
-        except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
-            gr.Warning(str(err))
-            return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
-                    ui["compare_label"]: f"Core vs grown is not available for **{s.model}**: {err}"}
-        items = []
-        for i, (core, grown) in enumerate(zip(c.core_upsampled(), c.grown_images)):
-            items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
-        text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
-                f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
-                f"{describe_guidance(s.guidance, s.guidance_interval)}. Paired by {c.how_paired}. {c.layout_note}")
-        return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
-                ui["compare_label"]: text}
+        return compare_outputs(ctx, ui, session, enabled)
 
     def on_model(name):
         return (gr.Dataset(samples=[[p] for p in example_prompts(name)]), model_summary(name))
 
     return dict(run=run, replay=replay, stop=stop, compare=compare, on_model=on_model,
                 refresh_models=refresh_models)
+
+
+def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, steps, guidance, seed, images, every,
+                   use_interval=False, interval_low=None, interval_high=None):
+    """The Generate button, as a stream of updates: live previews while the run samples in a `LiveRun`, then
+    the saved images and the history, then the replay, then the GIF/MP4 downloads."""
+    try:
+        settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
+                                        ctx.config.max_steps, use_interval, interval_low, interval_high)
+        every = max(0, int(every or 0))
+        loaded = ctx.models.get(settings.model)
+    except StudioError as err:
+        raise gr.Error(str(err)) from None
+    _notify(notes)
+    s = settings
+    settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
+                                    s.guidance_interval)
+    live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
+                   sampler=s.sampler, guidance_interval=s.guidance_interval, every=every, info=settings.info)
+    session.run = live
+    note_md = "".join(f"\n\n{n}" for n in notes)
+    yield {ui["seed_used"]: str(s.seed),
+           ui["status"]: f"Sampling **{s.model}** · seed {s.seed} · {s.steps} steps…{note_md}",
+           ui["live_xt"]: None, ui["live_x0"]: None, ui["results"]: None,
+           ui["replay_group"]: gr.Column(visible=False), ui["gif"]: gr.DownloadButton(visible=False),
+           ui["mp4"]: gr.DownloadButton(visible=False)}
+    result = yield from _stream_previews(ctx, ui, session, live, s, note_md)
+
+    paths, captions = _save_results(session, s, result)
+    n = len(result.trajectory)
+    done = (f"Stopped after step {result.steps_done}/{s.steps}; kept its prediction" if result.stopped
+            else f"Done: {s.steps} steps")
+    yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
+           ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
+                         f"**{s.model}** · seed {s.seed}{note_md}",
+           ui["history"]: session.gallery()}
+    # the picture first; the replay (frames, plot) and the downloads follow in their own updates
+    yield {ui["replay_group"]: gr.Column(visible=True),
+           ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
+           **replay_outputs(ui, session, n)}
+    gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))
+    mp4 = result.trajectory.save_mp4(session.next_path("trajectory", ".mp4")) if mp4_available() else None
+    yield {ui["gif"]: gr.DownloadButton(value=str(gif), visible=True),
+           ui["mp4"]: gr.DownloadButton(value=str(mp4) if mp4 else None, visible=mp4 is not None)}
+
+
+def _stream_previews(ctx, ui: dict, session: Session, live: LiveRun, s: RunSettings, note_md: str):
+    """Preview updates until the run ends; returns its result. The worker is stopped however this ends (also
+    when the browser went away mid-run)."""
+    try:
+        for preview in live.previews(min_interval_s=ctx.config.preview_interval_s):
+            yield {ui["live_xt"]: preview.x_t, ui["live_x0"]: preview.x0,
+                   ui["status"]: f"**{s.model}** · seed {s.seed} · {preview.label}{note_md}"}
+        return live.result()
+    except StudioError as err:
+        raise gr.Error(str(err)) from None
+    finally:  # also when the browser went away mid-run: end the worker too
+        live.stop()
+        if session.run is live:
+            session.run = None
+
+
+def _save_results(session: Session, s: RunSettings, result) -> tuple[list, list[str]]:
+    """Save the run's images as PNGs with their settings, remember the run and add it to the history;
+    returns (paths, captions)."""
+    paths, captions = [], []
+    for i, image in enumerate(result.images):
+        info = dict(s.info, seed=s.seed + i)
+        if result.stopped:
+            info["stopped_after_step"] = result.steps_done
+        path = session.next_path(f"seed{s.seed + i}")
+        save_png(image, path, info)
+        paths.append(path)
+        captions.append(f"seed {s.seed + i}" + (" · stopped" if result.stopped else ""))
+    session.last = LastRun(s, result.trajectory, result.images, paths, result.stopped)
+    session.add_history(paths, [f"{c} · {s.model} · {s.prompt or '(unconditional)'}" for c in captions])
+    return paths, captions
+
+
+def replay_outputs(ui: dict, session: Session, step) -> dict:
+    """The replay panel at `step` (1-based; the last step when empty): both frames, label, plot, downloads."""
+    last = session.last
+    if last is None or not len(last.trajectory):
+        return {}
+    traj = last.trajectory
+    i = min(max(int(step or len(traj)) - 1, 0), len(traj) - 1)
+    s = traj.steps[i]
+    x0_path = traj.save_frame(i, session.folder / "frame-x0.png", "x0")
+    xt_path = traj.save_frame(i, session.folder / "frame-xt.png", "x_t")
+    label = (f"step {i + 1}/{traj.steps_planned} · logSNR {s.logsnr:+.2f} · "
+             + ("guidance applied" if s.guided else "no guidance"))
+    return {ui["replay_xt"]: traj.frame(i, "x_t"), ui["replay_x0"]: traj.frame(i, "x0"),
+            ui["replay_label"]: label, ui["plot"]: traj.logsnr_figure(current=i),
+            ui["frame_x0"]: gr.DownloadButton(value=str(x0_path)),
+            ui["frame_xt"]: gr.DownloadButton(value=str(xt_path))}
+
+
+def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
+    """The core-vs-grown panel for the last run: hidden when off, a hint before any run, the pair's images
+    (or why there is no pair) otherwise."""
+    if not enabled:
+        return {ui["compare_group"]: gr.Column(visible=False)}
+    last = session.last
+    if last is None:
+        return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
+                ui["compare_label"]: "Generate an image: the core and the grown model will render the same "
+                                     "prompt and seed here."}
+    s = last.settings
+    known = {} if last.stopped else {s.model: last.finals}
+    try:
+        c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
+                          guidance_interval=s.guidance_interval, n=s.images, load=ctx.models.get, known=known)
+    except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
+        gr.Warning(str(err))
+        return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
+                ui["compare_label"]: f"Core vs grown is not available for **{s.model}**: {err}"}
+    items = []
+    for i, (core, grown) in enumerate(zip(c.core_upsampled(), c.grown_images)):
+        items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
+    text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
+            f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
+            f"{describe_guidance(s.guidance, s.guidance_interval)}. Paired by {c.how_paired}. {c.layout_note}")
+    return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
+            ui["compare_label"]: text}
 
 
 def speed_choices(name: str | None) -> list[tuple[str, str]]:
@@ -259,126 +288,183 @@ def refresh_models(current: str | None):
 #                                    Layout                                     #
 #################################################################################
 
+@dataclass
+class SettingsForm:
+    """The settings column's components (the inputs of a run and the buttons that act on them)."""
+
+    model: gr.Dropdown
+    refresh: gr.Button
+    model_info: gr.Markdown
+    prompt: gr.Textbox
+    examples: gr.Dataset
+    go: gr.Button
+    stop: gr.Button
+    speed: gr.Radio
+    sampler: gr.Dropdown
+    images: gr.Slider
+    steps: gr.Slider
+    guidance: gr.Slider
+    use_interval: gr.Checkbox
+    interval_low: gr.Number
+    interval_high: gr.Number
+    seed: gr.Number
+    dice: gr.Button
+    seed_used: gr.Textbox
+    every: gr.Slider
+    compare: gr.Checkbox
+
+
 def build(ctx, session: gr.State) -> GenerateTab:
     """Lay out the tab (inside a `gr.Tab`) and wire its events."""
     names = model_names()
     first = names[0] if names else None
     ui: dict = {}
     with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=320, elem_classes="settings"):
-            with gr.Row():
-                model = gr.Dropdown(names, value=first, label="Model", scale=5, elem_id="model")
-                refresh = gr.Button("↻", scale=0, min_width=44, elem_classes="icon-btn")
-            model_info = gr.Markdown(model_summary(first), elem_classes="model-info")
-            prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="prompt",
-                                placeholder="a red star to the left of a blue circle on a white background "
-                                            "(empty = unconditional)")
-            examples = gr.Dataset(components=[prompt], samples=[[p] for p in example_prompts(first)],
-                                  label="Example prompts", samples_per_page=6, elem_id="examples")
-            with gr.Row():
-                go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
-            presets = speed_presets(first)
-            start = preset_values(presets.get("balanced", BUILT_IN_SETTINGS))
-            speed = gr.Radio(choices=speed_choices(first), value="balanced" if presets.get("balanced") else None,
-                             label="Speed", visible=bool(presets), elem_id="speed",
-                             info="measured on this model (studio eval frontier): balanced is the fastest setting "
-                                  "that kept every alignment question inside the 25-step result's 95% interval")
-            with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=start[0], label="Sampler", min_width=100)
-                images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)
-            steps = gr.Slider(1, ctx.config.max_steps, value=start[1], step=1, label="Steps", elem_id="steps")
-            guidance = gr.Slider(0, 20, value=start[2], step=0.25, label="Guidance scale (1 = off)",
-                                 elem_id="guidance")
-            with gr.Row(equal_height=True):
-                use_interval = gr.Checkbox(value=start[3], label="Guidance interval", scale=2,
-                                           elem_id="guidance-interval",
-                                           info="guide only between these noise levels (logSNR); the steps "
-                                                "outside cost half")
-                interval_low = gr.Number(value=start[4], label="from logSNR", scale=1, min_width=90,
-                                         elem_id="interval-low")
-                interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
-                                          elem_id="interval-high")
-            with gr.Row(equal_height=True):
-                seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
-                                 scale=4, elem_id="seed")
-                dice = gr.Button("Random", scale=0, min_width=80, elem_classes="icon-btn", elem_id="random-seed")
-                seed_used = gr.Textbox(label="Seed used", info="by the last run", interactive=False, scale=3,
-                                       elem_id="seed-used")
-            every = gr.Slider(0, 10, value=DEFAULT_PREVIEW_EVERY, step=1, label="Live preview every N steps",
-                              info="0 = only the final image", elem_id="preview-every")
-            compare = gr.Checkbox(value=False, label="Core vs grown", elem_id="compare",
-                                  info="also render this prompt and seed with the core and the model grown from it")
-
-        with gr.Column(scale=7, min_width=420):
-            ui["status"] = gr.Markdown("Pick a model, write a prompt, press **Generate**.", elem_id="status",
-                                       elem_classes="status")
-            with gr.Row(equal_height=True):
-                ui["live_xt"] = gr.Image(label="x_t · noisy input", format="png", interactive=False,
-                                         height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-xt",
-                                         buttons=["fullscreen"])
-                ui["live_x0"] = gr.Image(label="x̂₀ · predicted image", format="png", interactive=False,
-                                         height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-x0",
-                                         buttons=["fullscreen"])
-            ui["results"] = gr.Gallery(label="Result (PNG with settings embedded)", format="png", columns=4,
-                                       height=190, object_fit="contain", elem_classes="pixel", elem_id="results",
-                                       interactive=False, fit_columns=False, allow_preview=True)
-            with gr.Column(visible=False, elem_id="replay-group") as replay_group:
-                gr.Markdown("#### Replay")
-                ui["replay"] = gr.Slider(1, 2, value=1, step=1, label="Step", elem_id="replay")
-                ui["replay_label"] = gr.Markdown(elem_classes="status")
-                with gr.Row(equal_height=True):
-                    ui["replay_xt"] = gr.Image(label="x_t at this step", format="png", interactive=False,
-                                               height=200, elem_classes="pixel", elem_id="replay-xt")
-                    ui["replay_x0"] = gr.Image(label="x̂₀ at this step", format="png", interactive=False,
-                                               height=200, elem_classes="pixel", elem_id="replay-x0")
-                with gr.Row():
-                    ui["frame_x0"] = gr.DownloadButton("Save x̂₀ frame", size="sm", elem_id="frame-x0")
-                    ui["frame_xt"] = gr.DownloadButton("Save x_t frame", size="sm", elem_id="frame-xt")
-                    ui["gif"] = gr.DownloadButton("Trajectory GIF", size="sm", visible=False, elem_id="gif")
-                    ui["mp4"] = gr.DownloadButton("Trajectory MP4", size="sm", visible=False, elem_id="mp4")
-                if not mp4_available():
-                    gr.Markdown("MP4 export needs the optional `imageio-ffmpeg` package; GIF always works.",
-                                elem_classes="hint")
-                ui["plot"] = gr.Plot(label="logSNR per step", elem_id="logsnr-plot")
-            ui["replay_group"] = replay_group
-            with gr.Column(visible=False, elem_id="compare-group") as compare_group:
-                gr.Markdown("#### Core vs grown")
-                ui["compare_label"] = gr.Markdown(elem_classes="status")
-                ui["compare_gallery"] = gr.Gallery(label="core (left) · grown (right)", format="png", columns=2,
-                                                   height="auto", object_fit="contain", elem_classes="pixel",
-                                                   elem_id="compare-gallery", interactive=False, fit_columns=False)
-            ui["compare_group"] = compare_group
+        form = _settings_column(ctx, names, first)
+        _outputs_column(ui)
     ui["history"] = gr.Gallery(label="History (this browser tab only)", format="png", columns=10, height=190,
                                object_fit="contain", elem_classes="pixel", elem_id="history", interactive=False,
                                fit_columns=False)
-    ui["seed_used"] = seed_used
+    ui["seed_used"] = form.seed_used
+    _wire_events(ctx, session, form, ui)
+    return GenerateTab(form.model, form.prompt, form.go, form.stop, form.compare, form.examples)
 
+
+def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
+    """The left column: model, prompt and examples, Generate/Stop, speed preset and the sampling settings."""
+    with gr.Column(scale=4, min_width=320, elem_classes="settings"):
+        with gr.Row():
+            model = gr.Dropdown(names, value=first, label="Model", scale=5, elem_id="model")
+            refresh = gr.Button("↻", scale=0, min_width=44, elem_classes="icon-btn")
+        model_info = gr.Markdown(model_summary(first), elem_classes="model-info")
+        prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="prompt",
+                            placeholder="a red star to the left of a blue circle on a white background "
+                                        "(empty = unconditional)")
+        examples = gr.Dataset(components=[prompt], samples=[[p] for p in example_prompts(first)],
+                              label="Example prompts", samples_per_page=6, elem_id="examples")
+        with gr.Row():
+            go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
+        presets = speed_presets(first)
+        start = preset_values(presets.get("balanced", BUILT_IN_SETTINGS))
+        speed = gr.Radio(choices=speed_choices(first), value="balanced" if presets.get("balanced") else None,
+                         label="Speed", visible=bool(presets), elem_id="speed",
+                         info="measured on this model (studio eval frontier): balanced is the fastest setting "
+                              "that kept every alignment question inside the 25-step result's 95% interval")
+        with gr.Row():
+            sampler = gr.Dropdown(list(SAMPLERS), value=start[0], label="Sampler", min_width=100)
+            images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)
+        steps = gr.Slider(1, ctx.config.max_steps, value=start[1], step=1, label="Steps", elem_id="steps")
+        guidance = gr.Slider(0, 20, value=start[2], step=0.25, label="Guidance scale (1 = off)",
+                             elem_id="guidance")
+        with gr.Row(equal_height=True):
+            use_interval = gr.Checkbox(value=start[3], label="Guidance interval", scale=2,
+                                       elem_id="guidance-interval",
+                                       info="guide only between these noise levels (logSNR); the steps "
+                                            "outside cost half")
+            interval_low = gr.Number(value=start[4], label="from logSNR", scale=1, min_width=90,
+                                     elem_id="interval-low")
+            interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
+                                      elem_id="interval-high")
+        with gr.Row(equal_height=True):
+            seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
+                             scale=4, elem_id="seed")
+            dice = gr.Button("Random", scale=0, min_width=80, elem_classes="icon-btn", elem_id="random-seed")
+            seed_used = gr.Textbox(label="Seed used", info="by the last run", interactive=False, scale=3,
+                                   elem_id="seed-used")
+        every = gr.Slider(0, 10, value=DEFAULT_PREVIEW_EVERY, step=1, label="Live preview every N steps",
+                          info="0 = only the final image", elem_id="preview-every")
+        compare = gr.Checkbox(value=False, label="Core vs grown", elem_id="compare",
+                              info="also render this prompt and seed with the core and the model grown from it")
+    return SettingsForm(model, refresh, model_info, prompt, examples, go, stop_btn, speed, sampler, images, steps,
+                        guidance, use_interval, interval_low, interval_high, seed, dice, seed_used, every, compare)
+
+
+def _outputs_column(ui: dict) -> None:
+    """The right column (into `ui`): status, live x_t / x0 previews, results, then the replay and the
+    core-vs-grown panels (hidden until there is something to show)."""
+    with gr.Column(scale=7, min_width=420):
+        ui["status"] = gr.Markdown("Pick a model, write a prompt, press **Generate**.", elem_id="status",
+                                   elem_classes="status")
+        with gr.Row(equal_height=True):
+            ui["live_xt"] = gr.Image(label="x_t · noisy input", format="png", interactive=False,
+                                     height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-xt",
+                                     buttons=["fullscreen"])
+            ui["live_x0"] = gr.Image(label="x̂₀ · predicted image", format="png", interactive=False,
+                                     height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-x0",
+                                     buttons=["fullscreen"])
+        ui["results"] = gr.Gallery(label="Result (PNG with settings embedded)", format="png", columns=4,
+                                   height=190, object_fit="contain", elem_classes="pixel", elem_id="results",
+                                   interactive=False, fit_columns=False, allow_preview=True)
+        _replay_panel(ui)
+        _compare_panel(ui)
+
+
+def _replay_panel(ui: dict) -> None:
+    """Replay of the last run's trajectory: step slider, both frames, frame/GIF/MP4 downloads, logSNR plot."""
+    with gr.Column(visible=False, elem_id="replay-group") as replay_group:
+        gr.Markdown("#### Replay")
+        ui["replay"] = gr.Slider(1, 2, value=1, step=1, label="Step", elem_id="replay")
+        ui["replay_label"] = gr.Markdown(elem_classes="status")
+        with gr.Row(equal_height=True):
+            ui["replay_xt"] = gr.Image(label="x_t at this step", format="png", interactive=False,
+                                       height=200, elem_classes="pixel", elem_id="replay-xt")
+            ui["replay_x0"] = gr.Image(label="x̂₀ at this step", format="png", interactive=False,
+                                       height=200, elem_classes="pixel", elem_id="replay-x0")
+        with gr.Row():
+            ui["frame_x0"] = gr.DownloadButton("Save x̂₀ frame", size="sm", elem_id="frame-x0")
+            ui["frame_xt"] = gr.DownloadButton("Save x_t frame", size="sm", elem_id="frame-xt")
+            ui["gif"] = gr.DownloadButton("Trajectory GIF", size="sm", visible=False, elem_id="gif")
+            ui["mp4"] = gr.DownloadButton("Trajectory MP4", size="sm", visible=False, elem_id="mp4")
+        if not mp4_available():
+            gr.Markdown("MP4 export needs the optional `imageio-ffmpeg` package; GIF always works.",
+                        elem_classes="hint")
+        ui["plot"] = gr.Plot(label="logSNR per step", elem_id="logsnr-plot")
+    ui["replay_group"] = replay_group
+
+
+def _compare_panel(ui: dict) -> None:
+    """Core vs grown: the same prompt and seed by the core and the grown model, side by side."""
+    with gr.Column(visible=False, elem_id="compare-group") as compare_group:
+        gr.Markdown("#### Core vs grown")
+        ui["compare_label"] = gr.Markdown(elem_classes="status")
+        ui["compare_gallery"] = gr.Gallery(label="core (left) · grown (right)", format="png", columns=2,
+                                           height="auto", object_fit="contain", elem_classes="pixel",
+                                           elem_id="compare-gallery", interactive=False, fit_columns=False)
+    ui["compare_group"] = compare_group
+
+
+def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
+    """The tab's events: generate (button and Enter, then core vs grown), stop, compare, replay, random seed,
+    examples, model change (examples, summary, speed preset), speed preset, refresh. The API names and the
+    input/output order are the app's API (tests/test_app.py)."""
+    f = form
     h = make_handlers(ctx, ui)
     run_outputs = [ui[k] for k in ("seed_used", "status", "live_xt", "live_x0", "results", "history",
                                    "replay_group", "replay", "replay_xt", "replay_x0", "replay_label", "plot",
                                    "frame_x0", "frame_xt", "gif", "mp4")]
     compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
-    inputs = [session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval, interval_low,
-              interval_high]
+    inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
+              f.interval_low, f.interval_high]
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
-    event = go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
-    prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
-        .success(h["compare"], [session, compare], compare_outputs, api_visibility="private", **limit)
-    event.success(h["compare"], [session, compare], compare_outputs, api_visibility="private", **limit)
-    stop_btn.click(h["stop"], [session], [ui["status"]], api_name="stop", concurrency_limit=None,
-                   show_progress="hidden")
-    compare.change(h["compare"], [session, compare], compare_outputs, api_name="core_vs_grown", **limit)
+    event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
+    f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
+        .success(h["compare"], [session, f.compare], compare_outputs, api_visibility="private", **limit)
+    event.success(h["compare"], [session, f.compare], compare_outputs, api_visibility="private", **limit)
+    f.stop.click(h["stop"], [session], [ui["status"]], api_name="stop", concurrency_limit=None,
+                 show_progress="hidden")
+    f.compare.change(h["compare"], [session, f.compare], compare_outputs, api_name="core_vs_grown", **limit)
     ui["replay"].change(h["replay"], [session, ui["replay"]], replay_outputs, api_name="replay",
                         trigger_mode="always_last", show_progress="hidden")
-    dice.click(lambda: random.randint(0, RANDOM_SEED_MAX), None, seed, api_visibility="private",
-               show_progress="hidden")
-    examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private", show_progress="hidden")
-    model.change(h["on_model"], model, [examples, model_info], api_visibility="private", show_progress="hidden")
-    sampling = [sampler, steps, guidance, use_interval, interval_low, interval_high]
-    model.change(speed_for_model, model, speed, api_visibility="private", show_progress="hidden").then(
-        apply_speed, [model, speed], sampling, api_visibility="private", show_progress="hidden")
-    speed.input(apply_speed, [model, speed], sampling, api_name="speed", show_progress="hidden")
-    refresh.click(h["refresh_models"], model, model, api_visibility="private", show_progress="hidden")
-    return GenerateTab(model, prompt, go, stop_btn, compare, examples)
+    f.dice.click(lambda: random.randint(0, RANDOM_SEED_MAX), None, f.seed, api_visibility="private",
+                 show_progress="hidden")
+    f.examples.click(lambda sample: sample[0], f.examples, f.prompt, api_visibility="private",
+                     show_progress="hidden")
+    f.model.change(h["on_model"], f.model, [f.examples, f.model_info], api_visibility="private",
+                   show_progress="hidden")
+    sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high]
+    f.model.change(speed_for_model, f.model, f.speed, api_visibility="private", show_progress="hidden").then(
+        apply_speed, [f.model, f.speed], sampling, api_visibility="private", show_progress="hidden")
+    f.speed.input(apply_speed, [f.model, f.speed], sampling, api_name="speed", show_progress="hidden")
+    f.refresh.click(h["refresh_models"], f.model, f.model, api_visibility="private", show_progress="hidden")

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 
 import gradio as gr
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from studio.card import model_card
 from studio.errors import StudioError
@@ -79,9 +81,6 @@ def training_figure(train: list[dict], validation: list[dict]):
     alignment = alignment_points(validation)
     if not train and not alignment:
         return None
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     rows = 1 + bool(alignment)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("training loss", "prompt alignment on the validation captions")[:rows])

@@ -103,10 +103,10 @@ def _done(path) -> None:
 
 
 def _presets(args) -> int:
-    from studio.train.config import PRESETS_DIR, list_presets
+    from studio.paths import TRAIN_PRESETS_DIR, train_presets  # not studio.train, which loads torch and diffusers
 
-    for name in list_presets():
-        first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[:1]
+    for name in train_presets():
+        first = (TRAIN_PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[:1]
         note = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
         print(f"{name:18s} {note}")
     return 0

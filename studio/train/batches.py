@@ -8,13 +8,16 @@ not depend on the number of processes (process r takes its contiguous share of e
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from studio.data.cache import cached_dataset
 from studio.errors import ConfigError, DataError
-from studio.text import TextEmbedding
+from studio.paths import data_source_folder
+from studio.text import TextEmbedding, precompute_embeddings
 
 
 @dataclass
@@ -34,21 +37,15 @@ class DataInfo:
 def cache_workers() -> int:
     """Processes that render a missing cache: none on a small machine (the trainer needs its cores), up to
     8 on a large one (100k shapes scenes at 64 px: ~60 s in one process, ~10 s in eight)."""
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(8, cores // 2) if cores >= 8 else 0
 
 
 def open_dataset(source: str, resolution: int, n: int, seed: int, progress: bool = True):
     """The pixel-cached data set and the indices usable for training (the emoji eval split is left out)."""
-    from studio.data.cache import cached_dataset
-
     if source == "shapes":
         dataset = cached_dataset("shapes", resolution, n, seed, progress=progress, num_workers=cache_workers())
     else:
-        from studio.paths import data_source_folder
-
         root = data_source_folder(source)
         if not root.is_dir():
             raise DataError(f"data {source!r} is neither 'shapes', 'emoji' nor an image folder; check the path")
@@ -129,8 +126,6 @@ class BatchSource:
 def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
                   progress: bool = True, text_encoder: str = "minilm") -> tuple[BatchSource, DataInfo]:
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
-    from studio.text import precompute_embeddings
-
     dataset, indices = open_dataset(config.data, resolution, config.data_n, config.data_seed, progress)
     captions = [dataset.records[i]["caption"] for i in indices]
     unique = sorted(set(captions) | {""})

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 
 from studio.errors import ConfigError
+from studio.growth import core_fingerprint, default_stage_channels, freeze_core, grow, unfreeze
+from studio.hub import load_model, weights_hash
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
 
 CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction", "text_encoder",
@@ -61,16 +63,11 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         resolution = config.resolution or recipe["resolution"]
         stages = _stage_channels(config, recipe, resolution, 0, core["grid"])
         if stages is None:
-            from studio.growth import default_stage_channels
-
             stages = default_stage_channels(core["core_channels"], (resolution // core["grid"]).bit_length() - 1)
         model = GrownUViT(resolution=resolution, stage_channels=stages,
                           blocks_per_stage=config.blocks_per_stage or 1,
                           reference_resolution=core.pop("resolution"), **core)  # same schedule as a grown model
         return model.train(), None
-
-    from studio.growth import core_fingerprint, freeze_core, grow, unfreeze
-    from studio.hub import load_model, weights_hash
 
     parent = load_model(config.init_from)
     _refuse_core_overrides(config, parent)

@@ -22,10 +22,16 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from studio.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, SAMPLERS, TIMESTEP_SAMPLINGS
 from studio.errors import ConfigError
+from studio.models.presets import CORE_PRESETS, GROWN_PRESETS
+from studio.paths import TRAIN_PRESETS_DIR, train_presets
+from studio.text import TEXT_ENCODERS
 
 PHASES = ("core", "grow", "finetune", "scratch")
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS_DIR = TRAIN_PRESETS_DIR
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -108,10 +114,6 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values; raises ConfigError naming the key and what is allowed."""
-        from studio.diffusion import LOSS_WEIGHTINGS, PREDICTIONS, SAMPLERS, TIMESTEP_SAMPLINGS
-        from studio.text import TEXT_ENCODERS
-        from studio.models.presets import CORE_PRESETS, GROWN_PRESETS
-
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
@@ -223,8 +225,6 @@ def _type_name(hint) -> str:
 
 def parse_overrides(items: list[str] | None) -> dict:
     """`["lr=1e-4", "stage_channels=[64,32]"]` -> dict; values are parsed as YAML."""
-    import yaml
-
     out = {}
     for item in items or []:
         key, sep, text = item.partition("=")
@@ -240,13 +240,11 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    return train_presets()
 
 
 def read_recipe(name_or_path: str | Path) -> tuple[dict, str]:
     """A recipe by preset name or YAML path -> (its dict, a display name)."""
-    import yaml
-
     text = str(name_or_path)
     path = Path(text).expanduser()
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):

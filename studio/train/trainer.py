@@ -15,22 +15,34 @@ uninterrupted one on the CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedDataParallelKwargs, broadcast
+from tqdm.auto import tqdm
 
 from studio.diffusion import LossModel, TimestepSampler
 from studio.errors import ConfigError, StudioError
+from studio.growth import core_fingerprint, growth_report, parameter_groups, report_as_dicts
 from studio.train import checkpoint as ckpt
-from studio.train.config import TrainConfig
+from studio.train.batches import build_batches
+from studio.train.build import build_model
+from studio.train.config import TrainConfig, parse_overrides, resolve
+from studio.train.ema import EMA
 from studio.train.step import train_step
+from studio.train.validation import build_validation, run_validation, validation_prompts
 
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "train_config.json"
@@ -73,8 +85,6 @@ def _cpu_has_bf16() -> bool:
 def _reset_single_process_accelerate() -> None:
     """accelerate keeps one AcceleratorState per process and refuses a second Accelerator with another
     mixed_precision; in a single (non-distributed) process, runs are independent, so start afresh."""
-    from accelerate.state import AcceleratorState, PartialState
-
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
 
@@ -82,9 +92,6 @@ def _reset_single_process_accelerate() -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
-
         self.config, self.out, self.progress = config, Path(out_dir), progress
         # Process-wide torch settings are restored when the run ends (tests and notebooks run several).
         self._saved_globals = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
@@ -110,11 +117,6 @@ class Trainer:
         self._prepare_run_dir(resume, overwrite)
 
         # --- model, data, optimizer, EMA
-        from studio.growth import core_fingerprint, parameter_groups
-        from studio.train.batches import build_batches
-        from studio.train.build import build_model
-        from studio.train.ema import EMA
-
         with acc.main_process_first():  # the first process builds the pixel and embedding caches
             self.model, self.parent = build_model(config)
             self.model.to(acc.device)
@@ -165,8 +167,6 @@ class Trainer:
         acc.wait_for_everyone()
 
     def _build_validation(self):
-        from studio.train.validation import build_validation, validation_prompts
-
         if self.config.validation_n == 0:
             return None
         prompts, targets = validation_prompts(self.config)
@@ -235,8 +235,6 @@ class Trainer:
         """Wall time as the main process sees it, so every process takes the same LR and stop decision."""
         elapsed = self.elapsed()
         if self.config.max_minutes and self.accelerator.num_processes > 1:
-            from accelerate.utils import broadcast
-
             elapsed = float(broadcast(torch.tensor([elapsed], device=self.accelerator.device))[0])
         return elapsed
 
@@ -261,8 +259,6 @@ class Trainer:
             self._restore_globals()
 
     def _run(self) -> Path:
-        from tqdm.auto import tqdm
-
         acc, c = self.accelerator, self.config
         self.start_time = time.perf_counter()
         session_start_step, session_images = self.step, 0
@@ -335,9 +331,6 @@ class Trainer:
     def _stop_on_signals(self):
         """Single process: the first Ctrl-C (or SIGTERM) stops the run after the current step with a
         checkpoint; a second Ctrl-C aborts at once. Returns a function that restores the old handlers."""
-        import signal
-        import threading
-
         self.stop_requested = False
         if self.accelerator.num_processes > 1 or threading.current_thread() is not threading.main_thread():
             return lambda: None
@@ -390,14 +383,10 @@ class Trainer:
 
     def sampling_model(self) -> torch.nn.Module:
         """The weights that are saved and sampled: the EMA, or the raw weights without EMA."""
-        import copy
-
         model = self.ema.averaged_copy(self.model) if self.ema is not None else copy.deepcopy(self.model)
         return model.eval().requires_grad_(False)
 
     def validate(self) -> dict:
-        from studio.train.validation import run_validation
-
         result = {}
         if self.accelerator.is_main_process and self.validation is not None:
             result = run_validation(self.sampling_model(), self.validation, self.out, self.step, self.config)
@@ -408,8 +397,6 @@ class Trainer:
 
     def finish(self, metrics: dict, images_per_s: float, session_steps: int) -> None:
         """Write the model (EMA weights, config.json with training_phase) and training.json, atomically."""
-        from studio.growth import core_fingerprint, growth_report, report_as_dicts
-
         acc, c = self.accelerator, self.config
         if acc.is_main_process:
             model = self.sampling_model().to("cpu")
@@ -448,8 +435,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, ove
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """The resolved config a run was started with (for `studio train resume`), plus `--set` overrides."""
-    from studio.train.config import parse_overrides, resolve
-
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a training run (no {CONFIG_FILE}); give the --out folder of a run")

@@ -14,7 +14,17 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from studio.text import TextEmbedding
+from studio.data.emoji import emoji_prompt_suite, read_manifest
+from studio.data.shapes import heldout_captions
+from studio.diffusion import logsnr_schedule, x0_from_v
+from studio.paths import data_source_folder
+from studio.sampling import sample_tensor, to_pil
+from studio.text import TextEmbedding, precompute_embeddings
+
+try:  # the alignment checker is optional for training
+    from studio.eval.alignment import evaluate_alignment
+except ImportError:
+    evaluate_alignment = None
 
 VALIDATION_DIR = "validation"
 
@@ -33,14 +43,9 @@ def validation_prompts(config) -> tuple[list[str], list | None]:
     if config.validation_prompts:
         return list(config.validation_prompts)[:n] if n else list(config.validation_prompts), None
     if config.data == "shapes":
-        from studio.data.shapes import heldout_captions
-
         scenes = heldout_captions(n, config.validation_seed)
         return [s.caption for s in scenes], scenes
     try:  # an emoji data set (by name, or a prepared folder): its held-out concepts
-        from studio.data.emoji import emoji_prompt_suite, read_manifest
-        from studio.paths import data_source_folder
-
         root = data_source_folder(config.data)
         if config.data == "emoji" or read_manifest(root) is not None:
             return emoji_prompt_suite(root, limit=n), None
@@ -50,8 +55,6 @@ def validation_prompts(config) -> tuple[list[str], list | None]:
 
 
 def build_validation(prompts: list[str], targets: list | None, text_encoder: str = "minilm") -> ValidationSet:
-    from studio.text import precompute_embeddings
-
     table = precompute_embeddings(list(prompts) + [""], progress=False, encoder=text_encoder)
     cond = table[torch.arange(len(prompts))]
     uncond = table[torch.full((len(prompts),), len(prompts))]
@@ -71,8 +74,6 @@ def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.I
 @torch.no_grad()
 def run_validation(model, vset: ValidationSet, out_dir: str | Path, step: int, config) -> dict:
     """Sample the fixed prompts (image i with seed validation_seed + i), save the grid, score it on shapes."""
-    from studio.sampling import sample_tensor, to_pil
-
     images: list[Image.Image] = []
     batch = 8
     model.eval()
@@ -103,8 +104,6 @@ def pure_noise_detail(model, vset: ValidationSet, seed: int = 0) -> float:
     From pure noise the best prediction is a mean picture, smooth; a network that has not learnt to ignore
     its input there passes the noise into it, and the sampler keeps what it predicts at that step, so every
     sample stays speckled. Measured on 64 px cores: shapes-core-64 0.001, the CPU emoji cores 0.01."""
-    from studio.diffusion import logsnr_schedule, x0_from_v
-
     first = next(model.parameters())
     n = min(8, len(vset.prompts))
     res = model.resolution
@@ -117,9 +116,7 @@ def pure_noise_detail(model, vset: ValidationSet, seed: int = 0) -> float:
 
 
 def _alignment(images: list[Image.Image], targets: list) -> dict:
-    try:
-        from studio.eval.alignment import evaluate_alignment
-    except ImportError:  # the checker is optional for training
+    if evaluate_alignment is None:  # the checker is not installed
         return {}
     try:
         report = evaluate_alignment(images, targets)
