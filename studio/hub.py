@@ -66,7 +66,8 @@ def read_config(folder: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ModelFormatError(f"{path} is not readable JSON ({err}); re-export the model with save_pretrained") from err
+        raise ModelFormatError(f"{path} is not readable JSON ({err}); re-export the model with "
+                               "save_pretrained") from err
     cls = config.get("_class_name") if isinstance(config, dict) else None
     if cls not in MODEL_CLASSES:
         raise ModelFormatError(f"{folder} holds a {cls or 'non-diffusers'} model, not a studio model "

@@ -18,10 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm.auto import tqdm
 
+from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
+from studio.hub import weights_hash
 from studio.text import TextEmbedding, get_text_encoder, text_encoder_for
 
 
@@ -60,7 +63,8 @@ class SamplerSettings:
         if self.guidance_interval is not None:
             lo, hi = self.guidance_interval
             if not lo <= hi:
-                raise ConfigError(f"guidance interval must be (low, high) with low <= high, got {self.guidance_interval}")
+                raise ConfigError("guidance interval must be (low, high) with low <= high, got "
+                                  f"{self.guidance_interval}")
         return self
 
 
@@ -230,8 +234,6 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
              sampler: str = "dpm++", batch_size: int = 8, progress: bool = False, noise: torch.Tensor | None = None,
              **kwargs) -> list[Image.Image]:
     """Final PIL images for prompts, in mini-batches; image i uses seed + i (or row i of `noise`)."""
-    from tqdm.auto import tqdm
-
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     images: list[Image.Image] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress):
@@ -245,9 +247,6 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
 def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
                     guidance_interval: tuple[float, float] | None = None) -> dict:
     """What a saved image carries as PNG text: enough to reproduce it exactly."""
-    from studio import __version__
-    from studio.hub import weights_hash
-
     folder = getattr(model, "folder", None)
     return {
         "prompt": prompt, "seed": int(seed), "sampler": sampler, "steps": int(steps), "guidance": float(guidance),

@@ -48,11 +48,11 @@ def record(i: int, steps: int, batch: int = 1, res: int = 8) -> StepRecord:
 
 # ----------------------------------------------------------------------------------------- encoder
 
-def test_encoder_takes_every_nth_and_always_the_last():
+def test_encoder_takes_the_first_every_nth_and_always_the_last():
     enc = PreviewEncoder(every=3)
     taken = [i for i in range(10) if enc.wants(record(i, 10))]
     enc.close()
-    assert taken == [2, 5, 8, 9]
+    assert taken == [0, 2, 5, 8, 9]
     off = PreviewEncoder(every=0)
     assert [i for i in range(5) if off.wants(record(i, 5))] == [4]
     off.close()

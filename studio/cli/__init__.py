@@ -2,6 +2,10 @@
 
 Each command group lives in its own module under `studio.cli` and exposes `register(subparsers)`, which adds
 its parser and sets `func` (called with the parsed namespace; returns an exit code or None).
+
+Command modules import the library inside their `run` functions, on purpose: building the parser loads
+neither torch nor diffusers, so `studio --help` and a mistyped option answer in a fraction of a second
+(tests/test_imports.py checks it).
 """
 
 from __future__ import annotations

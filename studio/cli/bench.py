@@ -102,7 +102,8 @@ def register(subparsers) -> None:
     p.add_argument("--stage-channels", type=_int_list, metavar="C0,C1,...",
                    help="grown stage channels from the core outwards (default: the growth recipe's)")
     p.add_argument("--batch-core", type=_positive_int, help="training batch of the core (default 8 CPU, 64 GPU)")
-    p.add_argument("--batch-grown", type=_positive_int, help="training batch of the grown model (default 4 CPU, 32 GPU)")
+    p.add_argument("--batch-grown", type=_positive_int,
+                   help="training batch of the grown model (default 4 CPU, 32 GPU)")
     p.add_argument("--precisions", type=_precisions, help="training precisions (default fp32,bf16)")
     p.add_argument("--sample-batches", type=_int_list, help="sampling batch sizes (default 1,2 CPU; 1,8 GPU)")
     p.add_argument("--sample-repeats", type=_positive_int, help="trajectories per sampling case (default 1 CPU, 3 GPU)")

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("sample", help="generate images from prompts",
                               description="Generate images with a shipped model or a model folder.")
-    p.add_argument("--model", help=f"preset name or model folder (default: the first shipped of {', '.join(PREFERRED_MODELS)})")
+    p.add_argument("--model", help="preset name or model folder (default: the first shipped of "
+                                   f"{', '.join(PREFERRED_MODELS)})")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="the prompt (\"\" samples unconditionally)")
     src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
@@ -70,7 +71,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int_range(1, 64),
                    help="images per forward batch (default: 1 on a CPU, where the thin full-resolution stages are "
                         "memory-bound and a larger batch takes longer per image; 16 on a GPU)")
-    p.add_argument("--out", type=Path, help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
+    p.add_argument("--out", type=Path,
+                   help="output PNG (one prompt) or folder (--prompts); default sample.png / samples/")
     p.add_argument("--frames", type=Path, help="also write every step's x_t and x0 into this folder")
     p.add_argument("--grid", type=Path, metavar="PNG",
                    help="with --prompts: also write all the images as one grid, each over its prompt")

@@ -16,9 +16,9 @@ def register(subparsers) -> None:
     p.add_argument("--align-n", type=int, default=0, help="held-out shapes captions to score alignment on (0 = skip)")
     p.add_argument("--fid-n", type=int, default=0, help="held-out images of the run's data to measure FID and "
                                                          "KID on (0 = skip; capped at the held-out split)")
-    p.add_argument("--prompts", type=Path, help="a text file, one prompt per line, for the card's sample grid "
-                                                 "(default: a shipped folder's own grid prompts, else held-out captions of "
-                                                 "the model's data)")
+    p.add_argument("--prompts", type=Path,
+                   help="a text file, one prompt per line, for the card's sample grid (default: a shipped "
+                        "folder's own grid prompts, else held-out captions of the model's data)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     p.set_defaults(func=run)
 

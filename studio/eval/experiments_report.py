@@ -227,8 +227,8 @@ def _images_note(results: dict) -> str:
     core = scale["core_steps"] * scale["batch_size"]
     return (f"Images seen are what these numbers are short of: each core saw {core:,} images and each frozen "
             f"growth {grown:,} at {scale['resolution']} px. For comparison, the shipped `shapes-core-64` "
-            "(11.4M parameters, on a GPU) answered colour right for .63 of its validation captions after 256k "
-            "images and .87 of 300 held-out captions after 902k (its model card). Per question, accuracies near "
+            "(11.4M parameters, trained on a GPU) saw hundreds of thousands of images before it drew the asked "
+            "colour reliably (its model card has the figures). Per question, accuracies near "
             "or below chance (colour 1 in 6, shape 1 in 5) mean the samples hold no readable objects yet. "
             "`studio experiment run --scale pretrained` grows that shipped core instead "
             "([experiments-pretrained.md](experiments-pretrained.md)); `studio experiment run --scale gpu` "

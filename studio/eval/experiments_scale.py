@@ -75,9 +75,8 @@ class ExperimentScale:
 
     @classmethod
     def pretrained(cls) -> "ExperimentScale":
-        """Growth on the CPU from the shipped `shapes-core-64` (trained on 902k images on an H100; colour .87
-        at 64 px) to 128 px: the high-resolution phase is what these machines can afford, the core is one that
-        has learnt alignment. Growth the paper's way and with the low-resolution path; about 25 minutes of
+        """Growth on the CPU from the shipped `shapes-core-64` (GPU-trained, see its model card) to 128 px: the
+        high-resolution phase is what these machines can afford, the core is one that has learnt alignment. Growth the paper's way and with the low-resolution path; about 25 minutes of
         two CPU cores per seed."""
         return cls(core_from="shapes-core-64", core_resolution=64, resolution=128, grid=16, core_channels=128,
                    width=256, depth=6, heads=4, prediction="x", stage_channels=(64, 32, 16), depths=(6,),

@@ -45,8 +45,8 @@ class PreviewEncoder:
     """Turns StepRecords into PIL previews on a background thread, keeping only the newest.
 
     `submit` is called on the sampling thread and only stores a reference (records hold fresh CPU tensors
-    that the sampler never touches again), so it costs microseconds. Every `every`-th step and the last step
-    are offered; if the encoder is still busy, the older pending step is replaced (counted in `dropped`).
+    that the sampler never touches again), so it costs microseconds. The first, every `every`-th and the last
+    step are offered; if the encoder is still busy, the older pending step is replaced (counted in `dropped`).
     `every=0` turns previews off (only the last step is encoded).
     """
 
@@ -65,7 +65,8 @@ class PreviewEncoder:
     def wants(self, record: StepRecord) -> bool:
         if record.is_last:
             return True
-        return self.every > 0 and (record.index + 1) % self.every == 0
+        # the first step too: its prediction already shows the layout, a fraction of a second after Generate
+        return self.every > 0 and (record.index == 0 or (record.index + 1) % self.every == 0)
 
     def submit(self, record: StepRecord, final: bool = False) -> bool:
         """Offer a step (`final`: the run ends here, always taken); returns whether it was taken, replacing
