@@ -21,13 +21,16 @@ def test_the_knee_is_the_fastest_setting_that_keeps_every_question():
     points = [point(REFERENCE, 2.0, {"color": 0.9, "position": 0.3}),
               point(Setting("dpm++", 4), 0.4, {"color": 0.5, "position": 0.3}),  # fast, loses colour
               point(Setting("dpm++", 10), 0.9, {"color": 0.85, "position": 0.25}),  # keeps both
-              point(Setting("dpm++", 15), 1.3, {"color": 0.9, "position": 0.3})]
+              point(Setting("dpm++", 15), 1.3, {"color": 0.9, "position": 0.3}),
+              point(Setting("euler", 20), 1.5, {"color": 1.0, "position": 0.45})]  # above the interval: better
     summary = summarize(points)
     assert summary["knee"] == Setting("dpm++", 10).label and summary["knee_seconds"] == 0.9
-    assert [p["keeps_prompt"] for p in points] == [True, False, True, True]
-    assert [p["pareto"] for p in points] == [False, True, True, True]  # the reference is dominated by 15 steps
-    assert "knee (the fastest setting that keeps the prompt): **dpm++ 10 steps, guidance 3**" in format_markdown(
-        dict(summary, points=points, model="m", n=100, repeats=3, resolution=64, torch_threads=2, date="today"))
+    assert [p["keeps_prompt"] for p in points] == [True, False, True, True, True]
+    assert [p["pareto"] for p in points] == [False, True, True, True, True]  # the reference: dominated by 15 steps
+    text = format_markdown(dict(summary, points=points, model="m", n=100, repeats=3, resolution=64, torch_threads=2,
+                                date="today"))
+    assert "knee (the fastest setting that keeps the prompt): **dpm++ 10 steps, guidance 3**" in text
+    assert "--n 100 --settings dpm++:4:3 dpm++:10:3 dpm++:15:3 euler:20:3`" in text  # not the default grid
 
 
 def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):

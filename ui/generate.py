@@ -350,7 +350,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
         speed = gr.Radio(choices=speed_choices(first), value="balanced" if presets.get("balanced") else None,
                          label="Speed", visible=bool(presets), elem_id="speed",
                          info="measured on this model (studio eval frontier): balanced is the fastest setting "
-                              "that kept every alignment question inside the 25-step result's 95% interval")
+                              "with no alignment question below the 25-step result's 95% interval")
         with gr.Row():
             sampler = gr.Dropdown(list(SAMPLERS), value=start[0], label="Sampler", min_width=100)
             images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", min_width=120)

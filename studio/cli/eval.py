@@ -43,8 +43,8 @@ def register(subparsers) -> None:
     frontier = subs.add_parser("frontier", help="sampling time per image against prompt alignment",
                                description="Time per image (batch 1) and prompt alignment on held-out shapes "
                                            "captions for a grid of samplers, step counts, guidance scales and "
-                                           "guidance intervals; names the knee: the fastest setting whose every "
-                                           "question stays inside the 95% interval of 25 dpm++ steps. Finished "
+                                           "guidance intervals; names the knee: the fastest setting with no "
+                                           "question below the 95% interval of 25 dpm++ steps. Finished "
                                            "settings are reused from --out.")
     frontier.add_argument("--model", required=True, help="model name or folder")
     frontier.add_argument("--n", type=argtypes.positive_int, default=100,
@@ -121,7 +121,7 @@ def _frontier(args) -> int:
     out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
     result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats, retime=args.retime)
     print(f"reference: {result['reference']}, {result['reference_seconds']:.2f} s per image")
-    print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (every question inside the "
+    print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (no question below the "
           "reference's 95% interval)")
     if args.docs:
         for path in write_report(result, args.docs):
