@@ -62,8 +62,9 @@ def test_generate_replay_compare_in_a_browser(page_url):
             page.get_by_role("option", name="tiny-grown", exact=True).click()
             expect(page.locator("#model input")).to_have_value("tiny-grown")
             steps = page.locator("#steps input[type=number]")  # the slider's number box
-            # Picking a model applies its "balanced" speed preset (6 steps for tiny-grown) after a round trip:
-            # wait for it, or the preset lands after our own value and overwrites it.
+            # Picking a model applies its "balanced" speed preset after a round trip: wait for it (tiny-grown's
+            # guidance interval starts at -4, no shipped preset's does), or it lands after our own steps.
+            expect(page.locator("#interval-low input")).to_have_value("-4")
             expect(steps).to_have_value("6")
             page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
             steps.fill("40")
