@@ -72,9 +72,9 @@ def cli_per_image(model: str, speed: str, n: int) -> float:
     return float(re.search(r"\(([\d.]+) s per image\)", out).group(1))
 
 
-def app_latency(client: Client, model: str, speed: str, repeats: int) -> dict:
-    """Median seconds from Generate to the first preview and to the finished image, and the displayed time."""
-    s = preset_settings(load_model(model), speed)
+def app_latency(client: Client, model: str, s: dict, repeats: int) -> dict:
+    """Median seconds from Generate to the first preview and to the finished image, and the displayed time,
+    with the sampling settings `s` (`preset_settings`)."""
     interval = s["guidance_interval"]
     rows = []
     for seed in range(repeats + 1):  # the first run warms the model cache and the prompt's embedding
@@ -103,7 +103,8 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
 
-    speeds = [s for s in SPEEDS if s in read_presets(load_model(args.model).folder)] or ["balanced"]
+    model = load_model(args.model)  # only for its presets: the app loads its own copy
+    speeds = [s for s in SPEEDS if s in read_presets(model.folder)] or ["balanced"]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -114,8 +115,9 @@ def main() -> int:
         client = Client(url, verbose=False)
         for speed in speeds:
             print(f"[latency] {args.model} {speed}", file=sys.stderr, flush=True)
-            app = app_latency(client, args.model, speed, args.repeats)
-            rows.append(dict(speed=speed, settings=preset_settings(load_model(args.model), speed), **app,
+            settings = preset_settings(model, speed)
+            app = app_latency(client, args.model, settings, args.repeats)
+            rows.append(dict(speed=speed, settings=settings, **app,
                              cli_s=cli_per_image(args.model, speed, args.cli_images),
                              sampler_s=in_process(args.model, speed, args.repeats, keep_memory=True),
                              sampler_default_malloc_s=in_process(args.model, speed, args.repeats, keep_memory=False)))
