@@ -14,6 +14,7 @@ from studio.models import ShallowUViT, core_preset
 from studio.text import VocabularyEncoder, text_encoder_for
 
 FACTORS = [dict(text_layers=1), dict(text_positions=8), dict(joint_attention=True), dict(pixel_channels=8),
+           dict(cross_attention_gate=False),
            dict(text_layers=1, text_positions=8, joint_attention=True, pixel_channels=8)]
 
 
@@ -56,8 +57,9 @@ def test_factor_models_run_save_and_grow(factor, tmp_path):
         assert any(r.part.startswith("pixel layers") for r in growth_report(model))
 
 
-@pytest.mark.parametrize("factor", [{}, dict(joint_attention=True), dict(text_layers=1, text_positions=8)],
-                         ids=["cross", "joint", "text-transformer"])
+@pytest.mark.parametrize("factor", [{}, dict(joint_attention=True), dict(text_layers=1, text_positions=8),
+                                    dict(cross_attention_gate=False)],
+                         ids=["cross", "joint", "text-transformer", "ungated-cross"])
 def test_padding_tokens_change_nothing(factor):
     model = _core(**factor)
     _randomise(model)
@@ -84,6 +86,21 @@ def test_text_positions_make_word_order_matter():
         b = model(z, torch.zeros(1), reversed_tokens, text.mask, text.pooled)
         outputs[positions] = (a - b).abs().max().item()
     assert outputs[0] < 1e-4 < outputs[8]
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_ungated_cross_attention_learns_from_the_first_step(gated):
+    """adaLN-Zero's zero gate hides a fresh cross-attention from the loss (no gradient reaches it); without the
+    gate it is trained from the first step."""
+    model = _core(cross_attention_gate=gated)
+    with torch.no_grad():  # a non-zero output layer, so gradients reach the core at all
+        model.last_layer.weight.normal_(0, 0.1)
+    text = fake_text()
+    out = model(torch.randn(2, 3, 16, 16), torch.zeros(2), text.tokens, text.mask, text.pooled)
+    out.pow(2).mean().backward()
+    cross_grad = sum(b.cross.q.weight.grad.abs().sum().item() for b in model.core.blocks)
+    assert (cross_grad == 0) == gated
+    assert model.config.cross_attention_gate == gated
 
 
 def test_vocabulary_encoder_is_a_closed_word_table():

@@ -1,5 +1,5 @@
-"""`studio eval`: prompt alignment on `shapes` (`align`), the checker's ground-truth ceiling (`ceiling`) and
-FID / KID against a data set (`fid`)."""
+"""`studio eval`: prompt alignment on `shapes` (`align`), the layout probe (`layout`), the checker's ground-truth
+ceiling (`ceiling`) and FID / KID against a data set (`fid`)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,18 @@ def register(subparsers) -> None:
                           help="write the measured fast / balanced / best settings into the model's folder "
                                "(sampling_presets.json: the app offers them)")
     frontier.set_defaults(func=_frontier)
+
+    layout = subs.add_parser("layout", help="does the high-noise prediction move with the position phrase",
+                             description="The layout probe (no sampling, seconds): the model's prediction from "
+                                         "nearly pure noise for the nine position captions of a few objects; "
+                                         "hits = share of phrases whose object lands in the asked cell (chance "
+                                         "1/9), spread = how much the phrase changes the prediction at all.")
+    layout.add_argument("--model", required=True, help="model name or folder")
+    layout.add_argument("--logsnr", type=float, nargs="+", default=None, metavar="L",
+                        help="noise levels to probe (default -9 -5 -2)")
+    layout.add_argument("--repeats", type=argtypes.positive_int, default=4, help="noise seeds per object")
+    layout.add_argument("--json", type=Path, help="write the scores here")
+    layout.set_defaults(func=_layout)
 
     ceiling = subs.add_parser("ceiling", help="the alignment checker's accuracy on ground-truth renderings",
                               description="Run the alignment checker on ground-truth shapes renderings at one "
@@ -146,6 +158,18 @@ def _align(args) -> int:
     if "swap" in result:
         print(format_swap(result["swap"]))
     _write_json(args.json, result)
+    return 0
+
+
+def _layout(args) -> int:
+    from dataclasses import asdict
+
+    from studio.eval.layout import PROBE_LOGSNRS, format_layout, layout_probe
+    from studio.hub import load_model
+
+    scores = layout_probe(load_model(args.model), args.logsnr or PROBE_LOGSNRS, repeats=args.repeats)
+    print(format_layout(scores, f"layout probe of {args.model}"))
+    _write_json(args.json, {"model": args.model, "scores": [asdict(s) for s in scores]})
     return 0
 
 

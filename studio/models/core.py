@@ -9,7 +9,8 @@ Text pathway options (every default is the original core, so older folders load 
 - `text_layers` > 0: a small trainable transformer re-reads the frozen encoder's projected token states;
 - `text_positions` > 0: a learned position embedding on the text tokens (up to that many), so a head can
   match "left"/"right" against the image tokens' positions by where words stand in the caption;
-- `joint_attention`: the text tokens join the self-attention instead of a separate cross-attention.
+- `joint_attention`: the text tokens join the self-attention instead of a separate cross-attention;
+- `cross_attention_gate=False`: the cross-attention is added without adaLN modulation and gate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from studio.models.layers import (LogSNREmbedder, PooledTextEmbedder, TextTransf
 class Core(nn.Module):
     def __init__(self, channels: int, grid: int, width: int, depth: int, heads: int,
                  mlp_ratio: float = 4.0, text_dim: int = 384, text_layers: int = 0, text_positions: int = 0,
-                 joint_attention: bool = False):
+                 joint_attention: bool = False, cross_attention_gate: bool = True):
         super().__init__()
         self.grid = grid
         self.in_proj = nn.Linear(channels, width)  # 1x1 projection C -> D
@@ -34,7 +35,8 @@ class Core(nn.Module):
         self.text_transformer = TextTransformer(width, heads, text_layers, mlp_ratio) if text_layers else None
         self.logsnr_embed = LogSNREmbedder(width)
         self.text_pool_embed = PooledTextEmbedder(text_dim, width)
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, joint_attention) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, joint_attention, cross_attention_gate)
+                                    for _ in range(depth))
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.adaLN_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out_proj = nn.Linear(width, channels)  # projection back D -> C

@@ -107,11 +107,18 @@ class TransformerBlock(nn.Module):
     """Self-attention, masked cross-attention to text, MLP; each modulated by adaLN from the conditioning
     vector with zero-initialised gates (DiT's adaLN-Zero), so a fresh block is the identity.
 
-    `joint_attention=True` drops the cross-attention: the text tokens join the self-attention instead."""
+    `joint_attention=True` drops the cross-attention: the text tokens join the self-attention instead.
+    `cross_attention_gate=False` (ours, as in PixArt-alpha) adds the cross-attention to the residual stream
+    without adaLN shift, scale and gate. With the zero-initialised gate, the cross-attention receives no
+    gradient until the gate has grown, and the gate none until the attention says something useful: text
+    that must act *somewhere* (a position, a relation) is learned many times slower (measured: the x
+    prediction at logSNR -9 follows the position phrase after ~200 steps ungated, not yet after 500 gated)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, joint_attention: bool = False):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, joint_attention: bool = False,
+                 cross_attention_gate: bool = True):
         super().__init__()
         self.joint = joint_attention
+        self.cross_gate = cross_attention_gate
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, heads, joint=joint_attention)
         if not joint_attention:
@@ -130,7 +137,10 @@ class TransformerBlock(nn.Module):
             x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), text, mask)
         else:
             x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
-            x = x + gate2[:, None] * self.cross(modulate(self.norm2(x), shift2, scale2), text, mask)
+            if self.cross_gate:
+                x = x + gate2[:, None] * self.cross(modulate(self.norm2(x), shift2, scale2), text, mask)
+            else:
+                x = x + self.cross(self.norm2(x), text, mask)
         x = x + gate3[:, None] * self.mlp(modulate(self.norm3(x), shift3, scale3))
         return x
 

@@ -22,7 +22,7 @@ from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
 UNTRAINED = "untrained"
 # The config keys that describe the core (and the text encoder it reads): carried unchanged into grown models.
 CORE_KEYS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim", "text_layers",
-             "text_positions", "joint_attention", "text_encoder")
+             "text_positions", "joint_attention", "cross_attention_gate", "text_encoder")
 
 
 class _UViT(ModelMixin, ConfigMixin):
@@ -33,7 +33,7 @@ class _UViT(ModelMixin, ConfigMixin):
     def _build_core(self) -> Core:
         c = self.config
         return Core(c.core_channels, c.grid, c.width, c.depth, c.heads, c.mlp_ratio, c.text_dim, c.text_layers,
-                    c.text_positions, c.joint_attention)
+                    c.text_positions, c.joint_attention, c.cross_attention_gate)
 
     @property
     def resolution(self) -> int:
@@ -154,7 +154,8 @@ class ShallowUViT(_ShallowLayers, _UViT):
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, text_dim: int = 384,
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
                  skip: bool = False, prediction: str = "v", text_layers: int = 0, text_positions: int = 0,
-                 joint_attention: bool = False, pixel_channels: int = 0, text_encoder: str = "minilm"):
+                 joint_attention: bool = False, pixel_channels: int = 0, text_encoder: str = "minilm",
+                 cross_attention_gate: bool = True):
         super().__init__()
         self._check_prediction()
         patch = resolution // grid
@@ -250,7 +251,8 @@ class GrownUViT(_UViT):
                  reference_resolution: int | None = None, training_phase: str = UNTRAINED,
                  prediction: str = "v", low_res_path: bool = False, low_res_skip: bool = False,
                  low_res_prediction: str = "x", text_layers: int = 0, text_positions: int = 0,
-                 joint_attention: bool = False, low_res_pixel_channels: int = 0, text_encoder: str = "minilm"):
+                 joint_attention: bool = False, low_res_pixel_channels: int = 0, text_encoder: str = "minilm",
+                 cross_attention_gate: bool = True):
         super().__init__()
         self._check_prediction()
         stages = math.log2(resolution / grid)

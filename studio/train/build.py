@@ -17,7 +17,7 @@ from studio.hub import load_model, weights_hash
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
 
 CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction", "text_encoder",
-               "text_layers", "text_positions", "joint_attention", "pixel_channels")
+               "text_layers", "text_positions", "joint_attention", "cross_attention_gate", "pixel_channels")
 
 
 def _overrides(config, keys) -> dict:

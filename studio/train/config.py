@@ -58,6 +58,7 @@ class TrainConfig:
     text_layers: int | None = None  # a trainable text transformer of this many layers over the text states
     text_positions: int | None = None  # learned position embedding on the first N text tokens (0 = none)
     joint_attention: bool | None = None  # text tokens join the self-attention instead of cross-attention
+    cross_attention_gate: bool | None = None  # False: cross-attention without adaLN gate (PixArt-alpha)
     pixel_channels: int | None = None  # full-resolution 3x3 ResBlocks and output conv of this width (0 = none)
 
     # --- data
