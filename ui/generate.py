@@ -154,10 +154,10 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
             else f"Done: {s.steps} steps")
     yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
            ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
-                         f"**{s.model}** · seed {s.seed}{note_md}",
-           ui["history"]: session.gallery()}
-    # the picture first; the replay (frames, plot) and the downloads follow in their own updates
-    yield {ui["replay_group"]: gr.Column(visible=True),
+                         f"**{s.model}** · seed {s.seed}{note_md}"}
+    # the picture first; the history (every file of it goes to the browser again), the replay (frames, plot) and
+    # the downloads follow in their own updates
+    yield {ui["history"]: session.gallery(), ui["replay_group"]: gr.Column(visible=True),
            ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
            **replay_outputs(ui, session, n)}
     gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))

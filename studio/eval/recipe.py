@@ -20,6 +20,7 @@ from studio.bench import training_flops
 from studio.data.shapes import heldout_captions
 from studio.errors import ConfigError
 from studio.eval.alignment import checker_ceiling, evaluate_alignment, swap_test
+from studio.eval.layout import layout_probe
 from studio.files import write_json
 from studio.hub import load_model
 from studio.images import grid, save_png
@@ -189,6 +190,11 @@ def _evaluate_guidance(model, scale: RecipeScale, progress: bool) -> list[dict]:
     return rows
 
 
+def _layout(model) -> list[dict]:
+    """The layout probe's scores (`studio.eval.layout`): does the high-noise prediction follow position phrases."""
+    return [asdict(score) for score in layout_probe(model)]
+
+
 def evaluate_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: bool = True) -> dict:
     """Final scores of a trained variant (cached in the run folder as recipe-eval.json)."""
     cache = run_dir / "recipe-eval.json"
@@ -196,6 +202,9 @@ def evaluate_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: 
     if cache.is_file():
         result = json.loads(cache.read_text())
         if result.get("weights_steps") == training["steps"]:
+            if "layout" not in result:  # evaluated before the layout probe existed: add it
+                result["layout"] = _layout(load_model(run_dir))
+                write_json(cache, result)
             return dict(result, hardware=training["hardware"])
     model = load_model(run_dir)
     final = _evaluate_final(model, scale, progress)
@@ -207,7 +216,7 @@ def evaluate_variant(scale: RecipeScale, variant: str, run_dir: Path, progress: 
                   images_per_s=training["images_per_s"], flops_per_image=flops["flops_per_image"],
                   parameters=sum(p.numel() for p in model.parameters()), final_loss=training["final_metrics"]["loss"],
                   hardware=training["hardware"],
-                  curve=alignment_curve(run_dir), **final)
+                  curve=alignment_curve(run_dir), layout=_layout(model), **final)
     if variant in scale.guidance_variants:
         result["guidance"] = _evaluate_guidance(model, scale, progress)
     tmp = cache.with_suffix(".tmp")

@@ -116,6 +116,11 @@ def _machine(variants: dict) -> str:
     return f"{where}, torch {hardware.get('torch')}, precision {hardware.get('mixed_precision')}"
 
 
+def _layout_cell(variant: dict) -> str:
+    scores = {round(s["logsnr"]): s["hits"] for s in variant.get("layout", [])}
+    return " / ".join(f"{scores[k]:.2f}" for k in (-9, -5) if k in scores) or "–"
+
+
 def format_markdown(results: dict) -> str:
     scale = results["scale"]
     variants = results["variants"]
@@ -139,21 +144,25 @@ def format_markdown(results: dict) -> str:
         "",
         "## Final alignment, speed and compute",
         "",
-        "| variant | images | wall | img/s | GFLOP/img | " + " | ".join(TABLE_QUESTIONS) + " | swap moved |",
-        "|---" * (len(TABLE_QUESTIONS) + 6) + "|",
+        "| variant | images | wall | img/s | GFLOP/img | " + " | ".join(TABLE_QUESTIONS)
+        + " | swap moved | layout probe |",
+        "|---" * (len(TABLE_QUESTIONS) + 7) + "|",
     ]
     for name, v in variants.items():
         a = v["alignment"]
         lines.append(f"| {name} | {v['images_seen']:,} | {v['wall_time_s'] / 60:.1f} min | {v['images_per_s']:.0f} | "
                      f"{v['flops_per_image'] / 1e9:.2f} | " + " | ".join(_ci(a.get(q)) for q in TABLE_QUESTIONS)
-                     + f" | {_ci(v['swap']['moved'])} |")
+                     + f" | {_ci(v['swap']['moved'])} | {_layout_cell(v)} |")
     if results.get("ceiling"):
         lines.append(f"| ground truth (the checker's ceiling at {results['resolution']} px) | | | | | "
-                     + " | ".join(_acc(results["ceiling"].get(q)) for q in TABLE_QUESTIONS) + " | |")
+                     + " | ".join(_acc(results["ceiling"].get(q)) for q in TABLE_QUESTIONS) + " | | |")
     lines += ["", "The swap test samples a relation caption and its twin with the opposite relation at the same "
               "seed; *moved* counts the pairs where the subject sits on the asked side of the object in both "
               "images (changed order at all: " + ", ".join(
                   f"{n} {_acc(v['swap']['changed'])}" for n, v in variants.items()) + ").", "",
+              "*Layout probe* (`studio eval layout`, no sampling): the share of position phrases whose object the "
+              "core's prediction from nearly pure noise puts in the asked cell, at logSNR -9 / -5 (chance 0.11).",
+              "",
               "## The best variant per question", "", *_best(results), "",
               "## Which factor bought how much (difference from the baseline, 95% interval)", "",
               *_gains(results), "",
