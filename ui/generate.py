@@ -386,11 +386,13 @@ def _outputs_column(ui: dict) -> None:
     with gr.Column(scale=7, min_width=420):
         ui["status"] = gr.Markdown("Pick a model, write a prompt, press **Generate**.", elem_id="status",
                                    elem_classes="status")
+        # Live previews as JPEG: ~1 ms to encode where PNG takes ~25 ms for a noisy 256 px frame, on the cores the
+        # sampler is using. The results stay PNG (lossless, settings embedded).
         with gr.Row(equal_height=True):
-            ui["live_xt"] = gr.Image(label="x_t · noisy input", format="png", interactive=False,
+            ui["live_xt"] = gr.Image(label="x_t · noisy input", format="jpeg", interactive=False,
                                      height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-xt",
                                      buttons=["fullscreen"])
-            ui["live_x0"] = gr.Image(label="x̂₀ · predicted image", format="png", interactive=False,
+            ui["live_x0"] = gr.Image(label="x̂₀ · predicted image", format="jpeg", interactive=False,
                                      height=PREVIEW_HEIGHT, elem_classes="pixel", elem_id="live-x0",
                                      buttons=["fullscreen"])
         ui["results"] = gr.Gallery(label="Result (PNG with settings embedded)", format="png", columns=4,
