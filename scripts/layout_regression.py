@@ -42,7 +42,8 @@ def position_data(resolution: int, n: int):
     captions = [dataset.records[i]["caption"] for i in keep]
     unique = sorted(set(captions))
     table = precompute_embeddings(unique, progress=False)
-    rows = np.asarray([unique.index(c) for c in captions])
+    row = {c: i for i, c in enumerate(unique)}
+    rows = np.asarray([row[c] for c in captions])
     return dataset.pixels, np.asarray(keep), rows, table
 
 

@@ -22,7 +22,8 @@ from studio.data.scene import BACKGROUNDS, COLORS, POSITION_PHRASES, POSITIONS
 from studio.diffusion import x0_from_v
 from studio.text import text_encoder_for
 
-# Objects the probe draws (colour, shape, size) on a white background: saturated colours far from it.
+# Objects the probe draws (colour, shape, size) on its background: saturated colours far from it.
+PROBE_BACKGROUND = "white"
 PROBE_OBJECTS: tuple[tuple[str, str, str], ...] = (("red", "circle", "large"), ("blue", "square", "large"),
                                                    ("green", "triangle", "large"))
 PROBE_LOGSNRS: tuple[float, ...] = (-9.0, -5.0, -2.0)
@@ -37,7 +38,7 @@ class LayoutScore:
     n: int  # phrases scored
 
 
-def probe_captions(color: str, shape: str, size: str, background: str = "white") -> list[str]:
+def probe_captions(color: str, shape: str, size: str, background: str = PROBE_BACKGROUND) -> list[str]:
     """The nine position captions of one object, in the order of `POSITIONS`."""
     return [f"a {size} {color} {shape}{POSITION_PHRASES[p]} on a {background} background" for p in POSITIONS]
 
@@ -86,7 +87,7 @@ def layout_probe(model, logsnrs=PROBE_LOGSNRS, repeats: int = 4, seed: int = 0, 
                 z = noise * torch.sigmoid(-level).sqrt()[:, None, None, None]  # alpha x with x = 0 adds nothing
                 z, level_d = z.to(device, dtype), level.to(device)
                 v = model(z, level_d, text.tokens.to(dtype), text.mask, text.pooled.to(dtype))
-                maps = _object_maps(x0_from_v(z.float(), v.float(), level_d).cpu(), color, "white")
+                maps = _object_maps(x0_from_v(z.float(), v.float(), level_d).cpu(), color, PROBE_BACKGROUND)
                 spread += float((maps - maps.mean(0)).abs().mean())
                 hits += sum(cell == asked for cell, asked in zip(_nearest_cells(maps), names))
                 total += len(names)
