@@ -25,6 +25,7 @@ from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.hub import weights_hash
+from studio.images import to_uint8
 from studio.text import TextEmbedding, get_text_encoder, text_encoder_for
 
 
@@ -217,9 +218,8 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, R, R) in [-1, 1] -> PIL images (diffusers' (x / 2 + 0.5).clamp(0, 1))."""
-    arr = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in arr]
+    """(B, 3, R, R) in [-1, 1] -> PIL images (diffusers' (x / 2 + 0.5).clamp(0, 1); `studio.images.to_uint8`)."""
+    return [Image.fromarray(a) for a in to_uint8(images)]
 
 
 def sample_tensor(model, prompts: Sequence[str] | str, **kwargs) -> torch.Tensor:

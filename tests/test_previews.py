@@ -88,6 +88,18 @@ def test_submit_is_cheap():
     assert per_call < 1e-3  # a reference into a mailbox, no conversion on the sampling thread
 
 
+def test_pixels_follow_the_diffusers_mapping_exactly():
+    # to_uint8 runs in numpy (no OpenMP team beside the sampler's); it must give torch's pixels bit for bit,
+    # half-way values (rounded to even) included, in either memory layout
+    x = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 0.8
+    x.view(-1)[:255] = ((torch.arange(255).float() + 0.5) / 255 - 0.5) * 2  # (x / 2 + 0.5) * 255 = k + 0.5
+    torch_pixels = ((x / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = previews.to_uint8(x.contiguous(memory_format=layout))
+        assert got.dtype == np.uint8 and got.shape == (2, 24, 24, 3) and got.flags["C_CONTIGUOUS"]
+        assert np.array_equal(got, torch_pixels)
+
+
 # ---------------------------------------------------------------------------------------- live run
 
 def test_live_run_matches_the_plain_sampler(tiny_core, enc):

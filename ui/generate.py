@@ -171,6 +171,8 @@ def _stream_previews(ctx, ui: dict, session: Session, live: LiveRun, s: RunSetti
     when the browser went away mid-run)."""
     try:
         for preview in live.previews(min_interval_s=ctx.config.preview_interval_s):
+            if preview.final or live.done:  # the finished images follow at once: a last preview only delays them
+                break
             yield {ui["live_xt"]: preview.x_t, ui["live_x0"]: preview.x0,
                    ui["status"]: f"**{s.model}** · seed {s.seed} · {preview.label}{note_md}"}
         return live.result()

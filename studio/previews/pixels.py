@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
-from studio.images import grid
+from studio.images import grid, to_uint8  # noqa: F401 (to_uint8: part of this module's API)
 
 MIN_DISPLAY = 128  # frames smaller than this are upscaled (nearest) for animations
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, R, R) in [-1, 1] (clamped) -> (B, R, R, 3) uint8, as `sampling.to_pil` maps pixels."""
-    arr = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)  # (B, 3, R, R)
-    return arr.permute(0, 2, 3, 1).contiguous().numpy()  # (B, R, R, 3)
 
 
 def batch_grid(pixels: np.ndarray, scale: int = 1, pad: int = 2) -> Image.Image:
