@@ -30,29 +30,40 @@ from studio.files import write_text  # noqa: E402
 from studio.models import ShallowUViT, core_preset  # noqa: E402
 from studio.text import get_text_encoder, precompute_embeddings  # noqa: E402
 
-VARIANTS = {"gated (adaLN-Zero, today's cores)": dict(cross_attention_gate=True),
-            "ungated cross-attention": dict(cross_attention_gate=False)}
+VARIANTS = {"gated": ("gated (adaLN-Zero, today's cores)", dict(cross_attention_gate=True)),
+            "ungated": ("ungated cross-attention", dict(cross_attention_gate=False))}
 
 CAPTION_SETS = {"position": "the position captions of `shapes` only",
-                "all": "all captions of `shapes` (the full mix)"}
+                "all": "all captions of `shapes` (the full mix)",
+                "half": "half of every batch position captions, half the other captions of `shapes`"}
 
 
 def training_data(resolution: int, n: int, captions: str):
-    """Pixels (uint8) and caption embeddings of the `shapes` training scenes: those whose caption names a position
-    (`captions="position"`) or all of them (`"all"`: the full mix, where a quarter of the captions name one)."""
+    """Pixels (uint8) and caption embeddings of the `shapes` training scenes (those whose caption names a position
+    for `captions="position"`, all of them otherwise: in the full mix a quarter of the captions name one), and
+    which of the kept scenes name a position."""
     dataset = cached_dataset("shapes", resolution, n, 0, progress=False)
-    keep = [i for i, r in enumerate(dataset.records)
-            if captions == "all" or any(phrase in r["caption"] for phrase in POSITION_PHRASES.values())]
+    named = np.asarray([any(phrase in r["caption"] for phrase in POSITION_PHRASES.values()) for r in dataset.records])
+    keep = np.flatnonzero(named) if captions == "position" else np.arange(len(named))
     captions = [dataset.records[i]["caption"] for i in keep]
     unique = sorted(set(captions))
     table = precompute_embeddings(unique, progress=False)
     row = {c: i for i, c in enumerate(unique)}
     rows = np.asarray([row[c] for c in captions])
-    return dataset.pixels, np.asarray(keep), rows, table
+    return dataset.pixels, keep, rows, table, named[keep]
+
+
+def draw_batch(rng: np.random.Generator, named: np.ndarray, batch: int, half: bool) -> np.ndarray:
+    """Indices into the kept scenes: uniform, or (`half`) half of them from the scenes that name a position."""
+    if not half:
+        return rng.integers(0, len(named), batch)
+    pos, other = np.flatnonzero(named), np.flatnonzero(~named)
+    return np.concatenate([pos[rng.integers(0, len(pos), batch // 2)],
+                           other[rng.integers(0, len(other), batch - batch // 2)]])
 
 
 def run_variant(keys: dict, data, args, encoder) -> list[dict]:
-    pixels, keep, rows, table = data
+    pixels, keep, rows, table, named = data
     torch.manual_seed(0)
     model = ShallowUViT(**core_preset(args.architecture), prediction="x", **keys)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -61,7 +72,7 @@ def run_variant(keys: dict, data, args, encoder) -> list[dict]:
     level = torch.full((args.batch,), args.logsnr)
     points, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        pick = batches.integers(0, len(keep), args.batch)
+        pick = draw_batch(batches, named, args.batch, args.captions == "half")
         x = torch.from_numpy(np.stack([pixels[keep[i]] for i in pick])).float() / 127.5 - 1
         text = table[torch.from_numpy(rows[pick])]
         z = add_noise(x, torch.randn(x.shape, generator=noise_gen), level)
@@ -111,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--logsnr", type=float, default=-9.0)
     parser.add_argument("--captions", choices=CAPTION_SETS, default="position",
                         help="train on the position captions only or on the full mix")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--markdown", type=Path, help="write the table here (and the points as .json beside it)")
     args = parser.parse_args(argv)
     args.command = list(sys.argv[1:] if argv is None else argv)
@@ -118,7 +130,8 @@ def main(argv=None) -> int:
     data = training_data(core_preset(args.architecture)["resolution"], 20000, args.captions)
     encoder = get_text_encoder()
     results = {}
-    for name, keys in VARIANTS.items():
+    for key in args.variants.split(","):
+        name, keys = VARIANTS[key]
         print(f"== {name}", flush=True)
         results[name] = run_variant(keys, data, args, encoder)
     if args.markdown:

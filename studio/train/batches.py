@@ -123,10 +123,26 @@ class BatchSource:
         return images.to(self.device), text.to(self.device)
 
 
+def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 1,
+               relation_repeat: int = 1) -> np.ndarray:
+    """`indices` with every scene whose caption names a position (relation) repeated `position_repeat`
+    (`relation_repeat`) times: a larger share of each epoch for the questions the plain mix is too thin for."""
+    if position_repeat == 1 and relation_repeat == 1:
+        return indices
+    scenes = [records[i].get("scene") or {} for i in indices]
+    repeats = np.asarray([position_repeat if s.get("position") else relation_repeat if s.get("relation") else 1
+                          for s in scenes])
+    if (repeats == 1).all():
+        raise ConfigError("position_repeat / relation_repeat need scenes that name a position or relation "
+                          "(the `shapes` data); this data has none")
+    return np.repeat(indices, repeats)
+
+
 def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
                   progress: bool = True, text_encoder: str = "minilm") -> tuple[BatchSource, DataInfo]:
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
     dataset, indices = open_dataset(config.data, resolution, config.data_n, config.data_seed, progress)
+    indices = oversample(dataset.records, indices, config.position_repeat, config.relation_repeat)
     captions = [dataset.records[i]["caption"] for i in indices]
     unique = sorted(set(captions) | {""})
     row = {c: i for i, c in enumerate(unique)}
@@ -135,5 +151,5 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     table = precompute_embeddings(unique, progress=progress, encoder=text_encoder)
     source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
                          config.cfg_dropout, rank, world, fixed_length=config.compile, device=device)
-    info = DataInfo(config.data, resolution, dataset.path.name, len(indices), len(unique) - 1)
+    info = DataInfo(config.data, resolution, dataset.path.name, len(np.unique(indices)), len(unique) - 1)
     return source, info

@@ -65,6 +65,10 @@ class TrainConfig:
     data: str = "shapes"  # "shapes", "emoji" (prepared with `studio data emoji`) or an image-folder path
     data_n: int = 20000  # shapes: number of training scenes
     data_seed: int = 0
+    # shapes: scenes whose caption names a position / a relation appear this many times per epoch (3 lifts the
+    # position captions from ~25% of the batches to ~50%: `scripts/layout_regression.py --captions half`)
+    position_repeat: int = 1
+    relation_repeat: int = 1
 
     # --- optimisation
     batch_size: int = 64  # global batch (split across processes)
@@ -127,7 +131,8 @@ class TrainConfig:
                  f"preset for phase {self.phase!r}; choose one of {', '.join(sorted(presets))}")
         need(self.phase not in ("grow", "finetune") or bool(self.init_from),
              f"phase {self.phase!r} starts from a trained model: pass --from MODEL_DIR")
-        for key in ("batch_size", "log_every", "keep_checkpoints", "max_bad_steps", "data_n", "validation_steps"):
+        for key in ("batch_size", "log_every", "keep_checkpoints", "max_bad_steps", "data_n", "validation_steps",
+                    "position_repeat", "relation_repeat"):
             need(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("warmup_steps", "checkpoint_every", "validate_every", "validation_n", "seed", "data_seed",
                     "validation_seed"):
