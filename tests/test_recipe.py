@@ -9,6 +9,7 @@ import torch
 
 from conftest import fake_text
 from studio.diffusion import TimestepSampler, logsnr_schedule
+from studio.errors import ConfigError
 from studio.growth import core_fingerprint, grow, growth_report
 from studio.models import ShallowUViT, core_preset
 from studio.text import VocabularyEncoder, text_encoder_for
@@ -155,3 +156,21 @@ def test_sweep_trains_compares_and_reports(tmp_path):
                  "--out", str(tmp_path / "runs")]) == 0
     assert (tmp_path / "runs" / "baseline" / "recipe-eval.json").stat().st_mtime_ns == before
     assert main(["experiment", "recipe", "--scale", "tiny", "--variants", "nope"]) != 0
+
+
+def test_a_sweep_merges_into_an_earlier_report_of_the_same_settings():
+    from studio.eval.recipe import merge_results
+
+    def sweep(variants: dict, started: str, images: int = 96000) -> dict:
+        scale = dict(name="cpu", base=dict(batch_size=32), images=images, variants=list(variants),
+                     guidance_variants=["baseline"])
+        return dict(scale=scale, variants=variants, started=started, resolution=32)
+
+    earlier = sweep({"baseline": {"final": 1}, "x-loss": {"final": 2}}, "2026-12-02 09:22")
+    merged = merge_results(earlier, sweep({"x-loss": {"final": 3}, "position-repeat": {"final": 4}},
+                                          "2026-12-03 05:50"))
+    assert list(merged["variants"]) == ["baseline", "x-loss", "position-repeat"]
+    assert merged["variants"]["x-loss"] == {"final": 3}  # the new result wins
+    assert merged["scale"]["variants"] == list(merged["variants"]) and merged["started"] == "2026-12-02 09:22"
+    with pytest.raises(ConfigError, match="different settings"):
+        merge_results(earlier, sweep({"x-loss": {}}, "2026-12-03 05:50", images=48000))

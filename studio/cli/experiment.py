@@ -70,6 +70,9 @@ def register(subparsers) -> None:
                              "rehearsal; default: the scale's)")
     recipe.add_argument("--out", type=Path, help="run folders + recipe.json (default runs/recipe-SCALE)")
     recipe.add_argument("--docs", type=Path, help="also write the report (markdown, JSON, figure, grids) here")
+    recipe.add_argument("--merge", type=Path, metavar="JSON",
+                        help="report these variants together with those of an earlier sweep's JSON at the same "
+                             "scale and settings (e.g. docs/results/recipe-cpu.json, whose runs are not here)")
     recipe.set_defaults(func=_recipe)
 
     report = subs.add_parser("report", help="write the markdown / JSON / plotly report of a finished run")
@@ -109,7 +112,7 @@ def _recipe(args) -> int:
     import dataclasses
 
     from studio.cli import CLIError
-    from studio.eval.recipe import SCALES, VARIANTS, run_sweep
+    from studio.eval.recipe import SCALES, VARIANTS, merge_results, run_sweep
     from studio.eval.recipe_report import format_table, write_report
 
     scale = SCALES[args.scale]()
@@ -128,6 +131,10 @@ def _recipe(args) -> int:
     if args.eval_n:
         scale = dataclasses.replace(scale, eval_n=args.eval_n, final_n=args.eval_n, swap_n=args.eval_n)
     results = run_sweep(scale, args.out or Path(f"runs/recipe-{args.scale}"))
+    if args.merge:
+        if not args.merge.is_file():
+            raise CLIError(f"--merge: {args.merge} does not exist")
+        results = merge_results(json.loads(args.merge.read_text()), results)
     print(format_table(results))
     if args.docs:
         for path in write_report(results, args.docs):

@@ -252,5 +252,20 @@ def run_sweep(scale: RecipeScale, out_dir: str | Path, progress: bool = True) ->
     return results
 
 
+def merge_results(earlier: dict, results: dict) -> dict:
+    """`results` with the variants of an earlier sweep at the same scale and settings added in front (e.g. the
+    published report's JSON, whose run folders a fresh machine does not have); a variant in both keeps the new
+    result. Raises ConfigError when the two sweeps differ in anything but their variants."""
+    def setup(r: dict) -> dict:
+        return {k: v for k, v in r["scale"].items() if k not in ("variants", "guidance_variants")}
+
+    if setup(earlier) != setup(results):
+        raise ConfigError(f"cannot merge sweeps with different settings: {setup(earlier)} vs {setup(results)}")
+    variants = {**{k: v for k, v in earlier["variants"].items() if k not in results["variants"]},
+                **results["variants"]}
+    scale = dict(results["scale"], variants=list(variants))
+    return dict(results, scale=scale, variants=variants, started=min(earlier["started"], results["started"]))
+
+
 __all__ = ["RecipeScale", "SCALES", "VARIANTS", "FACTORS", "run_sweep", "variant_config", "evaluate_variant",
-           "alignment_curve"]
+           "alignment_curve", "merge_results"]
