@@ -128,10 +128,10 @@ def main() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = start_app(port)
+    server = start_app(port)
     rows = []
     try:
-        client = connect(f"http://127.0.0.1:{port}/", app)
+        client = connect(f"http://127.0.0.1:{port}/", server)
         for speed in speeds:
             print(f"[latency] {args.model} {speed}", file=sys.stderr, flush=True)
             settings = preset_settings(model, speed)
@@ -140,9 +140,10 @@ def main() -> int:
                              cli_s=cli_per_image(args.model, speed, args.cli_images),
                              sampler_s=in_process(args.model, speed, args.repeats, keep_memory=True),
                              sampler_default_malloc_s=in_process(args.model, speed, args.repeats, keep_memory=False)))
+            print(f"[latency] {rows[-1]}", file=sys.stderr, flush=True)
     finally:
-        app.terminate()
-        app.wait()
+        server.terminate()
+        server.wait()
     text = format_markdown(args, rows)
     print(text)
     if args.markdown:
