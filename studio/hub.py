@@ -114,7 +114,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu", dty
         model.to(memory_format=torch.channels_last)
     if torch.device(device).type == "cpu":
         keep_freed_memory()  # sampling reuses its activations' memory instead of faulting it in every step
-    return model.to(device=device).eval().requires_grad_(False)
+    # from_pretrained leaves the core's top-level position table in float32 under torch_dtype=bfloat16, and the
+    # sampler casts its inputs to the first parameter's dtype: one dtype for every tensor
+    return cast_model(model, device, dtype).eval().requires_grad_(False)
 
 
 def weights_hash(name_or_path: str | Path, length: int = 16) -> str:

@@ -94,3 +94,12 @@ def test_emoji_models_still_draw_hearts_in_their_colours(name, steps):
     images = generate(load_model(name), prompts, seed=0, steps=steps)
     right = [HEART_HUES[p](*object_colour(im)) for p, im in zip(prompts, images)]
     assert sum(right) >= 3, dict(zip(prompts, (object_colour(im) for im in images)))
+
+
+def test_loads_and_samples_in_bfloat16():
+    model = load_model("shapes-256", dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # every tensor, the position table too
+    from studio.sampling import sample_tensor
+
+    image = sample_tensor(model, ["a red circle on a white background"], steps=2)
+    assert image.shape == (1, 3, 256, 256) and torch.isfinite(image).all()
