@@ -20,9 +20,9 @@ def to_uint8(images) -> np.ndarray:
     """(B, 3, R, R) float tensor in [-1, 1] -> (B, R, R, 3) uint8 pixels, diffusers' (x / 2 + 0.5).clamp(0, 1)
     scaled to 255 and rounded half to even.
 
-    In numpy on purpose: torch ops on a thread other than the sampler's start a second OpenMP team, and on two
-    cores the sampler's spinning workers starved it (the last preview of a run took 0.1-0.2 s instead of 3 ms,
-    and the finished image waited for it)."""
+    In numpy on purpose: torch ops on a thread other than the sampler's (the preview encoder, the app's handler)
+    start a second OpenMP team, which the sampler's spinning workers starve on two cores, and the finished image
+    waits for the last preview."""
     arr = images.detach().cpu().float().numpy()  # a view, no copy, for the sampler's float32 CPU tensors
     arr = np.clip(arr / np.float32(2) + np.float32(0.5), 0, 1) * np.float32(255)
     return np.ascontiguousarray(np.rint(arr).astype(np.uint8).transpose(0, 2, 3, 1))
