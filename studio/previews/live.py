@@ -119,7 +119,8 @@ class LiveRun:
                     return
                 continue
             wait = min_interval_s - (time.monotonic() - last_yield)
-            if wait > 0 and not self._done.wait(wait):  # the run's end cuts the pause short
+            if wait > 0:
+                self._done.wait(wait)  # the run's end cuts the pause short
                 preview = self.encoder.latest or preview
             serial, last_yield = preview.serial, time.monotonic()
             yield preview
