@@ -40,9 +40,9 @@ PROMPT = "a red star to the left of a blue circle on a white background"
 STATUS, LIVE_X0, RESULTS = 1, 3, 4  # /generate's outputs (studio_ui.generate.build)
 IN_PROCESS = """
 import statistics, sys, time
-from studio.hub import load_model
+from studio.precision import load_for_sampling, precision_name
 from studio.sampling import preset_settings, sample_tensor
-model = load_model(sys.argv[1], channels_last=True)
+model = load_for_sampling(sys.argv[1])  # as the app and `studio sample` load it ($STUDIO_PRECISION)
 settings = preset_settings(model, sys.argv[2])
 sample_tensor(model, [sys.argv[3]], **settings)
 times = []
@@ -50,16 +50,18 @@ for seed in range(int(sys.argv[4])):
     start = time.perf_counter()
     sample_tensor(model, [sys.argv[3]], seed=seed, **settings)
     times.append(time.perf_counter() - start)
-print(statistics.median(times))
+print(precision_name(model), statistics.median(times))
 """
 
 
-def in_process(model: str, speed: str, repeats: int, keep_memory: bool) -> float:
-    """Median seconds of `sample_tensor` at batch 1 in a fresh process (the allocator setting is per process)."""
+def in_process(model: str, speed: str, repeats: int, keep_memory: bool) -> tuple[str, float]:
+    """The precision the model was loaded in and the median seconds of `sample_tensor` at batch 1, in a fresh
+    process (the allocator setting is per process)."""
     env = {**os.environ, "STUDIO_KEEP_FREED_MEMORY": "1" if keep_memory else "0"}
     out = subprocess.run([sys.executable, "-c", IN_PROCESS, model, speed, PROMPT, str(repeats)], env=env,
                          capture_output=True, text=True, check=True).stdout
-    return float(out.split()[-1])
+    precision, seconds = out.split()[-2:]
+    return precision, float(seconds)
 
 
 def cli_per_image(model: str, speed: str, n: int) -> float:
@@ -136,10 +138,10 @@ def main() -> int:
             print(f"[latency] {args.model} {speed}", file=sys.stderr, flush=True)
             settings = preset_settings(model, speed)
             app = app_latency(client, args.model, settings, args.repeats)
-            rows.append(dict(speed=speed, settings=settings, **app,
-                             cli_s=cli_per_image(args.model, speed, args.cli_images),
-                             sampler_s=in_process(args.model, speed, args.repeats, keep_memory=True),
-                             sampler_default_malloc_s=in_process(args.model, speed, args.repeats, keep_memory=False)))
+            precision, sampler_s = in_process(args.model, speed, args.repeats, keep_memory=True)
+            rows.append(dict(speed=speed, settings=settings, **app, precision=precision,
+                             cli_s=cli_per_image(args.model, speed, args.cli_images), sampler_s=sampler_s,
+                             sampler_default_malloc_s=in_process(args.model, speed, args.repeats, keep_memory=False)[1]))
             print(f"[latency] {rows[-1]}", file=sys.stderr, flush=True)
     finally:
         server.terminate()
@@ -160,13 +162,15 @@ def format_markdown(args, rows: list[dict]) -> str:
              f"previews every {DEFAULT_PREVIEW_EVERY} steps; *finished* is when the image arrives, *displayed* the "
              "time per image the app prints. *CLI*: the per-image average `studio sample --prompts` prints for "
              f"{args.cli_images} prompts. *Sampler*: `sample_tensor` alone in a fresh process, with the studio's "
-             "allocator setting and with glibc's default (`STUDIO_KEEP_FREED_MEMORY=0`).", "",
-             "| speed | settings | app: first preview | app: finished | app: displayed | CLI per image "
-             "| sampler | sampler, default malloc |", "|---|---|---|---|---|---|---|---|"]
+             "allocator setting and with glibc's default (`STUDIO_KEEP_FREED_MEMORY=0`). *Precision*: the number "
+             f"format all of them sampled in (`{os.environ.get('STUDIO_PRECISION', 'auto')}`: "
+             "`studio.precision`, bfloat16 where this CPU measured it faster).", "",
+             "| speed | settings | precision | app: first preview | app: finished | app: displayed | CLI per image "
+             "| sampler | sampler, default malloc |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["settings"]
         lines.append(f"| {r['speed']} | {s['sampler']} {s['steps']} steps, "
-                     f"{describe_guidance(s['guidance'], s['guidance_interval'])} "
+                     f"{describe_guidance(s['guidance'], s['guidance_interval'])} | {r['precision']} "
                      f"| {r['first_preview_s']:.2f} s | {r['finished_s']:.2f} s | {r['displayed_s']:.2f} s "
                      f"| {r['cli_s']:.2f} s | {r['sampler_s']:.2f} s | {r['sampler_default_malloc_s']:.2f} s |")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.hub import weights_hash
 from studio.images import to_uint8
+from studio.precision import precision_name
 from studio.text import TextEmbedding, get_text_encoder, text_encoder_for
 
 
@@ -253,5 +254,5 @@ def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, gui
         "guidance_interval": list(guidance_interval) if guidance_interval else None,
         "model": getattr(model, "name", type(model).__name__),
         "model_hash": weights_hash(folder) if folder else None,
-        "resolution": int(model.resolution), "studio_version": __version__,
+        "resolution": int(model.resolution), "precision": precision_name(model), "studio_version": __version__,
     }

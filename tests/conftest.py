@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# the same pixels on every machine: "auto" would sample in bfloat16 where a CPU runs it faster (tests of the
+# choice itself set it per test)
+os.environ.setdefault("STUDIO_PRECISION", "fp32")
 
 import pytest
 import torch

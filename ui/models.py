@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.hub import list_models, load_model, preference_rank
+from studio.hub import list_models, preference_rank
 from studio.paths import data_family
 from studio.sampling import read_presets
 
@@ -46,8 +46,9 @@ class ModelCache:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
-            model = load_model(name, device=self.device, allow_paths=False,
-                               channels_last=str(self.device).startswith("cpu"))
+            from studio.precision import load_for_sampling  # $STUDIO_PRECISION: bf16 where measured faster
+
+            model = load_for_sampling(name, self.device, allow_paths=False)
             self._models[name] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)

@@ -43,7 +43,8 @@ class ModelRenderer:
 
     def _load(self, contender: Contender) -> Any:
         if self._model_name != contender.model:
-            from studio.hub import load_model, weights_hash  # deferred: loads torch (see the class docstring)
+            from studio.hub import weights_hash  # deferred: loads torch (see the class docstring)
+            from studio.precision import load_for_sampling
 
             current = (self._hasher or weights_hash)(contender.model)
             if current != contender.weights_hash:
@@ -57,7 +58,7 @@ class ModelRenderer:
 
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             self._model = None  # free the previous model before loading the next
-            self._model = load_model(contender.model, device=device, channels_last=str(device).startswith("cpu"))
+            self._model = load_for_sampling(contender.model, device)
             self._model_name = contender.model
         return self._model
 

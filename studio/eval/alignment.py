@@ -470,8 +470,9 @@ def _model_resolution(model) -> int:
 def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25, guidance: float = 3.0,
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
                 progress: bool = True, device: str = "cpu", swap_n: int = 0,
-                guidance_interval: tuple[float, float] | None = None) -> dict:
-    """Generate one image per held-out canonical caption (image i uses seed + i) and check them.
+                guidance_interval: tuple[float, float] | None = None, precision: str = "fp32") -> dict:
+    """Generate one image per held-out canonical caption (image i uses seed + i) and check them. A model
+    given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks).
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
@@ -479,14 +480,13 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     """
     # deferred: the model stack (torch, diffusers) loads only to sample; tests stand in for studio.hub/sampling
     from studio.data.shapes import heldout_captions
-    from studio.hub import load_model
+    from studio.precision import load_for_sampling, precision_name
     from studio.sampling import generate
 
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     is_name = isinstance(model_name_or_path, (str, os.PathLike))
-    model = load_model(model_name_or_path, device=device, channels_last=str(device).startswith("cpu")) \
-        if is_name else model_name_or_path
+    model = load_for_sampling(model_name_or_path, device, precision) if is_name else model_name_or_path
     resolution = _model_resolution(model)
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]
@@ -496,7 +496,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     report = evaluate_alignment(images, scenes, progress=progress)
     result = {"model": str(getattr(model, "name", model_name_or_path)), "resolution": resolution, "n": n,
               "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
-              "guidance_interval": list(guidance_interval) if guidance_interval else None, **report.to_dict()}
+              "guidance_interval": list(guidance_interval) if guidance_interval else None,
+              "precision": precision_name(model), **report.to_dict()}
     if swap_n:
         result["swap"] = swap_test(model, swap_n, **settings)
     if ceiling:

@@ -49,6 +49,9 @@ VARIANTS: dict[str, dict] = {
     "x-loss": dict(loss_weighting="x"),
     "combined-sigmoid": dict(text_positions=32, text_layers=2, pixel_channels=32, timestep_sampling="logit_normal",
                              loss_weighting="sigmoid"),
+    "noise-focus": dict(timestep_sampling="logit_normal", logit_normal_mean=-2.0, logit_normal_std=1.5),
+    "layout-focus": dict(cross_attention_gate=False, position_repeat=3, timestep_sampling="logit_normal",
+                         logit_normal_mean=-2.0, logit_normal_std=1.5),
 }
 FACTORS: dict[str, str] = {
     "baseline": "today's core recipe: frozen MiniLM token states through cross-attention, patchify conv, "
@@ -66,6 +69,9 @@ FACTORS: dict[str, str] = {
     "x-loss": "loss weighting: the clean image's MSE (noisy inputs count as much as clean ones)",
     "combined": "text positions + text transformer + pixel layers + logit-normal",
     "combined-sigmoid": "the combined recipe with sigmoid loss weighting (the two best single factors together)",
+    # JiT's logit-normal puts almost no 32 px sample below logSNR -5, where the layout is decided; this one ~21%.
+    "noise-focus": "timesteps: logit-normal (mean -2, std 1.5): ~45% of the samples below logSNR -3 (cosine: ~7%)",
+    "layout-focus": "ungated cross-attention, position captions 3x per epoch and noise-focus timesteps",
 }
 # The sampling factor, on the final baseline and combined cores: (guidance, guidance interval in logSNR).
 GUIDANCE_SETTINGS: tuple[tuple[float, tuple[float, float] | None], ...] = (
