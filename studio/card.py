@@ -28,7 +28,8 @@ def format_card(card: dict) -> str:
              f"{c.get('reference_resolution') or c['resolution']} px"]
     t = card["training"]
     if t:
-        keys = ("phase", "preset", "parent", "steps", "images_seen", "wall_time_s", "images_per_s", "hardware")
+        keys = ("phase", "preset", "parent", "steps", "images_seen", "images_seen_total", "wall_time_s", "images_per_s",
+                "hardware")
         lines.append("training: " + ", ".join(f"{k}={t[k]}" for k in keys if k in t))
         if t.get("final_metrics"):
             lines.append("metrics: " + json.dumps(t["final_metrics"]))

@@ -101,6 +101,30 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     return grown
 
 
+def copy_stages(grown: GrownUViT, source: GrownUViT) -> GrownUViT:
+    """Start `grown`'s stages (everything but the carried core and low-resolution path) from `source`'s, a model
+    grown the same way from an earlier version of the same core. When the core has trained further at low
+    resolution, growing it again this way keeps the stages' training instead of starting them afresh."""
+    if not isinstance(source, GrownUViT):
+        raise ConfigError(f"stages_from must be a grown model, got a {type(source).__name__}")
+    keys = ("resolution", "stage_channels", "blocks_per_stage", "prediction", "low_res_path")
+    differ = {k: (grown.config[k], source.config[k]) for k in (*keys, *grown.core_config())
+              if list(_as_list(grown.config[k])) != list(_as_list(source.config[k]))}
+    if differ:
+        detail = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())
+        raise ConfigError(f"stages_from must be grown like this model ({detail})")
+    carried = ("core", "low_res")  # carried_modules: the new core's, not the source's
+    state = {k: v for k, v in source.state_dict().items() if k.split(".")[0] not in carried}
+    missing = [k for k in grown.load_state_dict(state, strict=False).missing_keys if k.split(".")[0] not in carried]
+    if missing:  # cannot happen for equal configs; a guard against half-copied stages
+        raise ConfigError(f"stages_from lacks {', '.join(missing[:5])}")
+    return grown
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
 def carried_modules(model: nn.Module) -> list[nn.Module]:
     """What growth carries over from the parent and freezes: the core, plus a kept low-resolution path."""
     low_res = getattr(model, "low_res", None)

@@ -245,3 +245,32 @@ def test_channels_last_loading_samples_the_same(tmp_path, tiny_grown):
     assert not plain.stem.weight.is_contiguous(memory_format=torch.channels_last)
     inputs = _inputs(32)
     torch.testing.assert_close(fast(*inputs), plain(*inputs), atol=1e-5, rtol=1e-4)
+
+
+def test_a_further_trained_core_grows_again_with_the_old_stages():
+    """`stages_from`: the new core and its shallow layers are the further-trained parent's, every stage tensor is
+    the earlier grown model's; a model grown another way is refused."""
+    import copy
+
+    import pytest
+
+    from studio.errors import ConfigError
+    from studio.growth import copy_stages
+    from studio.models import core_preset
+
+    first = _randomised(ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x"})))
+    earlier = _randomised(grow(first, 32, low_res_path=True))  # stands in for trained stages
+    second = copy.deepcopy(first)  # the core, trained further
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.01)
+    regrown = copy_stages(grow(second, 32, low_res_path=True), earlier)
+    assert core_fingerprint(regrown) == core_fingerprint(second)
+    assert torch.equal(regrown.low_res.exit.weight, second.exit.weight)
+    for name, tensor in regrown.state_dict().items():
+        if name.split(".")[0] not in ("core", "low_res"):
+            assert torch.equal(tensor, earlier.state_dict()[name]), name
+    with pytest.raises(ConfigError, match="low_res_path"):
+        copy_stages(grow(second, 32, low_res_path=False), earlier)
+    with pytest.raises(ConfigError, match="grown model"):
+        copy_stages(regrown, second)

@@ -141,7 +141,15 @@ def test_core_goes_on_training_from_a_trained_core(runs, capsys):
     assert core_fingerprint(child) != core_fingerprint(parent)  # trained further
     info = json.loads((second / "training.json").read_text())
     assert info["parent"]["path"] == str(first) and info["parent"]["class_name"] == "ShallowUViT"
+    assert [leg["steps"] for leg in info["legs"]] == [3, 3] and info["images_seen_total"] == 2 * info["images_seen"]
+    third = runs / "third"  # a third leg adds up all three
+    _train("core", "--from", str(second), "--out", str(third))
+    assert json.loads((third / "training.json").read_text())["images_seen_total"] == 3 * info["images_seen"]
     _train("grow", "--from", str(first), "--resolution", "32", "--out", str(grown))
+    regrown = runs / "regrown"  # the further-trained core, grown again with the first grown model's stages
+    _train("grow", "--from", str(second), "--resolution", "32", "--out", str(regrown), "--set", f"stages_from={grown}")
+    assert core_fingerprint(load_model(regrown)) == core_fingerprint(child)
+    assert json.loads((regrown / "training.json").read_text())["parent"]["stages_from"]["path"] == str(grown)
     capsys.readouterr()
     odd = runs / "odd"  # a core of another width than the tiny preset's
     main(["train", "core", "--config", "tiny", "--no-progress", "--set", "max_steps=1", "--set", "width=24",

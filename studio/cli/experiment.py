@@ -12,7 +12,8 @@ from studio.cli import argtypes
 # The variant names, for --help (studio.eval.recipe.VARIANTS; kept here so `studio --help` imports no torch).
 VARIANT_NAMES = ("baseline", "vocab-control", "text-positions", "pixel-layers", "combined", "text-transformer",
                  "joint-attention", "ungated-cross", "position-repeat", "ungated-position-repeat", "logit-normal",
-                 "sigmoid-loss", "x-loss", "combined-sigmoid", "noise-focus", "layout-focus")
+                 "sigmoid-loss", "x-loss", "combined-sigmoid", "noise-focus", "layout-focus", "layout-relation",
+                 "layout-combined")
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -52,6 +52,11 @@ VARIANTS: dict[str, dict] = {
     "noise-focus": dict(timestep_sampling="logit_normal", logit_normal_mean=-2.0, logit_normal_std=1.5),
     "layout-focus": dict(cross_attention_gate=False, position_repeat=3, timestep_sampling="logit_normal",
                          logit_normal_mean=-2.0, logit_normal_std=1.5),
+    "layout-relation": dict(cross_attention_gate=False, position_repeat=3, relation_repeat=3,
+                            timestep_sampling="logit_normal", logit_normal_mean=-2.0, logit_normal_std=1.5),
+    "layout-combined": dict(cross_attention_gate=False, position_repeat=3, timestep_sampling="logit_normal",
+                            logit_normal_mean=-2.0, logit_normal_std=1.5, text_positions=32, text_layers=2,
+                            pixel_channels=32, loss_weighting="sigmoid"),
 }
 FACTORS: dict[str, str] = {
     "baseline": "today's core recipe: frozen MiniLM token states through cross-attention, patchify conv, "
@@ -72,6 +77,9 @@ FACTORS: dict[str, str] = {
     # JiT's logit-normal puts almost no 32 px sample below logSNR -5, where the layout is decided; this one ~21%.
     "noise-focus": "timesteps: logit-normal (mean -2, std 1.5): ~45% of the samples below logSNR -3 (cosine: ~7%)",
     "layout-focus": "ungated cross-attention, position captions 3x per epoch and noise-focus timesteps",
+    "layout-relation": "layout-focus with relation captions 3x per epoch too",
+    "layout-combined": "layout-focus with combined-sigmoid's text positions, text transformer, pixel layers and "
+                       "sigmoid loss weighting",
 }
 # The sampling factor, on the final baseline and combined cores: (guidance, guidance interval in logSNR).
 GUIDANCE_SETTINGS: tuple[tuple[float, tuple[float, float] | None], ...] = (

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 
 from studio.errors import ConfigError
-from studio.growth import core_fingerprint, default_stage_channels, freeze_core, grow, unfreeze
-from studio.hub import load_model, weights_hash
+from studio.growth import copy_stages, core_fingerprint, default_stage_channels, freeze_core, grow, unfreeze
+from studio.hub import cast_model, load_model, weights_hash
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
 
 CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction", "text_encoder",
@@ -93,6 +93,10 @@ def build_model(config) -> tuple[torch.nn.Module, dict | None]:
         torch.manual_seed(config.seed)
         model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages,
                      prediction=config.prediction, low_res_path=config.low_res_path)
+        if config.stages_from:  # a further-trained core, grown again: its stages start where they were
+            source = load_model(config.stages_from)
+            copy_stages(model, cast_model(source, model.device, model.dtype))
+            info["stages_from"] = dict(path=str(source.folder), weights_hash=weights_hash(source.folder))
         return model.train(), info
 
     # finetune

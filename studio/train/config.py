@@ -53,6 +53,7 @@ class TrainConfig:
     blocks_per_stage: int | None = None
     freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
     low_res_path: bool | None = None  # grow: keep the parent's shallow layers as a frozen low-resolution path
+    stages_from: str | None = None  # grow: start the new stages from this grown model's (same architecture)
     # core: the text pathway and the pixel layers (studio.models.core / uvit; None = the preset's or off)
     text_encoder: str | None = None  # "minilm" (any prompt) or "shapes-vocab" (the closed-vocabulary control)
     text_layers: int | None = None  # a trainable text transformer of this many layers over the text states
@@ -166,6 +167,8 @@ class TrainConfig:
              f"validation_sampler must be one of {', '.join(SAMPLERS)}, got {self.validation_sampler!r}")
         need(self.stage_channels is None or all(c >= 1 for c in self.stage_channels),
              f"stage_channels must be positive channel counts, got {self.stage_channels}")
+        need(self.stages_from is None or self.phase == "grow",
+             f"stages_from starts a grow phase's new stages; phase {self.phase!r} has none")
         need(self.low_res_path is None or self.phase == "grow",
              f"low_res_path is chosen when growing (phase grow); phase {self.phase!r} takes it from its model")
         need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")

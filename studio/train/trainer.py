@@ -416,6 +416,8 @@ class Trainer:
                 core_frozen=self.core_frozen, core_fingerprint=fingerprint,
                 parameters=report_as_dicts(growth_report(self.model)),  # trainable as trained
                 final_metrics=dict(loss=self.last_loss, skipped_steps=self.bad_total, **metrics))
+            training["legs"] = training_legs(self.parent, c.phase, training)
+            training["images_seen_total"] = sum(leg["images_seen"] or 0 for leg in training["legs"])
             (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2))
             for f in tmp.iterdir():  # weights first, config.json last: a folder with a config is loadable
                 if f.name != "config.json":
@@ -425,6 +427,25 @@ class Trainer:
             self.log(event="end", step=self.step, images_seen=self.images_seen, wall_s=round(self.elapsed(), 2),
                      images_per_s=round(images_per_s, 2), model=str(self.out))
         acc.wait_for_everyone()
+
+
+def training_leg(training: dict) -> dict:
+    """One leg of training, summarised from its training.json."""
+    return dict({k: training.get(k) for k in ("preset", "steps", "images_seen", "wall_time_s", "images_per_s")},
+                device=(training.get("hardware") or {}).get("device"))
+
+
+def training_legs(parent: dict | None, phase: str, training: dict) -> list[dict]:
+    """Every leg that trained this model's phase: a parent of the same phase (a model that went on training
+    from a shipped one, over several sessions or machines) passes its legs on, and this run adds its own."""
+    legs: list[dict] = []
+    if parent and parent.get("training_phase") == phase:
+        try:
+            previous = json.loads((Path(parent["path"]) / TRAINING_FILE).read_text())
+        except (OSError, ValueError):  # a parent without its record: its legs are unknown, this one still counts
+            previous = {}
+        legs = previous.get("legs") or ([training_leg(previous)] if previous else [])
+    return [*legs, training_leg(training)]
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
