@@ -56,9 +56,8 @@ def precision_name(model) -> str | None:
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU reports native bf16 instructions (AMX tiles or AVX-512 BF16)."""
-    cpu = getattr(torch._C, "_cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's (private, so looked up)
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def apply_precision(model, precision: str | None = None):
@@ -118,8 +117,11 @@ def time_forward(model, repeats: int = TIMED_REPEATS) -> tuple[float, float]:
     z = torch.randn(2, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0))
     z = z.to(device).contiguous(memory_format=torch.channels_last)
     logsnr = torch.zeros(2, device=device)
-    copies = {torch.float32: model.float() if next(model.parameters()).dtype == torch.float32 else
-              copy.deepcopy(model).float(), torch.bfloat16: copy.deepcopy(model).to(torch.bfloat16)}
+    from studio.hub import cast_model
+
+    float32 = model if next(model.parameters()).dtype == torch.float32 else cast_model(copy.deepcopy(model), device,
+                                                                                       torch.float32)
+    copies = {torch.float32: float32, torch.bfloat16: cast_model(copy.deepcopy(model), device, torch.bfloat16)}
     times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in copies}
     for i in range(repeats + 1):  # the first round warms oneDNN's kernels up and is not counted
         for dtype, m in copies.items():
