@@ -26,8 +26,8 @@ from studio.constants import PRECISIONS
 ENV = "STUDIO_PRECISION"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NAMES = {v: k for k, v in DTYPES.items()}
-# bfloat16 is kept only when a guided forward takes at most this share of float32's time: below ~10% the
-# gain is within the timing noise of a busy 2-core machine and not worth the changed pixels
+# bfloat16 is kept only when a guided forward takes at most this share of float32's time: a smaller gain is
+# within the timing noise of a busy 2-core machine and not worth the changed pixels
 REQUIRED_SPEEDUP = 0.85
 TIMED_REPEATS = 3
 
@@ -89,25 +89,23 @@ def load_for_sampling(name_or_path, device="cpu", precision: str | None = None, 
 
 def faster_in_bfloat16(model) -> bool:
     """Time a guided forward (batch 2, as the app's Generate runs it) in float32 and bfloat16, interleaved,
-    and say whether bfloat16 took at most REQUIRED_SPEEDUP of float32's time. Cached per architecture."""
-    config = json.dumps(dict(getattr(model, "config", {})), sort_keys=True, default=str)
-    return _measured(type(model).__name__, config, model)
-
-
-_decisions: dict[tuple[str, str], bool] = {}  # (class, config) -> bfloat16 measured faster, once per process
-
-
-def _measured(class_name: str, config: str, model) -> bool:
-    key = (class_name, config)
+    and say whether bfloat16 took at most REQUIRED_SPEEDUP of float32's time. Measured once per architecture
+    and process."""
+    config = {k: v for k, v in dict(getattr(model, "config", {})).items() if k != "_name_or_path"}
+    key = (type(model).__name__, json.dumps(config, sort_keys=True, default=str))
     if key not in _decisions:
         fp32, bf16 = time_forward(model)
         _decisions[key] = bf16 <= REQUIRED_SPEEDUP * fp32
     return _decisions[key]
 
 
+_decisions: dict[tuple[str, str], bool] = {}  # (class, config) -> bfloat16 measured faster
+
+
 @torch.no_grad()
 def time_forward(model, repeats: int = TIMED_REPEATS) -> tuple[float, float]:
     """Median seconds of one guided forward (batch 2) of `model` in float32 and of a bfloat16 copy."""
+    from studio.hub import cast_model
     from studio.sampling import encode_prompts
     from studio.text import TextEmbedding
 
@@ -117,8 +115,6 @@ def time_forward(model, repeats: int = TIMED_REPEATS) -> tuple[float, float]:
     z = torch.randn(2, 3, model.resolution, model.resolution, generator=torch.Generator().manual_seed(0))
     z = z.to(device).contiguous(memory_format=torch.channels_last)
     logsnr = torch.zeros(2, device=device)
-    from studio.hub import cast_model
-
     float32 = model if next(model.parameters()).dtype == torch.float32 else cast_model(copy.deepcopy(model), device,
                                                                                        torch.float32)
     copies = {torch.float32: float32, torch.bfloat16: cast_model(copy.deepcopy(model), device, torch.bfloat16)}
