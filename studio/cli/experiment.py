@@ -13,7 +13,7 @@ from studio.cli import argtypes
 VARIANT_NAMES = ("baseline", "vocab-control", "text-positions", "pixel-layers", "combined", "text-transformer",
                  "joint-attention", "ungated-cross", "position-repeat", "ungated-position-repeat", "logit-normal",
                  "sigmoid-loss", "x-loss", "combined-sigmoid", "noise-focus", "layout-focus", "layout-relation",
-                 "layout-combined")
+                 "layout-combined", "layout-light")
 
 
 def _int_list(text: str) -> tuple[int, ...]:

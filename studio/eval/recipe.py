@@ -57,6 +57,9 @@ VARIANTS: dict[str, dict] = {
     "layout-combined": dict(cross_attention_gate=False, position_repeat=3, timestep_sampling="logit_normal",
                             logit_normal_mean=-2.0, logit_normal_std=1.5, text_positions=32, text_layers=2,
                             pixel_channels=32, loss_weighting="sigmoid"),
+    "layout-light": dict(cross_attention_gate=False, position_repeat=3, timestep_sampling="logit_normal",
+                         logit_normal_mean=-2.0, logit_normal_std=1.5, text_positions=32, text_layers=2,
+                         loss_weighting="sigmoid"),
 }
 FACTORS: dict[str, str] = {
     "baseline": "today's core recipe: frozen MiniLM token states through cross-attention, patchify conv, "
@@ -80,6 +83,8 @@ FACTORS: dict[str, str] = {
     "layout-relation": "layout-focus with relation captions 3x per epoch too",
     "layout-combined": "layout-focus with combined-sigmoid's text positions, text transformer, pixel layers and "
                        "sigmoid loss weighting",
+    "layout-light": "layout-combined without the pixel layers (their 3x3 convs at full resolution cost most of a "
+                    "32 px step on a CPU)",
 }
 # The sampling factor, on the final baseline and combined cores: (guidance, guidance interval in logSNR).
 GUIDANCE_SETTINGS: tuple[tuple[float, tuple[float, float] | None], ...] = (
