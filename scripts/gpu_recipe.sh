@@ -18,7 +18,7 @@ IMAGES_ARGS=()
 [ -n "${IMAGES:-}" ] && IMAGES_ARGS=(--images "$IMAGES")
 [ -n "${EVAL_N:-}" ] && IMAGES_ARGS+=(--eval-n "$EVAL_N")
 for item in ${RECIPE_SET:-}; do IMAGES_ARGS+=(--set "$item"); done  # e.g. RECIPE_SET="data_n=2000 batch_size=64"
-GROUPS_="${GROUPS_:-baseline,layout-focus,layout-combined,noise-focus layout-relation,ungated-position-repeat,combined,sigmoid-loss,joint-attention ungated-cross,position-repeat,vocab-control,pixel-layers,logit-normal,text-positions,text-transformer,x-loss}"
+GROUPS_="${GROUPS_:-baseline,layout-focus,layout-combined,noise-focus layout-relation,layout-light,ungated-position-repeat,combined,sigmoid-loss,joint-attention ungated-cross,position-repeat,vocab-control,pixel-layers,logit-normal,text-positions,text-transformer,x-loss}"
 i=0
 for group in $GROUPS_; do
     stamp "variants $group"

@@ -141,11 +141,13 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
                    sampler=s.sampler, guidance_interval=s.guidance_interval, every=every, info=settings.info)
     session.run = live
     note_md = "".join(f"\n\n{n}" for n in notes)
+    # While the sampler runs, only values and one layout update: a component's property update makes gradio
+    # rebuild the component and its API schema in Python, on the cores and the interpreter lock the sampler
+    # needs. The downloads, hidden with their group, are reset after sampling.
     yield {ui["seed_used"]: str(s.seed),
            ui["status"]: f"Sampling **{s.model}** · seed {s.seed} · {s.steps} steps…{note_md}",
            ui["live_xt"]: None, ui["live_x0"]: None, ui["results"]: None,
-           ui["replay_group"]: gr.Column(visible=False), ui["gif"]: gr.DownloadButton(visible=False),
-           ui["mp4"]: gr.DownloadButton(visible=False)}
+           ui["replay_group"]: gr.Column(visible=False)}
     result = yield from _stream_previews(ctx, ui, session, live, s, note_md)
 
     paths, captions = _save_results(session, s, result)
@@ -158,6 +160,7 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
     # the picture first; the history (every file of it goes to the browser again), the replay (frames, plot) and
     # the downloads follow in their own updates
     yield {ui["history"]: session.gallery(), ui["replay_group"]: gr.Column(visible=True),
+           ui["gif"]: gr.DownloadButton(visible=False), ui["mp4"]: gr.DownloadButton(visible=False),
            ui["replay"]: gr.Slider(minimum=1, maximum=max(n, 2), value=n, step=1, interactive=n > 1),
            **replay_outputs(ui, session, n)}
     gif = result.trajectory.save_gif(session.next_path("trajectory", ".gif"))
