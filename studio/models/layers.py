@@ -56,6 +56,18 @@ class PooledTextEmbedder(nn.Module):
 #                         Attention and transformer block                      #
 #################################################################################
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.scaled_dot_product_attention` (q (B, h, N, d), k and v (B, h, M, d)). Under bfloat16 autocast on a CPU it
+    runs in float32: PyTorch's CPU flash-attention backward is over ten times slower in bfloat16 than in float32,
+    which costs a training step more than the bfloat16 matmuls save (`studio bench --only train --precisions
+    fp32,bf16` times the step in both)."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
 class SelfAttention(nn.Module):
     """Self-attention over the image tokens. With `joint=True` (ours, after SD3's MMDiT) the text tokens
     join it: image queries attend to the image tokens and the text tokens together, the text through keys
@@ -80,7 +92,7 @@ class SelfAttention(nn.Module):
             attn_mask = torch.cat([mask.new_ones(B, N), mask], dim=1)[:, None, None, :]  # (B, 1, 1, N + T)
         elif mask is not None:  # a masked self-attention over text tokens (TextTransformer)
             attn_mask = mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, N, d)
+        out = attention(q, k, v, attn_mask)  # (B, h, N, d)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
@@ -99,7 +111,7 @@ class CrossAttention(nn.Module):
         T = text.shape[1]
         q = self.q(x).view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, h, N, d)
         k, v = self.kv(text).view(B, T, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, T, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, h, N, d)
+        out = attention(q, k, v, mask[:, None, None, :])  # (B, h, N, d)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 

@@ -32,7 +32,7 @@ from studio.text import TEXT_ENCODERS
 
 PHASES = ("core", "grow", "finetune", "scratch")
 PRESETS_DIR = TRAIN_PRESETS_DIR
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("no", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class TrainConfig:
     max_minutes: float | None = None
 
     # --- speed and precision
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 only on GPU)
+    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 only on GPU) | auto (studio.train.mixed_precision: measured)
     compile: bool = False  # torch.compile the model (text is padded to a fixed length to avoid recompiles)
     cpu: bool = False  # force the CPU even when a GPU is there
     deterministic: bool = False  # torch deterministic algorithms (bit-exact resume on CPU)

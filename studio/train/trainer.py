@@ -35,12 +35,14 @@ from tqdm.auto import tqdm
 
 from studio.diffusion import LossModel, TimestepSampler
 from studio.errors import ConfigError, StudioError
+from studio.precision import cpu_has_bf16_units
 from studio.growth import core_fingerprint, growth_report, parameter_groups, report_as_dicts
 from studio.train import checkpoint as ckpt
 from studio.train.batches import build_batches
 from studio.train.build import build_model
 from studio.train.config import TrainConfig, parse_overrides, resolve
 from studio.train.ema import EMA
+from studio.train.mixed_precision import resolve_mixed_precision
 from studio.train.step import train_step
 from studio.train.validation import build_validation, run_validation, validation_prompts
 
@@ -64,22 +66,16 @@ def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
     return warmup * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
 
-def _hardware(accelerator) -> dict:
+def _hardware(accelerator, precision_decision: dict) -> dict:
     device = accelerator.device
     info = dict(device=str(device), processes=accelerator.num_processes, torch=torch.__version__,
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads(), mixed_precision=accelerator.mixed_precision)
+    if precision_decision:  # `mixed_precision: auto`: why this format (and the step times it measured)
+        info["mixed_precision_auto"] = precision_decision
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no way to tell, assume it is fine
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _reset_single_process_accelerate() -> None:
@@ -104,16 +100,24 @@ class Trainer:
         # Several processes without a GPU (torchrun, `accelerate launch --multi_gpu` on a CPU machine): accelerate
         # only picks its multi-CPU (gloo) mode when asked for the CPU.
         multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        # `auto` times the model's step on this machine; several CPU processes share the cores, so no one of them
+        # can time the run's step: they train in full precision.
+        on_gpu = torch.cuda.is_available() and not config.cpu
+        if multi_cpu and config.mixed_precision == "auto":
+            self.mixed_precision, self.precision_decision = "no", {"reason": "several CPU processes"}
+        else:
+            self.mixed_precision, self.precision_decision = resolve_mixed_precision(
+                config, torch.device("cuda" if on_gpu else "cpu"))
         # Frozen parameters have requires_grad=False, so DDP does not wait for their gradients; every
         # trainable parameter is used in each forward, so find_unused_parameters can stay off (faster).
         self.accelerator = acc = Accelerator(
-            cpu=config.cpu or multi_cpu, mixed_precision=config.mixed_precision,
+            cpu=config.cpu or multi_cpu, mixed_precision=self.mixed_precision,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
-        if config.mixed_precision == "fp16" and acc.device.type == "cpu":
-            raise ConfigError("mixed_precision fp16 needs a GPU; on the CPU use bf16 or no")
-        if config.mixed_precision == "bf16" and acc.device.type == "cpu" and not _cpu_has_bf16():
+        if self.mixed_precision == "fp16" and acc.device.type == "cpu":
+            raise ConfigError("mixed_precision fp16 needs a GPU; on the CPU use bf16, auto or no")
+        if self.mixed_precision == "bf16" and acc.device.type == "cpu" and not cpu_has_bf16_units():
             warnings.warn("bf16 autocast on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and can be "
-                          "~10x slower than fp32; consider mixed_precision=no", stacklevel=2)
+                          "~10x slower than fp32; consider mixed_precision=auto or no", stacklevel=2)
         self._prepare_run_dir(resume, overwrite)
 
         # --- model, data, optimizer, EMA
@@ -266,7 +270,7 @@ class Trainer:
             self.log(event="resume", step=self.step, checkpoint=self.resumed_from)
         else:
             self.log(event="start", phase=c.phase, config=c.to_dict(), parent=self.parent,
-                     data=self.data_info.to_dict(), hardware=_hardware(acc))
+                     data=self.data_info.to_dict(), hardware=_hardware(acc, self.precision_decision))
         by_steps = c.max_steps is not None
         bar = tqdm(total=c.max_steps if by_steps else int(c.max_minutes * 60), initial=self.step if by_steps else 0,
                    unit="step" if by_steps else "s", desc=f"train {c.phase}",
@@ -412,7 +416,7 @@ class Trainer:
                 config=c.to_dict(), steps=self.step, images_seen=self.images_seen,
                 seeds=dict(seed=c.seed, data_seed=c.data_seed, validation_seed=c.validation_seed),
                 wall_time_s=round(self.elapsed(), 2), images_per_s=round(images_per_s, 2),
-                steps_this_session=session_steps, resumed_from=self.resumed_from, hardware=_hardware(acc),
+                steps_this_session=session_steps, resumed_from=self.resumed_from, hardware=_hardware(acc, self.precision_decision),
                 core_frozen=self.core_frozen, core_fingerprint=fingerprint,
                 parameters=report_as_dicts(growth_report(self.model)),  # trainable as trained
                 final_metrics=dict(loss=self.last_loss, skipped_steps=self.bad_total, **metrics))
