@@ -97,7 +97,8 @@ def running_app(models_dir: Path, outputs: Path, **config):
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    with running_app(make_models(root / "models"), root / "outputs") as url:
+    # every preview pushed: the tiny models sample a whole run within the app's default interval
+    with running_app(make_models(root / "models"), root / "outputs", preview_interval_s=0.0) as url:
         yield url
 
 

@@ -4,6 +4,7 @@ and export, prompt checks and core-vs-grown pairing. Tiny models and a fake text
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -114,6 +115,20 @@ def test_live_run_matches_the_plain_sampler(tiny_core, enc):
     assert np.array_equal(np.stack([np.asarray(im) for im in result.images]), want)  # bit-identical
     assert np.array_equal(result.trajectory.steps[-1].x0, want)
     assert run.encoder.latest.x0.size == (2 * 16 + 3 * 2, 16 + 2 * 2)  # two 16 px images in a row
+
+
+def test_a_live_run_frees_the_callers_openmp_threads_before_its_worker_samples(tiny_core, enc, monkeypatch):
+    # libgomp lets idle OpenMP workers spin only while the process holds no more of them than CPUs: the
+    # caller's idle pool would put the sampler's workers to sleep between ops (studio.cpu)
+    calls = []
+    monkeypatch.setattr("studio.previews.live.release_openmp_threads",
+                        lambda: calls.append((threading.current_thread(), len(run_steps))))
+    run_steps = []
+    run = LiveRun(tiny_core, "a red star", steps=3, text_encoder=enc, start=False)
+    run.trajectory.add = lambda record: run_steps.append(record)
+    run.start()
+    run.result()
+    assert calls == [(threading.current_thread(), 0)] and len(run_steps) == 3
 
 
 def test_stop_keeps_the_latest_prediction(tiny_core, enc):

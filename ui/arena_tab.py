@@ -22,6 +22,7 @@ import gradio as gr
 
 from studio.arena import ArenaError, Campaign, ModelRenderer, NoBattlesLeftError, RaterCapReachedError
 from studio.arena.campaign import IMAGES_DIR
+from studio.cpu import releasing_openmp_threads
 from studio.sampling import describe_guidance
 
 NOT_CONFIGURED = ("**No arena campaign in this app.** `studio app` opens the shipped models' campaign unless it was "
@@ -78,6 +79,7 @@ def _hidden_battle(state: dict | None, status: str) -> tuple:
     return (state, "", None, None, status, off, off, off, off, gr.update(visible=False))
 
 
+@releasing_openmp_threads  # a live campaign renders the battle on this handler thread
 def _show(campaign, state: dict) -> tuple:
     """Serve the rater's next battle (the prompt and two anonymous images) with the vote buttons enabled."""
     state = {"rater": state["rater"], "token": None}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from studio.cpu import releasing_openmp_threads
 from studio.diffusion import SAMPLERS
 from studio.errors import ConfigError, StudioError
 from studio.eval.frontier import GUIDANCE_INTERVAL
@@ -112,6 +113,7 @@ def make_handlers(ctx, ui: dict):
     def stop(session: Session) -> str:
         return "Stopping after the current step…" if session.stop() else "Nothing is running."
 
+    @releasing_openmp_threads  # it samples on this handler thread
     def compare(session: Session, enabled: bool):
         return compare_outputs(ctx, ui, session, enabled)
 
@@ -155,7 +157,7 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
     done = (f"Stopped after step {result.steps_done}/{s.steps}; kept its prediction" if result.stopped
             else f"Done: {s.steps} steps")
     yield {ui["results"]: [(str(p), c) for p, c in zip(paths, captions)],
-           ui["status"]: f"{done} in {result.seconds:.1f} s ({result.seconds / s.images:.1f} s per image) · "
+           ui["status"]: f"{done} in {result.seconds:.2f} s ({result.seconds / s.images:.2f} s per image) · "
                          f"**{s.model}** · seed {s.seed}{note_md}"}
     # the picture first; the history (every file of it goes to the browser again), the replay (frames, plot) and
     # the downloads follow in their own updates

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from studio.cpu import release_openmp_threads
 from studio.hub import list_models, preference_rank
 from studio.paths import data_family
 from studio.sampling import read_presets
@@ -48,7 +49,10 @@ class ModelCache:
                 return self._models[name]
             from studio.precision import load_for_sampling  # $STUDIO_PRECISION: bf16 where measured faster
 
-            model = load_for_sampling(name, self.device, allow_paths=False)
+            try:  # loading times a forward pass in each number format ($STUDIO_PRECISION auto)
+                model = load_for_sampling(name, self.device, allow_paths=False)
+            finally:  # on the handler's thread: leave the OpenMP threads to the sampler (`studio.cpu`)
+                release_openmp_threads()
             self._models[name] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from studio.cpu import release_openmp_threads
 from studio.diffusion import make_scheduler
 from studio.errors import StudioError
 from studio.pipeline import StudioPipeline
@@ -67,6 +68,9 @@ class LiveRun:
             self.start()
 
     def start(self) -> None:
+        # the caller waits on previews while the worker samples: its idle OpenMP threads would make libgomp
+        # put the worker's to sleep between ops (`studio.cpu.release_openmp_threads`)
+        release_openmp_threads()
         self._thread.start()
 
     def _on_step(self, pipeline, index: int, timestep: float, tensors: dict) -> dict:
