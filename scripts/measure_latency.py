@@ -1,7 +1,7 @@
 """Time per 256 px image as users get it, for each of a model's speed presets: in the app (Generate -> first
-preview and finished image, `studio app` in its own process and a real gradio client in this one, as a
-browser would be, previews on) and from `studio sample --prompts`
-(the CLI's own per-image average), beside the sampler alone in-process and the time the app displays.
+preview and finished image, `studio app` in its own process and headless Chromium (Playwright) on its page,
+previews on, and the time the app displays with previews on and off) and from `studio sample --prompts`
+(the CLI's own per-image average), beside the sampler alone in-process.
 
     python scripts/measure_latency.py                                  # shapes-256, every preset
     python scripts/measure_latency.py --repeats 5 --markdown docs/results/latency.md
@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradio_client import Client  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from studio.bench.machine import cpu_model  # noqa: E402
 from studio.constants import SPEEDS  # noqa: E402
@@ -37,7 +38,32 @@ from studio.previews import DEFAULT_PREVIEW_EVERY  # noqa: E402
 from studio.sampling import describe_guidance, preset_settings, read_presets  # noqa: E402
 
 PROMPT = "a red star to the left of a blue circle on a white background"
-STATUS, LIVE_X0, RESULTS = 1, 3, 4  # /generate's outputs (studio_ui.generate.build)
+CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`); Playwright never downloads one
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+# In the page: the time from the click to a new live x0 preview and to the loaded finished image (ms).
+WATCH_PAGE = """
+() => {
+  const mark = (key) => {
+    if (window.__run && window.__run[key] === undefined) window.__run[key] = performance.now() - window.__run.start;
+  };
+  new MutationObserver(() => {
+    const preview = document.querySelector('#live-x0 img[src]');
+    if (preview && window.__run && preview.src !== window.__run.old) mark('first');
+    const image = document.querySelector('#results img');
+    if (image && !image.__watched) {
+      image.__watched = true;
+      if (image.complete && image.naturalWidth) mark('finished'); else image.addEventListener('load', () => mark('finished'));
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}
+"""
+CLICK_GENERATE = """
+() => {
+  const old = document.querySelector('#live-x0 img[src]');
+  window.__run = {start: performance.now(), old: old ? old.src : null};
+  document.querySelector('#generate').click();
+}
+"""
 IN_PROCESS = """
 import statistics, sys, time
 from studio.precision import load_for_sampling, precision_name
@@ -75,27 +101,49 @@ def cli_per_image(model: str, speed: str, n: int) -> float:
     return float(re.search(r"\(([\d.]+) s per image\)", out).group(1))
 
 
-def app_latency(client: Client, model: str, s: dict, repeats: int) -> dict:
-    """Median seconds from Generate to the first preview and to the finished image, and the displayed time,
-    with the sampling settings `s` (`preset_settings`)."""
-    interval = s["guidance_interval"]
-    rows = []
-    for seed in range(repeats + 1):  # the first run warms the model cache and the prompt's embedding
-        start, first, final, shown = time.perf_counter(), None, None, None
-        job = client.submit(model, PROMPT, s["sampler"], s["steps"], s["guidance"], seed, 1, DEFAULT_PREVIEW_EVERY,
-                            interval is not None, *(interval or (0.0, 0.0)), api_name="/generate")
-        for out in job:
-            now = time.perf_counter() - start
-            if first is None and isinstance(out[LIVE_X0], str):
-                first = now
-            if final is None and isinstance(out[RESULTS], list) and out[RESULTS]:
-                final = now
-                shown = float(re.search(r"\(([\d.]+) s per image\)", out[STATUS]).group(1))
-        job.result()
-        if seed:
-            rows.append((first, final, shown))
-    return dict(first_preview_s=statistics.median(r[0] for r in rows if r[0] is not None),
-                finished_s=statistics.median(r[1] for r in rows), displayed_s=statistics.median(r[2] for r in rows))
+def browser_latency(url: str, model: str, speed: str, s: dict, repeats: int) -> dict:
+    """In headless Chromium: pick `model` and its `speed` preset (settings `s`), then press Generate `repeats` + 1
+    times (the first warms the model cache), with previews every DEFAULT_PREVIEW_EVERY steps and then with
+    previews off. Medians: seconds from the click to the first preview and to the finished image on screen, and
+    the time per image the app displays."""
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=120_000)
+            page.goto(url)
+            page.locator("#model input").click()
+            page.get_by_role("option", name=model, exact=True).click()
+            page.locator("#speed label", has_text=speed).click()
+            expect(page.locator("#steps input[type=number]")).to_have_value(str(s["steps"]))  # the preset applied
+            page.locator("#prompt textarea").fill(PROMPT)
+            page.evaluate(WATCH_PAGE)
+            for every, suffix in ((DEFAULT_PREVIEW_EVERY, ""), (0, "_no_previews")):
+                box = page.locator("#preview-every input[type=number]")
+                box.fill(str(every))
+                box.press("Enter")
+                rows = [_browser_run(page, seed) for seed in range(repeats + 1)][1:]
+                for key in ("first_preview_s", "finished_s", "displayed_s"):
+                    values = [r[key] for r in rows if r[key] is not None]
+                    out[f"{key[:-2]}{suffix}_s"] = statistics.median(values) if values else None
+        finally:
+            browser.close()
+    return out
+
+
+def _browser_run(page, seed: int) -> dict:
+    page.locator("#seed input").fill(str(seed))
+    page.evaluate(CLICK_GENERATE)
+    page.wait_for_function("() => window.__run.finished !== undefined")
+    expect(page.locator("#status")).to_contain_text("Done:")
+    expect(page.locator("#gif")).to_be_visible()  # the whole job is over before the next click
+    run = page.evaluate("() => window.__run")
+    shown = float(re.search(r"\(([\d.]+) s per image\)", page.locator("#status").inner_text()).group(1))
+    first = run.get("first")
+    return dict(first_preview_s=None if first is None else first / 1000, finished_s=run["finished"] / 1000,
+                displayed_s=shown)
 
 
 def start_app(port: int) -> subprocess.Popen:
@@ -106,7 +154,7 @@ def start_app(port: int) -> subprocess.Popen:
 
 
 def connect(url: str, app: subprocess.Popen, timeout_s: float = 180.0) -> Client:
-    """A gradio client, once the app answers."""
+    """A gradio client, once the app answers (it waits for the app to start)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -133,11 +181,12 @@ def main() -> int:
     server = start_app(port)
     rows = []
     try:
-        client = connect(f"http://127.0.0.1:{port}/", server)
+        url = f"http://127.0.0.1:{port}/"
+        connect(url, server)
         for speed in speeds:
             print(f"[latency] {args.model} {speed}", file=sys.stderr, flush=True)
             settings = preset_settings(model, speed)
-            app = app_latency(client, args.model, settings, args.repeats)
+            app = browser_latency(url, args.model, speed, settings, args.repeats)
             precision, sampler_s = in_process(args.model, speed, args.repeats, keep_memory=True)
             rows.append(dict(speed=speed, settings=settings, **app, precision=precision,
                              cli_s=cli_per_image(args.model, speed, args.cli_images), sampler_s=sampler_s,
@@ -157,21 +206,24 @@ def format_markdown(args, rows: list[dict]) -> str:
     lines = [f"# Time per image of `{args.model}` as users get it", "",
              f"Generated by `python scripts/measure_latency.py --repeats {args.repeats}` on "
              f"{time.strftime('%Y-%m-%d')} ({cpu_model()}, {os.cpu_count()} CPUs; medians of {args.repeats} runs, batch 1, "
-             f"the prompt \"{PROMPT}\"). *App*: `studio app` in its own process; a gradio client presses "
-             "Generate with the preset's settings and "
-             f"previews every {DEFAULT_PREVIEW_EVERY} steps; *finished* is when the image arrives, *displayed* the "
-             "time per image the app prints. *CLI*: the per-image average `studio sample --prompts` prints for "
+             f"the prompt \"{PROMPT}\"). *App*: `studio app` in its own process and headless "
+             "Chromium on its page (Playwright), which picks the preset and presses Generate with previews every "
+             f"{DEFAULT_PREVIEW_EVERY} steps; *first preview* and *finished* are when the new preview and the "
+             "finished image are on screen, *displayed* the time per image the app prints (its sampling time), also "
+             "for runs with previews off. *CLI*: the per-image average `studio sample --prompts` prints for "
              f"{args.cli_images} prompts. *Sampler*: `sample_tensor` alone in a fresh process, with the studio's "
              "allocator setting and with glibc's default (`STUDIO_KEEP_FREED_MEMORY=0`). *Precision*: the number "
              f"format all of them sampled in (`{os.environ.get('STUDIO_PRECISION', 'auto')}`: "
              "`studio.precision`, bfloat16 where this CPU measured it faster).", "",
-             "| speed | settings | precision | app: first preview | app: finished | app: displayed | CLI per image "
-             "| sampler | sampler, default malloc |", "|---|---|---|---|---|---|---|---|---|"]
+             "| speed | settings | precision | app: first preview | app: finished | app: displayed "
+             "| app: displayed, previews off | CLI per image | sampler | sampler, default malloc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["settings"]
         lines.append(f"| {r['speed']} | {s['sampler']} {s['steps']} steps, "
                      f"{describe_guidance(s['guidance'], s['guidance_interval'])} | {r['precision']} "
                      f"| {r['first_preview_s']:.2f} s | {r['finished_s']:.2f} s | {r['displayed_s']:.2f} s "
+                     f"| {r['displayed_no_previews_s']:.2f} s "
                      f"| {r['cli_s']:.2f} s | {r['sampler_s']:.2f} s | {r['sampler_default_malloc_s']:.2f} s |")
     return "\n".join(lines) + "\n"
 

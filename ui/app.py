@@ -38,7 +38,9 @@ class AppConfig:
     concurrency: int = 1  # generations running at once (each uses every CPU core it gets)
     cache_size: int = DEFAULT_CACHE_SIZE  # loaded models kept in memory
     max_steps: int = 100  # a replay keeps every step: 100 steps of four 256 px images hold ~160 MB per tab
-    preview_interval_s: float = 0.1  # at most one preview pushed to the browser per interval
+    # at most one preview pushed to the browser per interval (the first at once): the page work of every preview
+    # takes CPU from the sampler (scripts/measure_latency.py: displayed with previews on and off)
+    preview_interval_s: float = 0.5
     outputs_dir: Path | None = None  # per-session folders of saved PNGs/GIFs; default: a temporary folder
     device: str = "cpu"
     arena_dir: Path | None = None  # arena campaign folder (`studio arena build`); None: the arena tabs are inert
