@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import studio.train.mixed_precision as mp
-from studio.models.layers import attention
+from studio.models.layers import PatchConv2d, attention
 from studio.train.config import load_config
 
 
@@ -29,6 +29,30 @@ def test_attention_runs_in_float32_under_cpu_bf16_autocast():
     assert q.grad is not None and torch.isfinite(q.grad).all()
     # Outside autocast (a model cast to bf16 for sampling) attention stays in the inputs' format.
     assert attention(q.detach().bfloat16(), k.detach().bfloat16(), v.detach().bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("channels,patch", [(16, 4), (8, 8), (3, 4)])
+def test_patchify_conv_is_right_in_bf16_on_a_cpu(channels, patch):
+    """oneDNN's bf16 kernel for kernel = stride convs returned values unrelated to the input on an AMX CPU (16 -> 64
+    channels, 4 x 4 patches: relative error ~1); the patchify conv must agree with float64 to bf16's rounding."""
+    torch.manual_seed(0)
+    conv = PatchConv2d(channels, 64, kernel_size=patch, stride=patch)
+    x = torch.randn(2, channels, 32, 32, requires_grad=True)
+    expected = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), stride=patch)
+
+    def relative_error(out):
+        return ((out.double() - expected).norm() / expected.norm()).item()
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = conv(x)
+    assert relative_error(under_autocast) < 1e-2
+    under_autocast.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and conv.weight.grad is not None
+    cast = PatchConv2d(channels, 64, kernel_size=patch, stride=patch).to(torch.bfloat16)
+    cast.load_state_dict({k: v.bfloat16() for k, v in conv.state_dict().items()})
+    out = cast(x.detach().bfloat16())  # a model cast to bf16 for sampling
+    assert out.dtype == torch.bfloat16 and relative_error(out) < 2e-2
+    assert relative_error(conv(x)) < 1e-5  # float32 stays nn.Conv2d's own path
 
 
 def test_explicit_formats_are_kept_without_measuring(monkeypatch):

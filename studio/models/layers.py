@@ -202,6 +202,23 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class PatchConv2d(nn.Conv2d):
+    """The patchify conv (kernel = stride = patch): (B, C, R, R) -> (B, C', R/p, R/p). On a CPU in bfloat16 (under
+    autocast or with bfloat16 weights) it computes in float32: oneDNN's bfloat16 kernel for kernel = stride
+    convolutions (torch 2.13, seen on an AMX Xeon, e.g. 16 -> 64 channels with 4 x 4 patches) returns values
+    unrelated to the input (relative error ~1), while 3x3, strided 3x3 and 1x1 convs are right to bfloat16's
+    precision. A core trained through the broken kernel learned nothing a float32 forward could use.
+    Same parameters as nn.Conv2d, so saved weights load unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            with torch.autocast("cpu", enabled=False):
+                bias = None if self.bias is None else self.bias.float()
+                out = F.conv2d(x.float(), self.weight.float(), bias, self.stride, self.padding)
+            return out.to(x.dtype) if x.dtype == torch.bfloat16 else out
+        return super().forward(x)
+
+
 class Downsample(nn.Module):
     """2x down with a strided 3x3 conv (changes channels)."""
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from studio.diffusion import PREDICTIONS, alpha_sigma, resolution_shift, v_from_x, x0_from_v
 from studio.models.core import Core
-from studio.models.layers import Downsample, ResBlock, Upsample, group_norm
+from studio.models.layers import Downsample, PatchConv2d, ResBlock, Upsample, group_norm
 
 UNTRAINED = "untrained"
 # The config keys that describe the core (and the text encoder it reads): carried unchanged into grown models.
@@ -99,7 +99,7 @@ class _ShallowLayers:
         if P:
             self.pixel_in = nn.Conv2d(3, P, 3, padding=1)
             self.pixel_encoder = ResBlock(P, P, cond_dim)
-        self.entry = nn.Conv2d(P or 3, core_channels, kernel_size=patch, stride=patch)
+        self.entry = PatchConv2d(P or 3, core_channels, kernel_size=patch, stride=patch)
         self.encoder_block = ResBlock(core_channels, core_channels, cond_dim)
         if build_core is not None:
             build_core()
