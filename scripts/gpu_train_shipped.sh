@@ -15,6 +15,10 @@
 # DATA=emoji on one H100 (2026-11-27): preparing the 1,854 images 22 s; `CORE_SET="--set max_minutes=4"
 # CORE_TIMEOUT=390 ... core` took 435 s in all (1.03M images at 4,278 images/s); the grow phase, run by hand on
 # the still-warm machine without the smoke test (`--set max_minutes=3.7`, 157k images at 698 images/s), 292 s.
+# The layout-combined shapes core on one H200 (2026-12-04, SMOKE_TEST=0 CORE_SET="--set max_minutes=6"
+# CORE_TIMEOUT=490 ... core): 490 s in all, 1.32M images at 3,641 images/s (pixel layers and text transformer
+# cost ~20% of the H100's 4,518). A further leg from the shipped core (the run's training.json adds it):
+#   CORE_SET="--from assets/models/shapes-core-64 --set lr=5e-4 --set warmup_steps=100 --set max_minutes=3.2"
 #
 # The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
 # at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.

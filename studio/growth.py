@@ -101,6 +101,10 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     return grown
 
 
+TEXT_PATHWAY_KEYS = ("text_dim", "text_layers", "text_positions", "joint_attention", "cross_attention_gate",
+                     "text_encoder")
+
+
 def copy_stages(grown: GrownUViT, source: GrownUViT) -> GrownUViT:
     """Start `grown`'s stages (everything but the carried core and low-resolution path) from `source`'s, a model
     grown the same way from an earlier version of the same core. When the core has trained further at low
@@ -108,7 +112,9 @@ def copy_stages(grown: GrownUViT, source: GrownUViT) -> GrownUViT:
     if not isinstance(source, GrownUViT):
         raise ConfigError(f"stages_from must be a grown model, got a {type(source).__name__}")
     keys = ("resolution", "stage_channels", "blocks_per_stage", "prediction", "low_res_path")
-    differ = {k: (grown.config[k], source.config[k]) for k in (*keys, *grown.core_config())
+    # The text pathway lives inside the core alone: a core retrained with another one keeps the stages' shapes.
+    core_keys = [k for k in grown.core_config() if k not in TEXT_PATHWAY_KEYS]
+    differ = {k: (grown.config[k], source.config[k]) for k in (*keys, *core_keys)
               if list(_as_list(grown.config[k])) != list(_as_list(source.config[k]))}
     if differ:
         detail = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())

@@ -270,6 +270,11 @@ def test_a_further_trained_core_grows_again_with_the_old_stages():
     for name, tensor in regrown.state_dict().items():
         if name.split(".")[0] not in ("core", "low_res"):
             assert torch.equal(tensor, earlier.state_dict()[name]), name
+    retexted = _randomised(ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x", "text_layers": 1,
+                                                                       "cross_attention_gate": False})))
+    regrown = copy_stages(grow(retexted, 32, low_res_path=True), earlier)  # another text pathway, same stages
+    assert core_fingerprint(regrown) == core_fingerprint(retexted)
+    assert torch.equal(regrown.stem.weight, earlier.stem.weight)
     with pytest.raises(ConfigError, match="low_res_path"):
         copy_stages(grow(second, 32, low_res_path=False), earlier)
     with pytest.raises(ConfigError, match="grown model"):
