@@ -17,7 +17,7 @@ from torch import nn
 from studio.errors import ConfigError
 from studio.hub import cast_model
 from studio.models import UNTRAINED, GrownUViT, ShallowUViT
-from studio.models.uvit import shallow_state
+from studio.models.uvit import TEXT_PATHWAY_KEYS, shallow_state
 
 
 def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -> tuple[int, ...]:
@@ -99,10 +99,6 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
             for stage in getattr(grown, name)[:len(old_stages)]:
                 stage.requires_grad_(False)
     return grown
-
-
-TEXT_PATHWAY_KEYS = ("text_dim", "text_layers", "text_positions", "joint_attention", "cross_attention_gate",
-                     "text_encoder")
 
 
 def copy_stages(grown: GrownUViT, source: GrownUViT) -> GrownUViT:

@@ -21,8 +21,10 @@ from studio.models.layers import Downsample, PatchConv2d, ResBlock, Upsample, gr
 
 UNTRAINED = "untrained"
 # The config keys that describe the core (and the text encoder it reads): carried unchanged into grown models.
-CORE_KEYS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "text_dim", "text_layers",
-             "text_positions", "joint_attention", "cross_attention_gate", "text_encoder")
+# How the core reads the prompt; nothing outside the core depends on these (growth's copy_stages relies on it).
+TEXT_PATHWAY_KEYS = ("text_dim", "text_layers", "text_positions", "joint_attention", "cross_attention_gate",
+                     "text_encoder")
+CORE_KEYS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", *TEXT_PATHWAY_KEYS)
 
 
 class _UViT(ModelMixin, ConfigMixin):
