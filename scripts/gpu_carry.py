@@ -15,6 +15,8 @@
     python scripts/gpu_carry.py park / unpark         # or: make gpu-park / gpu-unpark (see below)
     python scripts/gpu_carry.py --data emoji          # emoji vocabulary + the emoji npm tarballs
     python scripts/gpu_carry.py park --data emoji     # park every shipped model (emoji scripts read none)
+    python scripts/gpu_carry.py --data all            # both vocabularies and the tarballs: one warm machine
+                                                      # that trains emoji, then shapes (call 2 carries none)
 
 `--data emoji` (for DATA=emoji scripts/gpu_train_shipped.sh) keeps the vocabulary of the prepared emoji set's
 captions and copies the npm tarballs the 3d style is built from (`@lobehub/fluent-emoji-3d`, and `openmoji`
@@ -80,6 +82,13 @@ def emoji_vocabulary_texts() -> list[str]:
     from studio.data.emoji import load_emoji_metadata, prepare_emoji
 
     return [r["text"] for r in load_emoji_metadata(prepare_emoji(styles=("3d",)))]
+
+
+def vocabulary_texts(data: str) -> list[str]:
+    """The captions whose words the carried MiniLM keeps: `shapes`, `emoji`, or `all` (both, for one warm
+    machine that trains both data sets: the second call carries nothing and reuses the first call's copy)."""
+    texts = shapes_vocabulary_texts() if data in ("shapes", "all") else []
+    return texts + (emoji_vocabulary_texts() if data in ("emoji", "all") else [])
 
 
 def copy_emoji_packages(out: Path) -> list[Path]:
@@ -178,8 +187,9 @@ if __name__ == "__main__":
     parser.add_argument("folder", nargs="?", type=Path, help="expand: the carried text-encoder folder")
     parser.add_argument("--vocabulary", choices=("data", "full"), default="data",
                         help="data: only the words of --data's captions (default); full: every token")
-    parser.add_argument("--data", choices=("shapes", "emoji"), default="shapes",
-                        help="what the GPU run trains on (emoji also carries its npm tarballs)")
+    parser.add_argument("--data", choices=("shapes", "emoji", "all"), default="shapes",
+                        help="what the GPU run trains on (emoji also carries its npm tarballs; all: both data "
+                             "sets' vocabularies, for one warm machine that trains both)")
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
@@ -187,18 +197,17 @@ if __name__ == "__main__":
     if args.command in ("park", "unpark", "size"):
         if args.command != "size":
             every = tuple(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir())
-            park(back=args.command == "unpark", names=every if args.data == "emoji" else PARKED_MODELS)
+            park(back=args.command == "unpark", names=every if args.data != "shapes" else PARKED_MODELS)
         report_travel_size()
         sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")
-    vocabulary = {"shapes": shapes_vocabulary_texts, "emoji": emoji_vocabulary_texts}[args.data]
-    texts = vocabulary() if args.vocabulary == "data" else None
+    texts = vocabulary_texts(args.data) if args.vocabulary == "data" else None
     encoder = fp16_text_encoder(ROOT / ".minilm" / "minilm-fp16", texts)
     size = sum(f.stat().st_size for f in encoder.iterdir())
     print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1e6:.1f} MB; {encoder.relative_to(ROOT)}: "
           f"{size / 1e6:.1f} MB ({args.data if texts else 'full'} vocabulary)")
     packages = ROOT / ".emoji-packages"
-    if args.data == "emoji":
+    if args.data != "shapes":
         for tarball in copy_emoji_packages(packages):
             print(f"{tarball.relative_to(ROOT)}: {tarball.stat().st_size / 1e6:.1f} MB")
     elif packages.is_dir():

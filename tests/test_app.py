@@ -278,6 +278,20 @@ def test_guidance_interval_guides_only_inside_it(client):
         generate(client, interval=(3.0, -6.0))
 
 
+def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path):
+    """A grown model keeps the record of the core it grew from; once that core's folder holds retrained weights,
+    the lineage must not show the new core's training as the grown model's."""
+    from studio.hub import weights_hash
+    from ui.model_tab import parent_is_current
+
+    folder = make_models(tmp_path) / "tiny-core"
+    current = {"name": "tiny-core", "weights_hash": weights_hash(folder)}
+    assert parent_is_current(current, folder, {}) and parent_is_current({"name": "tiny-core"}, folder, {})
+    retrained = {"name": "tiny-core", "weights_hash": "0" * 16, "core_fingerprint": "abc"}
+    assert not parent_is_current(retrained, folder, {"core_fingerprint": "def"})
+    assert parent_is_current(retrained, folder, {"core_fingerprint": "abc"})  # shipped in fp16 after the grow
+
+
 def test_model_card(client):
     summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-grown", api_name="/model_card")
     assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary

@@ -123,6 +123,9 @@ def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monke
     assert sorted(p.name for p in carried) == sorted(E.PACKAGES[k].tarball_name for k in gpu_carry.EMOJI_PACKAGES)
     texts = gpu_carry.emoji_vocabulary_texts()
     assert texts and all(t.endswith(", 3d style") for t in texts)
+    both = gpu_carry.vocabulary_texts("all")  # one carry for a warm machine that trains both data sets
+    assert set(texts) <= set(both) and "circle" in {w for t in both for w in t.split()}
+    assert gpu_carry.vocabulary_texts("emoji") == texts
 
     device = tmp_path / "device"  # a fresh data folder, filled as gpu_env.sh does
     (device / "emoji" / "downloads").mkdir(parents=True)

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from studio.card import model_card
 from studio.errors import StudioError
 from studio.eval.alignment import QUESTIONS
-from studio.hub import list_models
+from studio.hub import list_models, weights_hash
 from studio.stats import wilson_interval
 from .models import model_names
 
@@ -153,6 +153,9 @@ def lineage_rows(card: dict) -> list[list[str]]:
         training = _training_json(name) if name else None
         if name and training is None:
             chain.append((name, {}))  # named, but its folder is not here
+        elif name and isinstance(parent, dict) and not parent_is_current(parent, list_models()[name], training):
+            chain.append((f"{name} (an earlier version; retrained since)", {}))  # the folder's record is not it
+            training = None
     rows = []
     for name, t in reversed(chain):
         hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
@@ -161,6 +164,21 @@ def lineage_rows(card: dict) -> list[list[str]]:
         rows.append([name, str(t.get("phase", "?")), f"{t['images_seen']:,}" if "images_seen" in t else "?",
                      f"{wall / 60:.1f} min" if _finite(wall) else "?", device])
     return rows
+
+
+def parent_is_current(parent: dict, folder, training: dict) -> bool:
+    """Whether the model folder a training.json names as its parent still holds that parent: the same weights
+    file, or (when the parent was a run folder shipped afterwards in fp16) the same core fingerprint. A parent
+    record without either is taken as current."""
+    recorded_hash, recorded_core = parent.get("weights_hash"), parent.get("core_fingerprint")
+    if not recorded_hash and not recorded_core:
+        return True
+    try:
+        if recorded_hash and weights_hash(folder, length=len(recorded_hash)) == recorded_hash:
+            return True
+    except OSError:
+        pass
+    return bool(recorded_core) and training.get("core_fingerprint") == recorded_core
 
 
 def stage_path(card: dict) -> str:
