@@ -278,13 +278,20 @@ def test_guidance_interval_guides_only_inside_it(client):
         generate(client, interval=(3.0, -6.0))
 
 
-def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path):
+def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path, monkeypatch):
     """A grown model keeps the record of the core it grew from; once that core's folder holds retrained weights,
     the lineage must not show the new core's training as the grown model's."""
     from studio.hub import weights_hash
-    from ui.model_tab import parent_is_current
+    from ui.model_tab import lineage_rows, parent_is_current
 
     folder = make_models(tmp_path) / "tiny-core"
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path))
+    record = {"phase": "grow", "parent": {"name": "tiny-core", "weights_hash": weights_hash(folder)}}
+    assert [row[0] for row in lineage_rows({"name": "tiny-grown", "training": record})] == ["tiny-core", "tiny-grown"]
+    record["parent"]["weights_hash"] = "0" * 16  # tiny-core was retrained after tiny-grown grew from it
+    rows = lineage_rows({"name": "tiny-grown", "training": record})
+    assert [row[:3] for row in rows] == [["tiny-core (an earlier version; retrained since)", "?", "?"],
+                                        ["tiny-grown", "grow", "?"]]
     current = {"name": "tiny-core", "weights_hash": weights_hash(folder)}
     assert parent_is_current(current, folder, {}) and parent_is_current({"name": "tiny-core"}, folder, {})
     retrained = {"name": "tiny-core", "weights_hash": "0" * 16, "core_fingerprint": "abc"}

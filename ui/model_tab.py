@@ -154,7 +154,8 @@ def lineage_rows(card: dict) -> list[list[str]]:
         if name and training is None:
             chain.append((name, {}))  # named, but its folder is not here
         elif name and isinstance(parent, dict) and not parent_is_current(parent, list_models()[name], training):
-            chain.append((f"{name} (an earlier version; retrained since)", {}))  # the folder's record is not it
+            # the folder now holds a retrained model: its record is not this parent's
+            chain.append((f"{name} (an earlier version; retrained since)", {}))
             training = None
     rows = []
     for name, t in reversed(chain):
