@@ -299,6 +299,29 @@ def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path, monkey
     assert parent_is_current(retrained, folder, {"core_fingerprint": "abc"})  # shipped in fp16 after the grow
 
 
+def test_lineage_shows_each_leg_of_a_core_trained_in_legs(tmp_path, monkeypatch):
+    """A core that went on training from its own earlier version (another session, a GPU) lists every leg;
+    the earlier version it names as parent is one of those legs, not a separate unknown model."""
+    from ui.model_tab import lineage_rows
+
+    root = make_models(tmp_path)
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path))
+    core_json = root / "tiny-core" / "training.json"
+    record = json.loads(core_json.read_text())
+    record.update(parent={"name": "tiny-core", "training_phase": "core", "weights_hash": "0" * 16},
+                  images_seen=640, wall_time_s=30.0, hardware={"device": "cuda", "gpu": "NVIDIA H200"},
+                  legs=[{"images_seen": 960, "wall_time_s": 90.0, "device": "cpu"},
+                        {"images_seen": 640, "wall_time_s": 30.0, "device": "cuda"}])
+    core_json.write_text(json.dumps(record))
+    assert lineage_rows({"name": "tiny-core", "training": record}) == [
+        ["tiny-core (leg 1 of 2)", "core", "960", "1.5 min", "cpu"],
+        ["tiny-core (leg 2 of 2)", "core", "640", "0.5 min", "NVIDIA H200"]]
+    grown = {"phase": "grow", "images_seen": 32, "parent": {"name": "tiny-core", "training_phase": "core"}}
+    assert [row[:3] for row in lineage_rows({"name": "tiny-grown", "training": grown})] == [
+        ["tiny-core (leg 1 of 2)", "core", "960"], ["tiny-core (leg 2 of 2)", "core", "640"],
+        ["tiny-grown", "grow", "32"]]
+
+
 def test_model_card(client):
     summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-grown", api_name="/model_card")
     assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from studio.eval import frontier
-from studio.eval.frontier import REFERENCE, Setting, format_markdown, run_frontier, summarize, write_report
+from studio.eval.frontier import REFERENCE, SWAP, Setting, format_markdown, run_frontier, summarize, write_report
 
 
 def point(setting: Setting, seconds: float, accuracy: dict[str, float]) -> dict:
@@ -58,6 +58,15 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     assert [p.name for p in paths] == ["frontier-tiny-n4.md", "frontier-tiny-n4.json", "frontier-tiny-n4.html"]
     assert "| setting | s / image |" in paths[0].read_text()
 
+    # a finished frontier gains the swap test without measuring alignment again
+    monkeypatch.setattr(frontier, "align_model", no_second_run)
+    with_swap = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False, swap_n=2)
+    assert all(p["questions"][SWAP]["n"] == 2 for p in with_swap["points"]) and with_swap["swap_n"] == 2
+    assert [{q: v for q, v in p["questions"].items() if q != SWAP} for p in with_swap["points"]] == [
+        p["questions"] for p in result["points"]]
+    without = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
+    assert all(SWAP not in p["questions"] for p in without["points"])  # every point answers the same questions
+
 
 def test_bad_frontier_settings_say_how_to_write_them():
     from studio.cli import CLIError
@@ -86,3 +95,26 @@ def test_speed_presets_are_named_by_the_measurement(tmp_path):
     assert presets["best"]["guidance_interval"] is None
     write_presets(result, tmp_path)
     assert read_presets(tmp_path) == presets and read_presets(tmp_path / "missing") == {}
+
+
+def test_the_swap_test_counts_as_a_question_and_best_is_the_most_accurate_setting_that_keeps_the_prompt():
+    from studio.eval.frontier import speed_presets
+
+    strong = Setting("dpm++", 25, 6.0, (-8.0, -1.8))
+    points = [point(REFERENCE, 2.4, {"color": 0.9, "relation": 0.5, SWAP: 0.4}),
+              point(Setting("dpm++", 6), 0.6, {"color": 0.9, "relation": 0.5, SWAP: 0.1}),  # loses the swap test
+              point(strong, 2.0, {"color": 0.92, "relation": 0.6, SWAP: 0.55})]
+    summary = summarize(points)
+    assert [p["keeps_prompt"] for p in points] == [True, False, True]
+    assert summary["knee"] == summary["best"] == strong.label
+    assert points[2]["mean_accuracy"] == pytest.approx((0.92 + 0.6 + 0.55) / 3)
+    result = dict(summary, points=points, model="m", n=100, swap_n=100, repeats=3, resolution=256, torch_threads=2,
+                  date="today")
+    presets = speed_presets(result)
+    assert presets["best"]["guidance"] == 6.0 and presets["best"]["guidance_interval"] == [-8.0, -1.8]
+    assert presets["fast"]["steps"] == 6
+    text = format_markdown(result)
+    assert "--n 100 --swap 100 --settings" in text and "| swap |" in text.splitlines()[7 + 1]
+    assert f"best (the highest mean accuracy among those that keep it): **{strong.label}**" in text
+    tie = [point(REFERENCE, 2.4, {"color": 0.9}), point(Setting("dpm++", 10), 0.9, {"color": 0.9})]
+    assert summarize(tie)["best"] == REFERENCE.label  # a setting replaces the reference only by measuring better

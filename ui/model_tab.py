@@ -143,28 +143,49 @@ def _training_json(name: str) -> dict | None:
 
 def lineage_rows(card: dict) -> list[list[str]]:
     """The growth lineage, core first: each model's phase, images seen and compute (wall time on its hardware),
-    from the training.json of the model and of each parent it names."""
+    from the training.json of the model and of each parent it names. A model trained in legs (it went on from
+    an earlier version of the same phase, e.g. a core trained further on a GPU) shows one row per leg."""
     chain, training, name, seen = [], card["training"], card["name"], set()
+    covered = None  # the phase whose earlier versions are already rows: the legs of a model that went on from them
     while training is not None and name not in seen:
         seen.add(name)
-        chain.append((name, training))
+        if training.get("phase") != covered:
+            chain.append((name, training))
         parent = training.get("parent")
+        if _legs(training) and isinstance(parent, dict) and parent.get("training_phase") == training.get("phase"):
+            covered = training.get("phase")
+        elif training.get("phase") != covered:
+            covered = None
         name = parent.get("name") if isinstance(parent, dict) else parent
         training = _training_json(name) if name else None
         if name and training is None:
             chain.append((name, {}))  # named, but its folder is not here
         elif name and isinstance(parent, dict) and not parent_is_current(parent, list_models()[name], training):
-            # the folder now holds a retrained model: its record is not this parent's
-            chain.append((f"{name} (an earlier version; retrained since)", {}))
+            if covered is None or parent.get("training_phase") != covered:  # else its legs are rows already
+                # the folder now holds a retrained model: its record is not this parent's
+                chain.append((f"{name} (an earlier version; retrained since)", {}))
             training = None
     rows = []
     for name, t in reversed(chain):
         hw = t.get("hardware") if isinstance(t.get("hardware"), dict) else {}
         device = hw.get("gpu") or (f"{hw.get('torch_threads', '?')} CPU threads" if hw else "")
-        wall = t.get("wall_time_s")
-        rows.append([name, str(t.get("phase", "?")), f"{t['images_seen']:,}" if "images_seen" in t else "?",
-                     f"{wall / 60:.1f} min" if _finite(wall) else "?", device])
+        legs = _legs(t)
+        for i, leg in enumerate(legs or [t], start=1):
+            last = i == len(legs or [t])
+            wall, seen_images = leg.get("wall_time_s"), leg.get("images_seen")
+            rows.append([f"{name} (leg {i} of {len(legs)})" if legs else name, str(t.get("phase", "?")),
+                         f"{seen_images:,}" if isinstance(seen_images, int) else "?",
+                         f"{wall / 60:.1f} min" if _finite(wall) else "?",
+                         device if last else str(leg.get("device") or "")])
     return rows
+
+
+def _legs(training: dict) -> list[dict]:
+    """The legs of a model trained in more than one (each a dict); empty for a single run."""
+    legs = training.get("legs")
+    if isinstance(legs, list) and len(legs) > 1 and all(isinstance(leg, dict) for leg in legs):
+        return legs
+    return []
 
 
 def parent_is_current(parent: dict, folder, training: dict) -> bool:

@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
     frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]]",
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
+    frontier.add_argument("--swap", type=argtypes.non_negative_int, default=0, metavar="N",
+                          help="also run the swap test on N relation pairs per setting; it counts as a question "
+                               "(default 0 = off)")
     frontier.add_argument("--out", type=Path, help="per-setting results (default runs/frontier-MODEL)")
     frontier.add_argument("--docs", type=Path, help="also write frontier-MODEL.md/.json/.html here")
     frontier.add_argument("--retime", action="store_true",
@@ -134,10 +137,12 @@ def _frontier(args) -> int:
 
     grid = tuple(_parse_setting(s) for s in args.settings) if args.settings else DEFAULT_GRID
     out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
-    result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats, retime=args.retime)
+    result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats, retime=args.retime,
+                          swap_n=args.swap)
     print(f"reference: {result['reference']}, {result['reference_seconds']:.2f} s per image")
     print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (no question below the "
           "reference's 95% interval)")
+    print(f"best: {result['best']}, {result['best_seconds']:.2f} s per image (the most accurate that keeps the prompt)")
     if args.docs:
         for path in write_report(result, args.docs):
             print(f"wrote {path}")

@@ -8,6 +8,10 @@ at batch 1 (median of repeats, the text embedding cached, as the app runs) and p
 reference's 95% interval (inside it, or above it: drawing the prompt better keeps it too), and the **knee** is
 the fastest setting that keeps it. A more
 lenient test, no question significantly worse (Newcombe interval of the difference), is reported beside it.
+With `swap_n`, each setting also runs the swap test ("X left of Y" against "X right of Y" at the same seeds,
+`studio.eval.alignment.swap_test`): whether the objects move with the words, which the per-caption questions
+cannot tell from chance. It counts as one more question in both tests and in the mean accuracy, and the
+**best** setting is the most accurate one that keeps the prompt.
 Results are cached per setting in the output folder, so an interrupted run goes on where it stopped.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from studio.eval.alignment import QUESTIONS, align_model
+from studio.eval.alignment import QUESTIONS, align_model, swap_test
 from studio.files import atomic_write, write_json, write_text
 from studio.sampling import PRESETS_FILE, describe_guidance
 from studio.stats import proportion_difference
@@ -83,16 +87,29 @@ def time_per_image(model, setting: Setting, repeats: int = 3, prompt: str = TIMI
     return statistics.median(times)
 
 
-def measure(model, setting: Setting, n: int, repeats: int, progress: bool) -> dict:
+SWAP = "swap"  # the swap test's "moved" share, kept beside the questions when measured
+STAT_KEYS = ("accuracy", "ci_low", "ci_high", "correct", "n")
+
+
+def measure(model, setting: Setting, n: int, repeats: int, progress: bool, swap_n: int = 0) -> dict:
     # batch 1, as the app samples: on a CPU the thin full-resolution stages are memory-bound, so a batch of 8
     # takes longer per image; an image depends only on its seed, so the batch does not change the scores
     alignment = align_model(model, n=n, steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
                             guidance_interval=setting.interval, ceiling=False, progress=progress, batch_size=1)
+    questions = {q: {k: alignment["questions"][q][k] for k in STAT_KEYS}
+                 for q in QUESTIONS if q in alignment["questions"]}
+    if swap_n:
+        questions[SWAP] = measure_swap(model, setting, swap_n, progress)
     return dict(setting=asdict(setting), label=setting.label, seconds_per_image=time_per_image(model, setting,
                                                                                                   repeats),
-                questions={q: {k: alignment["questions"][q][k] for k in ("accuracy", "ci_low", "ci_high", "correct",
-                                                                         "n")}
-                           for q in QUESTIONS if q in alignment["questions"]})
+                questions=questions)
+
+
+def measure_swap(model, setting: Setting, swap_n: int, progress: bool) -> dict:
+    """The swap test's "moved" share (with its interval) at this setting, in the form of a question."""
+    moved = swap_test(model, swap_n, steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
+                      guidance_interval=setting.interval, progress=progress, batch_size=1)["moved"]
+    return {k: moved[k] for k in STAT_KEYS}
 
 
 def keeps_the_prompt(point: dict, reference: dict) -> bool:
@@ -117,13 +134,15 @@ def no_significant_loss(point: dict, reference: dict) -> bool:
 
 
 def mean_accuracy(point: dict) -> float:
-    """The questions' mean accuracy ("all" left out: it is their conjunction)."""
+    """The questions' mean accuracy, the swap test's among them when measured ("all" left out: it is their
+    conjunction)."""
     values = [v["accuracy"] for q, v in point["questions"].items() if q != "all"]
     return sum(values) / len(values)
 
 
 def summarize(points: list[dict]) -> dict:
-    """Marks each point (keeps the prompt, on the Pareto front of time against mean accuracy) and names the knee."""
+    """Marks each point (keeps the prompt, on the Pareto front of time against mean accuracy) and names the knee
+    and the best setting (the highest mean accuracy among those that keep the prompt; the reference on a tie)."""
     reference = next(p for p in points if p["setting"] == asdict(REFERENCE))
     for p in points:
         p["keeps_prompt"] = keeps_the_prompt(p, reference)
@@ -135,17 +154,20 @@ def summarize(points: list[dict]) -> dict:
                               and (o["seconds_per_image"], o["mean_accuracy"]) != at for o in points)
     keeping = [p for p in points if p["keeps_prompt"]]
     knee = min(keeping, key=lambda p: p["seconds_per_image"])
+    # the reference unless a setting measures more accurate; on a tie between others, the faster
+    best = max(keeping, key=lambda p: (round(p["mean_accuracy"], 6), p is reference, -p["seconds_per_image"]))
     return dict(reference=reference["label"], knee=knee["label"], knee_setting=knee["setting"],
-                knee_seconds=knee["seconds_per_image"], reference_seconds=reference["seconds_per_image"])
+                knee_seconds=knee["seconds_per_image"], reference_seconds=reference["seconds_per_image"],
+                best=best["label"], best_setting=best["setting"], best_seconds=best["seconds_per_image"])
 
 
 def speed_presets(result: dict) -> dict[str, dict]:
     """"fast", "balanced" and "best", named by the measurement: the fastest measured setting, the fastest that
-    keeps the prompt (the knee, among these settings) and the reference."""
+    keeps the prompt (the knee, among these settings) and the most accurate that keeps it (`summarize`)."""
     points = result["points"]
     chosen = {"fast": min(points, key=lambda p: p["seconds_per_image"]),
               "balanced": min((p for p in points if p["keeps_prompt"]), key=lambda p: p["seconds_per_image"]),
-              "best": next(p for p in points if p["setting"] == asdict(REFERENCE))}
+              "best": next(p for p in points if p["label"] == result["best"])}
     return {name: dict(sampler=p["setting"]["sampler"], steps=p["setting"]["steps"],
                        guidance=p["setting"]["guidance"],
                        guidance_interval=list(p["setting"]["interval"]) if p["setting"]["interval"] else None,
@@ -161,9 +183,10 @@ def write_presets(result: dict, model_folder: Path) -> Path:
 
 
 def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = DEFAULT_N,
-                 repeats: int = 3, device: str = "cpu", progress: bool = True, retime: bool = False) -> dict:
-    """Measure every setting of `grid` (finished ones are read back from `out`, and with `retime` timed again)
-    and summarize."""
+                 repeats: int = 3, device: str = "cpu", progress: bool = True, retime: bool = False,
+                 swap_n: int = 0) -> dict:
+    """Measure every setting of `grid` (finished ones are read back from `out`, and with `retime` timed again;
+    one finished without the swap test, or with another `swap_n`, runs only that) and summarize."""
     from studio.hub import load_model
 
     if REFERENCE not in grid:
@@ -178,15 +201,22 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
             point = json.loads(cache.read_text())
             if retime:
                 point["seconds_per_image"] = time_per_image(model, setting, repeats)
-                write_json(cache, point)
+            swap = point["questions"].get(SWAP)
+            if swap_n and (swap is None or swap["n"] != swap_n):
+                if progress:
+                    print(f"[{i + 1}/{len(grid)}] {setting.label}: swap test", flush=True)
+                point["questions"][SWAP] = measure_swap(model, setting, swap_n, progress)
+            elif not swap_n:
+                point["questions"].pop(SWAP, None)  # every point answers the same questions
+            write_json(cache, point)
             points.append(point)
             continue
         if progress:
             print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
-        point = measure(model, setting, n, repeats, progress)
+        point = measure(model, setting, n, repeats, progress, swap_n)
         write_json(cache, point)
         points.append(point)
-    result = dict(model=str(model_name), resolution=int(model.resolution), n=n, repeats=repeats,
+    result = dict(model=str(model_name), resolution=int(model.resolution), n=n, repeats=repeats, swap_n=swap_n,
                   torch_threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"), points=points,
                   **summarize(points))
     write_json(out / RESULTS_FILE, result)
@@ -211,18 +241,25 @@ def _settings_args(result: dict) -> str:
 
 def format_markdown(result: dict) -> str:
     points = sorted(result["points"], key=lambda p: p["seconds_per_image"])
-    questions = [q for q in QUESTIONS if q in points[0]["questions"]]
+    questions = [q for q in (*QUESTIONS, SWAP) if q in points[0]["questions"]]
+    swap_n = result.get("swap_n") or 0
+    swap_args, swap_text = (f" --swap {swap_n}", f" *swap*: the swap test on {swap_n} relation pairs (\"X left of "
+                            "Y\" against \"X right of Y\", and above/below, at the same seeds), the share where the "
+                            "objects move as the words ask; it counts as a question below.") if swap_n else ("", "")
     lines = [f"# Sampling frontier of `{result['model']}`: time per image against prompt alignment", "",
-             f"Generated by `studio eval frontier --model {result['model']} --n {result['n']}{_settings_args(result)}` "
+             f"Generated by `studio eval frontier --model {result['model']} --n {result['n']}{swap_args}"
+             f"{_settings_args(result)}` "
              f"on {result['date']}: "
              f"each setting's time per {result['resolution']} px image at batch 1 (median of {result['repeats']}, "
              f"{result['torch_threads']} threads, text embedding cached) and its alignment on {result['n']} held-out "
              "captions (95% Wilson intervals). *Keeps the prompt*: no question's accuracy below the "
              "reference's 95% interval; *no significant loss*: the more lenient test, every difference from the "
-             "reference has a 95% Newcombe interval that reaches zero.",
+             "reference has a 95% Newcombe interval that reaches zero." + swap_text,
              "", f"- reference: **{result['reference']}**, {result['reference_seconds']:.2f} s per image",
              f"- knee (the fastest setting that keeps the prompt): **{result['knee']}**, "
-             f"{result['knee_seconds']:.2f} s per image", "",
+             f"{result['knee_seconds']:.2f} s per image",
+             *([f"- best (the highest mean accuracy among those that keep it): **{result['best']}**, "
+                f"{result['best_seconds']:.2f} s per image"] if "best" in result else []), "",
              "| setting | s / image | " + " | ".join(questions)
              + " | mean | keeps the prompt | no significant loss | Pareto |",
              "|---|---|" + "---|" * len(questions) + "---|---|---|---|"]
@@ -236,7 +273,7 @@ def format_markdown(result: dict) -> str:
 
 def figure(result: dict):
     """Mean accuracy against seconds per image, one marker per setting, the Pareto front as a line, the
-    reference and the knee named; hover shows every question."""
+    reference, the knee and the best setting named; hover shows every question."""
     import plotly.graph_objects as go
 
     points = sorted(result["points"], key=lambda p: p["seconds_per_image"])
@@ -251,10 +288,14 @@ def figure(result: dict):
         fig.add_trace(go.Scatter(x=[p["seconds_per_image"] for p in chosen], y=[p["mean_accuracy"] for p in chosen],
                                  mode="markers", marker=dict(size=9, color=colour), hovertext=hover,
                                  hoverinfo="text", name="keeps the prompt" if keeps else "loses some of it"))
-    for name, label in (("reference", result["reference"]), ("knee", result["knee"])):
+    named: dict[str, list[str]] = {}  # one label per marker, e.g. "knee, best: ..."
+    for name in ("reference", "knee", "best"):
+        if name in result:
+            named.setdefault(result[name], []).append(name)
+    for k, (label, names) in enumerate(named.items()):
         p = next(p for p in points if p["label"] == label)
-        fig.add_annotation(x=p["seconds_per_image"], y=p["mean_accuracy"], text=f"{name}: {label}", showarrow=True,
-                           arrowhead=2, ax=40, ay=-30 if name == "knee" else 30)
+        fig.add_annotation(x=p["seconds_per_image"], y=p["mean_accuracy"], text=f"{', '.join(names)}: {label}",
+                           showarrow=True, arrowhead=2, ax=40, ay=(30, -30, -60)[k])
     fig.update_layout(template="plotly_white", height=480, xaxis_title="seconds per image (batch 1)",
                       yaxis_title="mean accuracy over the questions", xaxis_type="log",
                       title=f"{result['model']}: sampling time against prompt alignment ({result['n']} captions)")
@@ -272,6 +313,6 @@ def write_report(result: dict, docs: Path) -> list[Path]:
     return [*paths, html]
 
 
-__all__ = ["DEFAULT_GRID", "REFERENCE", "Setting", "figure", "format_markdown", "keeps_the_prompt",
+__all__ = ["DEFAULT_GRID", "REFERENCE", "SWAP", "Setting", "figure", "format_markdown", "keeps_the_prompt",
            "no_significant_loss", "run_frontier", "speed_presets", "summarize", "time_per_image",
            "write_presets", "write_report"]
