@@ -149,13 +149,12 @@ def lineage_rows(card: dict) -> list[list[str]]:
     covered = None  # the phase whose earlier versions are already rows: the legs of a model that went on from them
     while training is not None and name not in seen:
         seen.add(name)
-        if training.get("phase") != covered:
-            chain.append((name, training))
         parent = training.get("parent")
-        if _legs(training) and isinstance(parent, dict) and parent.get("training_phase") == training.get("phase"):
-            covered = training.get("phase")
-        elif training.get("phase") != covered:
-            covered = None
+        if training.get("phase") != covered:  # else an earlier leg of the model below, already its row
+            chain.append((name, training))
+            goes_on = (_legs(training) and isinstance(parent, dict)
+                       and parent.get("training_phase") == training.get("phase"))
+            covered = training.get("phase") if goes_on else None
         name = parent.get("name") if isinstance(parent, dict) else parent
         training = _training_json(name) if name else None
         if name and training is None:
