@@ -149,7 +149,11 @@ def test_core_goes_on_training_from_a_trained_core(runs, capsys):
     regrown = runs / "regrown"  # the further-trained core, grown again with the first grown model's stages
     _train("grow", "--from", str(second), "--resolution", "32", "--out", str(regrown), "--set", f"stages_from={grown}")
     assert core_fingerprint(load_model(regrown)) == core_fingerprint(child)
-    assert json.loads((regrown / "training.json").read_text())["parent"]["stages_from"]["path"] == str(grown)
+    regrown_info, grown_info = (json.loads((d / "training.json").read_text()) for d in (regrown, grown))
+    assert regrown_info["parent"]["stages_from"]["path"] == str(grown)
+    # the stages went on training: the grown model's leg comes first, and the total counts both
+    assert [leg["steps"] for leg in regrown_info["legs"]] == [grown_info["steps"], regrown_info["steps"]]
+    assert regrown_info["images_seen_total"] == grown_info["images_seen"] + regrown_info["images_seen"]
     capsys.readouterr()
     odd = runs / "odd"  # a core of another width than the tiny preset's
     main(["train", "core", "--config", "tiny", "--no-progress", "--set", "max_steps=1", "--set", "width=24",

@@ -144,7 +144,8 @@ def _training_json(name: str) -> dict | None:
 def lineage_rows(card: dict) -> list[list[str]]:
     """The growth lineage, core first: each model's phase, images seen and compute (wall time on its hardware),
     from the training.json of the model and of each parent it names. A model trained in legs (it went on from
-    an earlier version of the same phase, e.g. a core trained further on a GPU) shows one row per leg."""
+    an earlier version of the same phase, e.g. a core trained further on a GPU, or grew again from an earlier
+    grown model's stages) shows one row per leg."""
     chain, training, name, seen = [], card["training"], card["name"], set()
     covered = None  # the phase whose earlier versions are already rows: the legs of a model that went on from them
     while training is not None and name not in seen:

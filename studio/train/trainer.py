@@ -440,13 +440,19 @@ def training_leg(training: dict) -> dict:
 
 
 def training_legs(parent: dict | None, phase: str, training: dict) -> list[dict]:
-    """Every leg that trained this model's phase: a parent of the same phase (a model that went on training
-    from a shipped one, over several sessions or machines) passes its legs on, and this run adds its own."""
-    legs: list[dict] = []
+    """Every leg that trained this model's phase, this run's last. A parent of the same phase (a model that went on
+    training from a shipped one, over several sessions or machines) passes its legs on; so does the grown model
+    whose stages a grow starts from (`stages_from`: its stages went on training around a further-trained core)."""
+    source = None
     if parent and parent.get("training_phase") == phase:
+        source = parent["path"]
+    elif parent and phase == "grow" and isinstance(parent.get("stages_from"), dict):
+        source = parent["stages_from"]["path"]
+    legs: list[dict] = []
+    if source:
         try:
-            previous = json.loads((Path(parent["path"]) / TRAINING_FILE).read_text())
-        except (OSError, ValueError):  # a parent without its record: its legs are unknown, this one still counts
+            previous = json.loads((Path(source) / TRAINING_FILE).read_text())
+        except (OSError, ValueError):  # a source without its record: its legs are unknown, this one still counts
             previous = {}
         legs = previous.get("legs") or ([training_leg(previous)] if previous else [])
     return [*legs, training_leg(training)]
