@@ -123,6 +123,19 @@ def test_json_shipped_model_profiles_and_targets(quick_run):
     assert sampling["measured"] == row["seconds_per_image"]
 
 
+def test_machine_names_the_models_its_sections_timed(quick_run):
+    """The synthetic bench models are named when a section timed them; a `--only shipped` run names the shipped
+    model instead (its table is all that run measured)."""
+    from studio.bench.report import format_markdown
+
+    result, table = quick_run
+    assert "- models: core `" in table
+    shipped_only = dict(result, settings=dict(result["settings"], only=["shipped"]))
+    lines = format_markdown(shipped_only).splitlines()
+    assert not any(line.startswith("- models:") for line in lines)
+    assert "- model: the shipped `shapes-256` (its section below)" in lines
+
+
 def test_bad_section_is_a_clean_error(capsys):
     from studio.cli import main
 
@@ -162,3 +175,23 @@ def test_channels_last_tweak_measures_training_and_sampling(tmp_path):
         assert [r["variant"] for r in tweaks[name]] == ["baseline", "channels_last"]
         assert all(r["step_s"] > 0 and r["speedup"] > 0 for r in tweaks[name])
     assert "channels_last_sampling_grown" in (tmp_path / "tweaks.md").read_text()
+
+
+def test_shipped_sampling_tweak_times_int8_and_compile(tmp_path, monkeypatch):
+    """`--tweaks shipped_sampling`: the shipped model's guided forward against int8 core linears and against
+    torch.compile (replaced here by the eager model: inductor takes minutes), with the compile time row."""
+    import torch
+
+    from studio.cli import main
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    out = tmp_path / "tweaks.json"
+    assert main(["bench", "--quick", "--only", "tweaks", "--tweaks", "shipped_sampling", "--threads", "1",
+                 "--quiet", "--json", str(out), "--markdown", str(tmp_path / "tweaks.md")]) == 0
+    tweaks = json.loads(out.read_text())["tweaks"]
+    assert [r["variant"] for r in tweaks["int8_sampling_shipped"]] == ["baseline", "int8_core_linears"]
+    compiled = tweaks["compile_sampling_shipped"]
+    assert [r["variant"] for r in compiled["rows"]] == ["baseline", "compiled"] and compiled["first_step_s"] > 0
+    table = (tmp_path / "tweaks.md").read_text()
+    assert "| int8_sampling_shipped | int8_core_linears |" in table and "compile time (first step" in table
+

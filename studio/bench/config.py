@@ -13,7 +13,8 @@ from studio.errors import ConfigError
 SECTIONS = ("train", "sample", "peer", "loader", "memory", "shipped", "profile")
 EXTRA_SECTIONS = ("tweaks",)  # opt-in: candidate speed-ups, measured against the baseline step
 PRECISIONS = ("fp32", "bf16")
-TWEAKS = ("channels_last", "optimizer", "syncs", "threads", "noise", "compile")  # what `tweaks` can measure
+TWEAKS = ("channels_last", "optimizer", "syncs", "threads", "noise", "compile",  # what `tweaks` can measure
+          "shipped_sampling")
 SCHEMA_VERSION = 1
 
 # Defaults that `BenchConfig.resolved` fills in where a field is None, per kind of run.

@@ -71,10 +71,13 @@ def _machine(result: dict) -> list[str]:
             f"- wall time of the run: {result.get('wall_s', 0):.0f} s"]
     if result.get("command"):
         out += [f"- command: `{result['command']}`"]
-    a = result.get("architecture", {})
-    out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
-            f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}", ""]
-    return out
+    a, only = result.get("architecture", {}), (result.get("settings") or {}).get("only")
+    if only is None or set(only) - {"shipped"}:  # the other sections time these synthetic models
+        out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
+                f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}"]
+    elif result.get("shipped") and not result["shipped"].get("skipped"):
+        out += [f"- model: the shipped `{result['settings'].get('shipped_model')}` (its section below)"]
+    return out + [""]
 
 
 def _targets(result: dict) -> list[str]:

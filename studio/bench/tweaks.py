@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -57,11 +58,13 @@ def _step_factory(model_fn, resolution: int, batch: int, config: BenchConfig, *,
                      syncs=syncs, call=call, optimizer_options=optimizer_options)
 
 
-def _guided_forward(model_fn, resolution: int, config: BenchConfig, *, channels_last=False):
+def _guided_forward(model_fn, resolution: int, config: BenchConfig, *, channels_last=False, call=None):
     """One guided sampling step of one image: the conditional and unconditional rows in one forward. With
-    `channels_last` only the input is NHWC (the convolutions keep that layout), as in `studio.sampling.stream`."""
+    `channels_last` only the input is NHWC (the convolutions keep that layout), as in `studio.sampling.stream`;
+    `call` wraps the model (e.g. `torch.compile`)."""
     device = torch.device(config.device)
     model = model_fn().to(device).eval()
+    model = call(model) if call else model
     z = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)).to(device)
     if channels_last:
         z = z.contiguous(memory_format=torch.channels_last)
@@ -167,9 +170,43 @@ def _compile(core_fn, grown_fn, core_res, grown_res, config: BenchConfig) -> dic
         return {"compile_core": dict(error=f"{type(err).__name__}: {str(err)[:300]}")}
 
 
+def _shipped_sampling(core_fn, grown_fn, core_res, grown_res, config: BenchConfig) -> dict:
+    # The shipped model's guided forward as the studio samples it in fp32 (channels-last), against two levers for
+    # CPUs without bf16 units: dynamic int8 weights in the core's linear layers (its blocks are ~40% of a step
+    # there) and torch.compile (inductor fuses the element-wise work between the thin stages' convolutions).
+    from studio.precision import load_for_sampling
+
+    device = torch.device(config.device)
+    model = load_for_sampling(config.shipped_model, device=device, precision="fp32").eval()
+    resolution = model.resolution
+
+    def quantized():
+        copied = copy.deepcopy(model)
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated (for torchao) but still the one here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+            copied.core.blocks = torch.ao.quantization.quantize_dynamic(copied.core.blocks, {nn.Linear}, torch.qint8)
+        return copied
+    variants = {"baseline": _guided_forward(lambda: model, resolution, config, channels_last=True)}
+    if device.type == "cpu":  # dynamic quantization runs on the CPU only
+        variants["int8_core_linears"] = _guided_forward(quantized, resolution, config, channels_last=True)
+    out = {"int8_sampling_shipped": compare_variants(variants, 1, config)}
+    try:
+        compiled = _guided_forward(lambda: model, resolution, config, channels_last=True, call=torch.compile)
+        start = time.perf_counter()
+        compiled()
+        synchronize(config.device)
+        first = time.perf_counter() - start
+        rows = compare_variants({"baseline": variants["baseline"], "compiled": compiled}, 1, config)
+        out["compile_sampling_shipped"] = dict(first_step_s=first, rows=rows, compile_s=first - rows[0]["step_s"])
+    except Exception as err:  # inductor needs a working C++ compiler on the CPU: report, do not fail the run
+        out["compile_sampling_shipped"] = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
+    return out
+
+
 # name -> experiment(core_fn, grown_fn, core_res, grown_res, config) -> {result key: rows}; in this order
 EXPERIMENTS = {"channels_last": _channels_last, "optimizer": _optimizer, "syncs": _syncs, "threads": _threads,
-               "noise": _noise, "compile": _compile}
+               "noise": _noise, "compile": _compile, "shipped_sampling": _shipped_sampling}
 
 
 def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: BenchConfig,
@@ -185,6 +222,7 @@ def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: B
 def run_tweaks(run: Run) -> None:
     """The tweaks asked for (default: all, but compile in a quick run)."""
     run.log("tweaks")
-    which = run.config.tweaks or tuple(t for t in TWEAKS if not (run.config.quick and t == "compile"))
+    slow = ("compile", "shipped_sampling")  # each compiles a model with inductor (a minute or more on a CPU)
+    which = run.config.tweaks or tuple(t for t in TWEAKS if not (run.config.quick and t in slow))
     run.result["tweaks"] = tweaks_benchmark(lambda: copy.deepcopy(run.core), run.grown, run.core_res, run.grown_res,
                                             run.config, which)
