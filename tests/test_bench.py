@@ -133,7 +133,7 @@ def test_machine_names_the_models_its_sections_timed(quick_run):
     shipped_only = dict(result, settings=dict(result["settings"], only=["shipped"]))
     lines = format_markdown(shipped_only).splitlines()
     assert not any(line.startswith("- models:") for line in lines)
-    assert "- model: the shipped `shapes-256` (its section below)" in lines
+    assert "- model: the shipped `shapes-256`" in lines
 
 
 def test_bad_section_is_a_clean_error(capsys):
@@ -194,4 +194,5 @@ def test_shipped_sampling_tweak_times_int8_and_compile(tmp_path, monkeypatch):
     assert [r["variant"] for r in compiled["rows"]] == ["baseline", "compiled"] and compiled["first_step_s"] > 0
     table = (tmp_path / "tweaks.md").read_text()
     assert "| int8_sampling_shipped | int8_core_linears |" in table and "compile time (first step" in table
+    assert "- model: the shipped `shapes-256`" in table and "- models:" not in table  # no synthetic model ran
 

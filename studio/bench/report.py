@@ -71,12 +71,15 @@ def _machine(result: dict) -> list[str]:
             f"- wall time of the run: {result.get('wall_s', 0):.0f} s"]
     if result.get("command"):
         out += [f"- command: `{result['command']}`"]
-    a, only = result.get("architecture", {}), (result.get("settings") or {}).get("only")
-    if only is None or set(only) - {"shipped"}:  # the other sections time these synthetic models
+    a, settings = result.get("architecture", {}), result.get("settings") or {}
+    only, tweaks = settings.get("only"), settings.get("tweaks")
+    shipped_only = only is not None and (set(only) <= {"shipped"} or (  # no section timed a synthetic model
+        set(only) <= {"shipped", "tweaks"} and tweaks is not None and set(tweaks) <= {"shipped_sampling"}))
+    if not shipped_only:  # the other sections time these synthetic models
         out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
                 f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}"]
-    elif result.get("shipped") and not result["shipped"].get("skipped"):
-        out += [f"- model: the shipped `{result['settings'].get('shipped_model')}` (its section below)"]
+    else:
+        out += [f"- model: the shipped `{settings.get('shipped_model')}`"]
     return out + [""]
 
 
