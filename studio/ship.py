@@ -116,7 +116,7 @@ def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, dat
         lines += [f"- {k}: `{t[k]}`" for k in keys if k in t]
         if "hardware" in t:
             lines.append(f"- hardware: `{json.dumps(t['hardware'])}`")
-        if len(t.get("legs") or []) > 1:  # it went on from an earlier model of the same phase, or from a grown model's stages
+        if len(t.get("legs") or []) > 1:  # it went on from an earlier model of the phase
             lines += ["", f"Trained in {len(t['legs'])} legs, {t['images_seen_total']:,} images in all:", "",
                       "| leg | preset | images | wall time | images/s | device |", "|---|---|---|---|---|---|"]
             lines += [f"| {i + 1} | `{leg['preset']}` | {leg['images_seen'] or 0:,} | {(leg['wall_time_s'] or 0) / 60:.1f} min "

@@ -195,4 +195,3 @@ def test_shipped_sampling_tweak_times_int8_and_compile(tmp_path, monkeypatch):
     table = (tmp_path / "tweaks.md").read_text()
     assert "| int8_sampling_shipped | int8_core_linears |" in table and "compile time (first step" in table
     assert "- model: the shipped `shapes-256`" in table and "- models:" not in table  # no synthetic model ran
-

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from studio.bench.config import TWEAKS
+
 #################################################################################
 #                                  Cells                                        #
 #################################################################################
@@ -72,15 +74,22 @@ def _machine(result: dict) -> list[str]:
     if result.get("command"):
         out += [f"- command: `{result['command']}`"]
     a, settings = result.get("architecture", {}), result.get("settings") or {}
-    only, tweaks = settings.get("only"), settings.get("tweaks")
-    shipped_only = only is not None and (set(only) <= {"shipped"} or (  # no section timed a synthetic model
-        set(only) <= {"shipped", "tweaks"} and tweaks is not None and set(tweaks) <= {"shipped_sampling"}))
-    if not shipped_only:  # the other sections time these synthetic models
+    if _times_synthetic_models(settings):
         out += [f"- models: core `{a.get('core_preset')}` {a.get('core')}, grown `{a.get('grown_preset')}` to "
                 f"{a.get('grown_resolution')} px with stage_channels {a.get('stage_channels')}"]
     else:
         out += [f"- model: the shipped `{settings.get('shipped_model')}`"]
     return out + [""]
+
+
+def _times_synthetic_models(settings: dict) -> bool:
+    """Whether a section of the run timed the bench's own models: all do but `shipped` and the tweak of the
+    shipped model's sampling."""
+    only = settings.get("only")
+    if only is None:
+        return True
+    tweaks = set(settings.get("tweaks") or TWEAKS) if "tweaks" in only else set()
+    return bool(set(only) - {"shipped", "tweaks"} or tweaks - {"shipped_sampling"})
 
 
 def _targets(result: dict) -> list[str]:
