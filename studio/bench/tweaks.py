@@ -220,7 +220,7 @@ def tweaks_benchmark(core_fn, grown_fn, core_res: int, grown_res: int, config: B
 
 
 def run_tweaks(run: Run) -> None:
-    """The tweaks asked for (default: all, but compile in a quick run)."""
+    """The tweaks asked for (default: all, but the two that compile with inductor in a quick run)."""
     run.log("tweaks")
     slow = ("compile", "shipped_sampling")  # each compiles a model with inductor (a minute or more on a CPU)
     which = run.config.tweaks or tuple(t for t in TWEAKS if not (run.config.quick and t in slow))
