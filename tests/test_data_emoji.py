@@ -347,3 +347,22 @@ def test_cli_with_tarball_dir(tmp_path, monkeypatch, capsys):
     assert str(expected) in out and "5 images" in out
     assert args.func(args) == 0  # second run: no-op, same answer
     assert str(expected) in capsys.readouterr().out
+
+
+def test_caption_wordings_of_an_emoji():
+    assert E.caption_wordings("blue heart", "3d", ["blue", "heart", "love"]) == [
+        "blue heart, 3d style", "blue heart", "a blue heart", "a blue heart, 3d style", "3d blue heart",
+        "blue heart emoji", "blue heart, love"]
+    words = E.caption_wordings("hot beverage", "flat", ["beverage", "coffee", "drink", "hot", "tea"])
+    assert words[0] == "hot beverage, flat style" and words[-2:] == ["hot beverage, coffee", "hot beverage, drink"]
+    assert "an ogre" in E.caption_wordings("ogre", "3d")
+
+
+def test_a_folder_can_list_its_own_training_wordings():
+    from studio.data.wordings import training_wordings
+
+    record = dict(caption="a cat", metadata=dict(wordings=["a kitten", "a cat", " "]))
+    assert training_wordings(record) == ["a cat", "a kitten"]
+    assert training_wordings(dict(caption="a cat", metadata={})) == ["a cat"]
+    emoji = dict(caption="ghost, 3d style", metadata=dict(name="ghost", style="3d", keywords=["halloween"]))
+    assert training_wordings(emoji)[:3] == ["ghost, 3d style", "ghost", "a ghost"]

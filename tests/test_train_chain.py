@@ -165,3 +165,44 @@ def test_core_goes_on_training_from_a_trained_core(runs, capsys):
         assert main(["train", "core", "--from", str(parent_dir), "--config", "tiny", "--no-progress",
                      "--set", "max_steps=1", *extra, "--out", str(runs / "refused")]) != 0
         assert message in capsys.readouterr().err
+
+
+def test_the_core_trains_at_lr_times_core_lr_multiplier_in_every_phase_that_trains_it(runs):
+    """A core run (fresh or continued), a scratch run and a finetune give the core its own optimizer group at
+    lr * core_lr_multiplier and every other trainable layer lr; a grow run leaves the frozen core out."""
+    from studio.train.config import load_config
+    from studio.train.trainer import Trainer
+
+    _train("core", "--out", str(runs / "core"))
+    _train("grow", "--from", str(runs / "core"), "--resolution", "32", "--out", str(runs / "grown"))
+    for phase, parent, want in (("core", None, {"stages": 1e-3, "core": 1e-4}),
+                                ("core", "core", {"stages": 1e-3, "core": 1e-4}),
+                                ("scratch", None, {"stages": 1e-3, "core": 1e-4}),
+                                ("finetune", "grown", {"stages": 1e-3, "core": 1e-4}),
+                                ("grow", "core", {"stages": 1e-3})):
+        extra = [f"init_from={runs / parent}"] if parent else []
+        config = load_config("tiny", phase, ["lr=1e-3", "core_lr_multiplier=0.1", *extra])
+        trainer = Trainer(config, runs / f"lr-{phase}-{parent}", progress=False)
+        assert {g["name"]: g["base_lr"] for g in trainer.optimizer.param_groups} == pytest.approx(want), phase
+
+
+def test_text_only_run_with_wordings_changes_the_text_pathway_alone(runs):
+    """`train_only=text` with `caption_wordings=true` (teaching a trained core new wordings): the text
+    projection, positions, transformer and pooled-text embedder train, every other weight stays as it was."""
+    from studio.hub import load_model
+
+    first, second = runs / "first", runs / "second"
+    _train("core", "--out", str(first))
+    _train("core", "--from", str(first), "--out", str(second), "--set", "train_only=text",
+           "--set", "caption_wordings=true")
+    parent, child = load_model(first), load_model(second)
+    text_ids = {id(p) for part in child.core.text_pathway()
+                for p in (part.parameters() if isinstance(part, torch.nn.Module) else [part])}
+    old = dict(parent.named_parameters())
+    changed = {name for name, p in child.named_parameters() if not torch.equal(p, old[name])}
+    text_names = {name for name, p in child.named_parameters() if id(p) in text_ids}
+    assert changed and changed <= text_names
+    info = json.loads((second / "training.json").read_text())
+    assert info["config"]["train_only"] == "text" and info["data"]["wordings_per_example"] == 4.0  # caption + 3
+    assert main(["train", "grow", "--from", str(first), "--config", "tiny", "--no-progress", "--set", "max_steps=1",
+                 "--set", "train_only=text", "--out", str(runs / "refused")]) != 0

@@ -11,7 +11,7 @@ PHASES_OF = {"tiny": PHASES, "shapes-core-64": ("core",), "emoji-core-64": ("cor
              "shapes-256": ("grow", "finetune", "scratch"), "emoji-256": ("grow", "finetune", "scratch"),
              "scratch-256": ("scratch",), "shapes-core-64-gpu": ("core",), "shapes-256-gpu": ("grow", "finetune"),
              "emoji-core-64-gpu": ("core",), "emoji-256-gpu": ("grow", "finetune"),
-             "shapes-core-64-layout": ("core",)}
+             "shapes-core-64-layout": ("core",), "emoji-core-64-wordings": ("core",)}
 
 
 def test_shipped_presets_exist():
@@ -99,3 +99,30 @@ def test_position_and_relation_captions_can_take_a_larger_share_of_each_epoch():
         oversample([dict(caption="a cat")] * 2, np.arange(2), position_repeat=3)
     with pytest.raises(ConfigError, match="position_repeat must be >= 1"):
         load_config("tiny", "core", ["position_repeat=0"])
+
+
+def test_each_draw_of_an_example_draws_one_of_its_wordings(tmp_path, monkeypatch):
+    import numpy as np
+
+    from studio.data.wordings import training_wordings
+    from studio.train.batches import build_batches
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
+    plain, _ = build_batches(load_config("tiny", "core"), 16, progress=False)
+    source, info = build_batches(load_config("tiny", "core", ["caption_wordings=true"]), 16, progress=False)
+    assert plain.caption_ids.shape[1] == 1 and source.caption_ids.shape[1] == 4
+    assert info.wordings_per_example == 4.0 and info.unique_captions > 3 * len(plain.indices) // 2
+    record = source.dataset.records[0]
+    assert training_wordings(record)[0] == record["caption"] and len(set(training_wordings(record))) == 4
+    # what batch() draws for one example over many steps: every one of its wordings, nothing else
+    source.cfg_dropout = 0.0
+    generator, drawn = __import__("torch").Generator().manual_seed(0), {}
+    for step in range(40):
+        idx = source.global_indices(step)
+        tokens = source.batch(step, generator)[1].pooled
+        for i, row in zip(idx, tokens):
+            drawn.setdefault(int(i), set()).add(tuple(row[:4].tolist()))
+    assert max(len(v) for v in drawn.values()) == 4
+    table = {tuple(source.text.pooled[r][:4].tolist()) for r in source.caption_ids[0]}
+    assert drawn[0] <= table
+    assert np.array_equal(source.wordings[source.indices], np.full(len(source.indices), 4))

@@ -1,5 +1,5 @@
 """`studio eval`: prompt alignment on `shapes` (`align`), the layout probe (`layout`), the checker's ground-truth
-ceiling (`ceiling`) and FID / KID against a data set (`fid`)."""
+ceiling (`ceiling`), FID / KID against a data set (`fid`) and trained emoji in held-out wordings (`wordings`)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,24 @@ def register(subparsers) -> None:
     fid.add_argument("--json", type=Path, help="write the result here")
     fid.set_defaults(func=_fid)
 
+    wordings = subs.add_parser("wordings", help="trained emoji asked for in held-out wordings",
+                               description="For K trained concepts of a prepared emoji set, generate one image "
+                                           "from the training caption and one from each held-out template at the "
+                                           "same seed, and identify each by its nearest real image among the K "
+                                           "(InceptionV3 features): the share identified as the prompted concept, "
+                                           "per wording, with 95% Wilson intervals.")
+    wordings.add_argument("--model", required=True, help="model name or folder")
+    wordings.add_argument("--data", default="emoji", help="a prepared emoji set (default emoji)")
+    wordings.add_argument("--concepts", type=argtypes.int_at_least(2), default=60,
+                          help="trained concepts to ask for (default 60; chance is 1/K)")
+    wordings.add_argument("--templates", nargs="+", metavar="TEMPLATE",
+                          help="held-out wordings with {name} (and {style}); default: "
+                               "studio.eval.wordings.HELD_OUT_TEMPLATES")
+    wordings.add_argument("--seed", type=argtypes.seed, default=0, help="concept and sampling seed (default 0)")
+    _sampling_args(wordings)
+    wordings.add_argument("--json", type=Path, help="write the result here")
+    wordings.set_defaults(func=_wordings)
+
 
 def _write_json(path: Path | None, result: dict) -> None:
     if path is None:
@@ -203,5 +221,17 @@ def _fid(args) -> int:
     print(f"  FID  {result['fid']:.3f}")
     print(f"  KID  {result['kid_mean']:.5f} +- {result['kid_std']:.5f}  "
           f"({result['kid_subsets']} subsets of {result['kid_subset_size']})")
+    _write_json(args.json, result)
+    return 0
+
+
+def _wordings(args) -> int:
+    from studio.eval.wordings import HELD_OUT_TEMPLATES, format_wordings, wordings_model
+
+    result = wordings_model(args.model, args.data, concepts=args.concepts,
+                            templates=tuple(args.templates or HELD_OUT_TEMPLATES), seed=args.seed,
+                            steps=args.steps, guidance=args.guidance, sampler=args.sampler,
+                            batch_size=args.batch_size)
+    print(format_wordings(result))
     _write_json(args.json, result)
     return 0

@@ -57,6 +57,12 @@ class Core(nn.Module):
         if self.text_pos_embed is not None:
             nn.init.normal_(self.text_pos_embed, std=0.02)
 
+    def text_pathway(self) -> list[nn.Module | nn.Parameter]:
+        """What reads the text encoder's output before the blocks do: the text projection, the text position
+        embedding and transformer (where configured) and the pooled-text embedder (`train_only: text`)."""
+        parts = [self.text_proj, self.text_pos_embed, self.text_transformer, self.text_pool_embed]
+        return [p for p in parts if p is not None]
+
     def condition(self, logsnr: torch.Tensor, text_tokens: torch.Tensor, text_pooled: torch.Tensor,
                   text_mask: torch.Tensor | None = None):
         """Noise level + pooled text -> cond (B, D); text states (B, T, 384) -> (B, T, D).

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from studio.data.cache import cached_dataset
+from studio.data.wordings import training_wordings
 from studio.errors import ConfigError, DataError
 from studio.paths import data_source_folder
 from studio.text import TextEmbedding, precompute_embeddings
@@ -28,7 +29,8 @@ class DataInfo:
     resolution: int
     cache: str
     examples: int
-    unique_captions: int
+    unique_captions: int  # distinct training wordings (the captions themselves unless `caption_wordings`)
+    wordings_per_example: float = 1.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,6 +61,10 @@ def open_dataset(source: str, resolution: int, n: int, seed: int, progress: bool
 class BatchSource:
     """`batch(step, generator)` -> (images (b, 3, R, R) float in [-1, 1], TextEmbedding) for this process.
 
+    `caption_ids` (N, V) holds each example's wordings as rows of `text_table` (-1 past its `wordings`
+    count); each time an example is drawn, one of them is drawn with it. With one wording each (V = 1) no
+    random number is drawn for it, so such a run's stream is the same as before wordings existed.
+
     On a GPU the pixels (uint8) and the caption table move to the device once, when they fit in a quarter of
     its memory, so a step gathers its batch there instead of copying it from the host (at thousands of
     images per second the host copy and the per-image memmap reads would be the bottleneck).
@@ -66,11 +72,15 @@ class BatchSource:
 
     def __init__(self, dataset, indices: np.ndarray, text_table: TextEmbedding, caption_ids: np.ndarray,
                  empty_id: int, batch_size: int, data_seed: int, cfg_dropout: float, rank: int = 0,
-                 world: int = 1, fixed_length: bool = False, device: torch.device | str = "cpu"):
+                 world: int = 1, fixed_length: bool = False, device: torch.device | str = "cpu",
+                 wordings: np.ndarray | None = None):
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
         self.dataset, self.indices = dataset, indices
-        self.text, self.caption_ids, self.empty_id = text_table, caption_ids, empty_id
+        caption_ids = np.asarray(caption_ids)
+        self.caption_ids = caption_ids[:, None] if caption_ids.ndim == 1 else caption_ids  # (N, V)
+        self.wordings = np.ones(len(self.caption_ids), np.int64) if wordings is None else np.asarray(wordings)
+        self.text, self.empty_id = text_table, empty_id
         self.batch_size, self.data_seed, self.cfg_dropout = batch_size, data_seed, cfg_dropout
         self.rank, self.world, self.fixed_length = rank, world, fixed_length
         self.device = torch.device(device)
@@ -105,7 +115,12 @@ class BatchSource:
     def batch(self, step: int, generator: torch.Generator) -> tuple[torch.Tensor, TextEmbedding]:
         share = self.batch_size // self.world
         idx = self.global_indices(step)[self.rank * share:(self.rank + 1) * share]
-        rows = torch.from_numpy(self.caption_ids[idx])
+        ids = torch.from_numpy(self.caption_ids[idx])  # (b, V)
+        if ids.shape[1] > 1:  # one of each example's wordings
+            pick = (torch.rand(len(idx), generator=generator) * torch.from_numpy(self.wordings[idx])).long()
+            rows = ids[torch.arange(len(idx)), pick]
+        else:
+            rows = ids[:, 0]
         # Classifier-free guidance: some captions become the empty prompt (drawn from the run's generator).
         drop = torch.rand(len(rows), generator=generator) < self.cfg_dropout
         rows = torch.where(drop, torch.full_like(rows, self.empty_id), rows)
@@ -143,13 +158,20 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
     dataset, indices = open_dataset(config.data, resolution, config.data_n, config.data_seed, progress)
     indices = oversample(dataset.records, indices, config.position_repeat, config.relation_repeat)
-    captions = [dataset.records[i]["caption"] for i in indices]
-    unique = sorted(set(captions) | {""})
+    examples = np.unique(indices)
+    wordings = {int(i): training_wordings(dataset.records[i]) if config.caption_wordings
+                else [dataset.records[i]["caption"]] for i in examples}
+    unique = sorted({w for ws in wordings.values() for w in ws} | {""})
     row = {c: i for i, c in enumerate(unique)}
-    caption_ids = np.full(len(dataset), -1, dtype=np.int64)
-    caption_ids[indices] = [row[c] for c in captions]
+    caption_ids = np.full((len(dataset), max(map(len, wordings.values()))), -1, dtype=np.int64)  # (N, V)
+    counts = np.zeros(len(dataset), dtype=np.int64)
+    for i, ws in wordings.items():
+        caption_ids[i, :len(ws)] = [row[w] for w in ws]
+        counts[i] = len(ws)
     table = precompute_embeddings(unique, progress=progress, encoder=text_encoder)
     source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
-                         config.cfg_dropout, rank, world, fixed_length=config.compile, device=device)
-    info = DataInfo(config.data, resolution, dataset.path.name, len(np.unique(indices)), len(unique) - 1)
+                         config.cfg_dropout, rank, world, fixed_length=config.compile, device=device,
+                         wordings=counts)
+    info = DataInfo(config.data, resolution, dataset.path.name, len(examples), len(unique) - 1,
+                    round(float(counts[examples].mean()), 2))
     return source, info

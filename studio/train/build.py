@@ -50,6 +50,15 @@ def _stage_channels(config, preset: dict | None, resolution: int, existing: int,
 
 def build_model(config) -> tuple[torch.nn.Module, dict | None]:
     """(model in train mode with the phase's parameters trainable, parent info or None)."""
+    model, info = _build_model(config)
+    if config.train_only == "text":
+        model.requires_grad_(False)
+        for part in model.core.text_pathway():
+            part.requires_grad_(True)
+    return model, info
+
+
+def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
     torch.manual_seed(config.seed)  # new layers start the same in every process and every rerun
     if config.phase == "core" and not config.init_from:
         arch = core_preset(config.architecture) | _overrides(config, ("resolution", *CORE_FIELDS))

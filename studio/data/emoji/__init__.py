@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from studio.data.emoji.dataset import default_emoji_dir, emoji_prompt_suite, load_emoji_metadata, read_manifest
 from studio.data.emoji.licences import ATTRIBUTION_HEADER, LICENSES_DIR, STYLE_ATTRIBUTION, write_licenses
-from studio.data.emoji.names import (EmojiIndex, EmojiInfo, assign_split, build_caption, codepoint_key,
-                                     load_emoji_index, normalise_groups, normalise_styles, parse_codepoints,
-                                     parse_openmoji_metadata, skin_tone_of, slugify)
+from studio.data.emoji.names import (EmojiIndex, EmojiInfo, assign_split, build_caption, caption_wordings,
+                                     codepoint_key, load_emoji_index, normalise_groups, normalise_styles,
+                                     parse_codepoints, parse_openmoji_metadata, skin_tone_of, slugify)
 from studio.data.emoji.npm import fetch_package, npm_pack, safe_extract
 from studio.data.emoji.prepare import prepare_emoji
 from studio.data.emoji.render import flatten_on_background, load_source_image, rasterise_svg
@@ -47,8 +47,9 @@ __all__ = [
     "MANIFEST_NAME", "METADATA_NAME", "METADATA_PACKAGE", "PACKAGES", "SKIN_TONES", "SPLIT_SALT", "STYLES",
     "NpmPackage", "Style",
     # names
-    "EmojiIndex", "EmojiInfo", "assign_split", "build_caption", "codepoint_key", "load_emoji_index",
-    "normalise_groups", "normalise_styles", "parse_codepoints", "parse_openmoji_metadata", "skin_tone_of", "slugify",
+    "EmojiIndex", "EmojiInfo", "assign_split", "build_caption", "caption_wordings", "codepoint_key",
+    "load_emoji_index", "normalise_groups", "normalise_styles", "parse_codepoints", "parse_openmoji_metadata",
+    "skin_tone_of", "slugify",
     # npm
     "fetch_package", "npm_pack", "safe_extract",
     # scan

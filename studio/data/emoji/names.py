@@ -76,6 +76,20 @@ def build_caption(name: str, style: str) -> str:
     return f"{name}, {STYLES[style].phrase}"
 
 
+def caption_wordings(name: str, style: str, keywords: Sequence[str] = (), max_keywords: int = 2) -> list[str]:
+    """The wordings one emoji is trained under when a run sets `caption_wordings`: the training caption
+    first, then the name alone, with an article, with the style phrase in front or "emoji" behind, and the
+    name followed by up to `max_keywords` CLDR keywords that are not words of the name ("hot beverage,
+    coffee"). For "blue heart", 3d: "blue heart, 3d style", "blue heart", "a blue heart", "a blue heart, 3d
+    style", "3d blue heart", "blue heart emoji", then the keyword wordings. No duplicates, order fixed."""
+    caption = build_caption(name, style)
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    words = set(re.findall(r"[a-z0-9]+", name.lower()))
+    extra = [k for k in keywords if k and not set(re.findall(r"[a-z0-9]+", k.lower())) <= words][:max_keywords]
+    return _unique([caption, name, f"{article} {name}", f"{article} {caption}", f"{style} {name}",
+                    f"{name} emoji", *(f"{name}, {k}" for k in extra)])
+
+
 def assign_split(concept: str, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> str:
     """"eval" for a reproducible ~`eval_fraction` of concepts (salted SHA-256 of the concept name), else
     "train". Independent of the run, machine, style and of which other concepts exist."""
