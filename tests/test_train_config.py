@@ -103,6 +103,7 @@ def test_position_and_relation_captions_can_take_a_larger_share_of_each_epoch():
 
 def test_each_draw_of_an_example_draws_one_of_its_wordings(tmp_path, monkeypatch):
     import numpy as np
+    import torch
 
     from studio.data.wordings import training_wordings
     from studio.train.batches import build_batches
@@ -116,7 +117,7 @@ def test_each_draw_of_an_example_draws_one_of_its_wordings(tmp_path, monkeypatch
     assert training_wordings(record)[0] == record["caption"] and len(set(training_wordings(record))) == 4
     # what batch() draws for one example over many steps: every one of its wordings, nothing else
     source.cfg_dropout = 0.0
-    generator, drawn = __import__("torch").Generator().manual_seed(0), {}
+    generator, drawn = torch.Generator().manual_seed(0), {}
     for step in range(40):
         idx = source.global_indices(step)
         tokens = source.batch(step, generator)[1].pooled

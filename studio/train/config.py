@@ -89,8 +89,9 @@ class TrainConfig:
     train_only: str | None = None
     # The core (a grown model's kept low-resolution path with it) trains at lr * this wherever it trains: a core
     # run (its entry, shallow ResBlocks, exit and pixel layers at lr), a scratch run, a finetune. Measured on
-    # learner-core-32 (14 min, ~100k images, 300 held-out captions): the core at 2e-3 loses position (.18),
-    # at 2e-4 it learns it (.94 with the rest at 2e-3, .99 with everything at 2e-4)
+    # learner-core-32 (14 min, ~100k images, 300 held-out captions): the core at 2e-3 (`--set
+    # core_lr_multiplier=1`) loses position (.18), at 2e-4 it learns it (.94 with the rest at 2e-3, .99 with
+    # everything at 2e-4: `--set lr=2e-4`)
     core_lr_multiplier: float = 0.1
     loss_weighting: str = "v"  # v | sigmoid | min_snr | x (studio.diffusion.LOSS_WEIGHTINGS)
     timestep_sampling: str = "cosine"  # cosine (t uniform) | logit_normal (studio.diffusion.TIMESTEP_SAMPLINGS)
