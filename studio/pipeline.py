@@ -78,12 +78,15 @@ class StudioPipeline(DiffusionPipeline):
                  num_images_per_prompt: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
                  latents: torch.Tensor | None = None, output_type: str = "pil", return_dict: bool = True,
                  callback_on_step_end: Callable | None = None,
-                 callback_on_step_end_tensor_inputs: list[str] | None = None, seed: int = 0, **kwargs):
+                 callback_on_step_end_tensor_inputs: list[str] | None = None, seed: int = 0,
+                 negative_prompt: str | list[str] | None = None, **kwargs):
         """Images for `prompt`, each prompt repeated `num_images_per_prompt` times in a row. Without `generator`
         or `latents`, image i starts from the noise of seed `seed + i` (as everywhere in the studio).
 
         output_type: "pil" (a list of PIL images), "np" (B, H, W, 3) float32 in [0, 1], "pt" (B, 3, H, W) float32
         in [0, 1], "latent" (B, 3, H, W) in [-1, 1] (a pixel model's latents are its pixels).
+        negative_prompt: what guidance steers away from instead of the empty prompt: one string, or one per
+        prompt (repeated with it `num_images_per_prompt` times).
         callback_on_step_end(pipe, step, timestep, callback_kwargs) -> dict: after each step, with the tensors
         named in `callback_on_step_end_tensor_inputs` (of "latents", "x0", "step"); returned "latents" replace
         the sample; `pipe._interrupt = True` stops after this step. Other keyword arguments go to
@@ -98,6 +101,9 @@ class StudioPipeline(DiffusionPipeline):
             raise ConfigError(f"callback_on_step_end_tensor_inputs {unknown} are not among "
                               f"{self._callback_tensor_inputs}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if negative_prompt is not None:
+            negatives = sampling.negative_prompts(negative_prompt, len(prompts))
+            negative_prompt = [n for n in negatives for _ in range(num_images_per_prompt)]
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
 
         def on_step_end(index: int, timestep: float, tensors: dict) -> dict | None:
@@ -108,6 +114,7 @@ class StudioPipeline(DiffusionPipeline):
         self._interrupt = False
         last = None
         runs = self.stream(prompts, steps=num_inference_steps, guidance=guidance_scale, seed=seed,
+                           negative_prompt=negative_prompt,
                            generator=generator, noise=latents, callback_on_step_end=on_step_end, **kwargs)
         for last in self.progress_bar(runs, total=num_inference_steps):
             if self.interrupt:

@@ -137,23 +137,43 @@ def pooled_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(noise, factor) * factor
 
 
-def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None) -> tuple[TextEmbedding, TextEmbedding]:
-    """(conditional, unconditional) embeddings; the empty prompt is the unconditional input. Without an
-    encoder, the one `model` reads (MiniLM when no model is given)."""
+def negative_prompts(negative_prompt: str | Sequence[str] | None, batch: int) -> list[str]:
+    """One negative prompt per image: None or a single string applies to every image, a list gives one each.
+    The empty prompt is the unconditional input that training's caption dropout taught the model."""
+    if negative_prompt is None:
+        return [""] * batch
+    if isinstance(negative_prompt, str):
+        return [negative_prompt] * batch
+    negatives = list(negative_prompt)
+    if len(negatives) != batch:
+        raise ConfigError(f"got {len(negatives)} negative prompts for {batch} prompts: pass one string for all "
+                          "or one per prompt")
+    return negatives
+
+
+def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None,
+                   negative_prompt: str | Sequence[str] | None = None) -> tuple[TextEmbedding, TextEmbedding]:
+    """(conditional, unconditional) embeddings. The unconditional input is the negative prompt, the empty
+    prompt without one. Without an encoder, the one `model` reads (MiniLM when no model is given)."""
     encoder = text_encoder or (text_encoder_for(model) if model is not None else get_text_encoder())
     cond = encoder.encode(list(prompts))
-    uncond = encoder.encode([""] * len(prompts))
+    uncond = encoder.encode(negative_prompts(negative_prompt, len(prompts)))
     return cond, uncond
 
 
 @torch.no_grad()
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
+           negative_prompt: str | Sequence[str] | None = None,
            text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
            generator=None, noise: torch.Tensor | None = None,
            callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
     """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not
     iterating further (the latest x0 is the best image so far).
+
+    negative_prompt: what guidance steers away from, in place of the empty prompt (one string for every
+        image or one per prompt): v = v(negative) + guidance * (v(prompt) - v(negative)), as in diffusers.
+        It acts only on guided steps (guidance != 1, inside the guidance interval).
 
     scheduler: a diffusers scheduler to step with instead of `make_scheduler(sampler, ...)` (it must keep the
         model's noise schedule: build it with `Cls.from_config(make_scheduler(...).config, **changes)`).
@@ -176,7 +196,10 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         scheduler = make_scheduler(settings.sampler, resolution, reference)
     scheduler.set_timesteps(settings.steps)
 
-    cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder, model)
+    if text is not None and negative_prompt is not None:
+        raise ConfigError("pass the negative prompt inside `text` (its unconditional half) or as "
+                          "`negative_prompt`, not both")
+    cond, uncond = text if text is not None else encode_prompts(prompts, text_encoder, model, negative_prompt)
     both = TextEmbedding.cat([cond, uncond]).to(device, dtype)  # (2B, T, 384): one batched forward
     cond = cond.to(device, dtype)
     B = len(prompts)
@@ -233,24 +256,28 @@ def sample_tensor(model, prompts: Sequence[str] | str, **kwargs) -> torch.Tensor
 
 def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25, guidance: float = 3.0,
              sampler: str = "dpm++", batch_size: int = 8, progress: bool = False, noise: torch.Tensor | None = None,
-             **kwargs) -> list[Image.Image]:
-    """Final PIL images for prompts, in mini-batches; image i uses seed + i (or row i of `noise`)."""
+             negative_prompt: str | Sequence[str] | None = None, **kwargs) -> list[Image.Image]:
+    """Final PIL images for prompts, in mini-batches; image i uses seed + i (or row i of `noise`) and
+    negative prompt i when given one per prompt."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    negatives = None if negative_prompt is None else negative_prompts(negative_prompt, len(prompts))
     images: list[Image.Image] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress):
-        chunk = prompts[start:start + batch_size]
-        x0 = sample_tensor(model, chunk, seed=seed + start, steps=steps, guidance=guidance, sampler=sampler,
-                           noise=None if noise is None else noise[start:start + batch_size], **kwargs)
+        chunk = slice(start, start + batch_size)
+        x0 = sample_tensor(model, prompts[chunk], seed=seed + start, steps=steps, guidance=guidance,
+                           sampler=sampler, negative_prompt=None if negatives is None else negatives[chunk],
+                           noise=None if noise is None else noise[chunk], **kwargs)
         images.extend(to_pil(x0))
     return images
 
 
 def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
-                    guidance_interval: tuple[float, float] | None = None) -> dict:
+                    guidance_interval: tuple[float, float] | None = None, negative_prompt: str | None = None) -> dict:
     """What a saved image carries as PNG text: enough to reproduce it exactly."""
     folder = getattr(model, "folder", None)
     return {
-        "prompt": prompt, "seed": int(seed), "sampler": sampler, "steps": int(steps), "guidance": float(guidance),
+        "prompt": prompt, "negative_prompt": negative_prompt or "", "seed": int(seed), "sampler": sampler,
+        "steps": int(steps), "guidance": float(guidance),
         "guidance_interval": list(guidance_interval) if guidance_interval else None,
         "model": getattr(model, "name", type(model).__name__),
         "model_hash": weights_hash(folder) if folder else None,

@@ -108,8 +108,10 @@ def client(app_url) -> Client:
 
 
 def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
-             guidance=3.0, sampler="dpm++", interval=None):
+             guidance=3.0, sampler="dpm++", interval=None, negative=None):
     extra = () if interval is None else (True, *interval)  # API clients may leave the interval out
+    if negative is not None:  # ... and the negative prompt, which follows it
+        extra = (extra or (False, -6.0, 3.0)) + (negative,)
     job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, *extra, api_name="/generate")
     job.result(timeout=120)
     return job.outputs()
@@ -276,6 +278,23 @@ def test_guidance_interval_guides_only_inside_it(client):
     assert any("no guidance" in label for label in labels) and any("applied" in label for label in labels)
     with pytest.raises(Exception, match="guidance interval"):
         generate(client, interval=(3.0, -6.0))
+
+
+def test_negative_prompt_is_sampled_and_saved_with_the_image(client):
+    negative = "a red star to the right of a blue circle on a white background"
+    final = final_outputs(generate(client, steps=4, negative=f"  {negative} "))
+    assert read_png_info(final[RESULTS][0]["image"])["negative_prompt"] == negative
+    plain = final_outputs(generate(client, steps=4))
+    assert read_png_info(plain[RESULTS][0]["image"])["negative_prompt"] == ""
+
+
+def test_opposite_relation_button_fills_the_negative_prompt():
+    from studio_ui.generate import opposite_negative
+
+    assert opposite_negative("a red star to the left of a blue circle", "") == "a red star to the right of a blue circle"
+    assert opposite_negative("a green square above a red star", "old") == "a green square below a red star"
+    assert opposite_negative("a red star on a white background", "kept") == "kept"  # nothing to turn around
+    assert opposite_negative(None, None) == ""
 
 
 def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path, monkeypatch):

@@ -42,6 +42,18 @@ def test_sample_one_image_with_png_text(tmp_path, model_dir):
     assert len(list(frames.glob("step*_x0.png"))) == 3 and len(list(frames.glob("step*_xt.png"))) == 3
 
 
+def test_sample_negative_prompt_is_recorded_for_every_image(tmp_path, model_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red star to the left of a blue circle\na green square above a red star\n")
+    negative = "a blue circle on a black background"
+    assert main(["sample", "--model", str(model_dir), "--prompts", str(prompts), "--steps", "2",
+                 "--negative-prompt", negative, "--out", str(tmp_path / "s")]) == 0
+    assert [read_png_info(tmp_path / "s" / f"000{i}.png")["negative_prompt"] for i in (0, 1)] == [negative] * 2
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a red star", "--steps", "2",
+                 "--out", str(tmp_path / "plain.png")]) == 0
+    assert read_png_info(tmp_path / "plain.png")["negative_prompt"] == ""
+
+
 def test_sample_starts_from_the_models_speed_preset(tmp_path, model_dir):
     from studio.sampling import PRESETS_FILE
 

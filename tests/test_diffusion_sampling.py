@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,3 +191,24 @@ def test_long_prompt_is_truncated_with_a_warning(text_encoder):
     with pytest.warns(PromptTruncatedWarning, match="truncated"):
         emb = text_encoder.encode(" ".join(["star"] * 400))
     assert emb.tokens.shape[1] == text_encoder.max_tokens
+
+
+def test_negative_prompts_per_image_in_generate(tiny_core, text_encoder):
+    """`generate` hands image i its own negative prompt across mini-batches, and the PNG text records it."""
+    torch.nn.init.normal_(tiny_core.exit.weight, std=0.1)
+    with torch.no_grad():  # blocks that read the text (an untrained core's adaLN starts at zero)
+        for name, parameter in tiny_core.named_parameters():
+            if "adaLN" in name:
+                parameter.normal_(0.0, 0.1)
+    prompts = ["a red star", "a red star", "a red star"]
+    negatives = ["", "a blue circle", ""]
+    together = sampling.generate(tiny_core, prompts, steps=3, guidance=4.0, batch_size=2, negative_prompt=negatives)
+    alone = [sampling.generate(tiny_core, [p], seed=i, steps=3, guidance=4.0, negative_prompt=n)[0]
+             for i, (p, n) in enumerate(zip(prompts, negatives))]
+    pixels = lambda image: np.asarray(image, dtype=np.int16)  # noqa: E731
+    assert all(np.abs(pixels(a) - pixels(b)).max() <= 1 for a, b in zip(together, alone))  # batch-independent
+    assert np.abs(pixels(together[0]) - pixels(together[1])).max() > 1
+    info = sampling.generation_info(tiny_core, "a red star", 0, "dpm++", 3, 4.0, negative_prompt="a blue circle")
+    assert info["negative_prompt"] == "a blue circle"
+    with pytest.raises(ConfigError, match="not both"):
+        next(sampling.stream(tiny_core, ["a"], text=(fake_text(1), fake_text(1)), negative_prompt="b"))

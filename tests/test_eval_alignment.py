@@ -232,8 +232,10 @@ def fake_studio_model(monkeypatch):
         calls["loaded"] = name_or_path
         return FakeModel()
 
-    def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", **kwargs):
+    def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", negative_prompt=None, **kwargs):
         calls.update(seed=seed, steps=steps, guidance=guidance, sampler=sampler, n=len(prompts))
+        if negative_prompt is not None:
+            calls.setdefault("negatives", {}).update(zip(prompts, negative_prompt))
         by_caption = {s.caption: s for s in heldout_captions(len(prompts), seed)}
         for scene in heldout_captions(len(prompts), seed, mix={"relation": 1.0}):  # the swap test's pairs
             by_caption[scene.caption] = scene
@@ -277,3 +279,29 @@ def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):
     assert json.loads(out.read_text())["resolution"] == 32
     with pytest.raises(SystemExit):  # argparse rejects resolutions below 16 px
         main(["eval", "ceiling", "--resolution", "8"])
+
+
+def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
+    from studio.data.scene import opposite_relation
+
+    assert opposite_relation("a red circle to the left of a blue square") == "a red circle to the right of a blue square"
+    assert opposite_relation("my cat above the sofa, below the moon") == "my cat below the sofa, below the moon"
+    assert opposite_relation("a red circle in the top left corner") is None  # a position, not a relation
+    assert opposite_relation("aboveground") is None  # whole words only
+
+
+def test_opposite_negative_guides_each_relation_caption_away_from_its_twin(fake_studio_model, tmp_path, capsys):
+    from studio.cli import main
+
+    out = tmp_path / "align.json"
+    assert main(["eval", "align", "--model", "fake", "--n", "40", "--swap", "5", "--opposite-negative",
+                 "--no-ceiling", "--json", str(out)]) == 0
+    negatives = fake_studio_model["negatives"]
+    from studio.data.shapes import parse_caption
+
+    relation = {c for c in negatives if parse_caption(c)["kind"] == "relation"}
+    assert relation and all(negatives[c] == swapped_caption(c) for c in relation)
+    assert all(negatives[c] == "" for c in set(negatives) - relation)  # other kinds keep the empty prompt
+    result = json.loads(out.read_text())
+    assert result["negative_prompt"] == result["swap"]["negative_prompt"] == "the opposite relation"
+    assert "guiding away from the other" in capsys.readouterr().out

@@ -137,3 +137,25 @@ def test_the_readme_snippet_runs_as_written(monkeypatch, tmp_path):
     scope: dict = {}
     exec(compile(snippets[0], "README.md", "exec"), scope)
     assert scope["steps_seen"] and len(scope["images"]) == 2
+
+
+def test_negative_prompt_replaces_the_unconditional_input(pipe, text_encoder):
+    """diffusers' `negative_prompt`: guidance steers away from it instead of from the empty prompt; one string
+    applies to every image, a list gives one per prompt and repeats with `num_images_per_prompt`."""
+    with torch.no_grad():  # an untrained core's blocks start as identities (adaLN at zero) and ignore the text
+        for name, parameter in pipe.model.named_parameters():
+            if "adaLN" in name:
+                parameter.normal_(0.0, 0.1)
+    plain = run(pipe, guidance_scale=4.0)
+    empty = run(pipe, guidance_scale=4.0, negative_prompt="")
+    away = run(pipe, guidance_scale=4.0, negative_prompt="a blue circle")
+    torch.testing.assert_close(empty, plain)  # the empty negative prompt is the unconditional model
+    assert not torch.allclose(away, plain, atol=1e-4)
+    off = run(pipe, guidance_scale=1.0, negative_prompt="a blue circle")  # guidance off: nothing to steer
+    torch.testing.assert_close(off, run(pipe, guidance_scale=1.0))
+    both = pipe([PROMPT, PROMPT], negative_prompt=["", "a blue circle"], num_images_per_prompt=2, guidance_scale=4.0,
+                num_inference_steps=4, output_type="pt", generator=[torch.Generator().manual_seed(0) for _ in range(4)]).images
+    torch.testing.assert_close(both[1:2], plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[3:4], away, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="negative prompts"):
+        run(pipe, negative_prompt=["a", "b"])

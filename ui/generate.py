@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.cpu import releasing_openmp_threads
+from studio.data.scene import opposite_relation
 from studio.diffusion import SAMPLERS
 from studio.errors import ConfigError, StudioError
 from studio.eval.frontier import GUIDANCE_INTERVAL
@@ -42,8 +43,8 @@ class GenerateTab:
 #################################################################################
 
 def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
-                  max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None
-                  ) -> tuple[RunSettings, list[str]]:
+                  max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None,
+                  negative_prompt: str | None = None) -> tuple[RunSettings, list[str]]:
     """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
     message that says what to change."""
     if not model:
@@ -71,8 +72,22 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
             raise ConfigError(f"seed must be between 0 and {MAX_SEED - MAX_IMAGES} (or -1 for a random one), "
                               f"got {seed_i}")
     prompt_s, prompt_notes = check_prompt(prompt)
-    return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval),
-            prompt_notes + notes)
+    negative_s, negative_notes = check_prompt(negative_prompt, what="negative prompt")
+    if negative_s and guidance_f == 1.0:
+        notes.append("The negative prompt acts through guidance: with guidance 1 (off) it changes nothing.")
+    return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s),
+            prompt_notes + negative_notes + notes)
+
+
+def opposite_negative(prompt: str | None, current: str | None) -> str:
+    """The "opposite relation" button: the prompt with its relation turned around, as the negative prompt
+    (guidance then pushes the objects to the asked sides; `studio eval align --swap-negative` measures it).
+    Without a relation phrase the negative prompt stays as it was, and the user is told why."""
+    opposite = opposite_relation(prompt or "")
+    if opposite is None:
+        gr.Info("The prompt has no relation (to the left of, to the right of, above, below) to turn around.")
+        return current or ""
+    return opposite
 
 
 def _parse_interval(low, high) -> tuple[float, float]:
@@ -101,9 +116,9 @@ def make_handlers(ctx, ui: dict):
     """The event functions, closed over the app context (model cache, config) and the components."""
 
     def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
-            interval_low=None, interval_high=None):
+            interval_low=None, interval_high=None, negative_prompt=None):
         yield from run_generation(ctx, ui, session, model, prompt, sampler, steps, guidance, seed, images, every,
-                                  use_interval, interval_low, interval_high)
+                                  use_interval, interval_low, interval_high, negative_prompt)
 
     def replay(session: Session, step):
         if session.last is None:
@@ -125,12 +140,13 @@ def make_handlers(ctx, ui: dict):
 
 
 def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, steps, guidance, seed, images, every,
-                   use_interval=False, interval_low=None, interval_high=None):
+                   use_interval=False, interval_low=None, interval_high=None, negative_prompt=None):
     """The Generate button, as a stream of updates: live previews while the run samples in a `LiveRun`, then
     the saved images and the history, then the replay, then the GIF/MP4 downloads."""
     try:
         settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
-                                        ctx.config.max_steps, use_interval, interval_low, interval_high)
+                                        ctx.config.max_steps, use_interval, interval_low, interval_high,
+                                        negative_prompt)
         every = max(0, int(every or 0))
         loaded = ctx.models.get(settings.model)
     except StudioError as err:
@@ -138,9 +154,10 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
     _notify(notes)
     s = settings
     settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
-                                    s.guidance_interval)
+                                    s.guidance_interval, s.negative_prompt)
     live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
-                   sampler=s.sampler, guidance_interval=s.guidance_interval, every=every, info=settings.info)
+                   sampler=s.sampler, guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt,
+                   every=every, info=settings.info)
     session.run = live
     note_md = "".join(f"\n\n{n}" for n in notes)
     # While the sampler runs, only values and one layout update: a component's property update makes gradio
@@ -238,7 +255,8 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
     known = {} if last.stopped else {s.model: last.finals}
     try:
         c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
-                          guidance_interval=s.guidance_interval, n=s.images, load=ctx.models.get, known=known)
+                          guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt, n=s.images,
+                          load=ctx.models.get, known=known)
     except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
         gr.Warning(str(err))
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
@@ -248,7 +266,9 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
         items += [(core, f"{c.core_label} · seed {s.seed + i}"), (grown, f"{c.grown_label} · seed {s.seed + i}")]
     text = (f"**{c.core_name}** ({c.core_resolution} px, upsampled nearest-neighbour) vs **{c.grown_name}** "
             f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
-            f"{describe_guidance(s.guidance, s.guidance_interval)}. Paired by {c.how_paired}. {c.layout_note}")
+            f"{describe_guidance(s.guidance, s.guidance_interval)}"
+            + (f" away from \"{s.negative_prompt}\"" if s.negative_prompt else "")
+            + f". Paired by {c.how_paired}. {c.layout_note}")
     return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
             ui["compare_label"]: text}
 
@@ -303,6 +323,8 @@ class SettingsForm:
     refresh: gr.Button
     model_info: gr.Markdown
     prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    opposite: gr.Button
     examples: gr.Dataset
     go: gr.Button
     stop: gr.Button
@@ -347,6 +369,13 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
         prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="prompt",
                             placeholder="a red star to the left of a blue circle on a white background "
                                         "(empty = unconditional)")
+        with gr.Row(equal_height=True):
+            negative_prompt = gr.Textbox(label="Negative prompt", lines=1, max_lines=3, scale=5,
+                                         elem_id="negative-prompt",
+                                         placeholder="what guidance steers away from (empty = the unconditional "
+                                                     "model)")
+            opposite = gr.Button("⇄ opposite relation", scale=0, min_width=120, size="sm", elem_id="opposite",
+                                 elem_classes="icon-btn")
         examples = gr.Dataset(components=[prompt], samples=[[p] for p in example_prompts(first)],
                               label="Example prompts", samples_per_page=6, elem_id="examples")
         with gr.Row():
@@ -383,7 +412,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                           info="0 = only the final image", elem_id="preview-every")
         compare = gr.Checkbox(value=False, label="Core vs grown", elem_id="compare",
                               info="also render this prompt and seed with the core and the model grown from it")
-    return SettingsForm(model, refresh, model_info, prompt, examples, go, stop_btn, speed, sampler, images, steps,
+    return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed, sampler, images, steps,
                         guidance, use_interval, interval_low, interval_high, seed, dice, seed_used, every, compare)
 
 
@@ -455,7 +484,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
     inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
-              f.interval_low, f.interval_high]
+              f.interval_low, f.interval_high, f.negative_prompt]  # new inputs go last: API clients keep working
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
@@ -469,6 +498,8 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     f.dice.click(lambda: random.randint(0, RANDOM_SEED_MAX), None, f.seed, api_visibility="private",
                  show_progress="hidden")
     f.examples.click(lambda sample: sample[0], f.examples, f.prompt, api_visibility="private",
+                     show_progress="hidden")
+    f.opposite.click(opposite_negative, [f.prompt, f.negative_prompt], f.negative_prompt, api_visibility="private",
                      show_progress="hidden")
     f.model.change(h["on_model"], f.model, [f.examples, f.model_info], api_visibility="private",
                    show_progress="hidden")

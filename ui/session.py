@@ -34,6 +34,7 @@ class RunSettings:
     guidance: float
     images: int
     guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
+    negative_prompt: str = ""  # what guidance steers away from ("" = the unconditional model)
     info: dict = field(default_factory=dict)
 
 

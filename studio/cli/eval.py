@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     align.add_argument("--swap", type=argtypes.non_negative_int, default=100, metavar="N",
                        help="swap test on N relation pairs: 'X left of Y' vs 'X right of Y' (and above/below) at "
                             "the same seeds; how often the objects move (default 100, 0 = off)")
+    align.add_argument("--opposite-negative", action="store_true",
+                       help="each relation caption guides away from itself with the opposite relation (its "
+                            "negative prompt, as the app's 'opposite relation' button sets it), here and in the "
+                            "swap test")
     align.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="number format to sample in (default fp32; auto: as the app picks on this machine)")
     align.add_argument("--no-ceiling", action="store_true", help="skip the ground-truth ceiling")
@@ -175,11 +179,13 @@ def _align(args) -> int:
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
     result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
-                         swap_n=args.swap, guidance_interval=interval, precision=args.precision)
+                         swap_n=args.swap, guidance_interval=interval, precision=args.precision,
+                         opposite_negative=args.opposite_negative)
     ceiling = result.get("ceiling", {}).get("questions")
     title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
              f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
              + (f" in logSNR [{interval[0]:g}, {interval[1]:g}]" if interval else "")
+             + (f", negative prompt: {result['negative_prompt']}" if result.get("negative_prompt") else "")
              + (f", {result['precision']}" if result.get("precision") not in (None, "fp32") else ""))
     print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
     if "swap" in result:

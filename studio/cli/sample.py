@@ -66,6 +66,10 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="the prompt (\"\" samples unconditionally)")
     src.add_argument("--prompts", type=Path, help="a text file, one prompt per line: writes 0000.png... into --out")
+    p.add_argument("--negative-prompt", metavar="TEXT",
+                   help="what guidance steers away from instead of the empty prompt, for every image (e.g. the "
+                        "swapped relation: --prompt \"a red circle to the left of a blue square\" "
+                        "--negative-prompt \"a red circle to the right of a blue square\")")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0, help="seed of the first image (default 0)")
     add_sampler_options(p)
     p.add_argument("--batch-size", type=int_range(1, 64),
@@ -114,6 +118,8 @@ def run(args) -> int:
         print(f"studio sample: note: {EMPTY_PROMPT_NOTE}", file=sys.stderr)
     model = load_for_sampling(args.model or pick_default_model(), args.device, args.precision)
     settings = sampler_settings(args, model)
+    if args.negative_prompt:
+        settings["negative_prompt"] = args.negative_prompt
     batch_size = args.batch_size or (1 if str(args.device).startswith("cpu") else 16)
     if args.prompts is None:
         out = args.out or Path("sample.png")

@@ -7,6 +7,7 @@ two can never disagree about what "blue" or "in the top left corner" means.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -50,6 +51,8 @@ POSITION_PHRASES: dict[str, str] = {
 }
 POSITION_JITTER = 0.04
 RELATIONS: tuple[str, ...] = ("to the left of", "to the right of", "above", "below")
+OPPOSITE_RELATION: dict[str, str] = {"to the left of": "to the right of", "to the right of": "to the left of",
+                                     "above": "below", "below": "above"}
 RELATION_MIN_ALONG = 0.25  # centres differ by >= this (fraction of R) along the relation's axis
 RELATION_MAX_ACROSS = 0.15  # ... and by <= this across it
 COUNT_WORDS: dict[int, str] = {2: "two", 3: "three"}
@@ -94,3 +97,16 @@ class Scene:
 def article(word: str) -> str:
     """`a`, or `an` before a vowel (`an orange square`)."""
     return "an" if word[:1] in "aeiou" else "a"
+
+
+_RELATION_PHRASE = re.compile(r"\b(" + "|".join(RELATIONS) + r")\b")
+
+
+def opposite_relation(prompt: str) -> str | None:
+    """The prompt with its first relation phrase turned around ("X to the left of Y" -> "X to the right of Y",
+    above <-> below), or None when it has none. Any text, not only captions of the grammar: the app offers it as
+    a negative prompt, and the swap test asks for it."""
+    match = _RELATION_PHRASE.search(prompt)
+    if match is None:
+        return None
+    return prompt[:match.start()] + OPPOSITE_RELATION[match.group(1)] + prompt[match.end():]

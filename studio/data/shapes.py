@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from studio.data.scene import (
     BACKGROUNDS, COLORS, COUNT_WORDS, CROSS_ARM_RATIO, MAX_ROTATION_DEG, PLURALS, POSITION_JITTER,
-    POSITION_PHRASES, POSITIONS, RELATION_MAX_ACROSS, RELATION_MIN_ALONG, RELATIONS, ROTATED_SHAPES, SHAPES,
+    OPPOSITE_RELATION, POSITION_PHRASES, POSITIONS, RELATION_MAX_ACROSS, RELATION_MIN_ALONG, RELATIONS, ROTATED_SHAPES, SHAPES,
     SIZE_JITTER, SIZES, STAR_INNER_RATIO, Scene, SceneObject, article,
 )
 from studio.errors import DataError
@@ -295,10 +295,6 @@ def try_parse_caption(caption: str) -> dict | None:
         return None
 
 
-_INVERSE_RELATION = {"to the left of": "to the right of", "to the right of": "to the left of",
-                     "above": "below", "below": "above"}
-
-
 def caption_variants(scene: Scene) -> list[str]:
     """Three extra wordings of a scene's caption (paraphrase augmentation). Deterministic, always three,
     never the canonical caption itself, which stays the evaluation prompt."""
@@ -316,7 +312,7 @@ def caption_variants(scene: Scene) -> list[str]:
                 f"{n} small {o.color} {PLURALS[o.shape]} on {bg}"]
     a, b = objs
     first, second = f"{article(a.color)} {a.color} {a.shape}", f"{article(b.color)} {b.color} {b.shape}"
-    return [f"{second} {_INVERSE_RELATION[scene.relation]} {first} on a {bg} background",
+    return [f"{second} {OPPOSITE_RELATION[scene.relation]} {first} on a {bg} background",
             f"{first} {scene.relation} {second}, {bg} background",
             f"a {bg} background with {first} {scene.relation} {second}"]
 

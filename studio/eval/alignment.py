@@ -36,7 +36,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from studio.data.scene import (
-    BACKGROUNDS, COLORS, POSITIONS, RELATIONS, SHAPES, SIZES, STAR_INNER_RATIO, Scene, SceneObject,
+    BACKGROUNDS, COLORS, POSITIONS, RELATIONS, SHAPES, SIZES, STAR_INNER_RATIO, Scene, SceneObject, opposite_relation,
 )
 from studio.errors import DataError
 from studio.stats import wilson_interval
@@ -470,9 +470,12 @@ def _model_resolution(model) -> int:
 def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25, guidance: float = 3.0,
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
                 progress: bool = True, device: str = "cpu", swap_n: int = 0,
-                guidance_interval: tuple[float, float] | None = None, precision: str = "fp32") -> dict:
+                guidance_interval: tuple[float, float] | None = None, precision: str = "fp32",
+                opposite_negative: bool = False) -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them. A model
-    given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks).
+    given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks). With
+    `opposite_negative`, each relation caption's negative prompt is the caption with the opposite relation
+    (`studio.data.scene.opposite_relation`; the app's "opposite relation" button), here and in the swap test.
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
@@ -492,14 +495,16 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     prompts = [s.caption for s in scenes]
     settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
                     progress=progress, guidance_interval=guidance_interval)
-    images = generate(model, prompts, **settings)
+    negatives = opposite_negatives(prompts) if opposite_negative else None
+    images = generate(model, prompts, negative_prompt=negatives, **settings)
     report = evaluate_alignment(images, scenes, progress=progress)
     result = {"model": str(getattr(model, "name", model_name_or_path)), "resolution": resolution, "n": n,
               "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
               "guidance_interval": list(guidance_interval) if guidance_interval else None,
+              "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None,
               "precision": precision_name(model), **report.to_dict()}
     if swap_n:
-        result["swap"] = swap_test(model, swap_n, **settings)
+        result["swap"] = swap_test(model, swap_n, opposite_negative=opposite_negative, **settings)
     if ceiling:
         result["ceiling"] = checker_ceiling(resolution, n, seed).to_dict(with_details=False)
     return result
@@ -507,17 +512,19 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
 
 # ------------------------------------------------------------------------------------------ swap test
 
-OPPOSITE_RELATION = {"to the left of": "to the right of", "to the right of": "to the left of",
-                     "above": "below", "below": "above"}
+OPPOSITE_NEGATIVE = "the opposite relation"  # how results name the `opposite_negative` setting
+
+
+def opposite_negatives(prompts: Sequence[str]) -> list[str]:
+    """One negative prompt per prompt: the prompt with its relation turned around, "" for one without."""
+    return [opposite_relation(p) or "" for p in prompts]
 
 
 def swapped_caption(caption: str) -> str:
     """The relation caption with the opposite relation (left <-> right, above <-> below)."""
-    content = _caption_content(caption)
-    if content["kind"] != "relation":
+    if _caption_content(caption)["kind"] != "relation":
         raise DataError(f"the swap test takes relation captions, got {caption!r}")
-    relation = content["relation"]
-    return caption.replace(f" {relation} ", f" {OPPOSITE_RELATION[relation]} ", 1)
+    return opposite_relation(caption)
 
 
 def _offset(image, caption: str) -> float | None:
@@ -552,7 +559,8 @@ def swap_captions(n: int, seed: int = 0) -> list[str]:
 
 def format_swap(swap: dict) -> str:
     """One line per swap-test share, for terminals and reports."""
-    lines = [f"swap test ({swap['n']} relation pairs, the same seeds):"]
+    away = ", each guiding away from the other (negative prompt)" if swap.get("negative_prompt") else ""
+    lines = [f"swap test ({swap['n']} relation pairs, the same seeds{away}):"]
     for key, what in (("moved", "objects trade places as the words ask"), ("changed", "their order changes at all")):
         s = swap[key]
         lines.append(f"  {key:<8} {s['accuracy']:.3f}   [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
@@ -561,12 +569,14 @@ def format_swap(swap: dict) -> str:
 
 
 def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: float = 3.0, sampler: str = "dpm++",
-              batch_size: int = 8, progress: bool = False, confidence: float = 0.95, **sample_kwargs) -> dict:
+              batch_size: int = 8, progress: bool = False, confidence: float = 0.95, opposite_negative: bool = False,
+              **sample_kwargs) -> dict:
     """"X left of Y" against "X right of Y" (and above/below) at the same seeds: how often the objects move.
 
-    Pair i samples a held-out relation caption and its swapped twin with seed `seed + i`. Returns the share
-    of pairs where the objects trade places as asked (`moved`) and where their order changes at all
-    (`changed`), each with a Wilson interval, and one record per pair."""
+    Pair i samples a held-out relation caption and its swapped twin with seed `seed + i`; with
+    `opposite_negative` each guides away from the other (its negative prompt). Returns the share of pairs
+    where the objects trade places as asked (`moved`) and where their order changes at all (`changed`), each
+    with a Wilson interval, and one record per pair."""
     from studio.sampling import generate  # deferred, as in align_model
 
     if n < 1:
@@ -575,8 +585,10 @@ def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: flo
     twins = [swapped_caption(c) for c in captions]
     settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
                     progress=progress, **sample_kwargs)
-    images_a, images_b = generate(model, captions, **settings), generate(model, twins, **settings)
+    images_a = generate(model, captions, negative_prompt=twins if opposite_negative else None, **settings)
+    images_b = generate(model, twins, negative_prompt=captions if opposite_negative else None, **settings)
     pairs = [dict(caption=c, swapped=t, **swap_outcome(a, c, b, t))
              for c, t, a, b in zip(captions, twins, images_a, images_b)]
     stats = {key: asdict(_stats([p[key] for p in pairs], confidence)) for key in ("moved", "changed")}
-    return {"n": n, "seed": seed, "confidence": confidence, **stats, "pairs": pairs}
+    return {"n": n, "seed": seed, "confidence": confidence,
+            "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None, **stats, "pairs": pairs}

@@ -155,7 +155,8 @@ def _resolution(folder: Path) -> int:
 
 
 def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, guidance: float = 3.0,
-                  sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None, n: int = 1,
+                  sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
+                  negative_prompt: str | None = None, n: int = 1,
                   load: Callable | None = None, known: dict[str, list[Image.Image]] | None = None,
                   text_encoder=None) -> Comparison:
     """Render `prompt` with seed `seed` (image i: seed + i) by the core and the grown model of the pair that
@@ -165,7 +166,7 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     core_name, grown_name, how = find_core_and_grown(name, load)
     core, grown = load(core_name), load(grown_name)
     kwargs = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, guidance_interval=guidance_interval,
-                  text_encoder=text_encoder)
+                  negative_prompt=negative_prompt or None, text_encoder=text_encoder)
     prompts = [prompt] * n
 
     def render(model_name: str, model, noise: torch.Tensor | None = None) -> list[Image.Image]:
