@@ -291,7 +291,8 @@ def test_negative_prompt_is_sampled_and_saved_with_the_image(client):
 def test_opposite_relation_button_fills_the_negative_prompt():
     from studio_ui.generate import opposite_negative
 
-    assert opposite_negative("a red star to the left of a blue circle", "") == "a red star to the right of a blue circle"
+    turned = "a red star to the right of a blue circle"
+    assert opposite_negative("a red star to the left of a blue circle", "") == turned
     assert opposite_negative("a green square above a red star", "old") == "a green square below a red star"
     assert opposite_negative("a red star on a white background", "kept") == "kept"  # nothing to turn around
     assert opposite_negative(None, None) == ""

@@ -67,6 +67,9 @@ def test_generate_replay_compare_in_a_browser(page_url):
             expect(page.locator("#interval-low input")).to_have_value("-4")
             expect(steps).to_have_value("6")
             page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
+            page.locator("#opposite").click()  # the negative prompt: the same words with the relation turned around
+            expect(page.locator("#negative-prompt textarea")).to_have_value(
+                "a red star to the right of a blue circle on a white background")
             steps.fill("40")
             steps.press("Enter")
             page.evaluate(WATCH_PREVIEWS)
@@ -91,6 +94,7 @@ def test_generate_replay_compare_in_a_browser(page_url):
             expect(page.locator("#compare-gallery img")).to_have_count(2)
             expect(page.locator("#compare-group")).to_contain_text("16 px")
             expect(page.locator("#compare-group")).to_contain_text("32 px")
+            expect(page.locator("#compare-group")).to_contain_text('away from "a red star to the right of')
 
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         except Exception:

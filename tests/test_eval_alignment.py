@@ -284,7 +284,7 @@ def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):
 def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
     from studio.data.scene import opposite_relation
 
-    assert opposite_relation("a red circle to the left of a blue square") == "a red circle to the right of a blue square"
+    assert opposite_relation("a red circle to the left of a square") == "a red circle to the right of a square"
     assert opposite_relation("my cat above the sofa, below the moon") == "my cat below the sofa, below the moon"
     assert opposite_relation("a red circle in the top left corner") is None  # a position, not a relation
     assert opposite_relation("aboveground") is None  # whole words only

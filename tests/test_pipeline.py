@@ -153,8 +153,9 @@ def test_negative_prompt_replaces_the_unconditional_input(pipe, text_encoder):
     assert not torch.allclose(away, plain, atol=1e-4)
     off = run(pipe, guidance_scale=1.0, negative_prompt="a blue circle")  # guidance off: nothing to steer
     torch.testing.assert_close(off, run(pipe, guidance_scale=1.0))
+    seed_zero = [torch.Generator().manual_seed(0) for _ in range(4)]
     both = pipe([PROMPT, PROMPT], negative_prompt=["", "a blue circle"], num_images_per_prompt=2, guidance_scale=4.0,
-                num_inference_steps=4, output_type="pt", generator=[torch.Generator().manual_seed(0) for _ in range(4)]).images
+                num_inference_steps=4, output_type="pt", generator=seed_zero).images
     torch.testing.assert_close(both[1:2], plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(both[3:4], away, atol=1e-5, rtol=1e-5)
     with pytest.raises(ConfigError, match="negative prompts"):

@@ -206,6 +206,9 @@ def test_check_prompt(enc):
     assert prompt == long and "truncated" in notes[0] and "256" in notes[0]
     prompt, notes = check_prompt("x" * 5000, enc)
     assert len(prompt) == previews.MAX_PROMPT_CHARS and "cut" in notes[0]
+    assert check_prompt(None, enc, what="negative prompt") == ("", [])  # no negative prompt: nothing to say
+    prompt, notes = check_prompt(long, enc, what="negative prompt")
+    assert notes[0].startswith("The negative prompt has") and "truncated" in notes[0]
 
 
 # ------------------------------------------------------------------------------------ core vs grown

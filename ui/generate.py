@@ -81,7 +81,7 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
 
 def opposite_negative(prompt: str | None, current: str | None) -> str:
     """The "opposite relation" button: the prompt with its relation turned around, as the negative prompt
-    (guidance then pushes the objects to the asked sides; `studio eval align --swap-negative` measures it).
+    (guidance then pushes the objects to the asked sides; `studio eval align --opposite-negative` measures it).
     Without a relation phrase the negative prompt stays as it was, and the user is told why."""
     opposite = opposite_relation(prompt or "")
     if opposite is None:
@@ -412,8 +412,9 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                           info="0 = only the final image", elem_id="preview-every")
         compare = gr.Checkbox(value=False, label="Core vs grown", elem_id="compare",
                               info="also render this prompt and seed with the core and the model grown from it")
-    return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed, sampler, images, steps,
-                        guidance, use_interval, interval_low, interval_high, seed, dice, seed_used, every, compare)
+    return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed,
+                        sampler, images, steps, guidance, use_interval, interval_low, interval_high, seed, dice,
+                        seed_used, every, compare)
 
 
 def _outputs_column(ui: dict) -> None:

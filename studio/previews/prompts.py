@@ -27,11 +27,3 @@ def check_prompt(prompt: str | None, text_encoder=None, what: str = "prompt") ->
         notes.append(f"The {what} has {tokens} tokens; the text encoder reads the first {MAX_TOKENS}, so it was "
                      "truncated (the rest has no effect).")
     return prompt, notes
-    if len(prompt) > MAX_PROMPT_CHARS:
-        prompt = prompt[:MAX_PROMPT_CHARS]
-        notes.append(f"The prompt was cut to its first {MAX_PROMPT_CHARS} characters.")
-    tokens = (text_encoder or get_text_encoder()).token_count(prompt)
-    if tokens > MAX_TOKENS:
-        notes.append(f"The prompt has {tokens} tokens; the text encoder reads the first {MAX_TOKENS}, so it was "
-                     "truncated (the rest has no effect).")
-    return prompt, notes
