@@ -91,3 +91,13 @@ def test_cli_has_arena_option():
     cli_app.register(parser.add_subparsers())
     args = parser.parse_args(["app", "--arena", "somewhere"])
     assert args.arena == Path("somewhere")
+
+
+def test_the_reveal_names_a_contenders_negative_prompt():
+    from studio.arena.contenders import Contender
+    from studio_ui.arena_tab import _describe
+
+    plain = Contender("runs/a", "h").describe()
+    opposite = Contender("runs/a", "h", negative="opposite", name="a (opposite relation)").describe()
+    assert "negative" not in _describe(plain)
+    assert _describe(opposite).endswith("guidance 3, negative prompt: the prompt with its relation turned around)")

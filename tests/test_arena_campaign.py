@@ -110,6 +110,23 @@ def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:
         resolve_contenders(["m@interval=3:-4", "m"], hasher=str)
 
 
+def test_a_contender_can_guide_each_prompt_away_from_its_opposite_relation(fake_sampling: list[tuple]) -> None:
+    plain, opposite = resolve_contenders(["runs/a", "runs/a@negative=opposite"], hasher=str)
+    assert plain.key != opposite.key and "negative" not in plain.settings  # older contenders keep their keys
+    assert opposite.settings["negative"] == "opposite" and "negative opposite" in opposite.display_name
+    assert Contender.from_row(types.SimpleNamespace(model="runs/a", weights_hash="runs/a", name=opposite.name,
+                                                    settings=opposite.settings)) == opposite
+    prompt = "a red star to the left of a blue circle on a white background"
+    assert opposite.negative_prompt(prompt) == prompt.replace("left", "right")
+    assert opposite.negative_prompt("two red stars on a white background") == ""  # nothing to turn around
+    assert plain.negative_prompt(prompt) is None
+    with pytest.raises(StudioError, match="negative=colour is not one of opposite"):
+        resolve_contenders(["runs/a", "runs/a@negative=colour"], hasher=str)
+    renderer = ModelRenderer(device="cpu")
+    renderer(Contender("runs/a", hashlib.sha256(b"runs/a").hexdigest()[:16], negative="opposite"), [prompt], [3])
+    assert fake_sampling[-1] == ("generate", "runs/a", (prompt,), 3, prompt.replace("left", "right"))
+
+
 def test_read_prompts(tmp_path: Path) -> None:
     txt = tmp_path / "p.txt"
     txt.write_text("a red cube\n\n# a comment\na blue ball\na red cube\n")
@@ -374,8 +391,8 @@ def fake_sampling(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     sampling = types.ModuleType("studio.sampling")
 
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", batch_size=8,  # noqa: ANN001
-                 guidance_interval=None):
-        calls.append(("generate", model, tuple(prompts), seed))
+                 guidance_interval=None, negative_prompt=None):
+        calls.append(("generate", model, tuple(prompts), seed) + ((negative_prompt,) if negative_prompt else ()))
         c = Contender(model=model, weights_hash=hub.weights_hash(model), sampler=sampler, steps=steps,
                       guidance=guidance)
         return solid_colour_renderer(c, prompts, [seed + i for i in range(len(prompts))])

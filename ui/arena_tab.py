@@ -22,6 +22,7 @@ import gradio as gr
 
 from studio.arena import ArenaError, Campaign, ModelRenderer, NoBattlesLeftError, RaterCapReachedError
 from studio.arena.campaign import IMAGES_DIR
+from studio.arena.contenders import NEGATIVE_DESCRIPTIONS
 from studio.cpu import releasing_openmp_threads
 from studio.sampling import describe_guidance
 
@@ -61,9 +62,12 @@ def get_campaign(directory: str | Path, device: str | None = None):
 
 
 def _describe(contender: dict) -> str:
-    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]])" of a revealed contender."""
+    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]][, negative prompt: ...])" of a revealed
+    contender."""
+    negative = contender.get("negative")
+    negative = f", negative prompt: {NEGATIVE_DESCRIPTIONS.get(negative, negative)}" if negative else ""
     return (f"{contender['name']} (`{contender['model']}`, {contender['sampler']}, {contender['steps']} steps, "
-            f"{describe_guidance(contender['guidance'], contender.get('guidance_interval'))})")
+            f"{describe_guidance(contender['guidance'], contender.get('guidance_interval'))}{negative})")
 
 
 def _progress(cast: int, allowed: int | None) -> str:

@@ -1,5 +1,5 @@
 """Arena contenders: a model and its sampling settings, parsed from `MODEL@key=value,...` specs (speed presets,
-guidance intervals), hashed by their weights; and the prompts file a campaign is built from."""
+guidance intervals, negative prompts), hashed by their weights; and the prompts file a campaign is built from."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from studio.arena.records import ArenaError, ContenderRow
+from studio.data.scene import opposite_relation
 
 # The same defaults as `studio sample`.
-CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "name")
+CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "name")
+# `negative=` values: each prompt's negative prompt, from the prompt (the app's "opposite relation" button)
+NEGATIVE_PROMPTS: dict[str, Callable[[str], str]] = {"opposite": lambda prompt: opposite_relation(prompt) or ""}
+NEGATIVE_DESCRIPTIONS = {"opposite": "the prompt with its relation turned around"}  # what the reveal says
 DEFAULT_SAMPLER = "dpm++"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 3.0
@@ -33,14 +37,22 @@ class Contender:
     guidance: float = DEFAULT_GUIDANCE
     name: str = ""
     guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
+    negative: str | None = None  # a key of NEGATIVE_PROMPTS: how each prompt's negative prompt is made
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The sampling settings (the guidance interval only when set: older contenders keep their keys)."""
+        """The sampling settings (the guidance interval and negative only when set: older contenders keep their
+        keys)."""
         settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
         if self.guidance_interval is not None:
             settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
+        if self.negative is not None:
+            settings["negative"] = self.negative
         return settings
+
+    def negative_prompt(self, prompt: str) -> str | None:
+        """The negative prompt this contender samples `prompt` with (None: the unconditional model)."""
+        return NEGATIVE_PROMPTS[self.negative](prompt) if self.negative is not None else None
 
     @property
     def sampling_kwargs(self) -> dict[str, Any]:
@@ -67,13 +79,14 @@ class Contender:
         interval = s.get("guidance_interval")
         return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
                    guidance=float(s["guidance"]), name=row.name,
-                   guidance_interval=tuple(interval) if interval else None)
+                   guidance_interval=tuple(interval) if interval else None, negative=s.get("negative"))
 
 
 def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
     """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
-    balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), name.
-    E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`."""
+    balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), negative (opposite: each prompt
+    with its relation turned around), name. E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`,
+    `shapes-256@negative=opposite`."""
     model, overrides = spec, {}
     if "@" in spec:
         head, _, tail = spec.rpartition("@")
@@ -84,7 +97,8 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
                 key = key.strip()
                 if not sep or key not in CONTENDER_KEYS:
                     raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
-                                     "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,name=TEXT")
+                                     "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,negative=opposite,"
+                                     "name=TEXT")
                 overrides[key] = value.strip()
     if not model.strip():
         raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
@@ -106,12 +120,15 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
         base = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_interval=None)
         if "speed" in o:
             base = _speed_preset(model, o["speed"], presets, spec)
+        if o.get("negative", "opposite") not in NEGATIVE_PROMPTS:
+            raise ArenaError(f"contender {spec!r}: negative={o['negative']} is not one of "
+                             f"{', '.join(NEGATIVE_PROMPTS)} (how each prompt's negative prompt is made)")
         try:
             interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
             c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
                           sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
                           guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
-                          guidance_interval=interval)
+                          guidance_interval=interval, negative=o.get("negative"))
         except ValueError as err:
             raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
         hashes[model] = c.weights_hash
@@ -124,8 +141,9 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
     names = [c.display_name for c in out]
     for i, c in enumerate(out):
         if not c.name and names.count(c.display_name) > 1:
+            negative = f", negative {c.negative}" if c.negative else ""
             out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
-                                                           f"cfg {c.guidance:g})"})
+                                                           f"cfg {c.guidance:g}{negative})"})
     return out
 
 

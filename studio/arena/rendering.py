@@ -69,7 +69,8 @@ class ModelRenderer:
             model = self._load(contender)
             images: list[Any] = []
             for prompt, first, n in _seed_runs(prompts, seeds):
-                images += generate(model, [prompt] * n, seed=first, batch_size=n, **contender.sampling_kwargs)
+                images += generate(model, [prompt] * n, seed=first, batch_size=n,
+                                   negative_prompt=contender.negative_prompt(prompt), **contender.sampling_kwargs)
             return images
 
 
