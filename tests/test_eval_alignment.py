@@ -294,8 +294,9 @@ def test_opposite_negative_guides_each_relation_caption_away_from_its_twin(fake_
     from studio.cli import main
 
     out = tmp_path / "align.json"
+    grid = tmp_path / "swap.png"
     assert main(["eval", "align", "--model", "fake", "--n", "40", "--swap", "5", "--opposite-negative",
-                 "--no-ceiling", "--json", str(out)]) == 0
+                 "--no-ceiling", "--json", str(out), "--swap-grid", str(grid)]) == 0
     negatives = fake_studio_model["negatives"]
     from studio.data.shapes import parse_caption
 
@@ -304,4 +305,11 @@ def test_opposite_negative_guides_each_relation_caption_away_from_its_twin(fake_
     assert all(negatives[c] == "" for c in set(negatives) - relation)  # other kinds keep the empty prompt
     result = json.loads(out.read_text())
     assert result["negative_prompt"] == result["swap"]["negative_prompt"] == "the opposite relation"
+    assert "images" not in result["swap"]  # the pictures go to the grid, not the JSON
     assert "guiding away from the other" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(grid) as picture:  # 5 pairs, two images each, 4 columns of 64 px tiles: 3 rows
+        assert picture.width == 4 * 66 + 2 and picture.height > 3 * 64
+    assert main(["eval", "align", "--model", "fake", "--n", "3", "--swap", "0", "--swap-grid", str(grid)]) == 2
+    assert "--swap N" in capsys.readouterr().err

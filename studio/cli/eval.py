@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                        help="each relation caption guides away from itself with the opposite relation (its "
                             "negative prompt, as the app's 'opposite relation' button sets it), here and in the "
                             "swap test")
+    align.add_argument("--swap-grid", type=Path, metavar="PNG",
+                       help="also write the first 8 swap pairs side by side, under their captions")
     align.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="number format to sample in (default fp32; auto: as the app picks on this machine)")
     align.add_argument("--no-ceiling", action="store_true", help="skip the ground-truth ceiling")
@@ -174,13 +176,16 @@ def _frontier(args) -> int:
 
 
 def _align(args) -> int:
-    from studio.eval.alignment import align_model, format_question_table, format_swap
+    from studio.cli import CLIError
+    from studio.eval.alignment import align_model, format_question_table, format_swap, swap_grid
 
+    if args.swap_grid is not None and not args.swap:
+        raise CLIError("--swap-grid draws swap-test pairs: give --swap N with N > 0")
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
     result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
                          swap_n=args.swap, guidance_interval=interval, precision=args.precision,
-                         opposite_negative=args.opposite_negative)
+                         opposite_negative=args.opposite_negative, swap_images=args.swap_grid is not None)
     ceiling = result.get("ceiling", {}).get("questions")
     title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
              f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
@@ -190,6 +195,13 @@ def _align(args) -> int:
     print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
     if "swap" in result:
         print(format_swap(result["swap"]))
+        if args.swap_grid is not None:
+            from studio.images import save_png
+
+            save_png(swap_grid(result["swap"]), args.swap_grid,
+                     {"model": result["model"], "negative_prompt": result["negative_prompt"] or ""})
+            print(f"wrote {args.swap_grid}")
+        result["swap"].pop("images", None)
     _write_json(args.json, result)
     return 0
 

@@ -471,7 +471,7 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
                 progress: bool = True, device: str = "cpu", swap_n: int = 0,
                 guidance_interval: tuple[float, float] | None = None, precision: str = "fp32",
-                opposite_negative: bool = False) -> dict:
+                opposite_negative: bool = False, swap_images: bool = False) -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them. A model
     given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks). With
     `opposite_negative`, each relation caption's negative prompt is the caption with the opposite relation
@@ -479,7 +479,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
-    `swap_n` > 0 the swap test on that many relation pairs (`swap`, see `swap_test`).
+    `swap_n` > 0 the swap test on that many relation pairs (`swap`, see `swap_test`; `swap_images` keeps its
+    pictures there as `images`, which is not JSON: pop it before writing).
     """
     # deferred: the model stack (torch, diffusers) loads only to sample; tests stand in for studio.hub/sampling
     from studio.data.shapes import heldout_captions
@@ -504,7 +505,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
               "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None,
               "precision": precision_name(model), **report.to_dict()}
     if swap_n:
-        result["swap"] = swap_test(model, swap_n, opposite_negative=opposite_negative, **settings)
+        result["swap"] = swap_test(model, swap_n, opposite_negative=opposite_negative, return_images=swap_images,
+                                   **settings)
     if ceiling:
         result["ceiling"] = checker_ceiling(resolution, n, seed).to_dict(with_details=False)
     return result
@@ -570,13 +572,14 @@ def format_swap(swap: dict) -> str:
 
 def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: float = 3.0, sampler: str = "dpm++",
               batch_size: int = 8, progress: bool = False, confidence: float = 0.95, opposite_negative: bool = False,
-              **sample_kwargs) -> dict:
+              return_images: bool = False, **sample_kwargs) -> dict:
     """"X left of Y" against "X right of Y" (and above/below) at the same seeds: how often the objects move.
 
     Pair i samples a held-out relation caption and its swapped twin with seed `seed + i`; with
     `opposite_negative` each guides away from the other (its negative prompt). Returns the share of pairs
     where the objects trade places as asked (`moved`) and where their order changes at all (`changed`), each
-    with a Wilson interval, and one record per pair."""
+    with a Wilson interval, and one record per pair (with `return_images`, also `images`: the (caption's,
+    twin's) PIL images of each pair, for `swap_grid`)."""
     from studio.sampling import generate  # deferred, as in align_model
 
     if n < 1:
@@ -590,5 +593,20 @@ def swap_test(model, n: int = 100, seed: int = 0, steps: int = 25, guidance: flo
     pairs = [dict(caption=c, swapped=t, **swap_outcome(a, c, b, t))
              for c, t, a, b in zip(captions, twins, images_a, images_b)]
     stats = {key: asdict(_stats([p[key] for p in pairs], confidence)) for key in ("moved", "changed")}
-    return {"n": n, "seed": seed, "confidence": confidence,
-            "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None, **stats, "pairs": pairs}
+    result = {"n": n, "seed": seed, "confidence": confidence,
+              "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None, **stats, "pairs": pairs}
+    if return_images:
+        result["images"] = list(zip(images_a, images_b))
+    return result
+
+
+def swap_grid(swap: dict, pairs: int = 8):
+    """The first `pairs` swap pairs as one picture: each pair's two images side by side, under their captions
+    and whether the objects moved as asked. `swap` is a `swap_test` result made with `return_images`."""
+    from studio.images import grid  # deferred, as in swap_test
+
+    chosen = list(zip(swap["pairs"], swap["images"]))[:pairs]
+    images = [image for _, both in chosen for image in both]
+    verdict = {True: "moved", False: "stayed"}
+    labels = [text for p, _ in chosen for text in (p["caption"], f"{p['swapped']} ({verdict[p['moved']]})")]
+    return grid(images, columns=4, labels=labels)
