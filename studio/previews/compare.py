@@ -166,7 +166,7 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     core_name, grown_name, how = find_core_and_grown(name, load)
     core, grown = load(core_name), load(grown_name)
     kwargs = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, guidance_interval=guidance_interval,
-                  negative_prompt=negative_prompt or None, text_encoder=text_encoder)
+                  negative_prompt=negative_prompt, text_encoder=text_encoder)
     prompts = [prompt] * n
 
     def render(model_name: str, model, noise: torch.Tensor | None = None) -> list[Image.Image]:

@@ -61,7 +61,7 @@ class LiveRun:
         self._seconds = 0.0
         self._model, self._sampler = model, sampler
         self._call = dict(prompt=prompts, num_inference_steps=int(steps), guidance_scale=guidance, seed=seed,
-                          guidance_interval=guidance_interval, negative_prompt=negative_prompt or None,
+                          guidance_interval=guidance_interval, negative_prompt=negative_prompt,
                           text_encoder=text_encoder, output_type="latent",
                           callback_on_step_end=self._on_step, callback_on_step_end_tensor_inputs=["step"])
         self._thread = threading.Thread(target=self._work, name="live-run", daemon=True)
