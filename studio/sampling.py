@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from studio import __version__
+from studio.count_prior import check_strength, requested_count, with_count_prior
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
@@ -164,7 +165,7 @@ def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None,
 @torch.no_grad()
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
-           negative_prompt: str | Sequence[str] | None = None,
+           negative_prompt: str | Sequence[str] | None = None, count_prior: float = 0.0,
            text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
            generator=None, noise: torch.Tensor | None = None,
            callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
@@ -174,6 +175,9 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     negative_prompt: what guidance steers away from, in place of the empty prompt (one string for every
         image or one per prompt): v = v(negative) + guidance * (v(prompt) - v(negative)), as in diffusers.
         It acts only on guided steps (guidance != 1, inside the guidance interval).
+    count_prior: for each prompt that asks for N >= 2 objects (`studio.count_prior.requested_count`), raise the
+        N strongest object-sized bumps of its starting noise by this much (`studio.count_prior`; 0 = off):
+        the model draws as many objects as the noise offers places for.
 
     scheduler: a diffusers scheduler to step with instead of `make_scheduler(sampler, ...)` (it must keep the
         model's noise schedule: build it with `Cls.from_config(make_scheduler(...).config, **changes)`).
@@ -188,6 +192,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         raise ConfigError("give at least one prompt (the empty prompt \"\" samples unconditionally)")
     settings = SamplerSettings(sampler, int(steps), float(guidance), guidance_interval).validate()
     seed = _check_seed(seed)
+    count_prior = check_strength(count_prior)
     first = next(model.parameters())
     device, dtype = first.device, first.dtype
     resolution, reference = model.resolution, model.schedule_reference_resolution
@@ -208,6 +213,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         if tuple(noise.shape) != (B, 3, resolution, resolution):
             raise ConfigError(f"noise must have shape {(B, 3, resolution, resolution)}, got {tuple(noise.shape)}")
         made = noise
+    made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior)
     sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)
     # ancestral samplers (ddpm, euler-ancestral, sde variants) draw fresh noise at each step from `generator`
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
@@ -272,13 +278,15 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
 
 
 def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
-                    guidance_interval: tuple[float, float] | None = None, negative_prompt: str | None = None) -> dict:
+                    guidance_interval: tuple[float, float] | None = None, negative_prompt: str | None = None,
+                    count_prior: float = 0.0) -> dict:
     """What a saved image carries as PNG text: enough to reproduce it exactly."""
     folder = getattr(model, "folder", None)
     return {
         "prompt": prompt, "negative_prompt": negative_prompt or "", "seed": int(seed), "sampler": sampler,
         "steps": int(steps), "guidance": float(guidance),
         "guidance_interval": list(guidance_interval) if guidance_interval else None,
+        "count_prior": float(count_prior),
         "model": getattr(model, "name", type(model).__name__),
         "model_hash": weights_hash(folder) if folder else None,
         "resolution": int(model.resolution), "precision": precision_name(model), "studio_version": __version__,

@@ -108,10 +108,12 @@ def client(app_url) -> Client:
 
 
 def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
-             guidance=3.0, sampler="dpm++", interval=None, negative=None):
+             guidance=3.0, sampler="dpm++", interval=None, negative=None, count_prior=None):
     extra = () if interval is None else (True, *interval)  # API clients may leave the interval out
-    if negative is not None:  # ... and the negative prompt, which follows it
-        extra = (extra or (False, -6.0, 3.0)) + (negative,)
+    if negative is not None or count_prior is not None:  # ... and the negative prompt and count prior after it
+        extra = (extra or (False, -6.0, 3.0)) + (negative or "",)
+    if count_prior is not None:
+        extra += (count_prior,)
     job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, *extra, api_name="/generate")
     job.result(timeout=120)
     return job.outputs()
@@ -286,6 +288,24 @@ def test_negative_prompt_is_sampled_and_saved_with_the_image(client):
     assert read_png_info(final[RESULTS][0]["image"])["negative_prompt"] == negative
     plain = final_outputs(generate(client, steps=4))
     assert read_png_info(plain[RESULTS][0]["image"])["negative_prompt"] == ""
+
+
+def test_count_prior_is_sampled_and_saved_with_the_image(client):
+    final = final_outputs(generate(client, prompt="two red stars on a white background", steps=4, count_prior=1.0))
+    assert read_png_info(final[RESULTS][0]["image"])["count_prior"] == 1.0
+    assert read_png_info(final_outputs(generate(client, steps=4))[RESULTS][0]["image"])["count_prior"] == 0.0
+    with pytest.raises(Exception, match="count prior"):
+        generate(client, steps=4, count_prior=7.0)
+
+
+def test_count_prior_note_for_a_prompt_without_a_count():
+    from studio_ui.generate import parse_request
+
+    settings, notes = parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50, count_prior=1.0)
+    assert settings.count_prior == 1.0 and any("names no count" in n for n in notes)
+    settings, notes = parse_request("m", "three red stars", "dpm++", 4, 3.0, 0, 1, 50, count_prior=1.0)
+    assert not any("count" in n for n in notes)
+    assert parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50)[0].count_prior == 0.0
 
 
 def test_opposite_relation_button_fills_the_negative_prompt():

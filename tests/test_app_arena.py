@@ -101,3 +101,5 @@ def test_the_reveal_names_a_contenders_negative_prompt():
     opposite = Contender("runs/a", "h", negative="opposite", name="a (opposite relation)").describe()
     assert "negative" not in _describe(plain)
     assert _describe(opposite).endswith("guidance 3, negative prompt: the prompt with its relation turned around)")
+    prior = Contender("runs/a", "h", count_prior=1.0, name="a (count prior)").describe()
+    assert _describe(prior).endswith("guidance 3, count prior 1)") and "count prior" not in _describe(plain)

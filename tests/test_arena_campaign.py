@@ -110,6 +110,19 @@ def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:
         resolve_contenders(["m@interval=3:-4", "m"], hasher=str)
 
 
+def test_a_contender_can_start_counting_prompts_from_count_aware_noise() -> None:
+    plain, prior = resolve_contenders(["runs/a", "runs/a@count_prior=1"], hasher=str)
+    assert plain.key != prior.key and "count_prior" not in plain.settings  # older contenders keep their keys
+    assert prior.settings["count_prior"] == 1.0 and prior.sampling_kwargs["count_prior"] == 1.0
+    assert "count_prior" not in plain.sampling_kwargs and "count prior 1" in prior.display_name
+    assert Contender.from_row(types.SimpleNamespace(model="runs/a", weights_hash="runs/a", name=prior.name,
+                                                    settings=prior.settings)) == prior
+    with pytest.raises(StudioError, match="count_prior must be between 0 and 3"):
+        resolve_contenders(["runs/a", "runs/a@count_prior=5"], hasher=str)
+    with pytest.raises(StudioError, match="count_prior must be a number"):
+        resolve_contenders(["runs/a", "runs/a@count_prior=lots"], hasher=str)
+
+
 def test_a_contender_can_guide_each_prompt_away_from_its_opposite_relation(fake_sampling: list[tuple]) -> None:
     plain, opposite = resolve_contenders(["runs/a", "runs/a@negative=opposite"], hasher=str)
     assert plain.key != opposite.key and "negative" not in plain.settings  # older contenders keep their keys

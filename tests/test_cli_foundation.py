@@ -54,6 +54,16 @@ def test_sample_negative_prompt_is_recorded_for_every_image(tmp_path, model_dir)
     assert read_png_info(tmp_path / "plain.png")["negative_prompt"] == ""
 
 
+def test_sample_count_prior_is_recorded(tmp_path, model_dir, capsys):
+    out = tmp_path / "two.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "two red stars", "--steps", "2",
+                 "--count-prior", "1.5", "--out", str(out)]) == 0
+    assert read_png_info(out)["count_prior"] == 1.5
+    with pytest.raises(SystemExit):
+        main(["sample", "--model", str(model_dir), "--prompt", "two red stars", "--count-prior", "-1"])
+    assert "between 0 and 3" in capsys.readouterr().err
+
+
 def test_sample_starts_from_the_models_speed_preset(tmp_path, model_dir):
     from studio.sampling import PRESETS_FILE
 

@@ -234,6 +234,8 @@ def fake_studio_model(monkeypatch):
 
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", negative_prompt=None, **kwargs):
         calls.update(seed=seed, steps=steps, guidance=guidance, sampler=sampler, n=len(prompts))
+        if kwargs.get("count_prior"):
+            calls["count_prior"] = kwargs["count_prior"]
         if negative_prompt is not None:
             calls.setdefault("negatives", {}).update(zip(prompts, negative_prompt))
         by_caption = {s.caption: s for s in heldout_captions(len(prompts), seed)}
@@ -288,6 +290,19 @@ def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
     assert opposite_relation("my cat above the sofa, below the moon") == "my cat below the sofa, below the moon"
     assert opposite_relation("a red circle in the top left corner") is None  # a position, not a relation
     assert opposite_relation("aboveground") is None  # whole words only
+
+
+def test_count_prior_reaches_the_sampler_and_the_json(fake_studio_model, tmp_path, capsys):
+    from studio.cli import main
+
+    out = tmp_path / "align.json"
+    assert main(["eval", "align", "--model", "fake", "--n", "8", "--swap", "0", "--count-prior", "1",
+                 "--no-ceiling", "--json", str(out)]) == 0
+    assert fake_studio_model["count_prior"] == 1.0
+    assert json.loads(out.read_text())["count_prior"] == 1.0
+    assert "count prior 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: out of range
+        main(["eval", "align", "--model", "fake", "--count-prior", "9"])
 
 
 def test_opposite_negative_guides_each_relation_caption_away_from_its_twin(fake_studio_model, tmp_path, capsys):

@@ -62,10 +62,11 @@ def get_campaign(directory: str | Path, device: str | None = None):
 
 
 def _describe(contender: dict) -> str:
-    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]][, negative prompt: ...])" of a revealed
-    contender."""
+    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]][, negative prompt: ...][, count prior S])" of a
+    revealed contender."""
     negative = contender.get("negative")
     negative = f", negative prompt: {NEGATIVE_DESCRIPTIONS.get(negative, negative)}" if negative else ""
+    negative += f", count prior {contender['count_prior']:g}" if contender.get("count_prior") else ""
     return (f"{contender['name']} (`{contender['model']}`, {contender['sampler']}, {contender['steps']} steps, "
             f"{describe_guidance(contender['guidance'], contender.get('guidance_interval'))}{negative})")
 

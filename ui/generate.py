@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.cpu import releasing_openmp_threads
+from studio.constants import MAX_COUNT_PRIOR
+from studio.count_prior import check_strength, requested_count
 from studio.data.scene import opposite_relation
 from studio.diffusion import SAMPLERS
 from studio.errors import ConfigError, StudioError
@@ -44,7 +46,7 @@ class GenerateTab:
 
 def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
                   max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None,
-                  negative_prompt: str | None = None) -> tuple[RunSettings, list[str]]:
+                  negative_prompt: str | None = None, count_prior=0.0) -> tuple[RunSettings, list[str]]:
     """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
     message that says what to change."""
     if not model:
@@ -62,6 +64,10 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
         raise ConfigError(f"number of images must be between 1 and {MAX_IMAGES}, got {images_i}")
     interval = _parse_interval(interval_low, interval_high) if use_interval else None
     SamplerSettings(sampler, steps_i, guidance_f, interval).validate()
+    try:
+        count_prior_f = check_strength(float(count_prior or 0.0))
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(str(err) if isinstance(err, ConfigError) else "count prior must be a number") from None
     notes: list[str] = []
     if seed_in is None or seed_in == -1:
         seed_i = random.randint(0, RANDOM_SEED_MAX)
@@ -75,8 +81,11 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
     negative_s, negative_notes = check_prompt(negative_prompt, what="negative prompt")
     if negative_s and guidance_f == 1.0:
         notes.append("The negative prompt acts through guidance: with guidance 1 (off) it changes nothing.")
-    return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s),
-            prompt_notes + negative_notes + notes)
+    if count_prior_f and prompt_s and requested_count(prompt_s) is None:
+        notes.append("The count prior acts on prompts that ask for two or more objects (\"two ...\", \"3 ...\"); "
+                     "this one names no count, so it changes nothing.")
+    return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s,
+                        count_prior_f), prompt_notes + negative_notes + notes)
 
 
 def opposite_negative(prompt: str | None, current: str | None) -> str:
@@ -116,9 +125,9 @@ def make_handlers(ctx, ui: dict):
     """The event functions, closed over the app context (model cache, config) and the components."""
 
     def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
-            interval_low=None, interval_high=None, negative_prompt=None):
+            interval_low=None, interval_high=None, negative_prompt=None, count_prior=0.0):
         yield from run_generation(ctx, ui, session, model, prompt, sampler, steps, guidance, seed, images, every,
-                                  use_interval, interval_low, interval_high, negative_prompt)
+                                  use_interval, interval_low, interval_high, negative_prompt, count_prior)
 
     def replay(session: Session, step):
         if session.last is None:
@@ -140,13 +149,14 @@ def make_handlers(ctx, ui: dict):
 
 
 def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, steps, guidance, seed, images, every,
-                   use_interval=False, interval_low=None, interval_high=None, negative_prompt=None):
+                   use_interval=False, interval_low=None, interval_high=None, negative_prompt=None,
+                   count_prior=0.0):
     """The Generate button, as a stream of updates: live previews while the run samples in a `LiveRun`, then
     the saved images and the history, then the replay, then the GIF/MP4 downloads."""
     try:
         settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
                                         ctx.config.max_steps, use_interval, interval_low, interval_high,
-                                        negative_prompt)
+                                        negative_prompt, count_prior)
         every = max(0, int(every or 0))
         loaded = ctx.models.get(settings.model)
     except StudioError as err:
@@ -154,10 +164,10 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
     _notify(notes)
     s = settings
     settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
-                                    s.guidance_interval, s.negative_prompt)
+                                    s.guidance_interval, s.negative_prompt, s.count_prior)
     live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
                    sampler=s.sampler, guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt,
-                   every=every, info=settings.info)
+                   count_prior=s.count_prior, every=every, info=settings.info)
     session.run = live
     note_md = "".join(f"\n\n{n}" for n in notes)
     # While the sampler runs, only values and one layout update: a component's property update makes gradio
@@ -256,7 +266,7 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
     try:
         c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
                           guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt, n=s.images,
-                          load=ctx.models.get, known=known)
+                          count_prior=s.count_prior, load=ctx.models.get, known=known)
     except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
         gr.Warning(str(err))
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
@@ -268,6 +278,7 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
             f"({c.grown_resolution} px): same prompt, seed {s.seed}, {s.sampler}, {s.steps} steps, "
             f"{describe_guidance(s.guidance, s.guidance_interval)}"
             + (f" away from \"{s.negative_prompt}\"" if s.negative_prompt else "")
+            + (f", count prior {s.count_prior:g}" if s.count_prior else "")
             + f". Paired by {c.how_paired}. {c.layout_note}")
     return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
             ui["compare_label"]: text}
@@ -341,6 +352,7 @@ class SettingsForm:
     seed_used: gr.Textbox
     every: gr.Slider
     compare: gr.Checkbox
+    count_prior: gr.Slider
 
 
 def build(ctx, session: gr.State) -> GenerateTab:
@@ -402,6 +414,9 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                      elem_id="interval-low")
             interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
                                       elem_id="interval-high")
+        count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=0, step=0.25, label="Count prior (0 = off)", elem_id="count-prior",
+                                info="for prompts that ask for two or more objects: raise that many object-sized "
+                                     "bumps of the starting noise, so the model finds as many places for them")
         with gr.Row(equal_height=True):
             seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                              scale=4, elem_id="seed")
@@ -414,7 +429,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                               info="also render this prompt and seed with the core and the model grown from it")
     return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed,
                         sampler, images, steps, guidance, use_interval, interval_low, interval_high, seed, dice,
-                        seed_used, every, compare)
+                        seed_used, every, compare, count_prior)
 
 
 def _outputs_column(ui: dict) -> None:
@@ -485,7 +500,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
     inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
-              f.interval_low, f.interval_high, f.negative_prompt]  # new inputs go last: API clients keep working
+              f.interval_low, f.interval_high, f.negative_prompt, f.count_prior]  # new inputs go last: API clients keep working
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \

@@ -1,5 +1,6 @@
 """Arena contenders: a model and its sampling settings, parsed from `MODEL@key=value,...` specs (speed presets,
-guidance intervals, negative prompts), hashed by their weights; and the prompts file a campaign is built from."""
+guidance intervals, negative prompts, count priors), hashed by their weights; and the prompts file a campaign is
+built from."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.arena.records import ArenaError, ContenderRow
+from studio.constants import MAX_COUNT_PRIOR
 from studio.data.scene import opposite_relation
 
 # The same defaults as `studio sample`.
-CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "name")
+CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "count_prior", "name")
 # `negative=` values: each prompt's negative prompt, from the prompt (the app's "opposite relation" button)
 NEGATIVE_PROMPTS: dict[str, Callable[[str], str]] = {"opposite": lambda prompt: opposite_relation(prompt) or ""}
 NEGATIVE_DESCRIPTIONS = {"opposite": "the prompt with its relation turned around"}  # what the reveal says
@@ -38,16 +40,19 @@ class Contender:
     name: str = ""
     guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
     negative: str | None = None  # a key of NEGATIVE_PROMPTS: how each prompt's negative prompt is made
+    count_prior: float = 0.0  # studio.count_prior strength for prompts that ask for 2+ objects (0 = off)
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The sampling settings (the guidance interval and negative only when set: older contenders keep their
-        keys)."""
+        """The sampling settings (the guidance interval, negative and count prior only when set: older
+        contenders keep their keys)."""
         settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
         if self.guidance_interval is not None:
             settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
         if self.negative is not None:
             settings["negative"] = self.negative
+        if self.count_prior:
+            settings["count_prior"] = float(self.count_prior)
         return settings
 
     def negative_prompt(self, prompt: str) -> str | None:
@@ -56,9 +61,12 @@ class Contender:
 
     @property
     def sampling_kwargs(self) -> dict[str, Any]:
-        """The settings as `studio.sampling.generate` takes them."""
-        return dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
-                    guidance_interval=self.guidance_interval)
+        """The settings as `studio.sampling.generate` takes them (the count prior only when set)."""
+        kwargs = dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
+                      guidance_interval=self.guidance_interval)
+        if self.count_prior:
+            kwargs["count_prior"] = float(self.count_prior)
+        return kwargs
 
     @property
     def key(self) -> str:
@@ -79,14 +87,16 @@ class Contender:
         interval = s.get("guidance_interval")
         return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
                    guidance=float(s["guidance"]), name=row.name,
-                   guidance_interval=tuple(interval) if interval else None, negative=s.get("negative"))
+                   guidance_interval=tuple(interval) if interval else None, negative=s.get("negative"),
+                   count_prior=float(s.get("count_prior", 0.0)))
 
 
 def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
     """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
     balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), negative (opposite: each prompt
-    with its relation turned around), name. E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`,
-    `shapes-256@negative=opposite`."""
+    with its relation turned around), count_prior (studio.count_prior strength), name. E.g.
+    `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`, `shapes-256@negative=opposite`,
+    `shapes-256@count_prior=1`."""
     model, overrides = spec, {}
     if "@" in spec:
         head, _, tail = spec.rpartition("@")
@@ -98,7 +108,7 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
                 if not sep or key not in CONTENDER_KEYS:
                     raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
                                      "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,negative=opposite,"
-                                     "name=TEXT")
+                                     "count_prior=S,name=TEXT")
                 overrides[key] = value.strip()
     if not model.strip():
         raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
@@ -124,11 +134,18 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
             raise ArenaError(f"contender {spec!r}: negative={o['negative']} is not one of "
                              f"{', '.join(NEGATIVE_PROMPTS)} (how each prompt's negative prompt is made)")
         try:
+            count_prior = float(o.get("count_prior", 0.0))
+        except ValueError:
+            raise ArenaError(f"contender {spec!r}: count_prior must be a number, got {o['count_prior']!r}") from None
+        if not 0.0 <= count_prior <= MAX_COUNT_PRIOR:
+            raise ArenaError(f"contender {spec!r}: count_prior must be between 0 and {MAX_COUNT_PRIOR:g}, "
+                             f"got {count_prior:g}")
+        try:
             interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
             c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
                           sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
                           guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
-                          guidance_interval=interval, negative=o.get("negative"))
+                          guidance_interval=interval, negative=o.get("negative"), count_prior=count_prior)
         except ValueError as err:
             raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
         hashes[model] = c.weights_hash
@@ -142,6 +159,7 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
     for i, c in enumerate(out):
         if not c.name and names.count(c.display_name) > 1:
             negative = f", negative {c.negative}" if c.negative else ""
+            negative += f", count prior {c.count_prior:g}" if c.count_prior else ""
             out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
                                                            f"cfg {c.guidance:g}{negative})"})
     return out

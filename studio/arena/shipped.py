@@ -1,5 +1,5 @@
 """The arena an evaluator finds on the first `studio app`: the shipped `shapes` models against each other and
-against speed presets, sampler, guidance and negative-prompt variants of the grown model, on held-out canonical
+against speed presets, sampler, guidance, negative-prompt and count-prior variants of the grown model, on held-out canonical
 captions. The campaign is live (a battle's two images are rendered when a rater first needs it, then kept in the
 campaign folder) and lives under the user's data folder, so votes survive restarts. `studio arena build` makes
 other campaigns.
@@ -22,6 +22,7 @@ SHIPPED_CONTENDERS: tuple[str, ...] = (
     "shapes-256@guidance=1.5,name=shapes-256 (guidance 1.5)",
     "shapes-256@sampler=euler,name=shapes-256 (euler)",
     "shapes-256@speed=balanced,negative=opposite,name=shapes-256 (opposite relation)",  # the app's button
+    "shapes-256@speed=balanced,count_prior=1,name=shapes-256 (count prior)",  # the app's count prior slider
     "shapes-core-64",
 )
 SHIPPED_PROMPTS = 24  # the first held-out canonical captions (`studio eval align` uses the same split)

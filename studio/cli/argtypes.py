@@ -31,6 +31,25 @@ def int_range(lo: int, hi: int):
     return parse
 
 
+def float_range(lo: float, hi: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {value:g}")
+        return value
+    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
+    return parse
+
+
+def count_prior(text: str) -> float:
+    from studio.constants import MAX_COUNT_PRIOR
+
+    return float_range(0.0, MAX_COUNT_PRIOR)(text)
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 seed = int_at_least(0)

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                        help="each relation caption guides away from itself with the opposite relation (its "
                             "negative prompt, as the app's 'opposite relation' button sets it), here and in the "
                             "swap test")
+    align.add_argument("--count-prior", type=argtypes.count_prior, default=0.0, metavar="STRENGTH",
+                       help="count-aware starting noise for the count captions, as `studio sample --count-prior` "
+                            "(default 0, off)")
     align.add_argument("--swap-grid", type=Path, metavar="PNG",
                        help="also write the first 8 swap pairs side by side, under their captions")
     align.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -185,12 +188,14 @@ def _align(args) -> int:
     result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
                          swap_n=args.swap, guidance_interval=interval, precision=args.precision,
-                         opposite_negative=args.opposite_negative, swap_images=args.swap_grid is not None)
+                         opposite_negative=args.opposite_negative, swap_images=args.swap_grid is not None,
+                         count_prior=args.count_prior)
     ceiling = result.get("ceiling", {}).get("questions")
     title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
              f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
              + (f" in logSNR [{interval[0]:g}, {interval[1]:g}]" if interval else "")
              + (f", negative prompt: {result['negative_prompt']}" if result.get("negative_prompt") else "")
+             + (f", count prior {result['count_prior']:g}" if result.get("count_prior") else "")
              + (f", {result['precision']}" if result.get("precision") not in (None, "fp32") else ""))
     print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
     if "swap" in result:

@@ -1,0 +1,110 @@
+"""Count-aware starting noise: the number of objects a diffusion model draws follows bumps in its starting noise
+more than the number word in the prompt (Zhao et al., "Demystifying Numerosity in Diffusion Models", arXiv
+2510.11117, inject a count-aware layout into the noise). For a prompt that asks for N >= 2 objects, this raises
+the N strongest object-sized bumps already in the noise, so the model finds N places to put objects.
+
+The layout comes from the noise itself (no extra random draws), so it is the same for any batch, generator or
+`latents=` the noise came from. Which bumps count and how high they are raised is a sampling setting, like
+guidance, measured by `studio eval align --count-prior` (docs/results/shipped-models.md).
+
+    noise = with_count_prior(noise, [requested_count(p) for p in prompts], strength=1.0)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from studio.constants import MAX_COUNT_PRIOR
+from studio.errors import ConfigError
+
+BLOB_RADIUS = 0.11  # fraction of the side: about a `small` object of the shapes grammar (extent 0.18)
+BLOB_EDGE = 0.04  # width of the sigmoid rim, fraction of the side
+MARGIN = 0.15  # centres stay this far from the border: an object there would be cut off
+MIN_GAP = 2.4  # centres at least this many radii apart: separate objects, not one blob
+REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `amplitude`)
+MAX_COUNT = 9
+
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                 "pair of": 2, "couple of": 2}
+_COUNT_PHRASE = re.compile(r"\b(" + "|".join(list(_NUMBER_WORDS) + [str(n) for n in range(2, MAX_COUNT + 1)])
+                           + r")\b", re.IGNORECASE)
+
+
+def requested_count(prompt: str) -> int | None:
+    """How many objects the prompt asks for: its first number word or digit from two to nine ("three orange
+    circles" -> 3, "2 apples" -> 2), None when it names none (one object, or a count the prior cannot place)."""
+    match = _COUNT_PHRASE.search(prompt or "")
+    if match is None:
+        return None
+    word = match.group(1).lower()
+    return _NUMBER_WORDS.get(word) or int(word)
+
+
+def check_strength(strength: float) -> float:
+    if not 0 <= float(strength) <= MAX_COUNT_PRIOR:
+        raise ConfigError(f"count prior strength must be between 0 (off) and {MAX_COUNT_PRIOR:g}, got {strength}")
+    return float(strength)
+
+
+def amplitude(strength: float, resolution: int) -> float:
+    """The bump's height in units of the starting noise at `resolution`. White noise averaged over an
+    object-sized area shrinks as 1/R while a bump keeps its height, so the same `strength` stands out equally
+    at every resolution when the height scales as 64/R. A grown model's low-resolution path hands its 64 px
+    core the noise box-pooled and re-normalised (`studio.sampling.pooled_noise`), which turns a 256 px bump of
+    height strength/4 back into `strength`: the core and its grown model see the same prior."""
+    return float(strength) * REFERENCE_RESOLUTION / int(resolution)
+
+
+def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
+    """The centres (x, y, fractions of the side) of the `count` strongest object-sized bumps of `noise`
+    (3, R, R): its channel mean smoothed over a blob's width, greedy maxima at least MIN_GAP radii apart, inside
+    the margin. Fewer when no more fit."""
+    resolution = noise.shape[-1]
+    width = max(3, int(round(2 * BLOB_RADIUS * resolution)) | 1)  # odd: the smoothed map keeps its size
+    smooth = F.avg_pool2d(noise.float().mean(0)[None, None], width, 1, width // 2, count_include_pad=False)[0, 0]
+    lo, hi = int(MARGIN * resolution), int(round((1 - MARGIN) * resolution))
+    score = torch.full_like(smooth, float("-inf"))
+    score[lo:hi, lo:hi] = smooth[lo:hi, lo:hi]
+    ys, xs = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
+    centres: list[tuple[float, float]] = []
+    for _ in range(count):
+        best = int(score.argmax())
+        if score.view(-1)[best] == float("-inf"):
+            break
+        y, x = divmod(best, resolution)
+        centres.append(((x + 0.5) / resolution, (y + 0.5) / resolution))  # pixel centres, as in count_layout
+        score[torch.hypot((xs - x).float(), (ys - y).float()) < MIN_GAP * BLOB_RADIUS * resolution] = float("-inf")
+    return centres
+
+
+def count_layout(noise: torch.Tensor, count: int) -> torch.Tensor:
+    """(R, R): soft discs at the `count` strongest bumps of `noise` (3, R, R), minus their mean, so raising
+    them does not shift the image's overall brightness."""
+    resolution = noise.shape[-1]
+    grid = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+    ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+    layout = torch.zeros(resolution, resolution)
+    for x, y in blob_centres(noise, count):
+        disc = torch.sigmoid((BLOB_RADIUS - torch.hypot(xs - x, ys - y)) / BLOB_EDGE)
+        layout = torch.maximum(layout, disc)
+    return layout - layout.mean()
+
+
+def with_count_prior(noise: torch.Tensor, counts: Sequence[int | None], strength: float) -> torch.Tensor:
+    """`noise` (B, 3, R, R) with, for each image whose count is >= 2, `count_layout` added to every channel at
+    `amplitude(strength, R)`. Images without a count, and strength 0, keep their noise exactly."""
+    if len(counts) != noise.shape[0]:
+        raise ConfigError(f"got {len(counts)} counts for {noise.shape[0]} images")
+    check_strength(strength)
+    if strength == 0 or not any(c and c >= 2 for c in counts):
+        return noise
+    height = amplitude(strength, noise.shape[-1])
+    out = noise.clone()
+    for i, count in enumerate(counts):
+        if count and count >= 2:
+            out[i] += height * count_layout(noise[i], min(int(count), MAX_COUNT)).to(noise.device, noise.dtype)
+    return out

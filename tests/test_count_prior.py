@@ -1,0 +1,90 @@
+"""Count-aware starting noise (studio.count_prior) and how sampling, the CLI and the compare panel use it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import fake_text
+from studio import count_prior as cp
+from studio import sampling
+from studio.errors import ConfigError
+
+
+@pytest.mark.parametrize("prompt, count", [
+    ("three orange circles on a white background", 3), ("two blue stars on a white background", 2),
+    ("Two apples", 2), ("5 cats in a row", 5), ("a pair of red shoes", 2),
+    ("a red circle on the left on a gray background", None), ("one star", None), ("twenty", None), ("", None),
+    ("a red star to the left of a blue circle", None)])
+def test_requested_count(prompt, count):
+    assert cp.requested_count(prompt) == count
+
+
+def test_strength_zero_or_no_count_keeps_the_noise_exactly():
+    noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert cp.with_count_prior(noise, [3, None], 0.0) is noise
+    assert cp.with_count_prior(noise, [None, 1], 1.0) is noise
+    out = cp.with_count_prior(noise, [3, None], 1.0)
+    assert torch.equal(out[1], noise[1]) and not torch.equal(out[0], noise[0])
+    assert torch.equal(noise, torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))  # not in place
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_layout_raises_count_separate_bumps_with_zero_mean(count):
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(count))
+    centres = cp.blob_centres(noise, count)
+    assert len(centres) == count
+    for i, a in enumerate(centres):
+        assert all(cp.MARGIN - 1 / 64 <= v <= 1 - cp.MARGIN + 1 / 64 for v in a)  # within a pixel
+        for b in centres[i + 1:]:
+            assert math.dist(a, b) >= cp.MIN_GAP * cp.BLOB_RADIUS - 1 / 64
+    layout = cp.count_layout(noise, count)
+    assert abs(float(layout.mean())) < 1e-5
+    for x, y in centres:  # each centre sits on a raised disc
+        assert float(layout[int(y * 64), int(x * 64)]) > 0.5
+    # the raised noise has its strongest bumps where they were: the layout reinforces, it does not move them
+    raised = cp.with_count_prior(noise[None], [count], 1.0)[0]
+    assert sorted(cp.blob_centres(raised, count)) == sorted(centres)
+
+
+def test_no_more_bumps_than_fit():
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert 0 < len(cp.blob_centres(noise, 50)) < 50
+
+
+def test_amplitude_keeps_the_prior_equal_through_pooling():
+    """A 256 px bump at strength s pools (`sampling.pooled_noise`, factor 4) into the 64 px core's bump at s."""
+    assert cp.amplitude(1.0, 64) == 1.0 and cp.amplitude(1.0, 256) == 0.25
+    noise = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    raised = cp.with_count_prior(noise, [2], 1.0)
+    bump = sampling.pooled_noise(raised - noise, 4)[0, 0]
+    assert float(bump.max() - bump.min()) == pytest.approx(1.0, abs=0.1)
+
+
+def test_bad_inputs():
+    noise = torch.randn(2, 3, 16, 16)
+    with pytest.raises(ConfigError, match="counts"):
+        cp.with_count_prior(noise, [2], 1.0)
+    with pytest.raises(ConfigError, match="count prior"):
+        cp.with_count_prior(noise, [2, 2], -1.0)
+
+
+def test_stream_raises_only_the_counting_prompts_noise(tiny_core):
+    text = (fake_text(2), fake_text(2, seed=1))
+    prompts = ["two red circles", "a red circle"]
+    plain = next(sampling.stream(tiny_core, prompts, steps=3, seed=4, text=text))
+    prior = next(sampling.stream(tiny_core, prompts, steps=3, seed=4, text=text, count_prior=1.0))
+    assert torch.equal(plain.x_t[1], prior.x_t[1])
+    difference = prior.x_t[0] - plain.x_t[0]
+    assert float(difference.abs().max()) > 0.5
+    assert torch.allclose(difference[0], difference[1])  # the same bump in every channel
+    with pytest.raises(ConfigError, match="count prior"):
+        next(sampling.stream(tiny_core, prompts, text=text, count_prior=99.0))
+
+
+def test_generation_info_records_the_count_prior(tiny_core):
+    info = sampling.generation_info(tiny_core, "two red stars", 0, "dpm++", 3, 3.0, count_prior=1.0)
+    assert info["count_prior"] == 1.0
+    assert sampling.generation_info(tiny_core, "a red star", 0, "dpm++", 3, 3.0)["count_prior"] == 0.0
