@@ -72,6 +72,9 @@ def test_generate_replay_compare_in_a_browser(page_url):
                 "a red star to the right of a blue circle on a white background")
             steps.fill("40")
             steps.press("Enter")
+            count_prior = page.locator("#count-prior input[type=number]")
+            count_prior.fill("1")
+            count_prior.press("Enter")
             page.evaluate(WATCH_PREVIEWS)
             page.locator("#generate").click()
 
@@ -95,6 +98,7 @@ def test_generate_replay_compare_in_a_browser(page_url):
             expect(page.locator("#compare-group")).to_contain_text("16 px")
             expect(page.locator("#compare-group")).to_contain_text("32 px")
             expect(page.locator("#compare-group")).to_contain_text('away from "a red star to the right of')
+            expect(page.locator("#compare-group")).to_contain_text("count prior 1")
 
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         except Exception:

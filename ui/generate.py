@@ -414,7 +414,8 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                      elem_id="interval-low")
             interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
                                       elem_id="interval-high")
-        count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=0, step=0.25, label="Count prior (0 = off)", elem_id="count-prior",
+        count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=0, step=0.25, label="Count prior (0 = off)",
+                                elem_id="count-prior",
                                 info="for prompts that ask for two or more objects: raise that many object-sized "
                                      "bumps of the starting noise, so the model finds as many places for them")
         with gr.Row(equal_height=True):
@@ -500,7 +501,8 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     compare_outputs = [ui["compare_group"], ui["compare_gallery"], ui["compare_label"]]
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
     inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
-              f.interval_low, f.interval_high, f.negative_prompt, f.count_prior]  # new inputs go last: API clients keep working
+              f.interval_low, f.interval_high, f.negative_prompt,
+              f.count_prior]  # new inputs go last: API clients keep working
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \

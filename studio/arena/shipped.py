@@ -1,8 +1,8 @@
 """The arena an evaluator finds on the first `studio app`: the shipped `shapes` models against each other and
-against speed presets, sampler, guidance, negative-prompt and count-prior variants of the grown model, on held-out canonical
-captions. The campaign is live (a battle's two images are rendered when a rater first needs it, then kept in the
-campaign folder) and lives under the user's data folder, so votes survive restarts. `studio arena build` makes
-other campaigns.
+against speed presets, sampler, guidance, negative-prompt and count-prior variants of the grown model, on held-out
+canonical captions. The campaign is live (a battle's two images are rendered when a rater first needs it, then kept
+in the campaign folder) and lives under the user's data folder, so votes survive restarts. `studio arena build`
+makes other campaigns.
 """
 
 from __future__ import annotations

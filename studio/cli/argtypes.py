@@ -18,30 +18,27 @@ def int_at_least(minimum: int, unit: str = ""):
     return parse
 
 
-def int_range(lo: int, hi: int):
-    def parse(text: str) -> int:
+def _number_range(cast, lo, hi, what: str):
+    show = (lambda v: f"{v:g}") if cast is float else str
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be between {show(lo)} and {show(hi)}, got {show(value)}")
         return value
-    parse.__name__ = f"integer in [{lo}, {hi}]"
+    parse.__name__ = f"{what.split()[-1]} in [{show(lo)}, {show(hi)}]"
     return parse
+
+
+def int_range(lo: int, hi: int):
+    return _number_range(int, lo, hi, "an integer")
 
 
 def float_range(lo: float, hi: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {value:g}")
-        return value
-    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
-    return parse
+    return _number_range(float, float(lo), float(hi), "a number")
 
 
 def count_prior(text: str) -> float:

@@ -7,25 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from studio.cli.argtypes import count_prior, int_range
+from studio.cli.argtypes import count_prior, float_range, int_range
 from studio.constants import EMPTY_PROMPT_NOTE, PRECISIONS, PREFERRED_MODELS
-
-
-def _guidance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    from studio.constants import MAX_GUIDANCE
-
-    if not 0.0 <= value <= MAX_GUIDANCE:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_GUIDANCE:g}, got {value}")
-    return value
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """--speed, then --sampler/--steps/--guidance/--guidance-interval to change single settings of it."""
-    from studio.constants import MAX_STEPS, SAMPLERS, SPEEDS
+    from studio.constants import MAX_GUIDANCE, MAX_STEPS, SAMPLERS, SPEEDS
 
     parser.add_argument("--speed", choices=SPEEDS, default="balanced",
                         help="start from the model's measured speed preset (`studio eval frontier`; default "
@@ -33,7 +21,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                              "dpm++, 25 steps, guidance 3")
     parser.add_argument("--sampler", choices=SAMPLERS, help="diffusers scheduler (default: the preset's)")
     parser.add_argument("--steps", type=int_range(1, MAX_STEPS), help="denoising steps (default: the preset's)")
-    parser.add_argument("--guidance", type=_guidance, help="classifier-free guidance scale (default: the preset's)")
+    parser.add_argument("--guidance", type=float_range(0.0, MAX_GUIDANCE),
+                        help="classifier-free guidance scale (default: the preset's)")
     interval = parser.add_mutually_exclusive_group()
     interval.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
                           help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 3; default: the preset's)")

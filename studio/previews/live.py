@@ -49,7 +49,8 @@ class LiveRun:
 
     def __init__(self, model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25,
                  guidance: float = 3.0, sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
-                 negative_prompt: str | None = None, count_prior: float = 0.0, every: int = DEFAULT_PREVIEW_EVERY, record: bool = True,
+                 negative_prompt: str | None = None, count_prior: float = 0.0,
+                 every: int = DEFAULT_PREVIEW_EVERY, record: bool = True,
                  info: dict | None = None, text_encoder=None, start: bool = True):
         self.encoder = PreviewEncoder(every)
         self.trajectory = Trajectory(steps_planned=int(steps), info=dict(info or {}))
