@@ -45,6 +45,7 @@ def requested_count(prompt: str) -> int | None:
 
 
 def check_strength(strength: float) -> float:
+    """`strength` as a float, or a ConfigError that says the range (NaN and infinities included)."""
     if not 0 <= float(strength) <= MAX_COUNT_PRIOR:
         raise ConfigError(f"count prior strength must be between 0 (off) and {MAX_COUNT_PRIOR:g}, got {strength}")
     return float(strength)
@@ -63,9 +64,10 @@ def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
     """The centres (x, y, fractions of the side) of the `count` strongest object-sized bumps of `noise`
     (3, R, R): its channel mean smoothed over a blob's width, greedy maxima at least MIN_GAP radii apart, inside
     the margin. Fewer when no more fit."""
+    noise = noise.detach().float().cpu()  # a few small ops: the layout is built on the CPU for any device
     resolution = noise.shape[-1]
     width = max(3, int(round(2 * BLOB_RADIUS * resolution)) | 1)  # odd: the smoothed map keeps its size
-    smooth = F.avg_pool2d(noise.float().mean(0)[None, None], width, 1, width // 2, count_include_pad=False)[0, 0]
+    smooth = F.avg_pool2d(noise.mean(0)[None, None], width, 1, width // 2, count_include_pad=False)[0, 0]
     lo, hi = int(MARGIN * resolution), int(round((1 - MARGIN) * resolution))
     score = torch.full_like(smooth, float("-inf"))
     score[lo:hi, lo:hi] = smooth[lo:hi, lo:hi]

@@ -21,8 +21,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from studio import __version__
-from studio.count_prior import check_strength, requested_count, with_count_prior
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
+from studio.count_prior import check_strength, requested_count, with_count_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.hub import weights_hash

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.cpu import releasing_openmp_threads
 from studio.constants import MAX_COUNT_PRIOR
 from studio.count_prior import check_strength, requested_count
+from studio.cpu import releasing_openmp_threads
 from studio.data.scene import opposite_relation
 from studio.diffusion import SAMPLERS
 from studio.errors import ConfigError, StudioError
