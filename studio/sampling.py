@@ -213,7 +213,8 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         if tuple(noise.shape) != (B, 3, resolution, resolution):
             raise ConfigError(f"noise must have shape {(B, 3, resolution, resolution)}, got {tuple(noise.shape)}")
         made = noise
-    made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior)
+    if count_prior:
+        made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior)
     sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)
     # ancestral samplers (ddpm, euler-ancestral, sde variants) draw fresh noise at each step from `generator`
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
