@@ -12,13 +12,13 @@ guidance, measured by `studio eval align --count-prior` (docs/results/shipped-mo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from studio.constants import MAX_COUNT_PRIOR
+from studio.data.scene import MAX_COUNT, requested_count  # noqa: F401  (requested_count: re-exported, torch-free)
 from studio.errors import ConfigError
 
 BLOB_RADIUS = 0.11  # fraction of the side: about a `small` object of the shapes grammar (extent 0.18)
@@ -26,24 +26,6 @@ BLOB_EDGE = 0.04  # width of the sigmoid rim, fraction of the side
 MARGIN = 0.15  # centres stay this far from the border: an object there would be cut off
 MIN_GAP = 2.4  # centres at least this many radii apart: separate objects, not one blob
 REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `amplitude`)
-MAX_COUNT = 9
-
-_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-                 "pair of": 2, "couple of": 2}
-_COUNT_PHRASE = re.compile(r"\b(" + "|".join(list(_NUMBER_WORDS) + [str(n) for n in range(2, MAX_COUNT + 1)])
-                           + r")\b", re.IGNORECASE)
-
-
-def requested_count(prompt: str) -> int | None:
-    """How many objects the prompt asks for: its first number word or digit from two to nine ("three orange
-    circles" -> 3, "2 apples" -> 2), None when it names none (one object, or a count the prior cannot place)."""
-    match = _COUNT_PHRASE.search(prompt or "")
-    if match is None:
-        return None
-    word = match.group(1).lower()
-    return _NUMBER_WORDS.get(word) or int(word)
-
-
 def check_strength(strength: float) -> float:
     """`strength` as a float, or a ConfigError that says the range (NaN and infinities included)."""
     if not 0 <= float(strength) <= MAX_COUNT_PRIOR:

@@ -140,6 +140,53 @@ def test_a_contender_can_guide_each_prompt_away_from_its_opposite_relation(fake_
     assert fake_sampling[-1] == ("generate", "runs/a", (prompt,), 3, prompt.replace("left", "right"))
 
 
+def test_contenders_that_draw_the_same_image_of_a_prompt() -> None:
+    plain, prior, opposite, other, fewer_steps = resolve_contenders(
+        ["runs/a", "runs/a@count_prior=1", "runs/a@negative=opposite", "runs/b", "runs/a@steps=10"], hasher=str)
+    count, relation = "two red stars on a white background", "a red star to the left of a blue circle"
+    single = "a small red cross on a black background"
+    assert plain.draws_like(prior, single) and not plain.draws_like(prior, count)  # nothing to count: same noise
+    assert plain.draws_like(opposite, count) and not plain.draws_like(opposite, relation)  # empty negative
+    assert prior.draws_like(opposite, single) and not prior.draws_like(opposite, count)
+    assert not plain.draws_like(other, single)  # other weights
+    assert not plain.draws_like(fewer_steps, single)
+
+
+def test_a_campaign_never_pits_two_contenders_on_a_prompt_they_draw_alike(tmp_path: Path) -> None:
+    """The shipped arena's count-prior variant once met its plain model on "a small red cross": one picture
+    twice. Battles exist only where the two contenders' images can differ, in both modes, and a campaign
+    made before that rule never serves such a battle."""
+    contenders = resolve_contenders(["runs/a", "runs/a@count_prior=1"], hasher=str)
+    prompts = ["a small red cross on a black background", "two red stars on a white background"]
+    live = build_campaign(tmp_path / "live", contenders, prompts, 2, live=True, progress=False,
+                          renderer=CountingRenderer())
+    served = []
+    with pytest.raises(NoBattlesLeftError):
+        for _ in range(5):
+            battle = live.next_battle("alice")
+            served.append(battle.prompt)
+            live.vote(battle.token, "tie")
+    assert served == [prompts[1]] * 2 and live.summary()["battles"] == 2
+    live.close()
+
+    built = build_campaign(tmp_path / "built", contenders, prompts, 2, renderer=solid_colour_renderer,
+                           progress=False)
+    assert built.summary()["battles"] == 2 and built.summary()["images"] == 2 * 2 * 2
+    # an older campaign holds the battles the rule now leaves out: they are never served
+    images = {(r["contender_id"], r["prompt_id"], r["seed"]): r["id"] for r in built.store.images()}
+    (a, b), pid = sorted(built.contenders()), dict((t, i) for i, t in built.store.prompts())[prompts[0]]
+    built.store.add_battles([(pid, s, a, images[(a, pid, s)], b, images[(b, pid, s)]) for s in built.seeds])
+    assert built.summary()["battles"] == 4
+    served = []
+    with pytest.raises(NoBattlesLeftError):
+        for _ in range(5):
+            battle = built.next_battle("bob")
+            served.append(battle.prompt)
+            built.vote(battle.token, "left")
+    assert served == [prompts[1]] * 2
+    built.close()
+
+
 def test_read_prompts(tmp_path: Path) -> None:
     txt = tmp_path / "p.txt"
     txt.write_text("a red cube\n\n# a comment\na blue ball\na red cube\n")

@@ -7,6 +7,7 @@ import pytest
 
 from studio.arena import Campaign, ModelRenderer
 from studio.arena.shipped import SHIPPED_CONTENDERS, SHIPPED_PROMPTS, ensure_shipped_campaign, shipped_campaign_dir
+from studio.data.scene import requested_count
 from studio.hub import resolve_model
 from studio.sampling import preset_to_settings, read_presets
 
@@ -29,6 +30,13 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
         balanced = preset_to_settings(read_presets(resolve_model("shapes-256"))["balanced"])
         assert by_name["shapes-256"].sampling_kwargs == balanced  # what the app and `studio sample` start from
         assert len(campaign.store.prompts()) == SHIPPED_PROMPTS
+        # every pair meets on some prompts; the sampler variants only where their setting acts
+        ids = {c.display_name: i for i, c in campaign.contenders().items()}
+        battle_prompts = campaign._battle_prompts()
+        assert all(battle_prompts.values())
+        texts = dict(campaign.store.prompts())
+        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (count prior)"])))
+        assert {texts[p] for p in battle_prompts[prior_pair]} == {t for t in texts.values() if requested_count(t)}
         campaign.store.set_meta("marker", 1)  # stands for the votes of an earlier start
     finally:
         campaign.close()

@@ -205,13 +205,22 @@ class Campaign:
 
     def _create_battles(self) -> int:
         images = {(r["contender_id"], r["prompt_id"], r["seed"]): r["id"] for r in self.store.images()}
+        battle_prompts = self._battle_prompts()
         rows = []
         for (pid, _), seed in itertools.product(self.store.prompts(), self.seeds):
-            for x, y in itertools.combinations(sorted(self.contenders()), 2):
-                ix, iy = images.get((x, pid, seed)), images.get((y, pid, seed))
-                if ix is not None and iy is not None:
-                    rows.append((pid, seed, x, ix, y, iy))
+            for pair, pids in battle_prompts.items():
+                ix, iy = (images.get((c, pid, seed)) for c in pair)
+                if pid in pids and ix is not None and iy is not None:
+                    rows.append((pid, seed, pair[0], ix, pair[1], iy))
         return self.store.add_battles(rows)
+
+    def _battle_prompts(self) -> dict[tuple[int, int], set[int]]:
+        """For each pair of contenders (ids ascending), the prompts it has battles on: those where the two draw
+        different images (`Contender.draws_like`; e.g. a count-prior variant meets its plain model only on
+        prompts that name a count)."""
+        contenders, prompts = self.contenders(), self.store.prompts()
+        return {(a, b): {pid for pid, text in prompts if not contenders[a].draws_like(contenders[b], text)}
+                for a, b in itertools.combinations(sorted(contenders), 2)}
 
     # -- serving -----------------------------------------------------------------------------------------
     def next_battle(self, rater: str) -> Battle:
@@ -252,7 +261,10 @@ class Campaign:
         ("new", (contender_a, contender_b)) when the best choice is a battle not rendered yet.
         Order: fewest votes on the battle, then on its pair, then an existing battle before a new one; random
         among equals."""
-        rows = [tuple(r) for r in self.store.battle_loads(rater_id, time.time() - PENDING_WINDOW_S)]
+        battle_prompts = self._battle_prompts()
+        # battles of a campaign made before `draws_like` may show one picture twice: never served
+        rows = [tuple(r) for r in self.store.battle_loads(rater_id, time.time() - PENDING_WINDOW_S)
+                if r[3] in battle_prompts.get((r[1], r[2]), ())]
         pair_load: dict[tuple[int, int], int] = {}
         pair_battles: dict[tuple[int, int], int] = {}
         for _, a, b, _, _, load, _ in rows:
@@ -272,9 +284,8 @@ class Campaign:
             if not seen:
                 consider((load, pair_load[(a, b)], 0), (int(bid), int(a), int(b)))
         if self.live:
-            space = len(self.store.prompts()) * len(self.seeds)
-            for pair in itertools.combinations(sorted(self.contenders()), 2):
-                if pair_battles.get(pair, 0) < space:
+            for pair, pids in battle_prompts.items():
+                if pair_battles.get(pair, 0) < len(pids) * len(self.seeds):
                     consider((0, pair_load.get(pair, 0), 1), ("new", pair))
         if not best:
             return None
@@ -293,7 +304,8 @@ class Campaign:
         prompts = dict(self.store.prompts())
         with self._render_lock:  # one render at a time: models are big and rarely thread-safe
             taken = {(p, s) for p, s, a, b in self.store.battle_keys() if (a, b) == pair}
-            free = [(pid, s) for pid in prompts for s in self.seeds if (pid, s) not in taken]
+            pids = sorted(self._battle_prompts()[pair])
+            free = [(pid, s) for pid in pids for s in self.seeds if (pid, s) not in taken]
             if not free:
                 return None
             with self._rng_lock:

@@ -13,7 +13,7 @@ from typing import Any
 
 from studio.arena.records import ArenaError, ContenderRow
 from studio.constants import MAX_COUNT_PRIOR
-from studio.data.scene import opposite_relation
+from studio.data.scene import opposite_relation, requested_count
 
 # The same defaults as `studio sample`.
 CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "count_prior", "name")
@@ -58,6 +58,20 @@ class Contender:
     def negative_prompt(self, prompt: str) -> str | None:
         """The negative prompt this contender samples `prompt` with (None: the unconditional model)."""
         return NEGATIVE_PROMPTS[self.negative](prompt) if self.negative is not None else None
+
+    def draws_like(self, other: Contender, prompt: str) -> bool:
+        """Whether the two draw the same image of `prompt` at every seed: the same weights and settings once
+        those that do nothing for this prompt are set aside (a count prior on a prompt that names no count, an
+        opposite-relation negative on a prompt without a relation, which leaves the empty negative). A battle
+        between them would show one picture twice, so a campaign never makes it."""
+        return self._drawing(prompt) == other._drawing(prompt)
+
+    def _drawing(self, prompt: str) -> tuple:
+        """What this contender's image of `prompt` depends on."""
+        settings = {k: v for k, v in self.settings.items() if k not in ("negative", "count_prior")}
+        count_prior = self.count_prior if requested_count(prompt) is not None else 0.0
+        return (self.weights_hash, json.dumps(settings, sort_keys=True), self.negative_prompt(prompt) or "",
+                float(count_prior))
 
     @property
     def sampling_kwargs(self) -> dict[str, Any]:

@@ -110,3 +110,21 @@ def opposite_relation(prompt: str) -> str | None:
     if match is None:
         return None
     return prompt[:match.start()] + OPPOSITE_RELATION[match.group(1)] + prompt[match.end():]
+
+
+MAX_COUNT = 9  # the largest count a prompt can ask the count prior for
+
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                 "pair of": 2, "couple of": 2}
+_COUNT_PHRASE = re.compile(r"\b(" + "|".join(list(_NUMBER_WORDS) + [str(n) for n in range(2, MAX_COUNT + 1)])
+                           + r")\b", re.IGNORECASE)
+
+
+def requested_count(prompt: str) -> int | None:
+    """How many objects the prompt asks for: its first number word or digit from two to nine ("three orange
+    circles" -> 3, "2 apples" -> 2), None when it names none (one object, or a count the prior cannot place)."""
+    match = _COUNT_PHRASE.search(prompt or "")
+    if match is None:
+        return None
+    word = match.group(1).lower()
+    return _NUMBER_WORDS.get(word) or int(word)
