@@ -90,11 +90,13 @@ def test_position_and_relation_captions_can_take_a_larger_share_of_each_epoch():
     from studio.train.batches import oversample
 
     records = [dict(scene=dict(position="top", relation=None)), dict(scene=dict(position=None, relation="above")),
-               dict(scene=dict(position=None, relation=None)), dict(scene=dict(position="left", relation=None))]
+               dict(scene=dict(position=None, relation=None)), dict(scene=dict(position="left", relation=None)),
+               dict(scene=dict(kind="count", position=None, relation=None))]
     indices = np.arange(4)
     assert oversample(records, indices) is indices  # the default leaves the epoch as it is
     assert oversample(records, indices, position_repeat=3).tolist() == [0, 0, 0, 1, 2, 3, 3, 3]
     assert oversample(records, indices, relation_repeat=2).tolist() == [0, 1, 1, 2, 3]
+    assert oversample(records, np.arange(5), count_repeat=2).tolist() == [0, 1, 2, 3, 4, 4]
     with pytest.raises(ConfigError, match="name a position"):  # e.g. emoji: nothing to repeat
         oversample([dict(caption="a cat")] * 2, np.arange(2), position_repeat=3)
     with pytest.raises(ConfigError, match="position_repeat must be >= 1"):

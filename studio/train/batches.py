@@ -139,17 +139,18 @@ class BatchSource:
 
 
 def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 1,
-               relation_repeat: int = 1) -> np.ndarray:
-    """`indices` with every scene whose caption names a position (relation) repeated `position_repeat`
-    (`relation_repeat`) times: a larger share of each epoch for the questions the plain mix is too thin for."""
-    if position_repeat == 1 and relation_repeat == 1:
+               relation_repeat: int = 1, count_repeat: int = 1) -> np.ndarray:
+    """`indices` with every scene whose caption names a position (a relation, a count of objects) repeated
+    `position_repeat` (`relation_repeat`, `count_repeat`) times: a larger share of each epoch for the questions
+    the plain mix is too thin for."""
+    if position_repeat == 1 and relation_repeat == 1 and count_repeat == 1:
         return indices
     scenes = [records[i].get("scene") or {} for i in indices]
-    repeats = np.asarray([position_repeat if s.get("position") else relation_repeat if s.get("relation") else 1
-                          for s in scenes])
+    repeats = np.asarray([position_repeat if s.get("position") else relation_repeat if s.get("relation")
+                          else count_repeat if s.get("kind") == "count" else 1 for s in scenes])
     if (repeats == 1).all():
-        raise ConfigError("position_repeat / relation_repeat need scenes that name a position or relation "
-                          "(the `shapes` data); this data has none")
+        raise ConfigError("position_repeat / relation_repeat / count_repeat need scenes that name a position, "
+                          "relation or count (the `shapes` data); this data has none")
     return np.repeat(indices, repeats)
 
 
@@ -157,7 +158,8 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
                   progress: bool = True, text_encoder: str = "minilm") -> tuple[BatchSource, DataInfo]:
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
     dataset, indices = open_dataset(config.data, resolution, config.data_n, config.data_seed, progress)
-    indices = oversample(dataset.records, indices, config.position_repeat, config.relation_repeat)
+    indices = oversample(dataset.records, indices, config.position_repeat, config.relation_repeat,
+                         config.count_repeat)
     examples = np.unique(indices)
     wordings = {int(i): training_wordings(dataset.records[i]) if config.caption_wordings
                 else [dataset.records[i]["caption"]] for i in examples}

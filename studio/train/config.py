@@ -66,10 +66,11 @@ class TrainConfig:
     data: str = "shapes"  # "shapes", "emoji" (prepared with `studio data emoji`) or an image-folder path
     data_n: int = 20000  # shapes: number of training scenes
     data_seed: int = 0
-    # shapes: scenes whose caption names a position / a relation appear this many times per epoch (3 lifts the
-    # position captions from ~25% of the batches to ~50%: `scripts/layout_regression.py --captions half`)
+    # shapes: scenes whose caption names a position / a relation / a count appear this many times per epoch (3
+    # lifts the position captions from ~25% of the batches to ~50%: `scripts/layout_regression.py --captions half`)
     position_repeat: int = 1
     relation_repeat: int = 1
+    count_repeat: int = 1
     # every time an example is drawn, one of its wordings is drawn with it (studio.data.wordings: shapes
     # paraphrases, emoji names with and without article, style phrase and keywords); off = the caption only
     caption_wordings: bool = False
@@ -145,7 +146,7 @@ class TrainConfig:
         need(self.phase not in ("grow", "finetune") or bool(self.init_from),
              f"phase {self.phase!r} starts from a trained model: pass --from MODEL_DIR")
         for key in ("batch_size", "log_every", "keep_checkpoints", "max_bad_steps", "data_n", "validation_steps",
-                    "position_repeat", "relation_repeat"):
+                    "position_repeat", "relation_repeat", "count_repeat"):
             need(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("warmup_steps", "checkpoint_every", "validate_every", "validation_n", "seed", "data_seed",
                     "validation_seed"):
