@@ -63,7 +63,7 @@ def register(subparsers) -> None:
                           help="held-out captions per setting (default 100; other counts publish as "
                                "frontier-MODEL-nN beside the frontier)")
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
-    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]]",
+    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S]",
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
     frontier.add_argument("--swap", type=argtypes.non_negative_int, default=0, metavar="N",
                           help="also run the swap test on N relation pairs per setting; it counts as a question "
@@ -146,16 +146,22 @@ def _parse_setting(text: str):
     from studio.cli import CLIError
     from studio.eval.frontier import Setting
 
-    parts = text.split(":")
+    head, _, tail = text.partition("@")
+    parts = head.split(":")
     try:
         if len(parts) not in (2, 3, 5):
             raise ValueError
         guidance = float(parts[2]) if len(parts) > 2 else 3.0
         interval = (float(parts[3]), float(parts[4])) if len(parts) == 5 else None
-        return Setting(parts[0], int(parts[1]), guidance, interval)
-    except ValueError:
+        key, _, value = tail.partition("=")
+        if tail and key != "count_prior":
+            raise ValueError
+        count_prior = argtypes.count_prior(value) if tail else 0.0
+        return Setting(parts[0], int(parts[1]), guidance, interval, count_prior)
+    except (ValueError, argparse.ArgumentTypeError):
         raise CLIError(f"bad setting {text!r}: use SAMPLER:STEPS, SAMPLER:STEPS:GUIDANCE or "
-                       "SAMPLER:STEPS:GUIDANCE:LO:HI (e.g. dpm++:15:3:-6:3)") from None
+                       "SAMPLER:STEPS:GUIDANCE:LO:HI, each optionally with @count_prior=S "
+                       "(e.g. dpm++:15:3:-6:3 or dpm++:6:3:-6:3@count_prior=1)") from None
 
 
 def _frontier(args) -> int:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from studio.eval.alignment import QUESTIONS, align_model, swap_test
+from studio.data.scene import requested_count
+from studio.eval.alignment import QUESTIONS, align_model, swap_captions, swap_test
 from studio.files import atomic_write, write_json, write_text
 from studio.sampling import PRESETS_FILE, describe_guidance
 from studio.stats import proportion_difference
@@ -39,21 +40,37 @@ class Setting:
     steps: int = 25
     guidance: float = 3.0
     interval: tuple[float, float] | None = None  # guidance only for logSNR in [lo, hi]; unguided steps cost half
+    count_prior: float = 0.0  # studio.count_prior strength for prompts that name a count (0 = off)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Setting:
+        """A setting as `asdict` wrote it to JSON (interval as a list; older files without a count prior)."""
+        return cls(**{**d, "interval": tuple(d["interval"]) if d.get("interval") else None})
 
     @property
     def label(self) -> str:
-        return f"{self.sampler} {self.steps} steps, {describe_guidance(self.guidance, self.interval)}"
+        prior = f", count prior {self.count_prior:g}" if self.count_prior else ""
+        return f"{self.sampler} {self.steps} steps, {describe_guidance(self.guidance, self.interval)}{prior}"
 
     @property
     def spec(self) -> str:
-        """The `--settings` form: SAMPLER:STEPS:GUIDANCE[:LO:HI]."""
+        """The `--settings` form: SAMPLER:STEPS:GUIDANCE[:LO:HI][@count_prior=S]."""
         where = f":{self.interval[0]:g}:{self.interval[1]:g}" if self.interval else ""
-        return f"{self.sampler}:{self.steps}:{self.guidance:g}{where}"
+        prior = f"@count_prior={self.count_prior:g}" if self.count_prior else ""
+        return f"{self.sampler}:{self.steps}:{self.guidance:g}{where}{prior}"
 
     @property
     def key(self) -> str:
         where = f"-i{self.interval[0]:g}_{self.interval[1]:g}" if self.interval else ""
-        return f"{self.sampler}-{self.steps}-g{self.guidance:g}{where}"
+        prior = f"-cp{self.count_prior:g}" if self.count_prior else ""
+        return f"{self.sampler}-{self.steps}-g{self.guidance:g}{where}{prior}"
+
+    @property
+    def sampling_kwargs(self) -> dict:
+        """The setting as `studio.sampling` takes it (the count prior only when on)."""
+        kwargs = dict(steps=self.steps, guidance=self.guidance, sampler=self.sampler,
+                      guidance_interval=self.interval)
+        return {**kwargs, "count_prior": self.count_prior} if self.count_prior else kwargs
 
 
 REFERENCE = Setting()
@@ -76,8 +93,7 @@ def time_per_image(model, setting: Setting, repeats: int = 3, prompt: str = TIMI
     """Median seconds for one image at batch 1 (a warm-up run first; the prompt's embedding is cached)."""
     from studio.sampling import sample_tensor
 
-    kwargs = dict(steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
-                  guidance_interval=setting.interval)
+    kwargs = setting.sampling_kwargs
     sample_tensor(model, [prompt], **kwargs)  # warm-up: the text encoder and its cache, oneDNN kernels
     times = []
     for i in range(repeats):
@@ -91,15 +107,16 @@ SWAP = "swap"  # the swap test's "moved" share, kept beside the questions when m
 STAT_KEYS = ("accuracy", "ci_low", "ci_high", "correct", "n")
 
 
-def measure(model, setting: Setting, n: int, repeats: int, progress: bool, swap_n: int = 0) -> dict:
+def measure(model, setting: Setting, n: int, repeats: int, progress: bool, swap_n: int = 0,
+            swap: dict | None = None) -> dict:
+    """One setting's point; `swap`: its swap test, already known (see `same_swap_test`)."""
     # batch 1, as the app samples: on a CPU the thin full-resolution stages are memory-bound, so a batch of 8
     # takes longer per image; an image depends only on its seed, so the batch does not change the scores
-    alignment = align_model(model, n=n, steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
-                            guidance_interval=setting.interval, ceiling=False, progress=progress, batch_size=1)
+    alignment = align_model(model, n=n, **setting.sampling_kwargs, ceiling=False, progress=progress, batch_size=1)
     questions = {q: {k: alignment["questions"][q][k] for k in STAT_KEYS}
                  for q in QUESTIONS if q in alignment["questions"]}
     if swap_n:
-        questions[SWAP] = measure_swap(model, setting, swap_n, progress)
+        questions[SWAP] = swap or measure_swap(model, setting, swap_n, progress)
     return dict(setting=asdict(setting), label=setting.label, seconds_per_image=time_per_image(model, setting,
                                                                                                   repeats),
                 questions=questions)
@@ -107,9 +124,17 @@ def measure(model, setting: Setting, n: int, repeats: int, progress: bool, swap_
 
 def measure_swap(model, setting: Setting, swap_n: int, progress: bool) -> dict:
     """The swap test's "moved" share (with its interval) at this setting, in the form of a question."""
-    moved = swap_test(model, swap_n, steps=setting.steps, guidance=setting.guidance, sampler=setting.sampler,
-                      guidance_interval=setting.interval, progress=progress, batch_size=1)["moved"]
+    moved = swap_test(model, swap_n, **setting.sampling_kwargs, progress=progress, batch_size=1)["moved"]
     return {k: moved[k] for k in STAT_KEYS}
+
+
+def same_swap_test(setting: Setting, swap_n: int) -> Setting:
+    """The setting whose swap test this one's equals: itself, or without its count prior when no swap-test
+    caption names a count (the grammar's relation captions never do, so the prior leaves those images as they
+    are and the test need not run twice)."""
+    if setting.count_prior and not any(requested_count(c) for c in swap_captions(swap_n)):
+        return replace(setting, count_prior=0.0)
+    return setting
 
 
 def keeps_the_prompt(point: dict, reference: dict) -> bool:
@@ -143,7 +168,7 @@ def mean_accuracy(point: dict) -> float:
 def summarize(points: list[dict]) -> dict:
     """Marks each point (keeps the prompt, on the Pareto front of time against mean accuracy) and names the knee
     and the best setting (the highest mean accuracy among those that keep the prompt; the reference on a tie)."""
-    reference = next(p for p in points if p["setting"] == asdict(REFERENCE))
+    reference = next(p for p in points if Setting.from_dict(p["setting"]) == REFERENCE)
     for p in points:
         p["keeps_prompt"] = keeps_the_prompt(p, reference)
         p["no_significant_loss"] = no_significant_loss(p, reference)
@@ -168,11 +193,15 @@ def speed_presets(result: dict) -> dict[str, dict]:
     chosen = {"fast": min(points, key=lambda p: p["seconds_per_image"]),
               "balanced": min((p for p in points if p["keeps_prompt"]), key=lambda p: p["seconds_per_image"]),
               "best": next(p for p in points if p["label"] == result["best"])}
-    return {name: dict(sampler=p["setting"]["sampler"], steps=p["setting"]["steps"],
-                       guidance=p["setting"]["guidance"],
-                       guidance_interval=list(p["setting"]["interval"]) if p["setting"]["interval"] else None,
-                       seconds_per_image=round(p["seconds_per_image"], 2), keeps_prompt=p["keeps_prompt"],
-                       label=p["label"]) for name, p in chosen.items()}
+    presets = {}
+    for name, p in chosen.items():
+        setting = Setting.from_dict(p["setting"])
+        presets[name] = dict(sampler=setting.sampler, steps=setting.steps, guidance=setting.guidance,
+                             guidance_interval=list(setting.interval) if setting.interval else None,
+                             **({"count_prior": setting.count_prior} if setting.count_prior else {}),
+                             seconds_per_image=round(p["seconds_per_image"], 2), keeps_prompt=p["keeps_prompt"],
+                             label=p["label"])
+    return presets
 
 
 def write_presets(result: dict, model_folder: Path) -> Path:
@@ -195,10 +224,12 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
     model = load_model(model_name, device=device, channels_last=device == "cpu")
     cache_dir = out / "settings"
     points = []
+    swaps: dict[Setting, dict] = {}  # swap tests measured so far, by the setting that ran them
     for i, setting in enumerate(grid):
         cache = cache_dir / f"{setting.key}-n{n}.json"
         if cache.is_file():
             point = json.loads(cache.read_text())
+            point["setting"] = asdict(Setting.from_dict(point["setting"]))  # files from before the count prior
             if retime:
                 point["seconds_per_image"] = time_per_image(model, setting, repeats)
             swap = point["questions"].get(SWAP)
@@ -210,12 +241,17 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
                 point["questions"].pop(SWAP, None)  # every point answers the same questions
             write_json(cache, point)
             points.append(point)
+            if SWAP in point["questions"]:
+                swaps[setting] = point["questions"][SWAP]
             continue
         if progress:
             print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
-        point = measure(model, setting, n, repeats, progress, swap_n)
+        point = measure(model, setting, n, repeats, progress, swap_n,
+                        swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None)
         write_json(cache, point)
         points.append(point)
+        if SWAP in point["questions"]:
+            swaps[setting] = point["questions"][SWAP]
     result = dict(model=str(model_name), resolution=int(model.resolution), n=n, repeats=repeats, swap_n=swap_n,
                   torch_threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"), points=points,
                   **summarize(points))
@@ -231,11 +267,10 @@ def _cell(q: dict) -> str:
 
 def _settings_args(result: dict) -> str:
     """` --settings ...` when the grid is not the default one (the reference is always added)."""
-    grid = {json.dumps(p["setting"], sort_keys=True) for p in result["points"]}
-    if grid == {json.dumps(asdict(s), sort_keys=True) for s in DEFAULT_GRID}:
+    grid = {Setting.from_dict(p["setting"]) for p in result["points"]}
+    if grid == set(DEFAULT_GRID) | {REFERENCE}:
         return ""
-    specs = [Setting(**{**p["setting"], "interval": tuple(p["setting"]["interval"] or ()) or None}).spec
-             for p in result["points"] if p["setting"] != asdict(REFERENCE)]
+    specs = [s.spec for s in map(Setting.from_dict, (p["setting"] for p in result["points"])) if s != REFERENCE]
     return " --settings " + " ".join(specs)
 
 
