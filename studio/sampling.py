@@ -96,10 +96,14 @@ def preset_settings(model, speed: str = "balanced") -> dict:
 
 
 def preset_to_settings(preset: dict) -> dict:
-    """A preset's sampler / steps / guidance / guidance_interval as `stream` and `generate` take them."""
+    """A preset's sampler / steps / guidance / guidance_interval (and count_prior, when the frontier measured the
+    preset with one) as `stream` and `generate` take them."""
     interval = preset.get("guidance_interval")
-    return dict(sampler=preset["sampler"], steps=int(preset["steps"]), guidance=float(preset["guidance"]),
-                guidance_interval=tuple(interval) if interval else None)
+    settings = dict(sampler=preset["sampler"], steps=int(preset["steps"]), guidance=float(preset["guidance"]),
+                    guidance_interval=tuple(interval) if interval else None)
+    if preset.get("count_prior"):
+        settings["count_prior"] = float(preset["count_prior"])
+    return settings
 
 
 def describe_guidance(guidance: float, interval: tuple[float, float] | None = None) -> str:

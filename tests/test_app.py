@@ -71,6 +71,7 @@ def make_models(root: Path) -> Path:
                for name, sampler, steps, interval, s in (("fast", "unipc", 4, None, 0.1),
                                                          ("balanced", "dpm++", 6, [-4.0, 2.0], 0.2),
                                                          ("best", "dpm++", 25, None, 0.5))}
+    presets["best"]["count_prior"] = 1.0  # measured with the count prior (`studio eval frontier ...@count_prior=1`)
     (root / "tiny-grown" / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
     return root
 
@@ -263,10 +264,11 @@ def test_core_vs_grown_without_a_pair(client, tmp_path):
 
 
 def test_speed_presets_set_the_sampler_and_steps(client):
-    # (sampler, steps, guidance, guidance interval on, from, to); without an interval the boxes keep the usual one
-    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0)
-    assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0)
-    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0)
+    # (sampler, steps, guidance, guidance interval on, from, to, count prior); without an interval the boxes keep
+    # the usual one, without a count prior the slider goes to 0
+    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0, 0)
+    assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0, 0)
+    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0, 1)
 
 
 def test_guidance_interval_guides_only_inside_it(client):

@@ -102,6 +102,11 @@ def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:
     # a contender without an interval keeps the key it had before intervals existed
     assert "guidance_interval" not in cs[1].settings and cs[0].settings["guidance_interval"] == [-6.0, 3.0]
     assert cs[0].key != Contender("m", "m", steps=10).key
+    # a preset measured with the count prior passes it on, and count_prior=0 turns it off
+    presets["best"]["count_prior"] = 1.0
+    with_prior, without = resolve_contenders(["m@speed=best", "m@speed=best,count_prior=0"], hasher=str,
+                                             presets=lambda model: presets)
+    assert with_prior.count_prior == 1.0 and without.count_prior == 0.0 and without.key == cs[1].key
     with pytest.raises(StudioError, match="no speed preset 'fast'"):
         resolve_contenders(["m@speed=fast", "m"], hasher=str, presets=lambda model: presets)
     with pytest.raises(StudioError, match="LOW:HIGH"):

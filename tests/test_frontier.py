@@ -3,7 +3,7 @@ interval; per-setting results are reused after an interruption."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -39,6 +39,7 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     tiny_core.save_pretrained(tmp_path / "models" / "tiny")
     monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "models"))
     grid = (Setting("dpm++", 2), Setting("euler", 3, 2.0), Setting("dpm++", 3, 3.0, (-6.0, 3.0)))
+    real_align, real_measure = frontier.align_model, frontier.measure
     result = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
     assert len(result["points"]) == 4 and result["points"][0]["label"] == REFERENCE.label  # reference added
     assert all(p["seconds_per_image"] > 0 and set(p["questions"]) >= {"color", "all"} for p in result["points"])
@@ -64,6 +65,14 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     assert all(p["questions"][SWAP]["n"] == 2 for p in with_swap["points"]) and with_swap["swap_n"] == 2
     assert [{q: v for q, v in p["questions"].items() if q != SWAP} for p in with_swap["points"]] == [
         p["questions"] for p in result["points"]]
+    # a count-prior setting takes the swap test of its prior-free twin (no swap caption names a count)
+    monkeypatch.setattr(frontier, "align_model", real_align)
+    monkeypatch.setattr(frontier, "measure", real_measure)
+    monkeypatch.setattr(frontier, "measure_swap", no_second_run)
+    prior = replace(grid[2], count_prior=1.0)
+    both = run_frontier("tiny", tmp_path / "out", (*grid, prior), n=4, repeats=1, progress=False, swap_n=2)
+    assert both["points"][-1]["label"] == prior.label
+    assert both["points"][-1]["questions"][SWAP] == both["points"][-2]["questions"][SWAP]
     without = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
     assert all(SWAP not in p["questions"] for p in without["points"])  # every point answers the same questions
 
@@ -74,8 +83,33 @@ def test_bad_frontier_settings_say_how_to_write_them():
 
     assert _parse_setting("dpm++:15:3:-6:3") == Setting("dpm++", 15, 3.0, (-6.0, 3.0))
     assert _parse_setting("unipc:10") == Setting("unipc", 10)
-    with pytest.raises(CLIError, match="SAMPLER:STEPS"):
-        _parse_setting("dpm++:fast")
+    assert _parse_setting("dpm++:6:3:-6:3@count_prior=1") == Setting("dpm++", 6, 3.0, (-6.0, 3.0), 1.0)
+    for bad in ("dpm++:fast", "dpm++:6@count_prior=9", "dpm++:6@prior=1"):
+        with pytest.raises(CLIError, match="SAMPLER:STEPS"):
+            _parse_setting(bad)
+
+
+def test_a_setting_with_the_count_prior_is_its_own_point_and_preset(tmp_path, monkeypatch):
+    from studio.eval.frontier import same_swap_test, speed_presets
+
+    prior = Setting("dpm++", 6, 3.0, (-6.0, 3.0), 1.0)
+    assert prior.spec == "dpm++:6:3:-6:3@count_prior=1" and prior.label.endswith(", count prior 1")
+    assert prior.key != Setting("dpm++", 6, 3.0, (-6.0, 3.0)).key == "dpm++-6-g3-i-6_3"  # older caches still read
+    assert prior.sampling_kwargs["count_prior"] == 1.0 and "count_prior" not in REFERENCE.sampling_kwargs
+    # the swap test's relation captions name no count: the prior leaves them as they are
+    assert same_swap_test(prior, 100) == replace(prior, count_prior=0.0) and same_swap_test(REFERENCE, 9) == REFERENCE
+    monkeypatch.setattr(frontier, "swap_captions", lambda n: ["three red stars"] * n)
+    assert same_swap_test(prior, 3) == prior
+    points = [point(REFERENCE, 2.4, {"color": 0.9, "count": 0.5}), point(prior, 0.6, {"color": 0.9, "count": 0.8})]
+    old = dict(point(Setting("dpm++", 6), 0.5, {"color": 0.5, "count": 0.5}))
+    old["setting"].pop("count_prior")  # a point written before the count prior existed
+    points.append(old)
+    result = dict(summarize(points), points=points, model="m", n=100, date="today", torch_threads=2)
+    presets = speed_presets(result)
+    assert presets["balanced"]["count_prior"] == 1.0 and presets["balanced"]["steps"] == 6
+    assert "count_prior" not in presets["fast"]
+    assert "--settings dpm++:6:3:-6:3@count_prior=1 dpm++:6:3`" in format_markdown(
+        dict(result, repeats=3, resolution=64))
 
 
 def test_speed_presets_are_named_by_the_measurement(tmp_path):

@@ -293,18 +293,20 @@ def speed_choices(name: str | None) -> list[tuple[str, str]]:
 
 
 def preset_values(preset: dict) -> tuple:
-    """(sampler, steps, guidance, guidance interval on, from, to) of a preset; the interval boxes keep the
-    usual interval when the preset guides every step."""
+    """(sampler, steps, guidance, guidance interval on, from, to, count prior) of a preset; the interval boxes
+    keep the usual interval when the preset guides every step."""
     s = preset_to_settings(preset)
     low, high = s["guidance_interval"] or GUIDANCE_INTERVAL
-    return s["sampler"], s["steps"], s["guidance"], s["guidance_interval"] is not None, low, high
+    return (s["sampler"], s["steps"], s["guidance"], s["guidance_interval"] is not None, low, high,
+            s.get("count_prior", 0.0))
 
 
 def apply_speed(name: str | None, key: str | None) -> tuple:
-    """(sampler, steps, guidance, interval on, from, to) updates for a preset; unchanged controls without one."""
+    """(sampler, steps, guidance, interval on, from, to, count prior) updates for a preset; unchanged controls
+    without one."""
     preset = speed_presets(name).get(key or "")
     if not preset:
-        return (gr.update(),) * 6
+        return (gr.update(),) * 7
     return preset_values(preset)
 
 
@@ -414,7 +416,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                      elem_id="interval-low")
             interval_high = gr.Number(value=start[5], label="to logSNR", scale=1, min_width=90,
                                       elem_id="interval-high")
-        count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=0, step=0.25, label="Count prior (0 = off)",
+        count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=start[6], step=0.25, label="Count prior (0 = off)",
                                 elem_id="count-prior",
                                 info="for prompts that ask for two or more objects: raise that many object-sized "
                                      "bumps of the starting noise, so the model finds as many places for them")
@@ -521,7 +523,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
                      show_progress="hidden")
     f.model.change(h["on_model"], f.model, [f.examples, f.model_info], api_visibility="private",
                    show_progress="hidden")
-    sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high]
+    sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high, f.count_prior]
     f.model.change(speed_for_model, f.model, f.speed, api_visibility="private", show_progress="hidden").then(
         apply_speed, [f.model, f.speed], sampling, api_visibility="private", show_progress="hidden")
     f.speed.input(apply_speed, [f.model, f.speed], sampling, api_name="speed", show_progress="hidden")

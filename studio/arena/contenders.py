@@ -148,7 +148,7 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
             raise ArenaError(f"contender {spec!r}: negative={o['negative']} is not one of "
                              f"{', '.join(NEGATIVE_PROMPTS)} (how each prompt's negative prompt is made)")
         try:
-            count_prior = float(o.get("count_prior", 0.0))
+            count_prior = float(o.get("count_prior", base.get("count_prior", 0.0)))
         except ValueError:
             raise ArenaError(f"contender {spec!r}: count_prior must be a number, got {o['count_prior']!r}") from None
         if not 0.0 <= count_prior <= MAX_COUNT_PRIOR:

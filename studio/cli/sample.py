@@ -28,9 +28,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                           help="apply guidance only for logSNR in [LOW, HIGH] (e.g. -6 3; default: the preset's)")
     interval.add_argument("--guidance-everywhere", action="store_true",
                           help="apply guidance at every step (drop the preset's interval)")
-    parser.add_argument("--count-prior", type=count_prior, default=0.0, metavar="STRENGTH",
+    parser.add_argument("--count-prior", type=count_prior, metavar="STRENGTH",
                         help="for prompts that ask for two or more objects, raise that many object-sized bumps of "
-                             "the starting noise (studio.count_prior; e.g. 1; default 0, off)")
+                             "the starting noise (studio.count_prior; e.g. 1, 0 = off; default: the preset's, off "
+                             "when it has none)")
 
 
 def sampler_settings(args, model) -> dict:
@@ -45,7 +46,7 @@ def sampler_settings(args, model) -> dict:
         settings["guidance_interval"] = tuple(args.guidance_interval)
     elif args.guidance_everywhere:
         settings["guidance_interval"] = None
-    if args.count_prior:
+    if args.count_prior is not None:
         settings["count_prior"] = args.count_prior
     return settings
 
