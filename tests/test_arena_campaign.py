@@ -157,6 +157,17 @@ def test_contenders_that_draw_the_same_image_of_a_prompt() -> None:
     assert not plain.draws_like(fewer_steps, single)
 
 
+def _prompts_served(campaign: Campaign, rater: str) -> list[str]:
+    """The prompts of every battle the rater is served, voting on each, until none is left."""
+    served = []
+    with pytest.raises(NoBattlesLeftError):
+        for _ in range(100):
+            battle = campaign.next_battle(rater)
+            served.append(battle.prompt)
+            campaign.vote(battle.token, "tie")
+    return served
+
+
 def test_a_campaign_never_pits_two_contenders_on_a_prompt_they_draw_alike(tmp_path: Path) -> None:
     """The shipped arena's count-prior variant once met its plain model on "a small red cross": one picture
     twice. Battles exist only where the two contenders' images can differ, in both modes, and a campaign
@@ -165,13 +176,7 @@ def test_a_campaign_never_pits_two_contenders_on_a_prompt_they_draw_alike(tmp_pa
     prompts = ["a small red cross on a black background", "two red stars on a white background"]
     live = build_campaign(tmp_path / "live", contenders, prompts, 2, live=True, progress=False,
                           renderer=CountingRenderer())
-    served = []
-    with pytest.raises(NoBattlesLeftError):
-        for _ in range(5):
-            battle = live.next_battle("alice")
-            served.append(battle.prompt)
-            live.vote(battle.token, "tie")
-    assert served == [prompts[1]] * 2 and live.summary()["battles"] == 2
+    assert _prompts_served(live, "alice") == [prompts[1]] * 2 and live.summary()["battles"] == 2
     live.close()
 
     built = build_campaign(tmp_path / "built", contenders, prompts, 2, renderer=solid_colour_renderer,
@@ -182,13 +187,7 @@ def test_a_campaign_never_pits_two_contenders_on_a_prompt_they_draw_alike(tmp_pa
     (a, b), pid = sorted(built.contenders()), dict((t, i) for i, t in built.store.prompts())[prompts[0]]
     built.store.add_battles([(pid, s, a, images[(a, pid, s)], b, images[(b, pid, s)]) for s in built.seeds])
     assert built.summary()["battles"] == 4
-    served = []
-    with pytest.raises(NoBattlesLeftError):
-        for _ in range(5):
-            battle = built.next_battle("bob")
-            served.append(battle.prompt)
-            built.vote(battle.token, "left")
-    assert served == [prompts[1]] * 2
+    assert _prompts_served(built, "bob") == [prompts[1]] * 2
     built.close()
 
 
