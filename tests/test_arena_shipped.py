@@ -35,7 +35,7 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
         battle_prompts = campaign._battle_prompts()
         assert all(battle_prompts.values())
         texts = dict(campaign.store.prompts())
-        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (count prior)"])))
+        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (no count prior)"])))
         assert {texts[p] for p in battle_prompts[prior_pair]} == {t for t in texts.values() if requested_count(t)}
         campaign.store.set_meta("marker", 1)  # stands for the votes of an earlier start
     finally:

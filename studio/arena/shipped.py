@@ -17,12 +17,12 @@ from studio.paths import data_dir
 
 # MODEL[@settings] specs (`studio arena build --contenders`); names hold no commas (the spec's separator)
 SHIPPED_CONTENDERS: tuple[str, ...] = (
-    "shapes-256@speed=balanced,name=shapes-256",  # the settings the app and `studio sample` start from
+    "shapes-256@speed=balanced,name=shapes-256",  # the settings the app and `studio sample` start from (count prior 1)
     "shapes-256@speed=best,name=shapes-256 (best)",
     "shapes-256@guidance=1.5,name=shapes-256 (guidance 1.5)",
     "shapes-256@sampler=euler,name=shapes-256 (euler)",
     "shapes-256@speed=balanced,negative=opposite,name=shapes-256 (opposite relation)",  # the app's button
-    "shapes-256@speed=balanced,count_prior=1,name=shapes-256 (count prior)",  # the app's count prior slider
+    "shapes-256@speed=balanced,count_prior=0,name=shapes-256 (no count prior)",  # the app's count prior slider at 0
     "shapes-core-64",
 )
 SHIPPED_PROMPTS = 24  # the first held-out canonical captions (`studio eval align` uses the same split)
