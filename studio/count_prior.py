@@ -49,7 +49,7 @@ def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
     noise = noise.detach().float().cpu()  # a few small ops: the layout is built on the CPU for any device
     resolution = noise.shape[-1]
     width = max(3, int(round(2 * BLOB_RADIUS * resolution)) | 1)  # odd: the smoothed map keeps its size
-    smooth = noise.mean(0)[None, None]  # box average over width x width, as two 1-D passes (10x faster at 256 px)
+    smooth = noise.mean(0)[None, None]  # box average over width x width as two 1-D passes: width/2 times less work
     smooth = F.avg_pool2d(smooth, (width, 1), 1, (width // 2, 0), count_include_pad=False)
     smooth = F.avg_pool2d(smooth, (1, width), 1, (0, width // 2), count_include_pad=False)[0, 0]
     lo, hi = int(MARGIN * resolution), int(round((1 - MARGIN) * resolution))

@@ -24,6 +24,7 @@ pytest.importorskip("gradio_client")
 
 from gradio_client import Client  # noqa: E402
 
+from studio.errors import StudioError  # noqa: E402
 from studio.images import read_png_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -295,19 +296,22 @@ def test_negative_prompt_is_sampled_and_saved_with_the_image(client):
 def test_count_prior_is_sampled_and_saved_with_the_image(client):
     final = final_outputs(generate(client, prompt="two red stars on a white background", steps=4, count_prior=1.0))
     assert read_png_info(final[RESULTS][0]["image"])["count_prior"] == 1.0
-    assert read_png_info(final_outputs(generate(client, steps=4))[RESULTS][0]["image"])["count_prior"] == 0.0
+    # 0 turns it off (an API call that leaves it out gets the page's default: the first model's balanced preset)
+    off = final_outputs(generate(client, prompt="two red stars on a white background", steps=4, count_prior=0.0))
+    assert read_png_info(off[RESULTS][0]["image"])["count_prior"] == 0.0
     with pytest.raises(Exception, match="greater than maximum value 3"):  # the slider's own check
         generate(client, steps=4, count_prior=7.0)
 
 
-def test_count_prior_note_for_a_prompt_without_a_count():
+def test_the_count_prior_is_a_setting_of_every_run():
     from studio_ui.generate import parse_request
 
+    # on by the presets, so a prompt without a count is no reason for a note: it simply changes nothing there
     settings, notes = parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50, count_prior=1.0)
-    assert settings.count_prior == 1.0 and any("names no count" in n for n in notes)
-    settings, notes = parse_request("m", "three red stars", "dpm++", 4, 3.0, 0, 1, 50, count_prior=1.0)
-    assert not any("count" in n for n in notes)
+    assert settings.count_prior == 1.0 and not notes
     assert parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50)[0].count_prior == 0.0
+    with pytest.raises(StudioError, match="between 0"):
+        parse_request("m", "two red stars", "dpm++", 4, 3.0, 0, 1, 50, count_prior=5.0)
 
 
 def test_opposite_relation_button_fills_the_negative_prompt():

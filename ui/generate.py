@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.constants import MAX_COUNT_PRIOR
-from studio.count_prior import check_strength, requested_count
+from studio.count_prior import check_strength
 from studio.cpu import releasing_openmp_threads
 from studio.data.scene import opposite_relation
 from studio.diffusion import SAMPLERS
@@ -81,9 +81,6 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
     negative_s, negative_notes = check_prompt(negative_prompt, what="negative prompt")
     if negative_s and guidance_f == 1.0:
         notes.append("The negative prompt acts through guidance: with guidance 1 (off) it changes nothing.")
-    if count_prior_f and prompt_s and requested_count(prompt_s) is None:
-        notes.append("The count prior acts on prompts that ask for two or more objects (\"two ...\", \"3 ...\"); "
-                     "this one names no count, so it changes nothing.")
     return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s,
                         count_prior_f), prompt_notes + negative_notes + notes)
 

@@ -139,8 +139,8 @@ def same_swap_test(setting: Setting, swap_n: int) -> Setting:
 
 def share_prior_free_times(points: list[dict]) -> None:
     """A count-prior setting runs the same network evaluations as the setting without it (the prior's layout
-    is a few milliseconds of CPU work per image, and none on the timing prompt, which names no count): it takes
-    that setting's time when both were measured, so timing noise cannot rank the two."""
+    is two box averages and a few discs on the CPU, and nothing on the timing prompt, which names no count): it
+    takes that setting's time when both were measured, so timing noise cannot rank the two."""
     times = {Setting.from_dict(p["setting"]): p["seconds_per_image"] for p in points}
     for p in points:
         twin = replace(Setting.from_dict(p["setting"]), count_prior=0.0)
