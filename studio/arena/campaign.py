@@ -264,7 +264,7 @@ class Campaign:
         battle_prompts = self._battle_prompts()
         # battles of a campaign made before `draws_like` may show one picture twice: never served
         rows = [tuple(r) for r in self.store.battle_loads(rater_id, time.time() - PENDING_WINDOW_S)
-                if r[3] in battle_prompts.get((r[1], r[2]), ())]
+                if r["prompt_id"] in battle_prompts.get((r["contender_a"], r["contender_b"]), ())]
         pair_load: dict[tuple[int, int], int] = {}
         pair_battles: dict[tuple[int, int], int] = {}
         for _, a, b, _, _, load, _ in rows:

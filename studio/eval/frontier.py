@@ -12,6 +12,9 @@ With `swap_n`, each setting also runs the swap test ("X left of Y" against "X ri
 `studio.eval.alignment.swap_test`): whether the objects move with the words, which the per-caption questions
 cannot tell from chance. It counts as one more question in both tests and in the mean accuracy, and the
 **best** setting is the most accurate one that keeps the prompt.
+A setting may also start counting prompts from count-aware noise (`count_prior`, `studio.count_prior`); it runs
+the same network evaluations as the setting without it, so it takes that setting's time, and ties in time go to
+the more accurate setting.
 Results are cached per setting in the output folder, so an interrupted run goes on where it stopped.
 """
 
@@ -254,15 +257,11 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
                 point["questions"][SWAP] = measure_swap(model, setting, swap_n, progress)
             elif not swap_n:
                 point["questions"].pop(SWAP, None)  # every point answers the same questions
-            write_json(cache, point)
-            points.append(point)
-            if SWAP in point["questions"]:
-                swaps[setting] = point["questions"][SWAP]
-            continue
-        if progress:
-            print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
-        point = measure(model, setting, n, repeats, progress, swap_n,
-                        swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None)
+        else:
+            if progress:
+                print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
+            point = measure(model, setting, n, repeats, progress, swap_n,
+                            swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None)
         write_json(cache, point)
         points.append(point)
         if SWAP in point["questions"]:
