@@ -105,6 +105,7 @@ class Campaign:
         self._rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
         self._render_lock = threading.Lock()
+        self._battle_prompts_cache: tuple[tuple, dict] = ((), {})  # (contenders and prompts, pairs' prompts)
 
     # -- opening -----------------------------------------------------------------------------------------
     @classmethod
@@ -219,8 +220,14 @@ class Campaign:
         different images (`Contender.draws_like`; e.g. a count-prior variant meets its plain model only on
         prompts that name a count)."""
         contenders, prompts = self.contenders(), self.store.prompts()
-        return {(a, b): {pid for pid, text in prompts if not contenders[a].draws_like(contenders[b], text)}
-                for a, b in itertools.combinations(sorted(contenders), 2)}
+        state = (tuple((i, c.key) for i, c in sorted(contenders.items())), tuple(prompts))
+        cached_state, cached = self._battle_prompts_cache
+        if state == cached_state:  # asked for every battle served; changes only when contenders or prompts do
+            return cached
+        pairs = {(a, b): {pid for pid, text in prompts if not contenders[a].draws_like(contenders[b], text)}
+                 for a, b in itertools.combinations(sorted(contenders), 2)}
+        self._battle_prompts_cache = (state, pairs)
+        return pairs
 
     # -- serving -----------------------------------------------------------------------------------------
     def next_battle(self, rater: str) -> Battle:
