@@ -6,6 +6,7 @@ MAX_SEED = 2**63 - 1
 MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0
 MAX_COUNT_PRIOR = 3.0  # studio.count_prior strength (0 = off)
+MAX_RELATION_PRIOR = 3.0  # studio.relation_prior strength (0 = off)
 PRECISIONS = ("auto", "fp32", "bf16")  # number formats to sample in (studio.precision; auto: bf16 where faster)
 SPEEDS = ("fast", "balanced", "best")  # a model's measured sampling presets (`studio eval frontier`)
 

@@ -90,7 +90,7 @@ class StudioPipeline(DiffusionPipeline):
         callback_on_step_end(pipe, step, timestep, callback_kwargs) -> dict: after each step, with the tensors
         named in `callback_on_step_end_tensor_inputs` (of "latents", "x0", "step"); returned "latents" replace
         the sample; `pipe._interrupt = True` stops after this step. Other keyword arguments go to
-        `studio.sampling.stream` (e.g. `guidance_interval`, `count_prior`)."""
+        `studio.sampling.stream` (e.g. `guidance_interval`, `count_prior`, `relation_prior`)."""
         if output_type not in OUTPUT_TYPES:
             raise ConfigError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
         if num_images_per_prompt < 1:

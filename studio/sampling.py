@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.count_prior import check_strength, requested_count, with_count_prior
+from studio.relation_prior import check_strength as check_relation_strength, requested_relation, with_relation_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.hub import weights_hash
@@ -96,13 +97,14 @@ def preset_settings(model, speed: str = "balanced") -> dict:
 
 
 def preset_to_settings(preset: dict) -> dict:
-    """A preset's sampler / steps / guidance / guidance_interval (and count_prior, when the frontier measured the
-    preset with one) as `stream` and `generate` take them."""
+    """A preset's sampler / steps / guidance / guidance_interval (and count_prior / relation_prior, when the
+    frontier measured the preset with them) as `stream` and `generate` take them."""
     interval = preset.get("guidance_interval")
     settings = dict(sampler=preset["sampler"], steps=int(preset["steps"]), guidance=float(preset["guidance"]),
                     guidance_interval=tuple(interval) if interval else None)
-    if preset.get("count_prior"):
-        settings["count_prior"] = float(preset["count_prior"])
+    for prior in ("count_prior", "relation_prior"):
+        if preset.get(prior):
+            settings[prior] = float(preset[prior])
     return settings
 
 
@@ -170,7 +172,7 @@ def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None,
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
            negative_prompt: str | Sequence[str] | None = None, count_prior: float = 0.0,
-           text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
+           relation_prior: float = 0.0, text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
            generator=None, noise: torch.Tensor | None = None,
            callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
     """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not
@@ -182,6 +184,9 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     count_prior: for each prompt that asks for N >= 2 objects (`studio.count_prior.requested_count`), raise the
         N strongest object-sized bumps of its starting noise by this much (`studio.count_prior`; 0 = off):
         the model draws as many objects as the noise offers places for.
+    relation_prior: for each prompt that asks for a relation between objects of named colours
+        (`studio.relation_prior.requested_relation`), tint its starting noise with each colour where that object
+        should go (`studio.relation_prior`; 0 = off): the model draws each object where its colour already is.
 
     scheduler: a diffusers scheduler to step with instead of `make_scheduler(sampler, ...)` (it must keep the
         model's noise schedule: build it with `Cls.from_config(make_scheduler(...).config, **changes)`).
@@ -197,6 +202,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     settings = SamplerSettings(sampler, int(steps), float(guidance), guidance_interval).validate()
     seed = _check_seed(seed)
     count_prior = check_strength(count_prior)
+    relation_prior = check_relation_strength(relation_prior)
     first = next(model.parameters())
     device, dtype = first.device, first.dtype
     resolution, reference = model.resolution, model.schedule_reference_resolution
@@ -219,6 +225,8 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         made = noise
     if count_prior:
         made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior)
+    if relation_prior:
+        made = with_relation_prior(made, [requested_relation(p) for p in prompts], relation_prior)
     sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)
     # ancestral samplers (ddpm, euler-ancestral, sde variants) draw fresh noise at each step from `generator`
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
@@ -284,14 +292,14 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
 
 def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
                     guidance_interval: tuple[float, float] | None = None, negative_prompt: str | None = None,
-                    count_prior: float = 0.0) -> dict:
+                    count_prior: float = 0.0, relation_prior: float = 0.0) -> dict:
     """What a saved image carries as PNG text: enough to reproduce it exactly."""
     folder = getattr(model, "folder", None)
     return {
         "prompt": prompt, "negative_prompt": negative_prompt or "", "seed": int(seed), "sampler": sampler,
         "steps": int(steps), "guidance": float(guidance),
         "guidance_interval": list(guidance_interval) if guidance_interval else None,
-        "count_prior": float(count_prior),
+        "count_prior": float(count_prior), "relation_prior": float(relation_prior),
         "model": getattr(model, "name", type(model).__name__),
         "model_hash": weights_hash(folder) if folder else None,
         "resolution": int(model.resolution), "precision": precision_name(model), "studio_version": __version__,

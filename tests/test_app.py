@@ -73,6 +73,7 @@ def make_models(root: Path) -> Path:
                                                          ("balanced", "dpm++", 6, [-4.0, 2.0], 0.2),
                                                          ("best", "dpm++", 25, None, 0.5))}
     presets["best"]["count_prior"] = 1.0  # measured with the count prior (`studio eval frontier ...@count_prior=1`)
+    presets["best"]["relation_prior"] = 0.5  # ... and the relation prior
     (root / "tiny-grown" / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
     return root
 
@@ -110,12 +111,14 @@ def client(app_url) -> Client:
 
 
 def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
-             guidance=3.0, sampler="dpm++", interval=None, negative=None, count_prior=None):
+             guidance=3.0, sampler="dpm++", interval=None, negative=None, count_prior=None, relation_prior=None):
     extra = () if interval is None else (True, *interval)  # API clients may leave the interval out
-    if negative is not None or count_prior is not None:  # ... and the negative prompt and count prior after it
+    if negative is not None or count_prior is not None or relation_prior is not None:  # ... and what follows it
         extra = (extra or (False, -6.0, 3.0)) + (negative or "",)
-    if count_prior is not None:
-        extra += (count_prior,)
+    if count_prior is not None or relation_prior is not None:
+        extra += (count_prior or 0.0,)
+    if relation_prior is not None:
+        extra += (relation_prior,)
     job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, *extra, api_name="/generate")
     job.result(timeout=120)
     return job.outputs()
@@ -265,11 +268,11 @@ def test_core_vs_grown_without_a_pair(client, tmp_path):
 
 
 def test_speed_presets_set_the_sampler_and_steps(client):
-    # (sampler, steps, guidance, guidance interval on, from, to, count prior); without an interval the boxes keep
-    # the usual one, without a count prior the slider goes to 0
-    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0, 0)
-    assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0, 0)
-    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0, 1)
+    # (sampler, steps, guidance, guidance interval on, from, to, count prior, relation prior); without an interval
+    # the boxes keep the usual one, without a prior its slider goes to 0
+    assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0, 0, 0)
+    assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0, 0, 0)
+    assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0, 1, 0.5)
 
 
 def test_guidance_interval_guides_only_inside_it(client):
@@ -303,6 +306,16 @@ def test_count_prior_is_sampled_and_saved_with_the_image(client):
         generate(client, steps=4, count_prior=7.0)
 
 
+def test_relation_prior_is_sampled_and_saved_with_the_image(client):
+    prompt = "a red star to the left of a blue circle on a white background"
+    final = final_outputs(generate(client, prompt=prompt, steps=4, relation_prior=0.5))
+    assert read_png_info(final[RESULTS][0]["image"])["relation_prior"] == 0.5
+    off = final_outputs(generate(client, prompt=prompt, steps=4, relation_prior=0.0))
+    assert read_png_info(off[RESULTS][0]["image"])["relation_prior"] == 0.0
+    with pytest.raises(Exception, match="greater than maximum value 3"):
+        generate(client, steps=4, relation_prior=7.0)
+
+
 def test_the_count_prior_is_a_setting_of_every_run():
     from studio_ui.generate import parse_request
 
@@ -312,6 +325,9 @@ def test_the_count_prior_is_a_setting_of_every_run():
     assert parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50)[0].count_prior == 0.0
     with pytest.raises(StudioError, match="between 0"):
         parse_request("m", "two red stars", "dpm++", 4, 3.0, 0, 1, 50, count_prior=5.0)
+    assert parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50, relation_prior=0.5)[0].relation_prior == 0.5
+    with pytest.raises(StudioError, match="relation prior strength must be between 0"):
+        parse_request("m", "a red star", "dpm++", 4, 3.0, 0, 1, 50, relation_prior=5.0)
 
 
 def test_opposite_relation_button_fills_the_negative_prompt():

@@ -103,3 +103,5 @@ def test_the_reveal_names_a_contenders_negative_prompt():
     assert _describe(opposite).endswith("guidance 3, negative prompt: the prompt with its relation turned around)")
     prior = Contender("runs/a", "h", count_prior=1.0, name="a (count prior)").describe()
     assert _describe(prior).endswith("guidance 3, count prior 1)") and "count prior" not in _describe(plain)
+    both = Contender("runs/a", "h", count_prior=1.0, relation_prior=0.5).describe()
+    assert _describe(both).endswith("guidance 3, count prior 1, relation prior 0.5)")

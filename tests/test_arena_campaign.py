@@ -107,6 +107,9 @@ def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:
     with_prior, without = resolve_contenders(["m@speed=best", "m@speed=best,count_prior=0"], hasher=str,
                                              presets=lambda model: presets)
     assert with_prior.count_prior == 1.0 and without.count_prior == 0.0 and without.key == cs[1].key
+    presets["best"]["relation_prior"] = 0.5  # ... and so does one measured with the relation prior
+    (tinted,) = resolve_contenders(["m@speed=best", "m"], hasher=str, presets=lambda model: presets)[:1]
+    assert tinted.sampling_kwargs["relation_prior"] == 0.5 and tinted.count_prior == 1.0
     with pytest.raises(StudioError, match="no speed preset 'fast'"):
         resolve_contenders(["m@speed=fast", "m"], hasher=str, presets=lambda model: presets)
     with pytest.raises(StudioError, match="LOW:HIGH"):
@@ -126,6 +129,20 @@ def test_a_contender_can_start_counting_prompts_from_count_aware_noise() -> None
         resolve_contenders(["runs/a", "runs/a@count_prior=5"], hasher=str)
     with pytest.raises(StudioError, match="count_prior must be a number"):
         resolve_contenders(["runs/a", "runs/a@count_prior=lots"], hasher=str)
+
+
+def test_a_contender_can_start_relation_prompts_from_relation_aware_noise() -> None:
+    plain, prior = resolve_contenders(["runs/a", "runs/a@relation_prior=0.5"], hasher=str)
+    assert plain.key != prior.key and "relation_prior" not in plain.settings
+    assert prior.settings["relation_prior"] == 0.5 and prior.sampling_kwargs["relation_prior"] == 0.5
+    assert "relation prior 0.5" in prior.display_name
+    assert Contender.from_row(types.SimpleNamespace(model="runs/a", weights_hash="runs/a", name=prior.name,
+                                                    settings=prior.settings)) == prior
+    relation, uncoloured = "a red star to the left of a blue circle", "a cat to the left of a dog"
+    assert not plain.draws_like(prior, relation) and plain.draws_like(prior, uncoloured)
+    assert plain.draws_like(prior, "two red stars on a white background")
+    with pytest.raises(StudioError, match="relation_prior must be between 0 and 3"):
+        resolve_contenders(["runs/a", "runs/a@relation_prior=5"], hasher=str)
 
 
 def test_a_contender_can_guide_each_prompt_away_from_its_opposite_relation(fake_sampling: list[tuple]) -> None:

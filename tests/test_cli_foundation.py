@@ -62,13 +62,20 @@ def test_sample_count_prior_is_recorded(tmp_path, model_dir, capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--model", str(model_dir), "--prompt", "two red stars", "--count-prior", "-1"])
     assert "between 0 and 3" in capsys.readouterr().err
+    relation = tmp_path / "left.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a red star to the left of a blue circle",
+                 "--steps", "2", "--relation-prior", "0.5", "--out", str(relation)]) == 0
+    assert read_png_info(relation)["relation_prior"] == 0.5
+    with pytest.raises(SystemExit):
+        main(["sample", "--model", str(model_dir), "--prompt", "x", "--relation-prior", "9"])
 
 
 def test_sample_starts_from_the_models_speed_preset(tmp_path, model_dir):
     from studio.sampling import PRESETS_FILE
 
     presets = {"balanced": dict(sampler="unipc", steps=4, guidance=2.0, guidance_interval=[-6.0, 3.0]),
-               "best": dict(sampler="dpm++", steps=5, guidance=3.0, guidance_interval=None, count_prior=1.0)}
+               "best": dict(sampler="dpm++", steps=5, guidance=3.0, guidance_interval=None, count_prior=1.0,
+                            relation_prior=0.5)}
     (model_dir / PRESETS_FILE).write_text(json.dumps({"source": "test", "presets": presets}))
     out = tmp_path / "img.png"
     try:
@@ -79,11 +86,12 @@ def test_sample_starts_from_the_models_speed_preset(tmp_path, model_dir):
         assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out), "--speed", "best",
                      "--steps", "3"]) == 0
         info = read_png_info(out)  # an explicit option changes one setting of the preset
-        assert (info["sampler"], info["steps"], info["guidance_interval"], info["count_prior"]) == (
-            "dpm++", 3, None, 1.0)
+        assert (info["sampler"], info["steps"], info["guidance_interval"], info["count_prior"],
+                info["relation_prior"]) == ("dpm++", 3, None, 1.0, 0.5)
         assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out), "--speed", "best",
-                     "--count-prior", "0"]) == 0
-        assert read_png_info(out)["count_prior"] == 0  # the preset's count prior turned off
+                     "--count-prior", "0", "--relation-prior", "0"]) == 0
+        info = read_png_info(out)  # the preset's priors turned off
+        assert info["count_prior"] == 0 and info["relation_prior"] == 0
         assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--out", str(out),
                      "--guidance-everywhere"]) == 0
         assert read_png_info(out)["guidance_interval"] is None

@@ -234,8 +234,9 @@ def fake_studio_model(monkeypatch):
 
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", negative_prompt=None, **kwargs):
         calls.update(seed=seed, steps=steps, guidance=guidance, sampler=sampler, n=len(prompts))
-        if kwargs.get("count_prior"):
-            calls["count_prior"] = kwargs["count_prior"]
+        for prior in ("count_prior", "relation_prior"):
+            if kwargs.get(prior):
+                calls[prior] = kwargs[prior]
         if negative_prompt is not None:
             calls.setdefault("negatives", {}).update(zip(prompts, negative_prompt))
         by_caption = {s.caption: s for s in heldout_captions(len(prompts), seed)}
@@ -292,15 +293,16 @@ def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
     assert opposite_relation("aboveground") is None  # whole words only
 
 
-def test_count_prior_reaches_the_sampler_and_the_json(fake_studio_model, tmp_path, capsys):
+def test_the_priors_reach_the_sampler_and_the_json(fake_studio_model, tmp_path, capsys):
     from studio.cli import main
 
     out = tmp_path / "align.json"
     assert main(["eval", "align", "--model", "fake", "--n", "8", "--swap", "0", "--count-prior", "1",
-                 "--no-ceiling", "--json", str(out)]) == 0
-    assert fake_studio_model["count_prior"] == 1.0
-    assert json.loads(out.read_text())["count_prior"] == 1.0
-    assert "count prior 1" in capsys.readouterr().out
+                 "--relation-prior", "0.5", "--no-ceiling", "--json", str(out)]) == 0
+    assert fake_studio_model["count_prior"] == 1.0 and fake_studio_model["relation_prior"] == 0.5
+    written = json.loads(out.read_text())
+    assert written["count_prior"] == 1.0 and written["relation_prior"] == 0.5
+    assert "count prior 1, relation prior 0.5" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # argparse: out of range
         main(["eval", "align", "--model", "fake", "--count-prior", "9"])
 

@@ -84,7 +84,10 @@ def test_bad_frontier_settings_say_how_to_write_them():
     assert _parse_setting("dpm++:15:3:-6:3") == Setting("dpm++", 15, 3.0, (-6.0, 3.0))
     assert _parse_setting("unipc:10") == Setting("unipc", 10)
     assert _parse_setting("dpm++:6:3:-6:3@count_prior=1") == Setting("dpm++", 6, 3.0, (-6.0, 3.0), 1.0)
-    for bad in ("dpm++:fast", "dpm++:6@count_prior=9", "dpm++:6@prior=1"):
+    assert _parse_setting("dpm++:6:3:-6:3@count_prior=1,relation_prior=0.5") == Setting(
+        "dpm++", 6, 3.0, (-6.0, 3.0), 1.0, 0.5)
+    for bad in ("dpm++:fast", "dpm++:6@count_prior=9", "dpm++:6@prior=1", "dpm++:6@relation_prior=4",
+                "dpm++:6@count_prior=1,count_prior=2"):
         with pytest.raises(CLIError, match="SAMPLER:STEPS"):
             _parse_setting(bad)
 
@@ -116,6 +119,26 @@ def test_a_setting_with_the_count_prior_is_its_own_point_and_preset(tmp_path, mo
     text = format_markdown(dict(result, repeats=3, resolution=64))
     assert "--settings dpm++:6:3:-6:3@count_prior=1 dpm++:6:3:-6:3 dpm++:6:3`" in text
     assert "takes that setting's time." in text  # the report says how a count-prior setting is timed
+
+
+def test_a_setting_with_the_relation_prior_runs_its_own_swap_test_and_shares_its_twins_time():
+    from studio.eval.frontier import same_swap_test, speed_presets
+
+    both = Setting("dpm++", 6, 3.0, (-6.0, 3.0), 1.0, 0.5)
+    assert both.spec == "dpm++:6:3:-6:3@count_prior=1,relation_prior=0.5"
+    assert both.label.endswith(", count prior 1, relation prior 0.5") and both.key.endswith("-cp1-rp0.5")
+    assert both.sampling_kwargs["relation_prior"] == 0.5 and "relation_prior" not in REFERENCE.sampling_kwargs
+    assert same_swap_test(both, 100) == replace(both, count_prior=0.0)  # the relation prior acts on swap captions
+    twin = replace(both, count_prior=0.0, relation_prior=0.0)
+    points = [point(REFERENCE, 2.4, {"color": 0.9, "relation": 0.5}), point(twin, 0.6, {"color": 0.9, "relation": 0.5}),
+              point(both, 0.64, {"color": 0.9, "relation": 0.9})]
+    frontier.share_prior_free_times(points)
+    assert points[2]["seconds_per_image"] == 0.6
+    result = dict(summarize(points), points=points, model="m", n=100, date="today", torch_threads=2)
+    presets = speed_presets(result)
+    assert presets["balanced"]["relation_prior"] == 0.5 and presets["balanced"]["count_prior"] == 1.0
+    assert "relation_prior" not in presets["fast"] or presets["fast"] == presets["balanced"]
+    assert "*relation prior S*" in format_markdown(dict(result, repeats=3, resolution=64))
 
 
 def test_speed_presets_are_named_by_the_measurement(tmp_path):

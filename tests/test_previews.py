@@ -247,13 +247,13 @@ def test_core_vs_grown_by_parent(tmp_path, monkeypatch, tiny_core, tiny_grown, e
     assert np.array_equal(np.asarray(again.core_images[0]), np.asarray(c.core_images[0]))
 
 
-def test_core_vs_grown_hands_the_core_the_grown_runs_count_prior_pooled(tmp_path, monkeypatch, tiny_core,
-                                                                         tiny_grown):
-    """With matched noise the core starts from the grown run's noise, count prior included, pooled to its size
-    (and adds none of its own); the grown model raises its own noise."""
+def test_core_vs_grown_hands_the_core_the_grown_runs_priors_pooled(tmp_path, monkeypatch, tiny_core, tiny_grown):
+    """With matched noise the core starts from the grown run's noise, count and relation priors included, pooled
+    to its size (and adds none of its own); the grown model raises its own noise."""
     import types
 
     from studio.count_prior import with_count_prior
+    from studio.relation_prior import requested_relation, with_relation_prior
     from studio.previews import compare
     from studio.sampling import initial_noise, pooled_noise
 
@@ -261,17 +261,19 @@ def test_core_vs_grown_hands_the_core_the_grown_runs_count_prior_pooled(tmp_path
     monkeypatch.setenv("STUDIO_MODELS", str(tmp_path))
     calls = []
 
-    def generate(model, prompts, noise=None, count_prior=0.0, **kwargs):
-        calls.append((model.resolution, noise, count_prior))
+    def generate(model, prompts, noise=None, count_prior=0.0, relation_prior=0.0, **kwargs):
+        calls.append((model.resolution, noise, count_prior, relation_prior))
         return [Image.new("RGB", (model.resolution, model.resolution))] * len(prompts)
 
     monkeypatch.setattr(compare, "generate", generate)
     fakes = {"c16": types.SimpleNamespace(resolution=16), "g32": types.SimpleNamespace(resolution=32, low_res=True)}
-    c = core_vs_grown("g32", "two red stars", seed=3, steps=2, n=2, count_prior=1.0, load=fakes.get)
+    prompt = "two red stars to the left of a blue circle"
+    c = core_vs_grown("g32", prompt, seed=3, steps=2, n=2, count_prior=1.0, relation_prior=0.5, load=fakes.get)
     assert c.matched_noise
-    (core_res, core_noise, core_prior), (grown_res, grown_noise, grown_prior) = calls
-    assert (core_res, core_prior, grown_res, grown_noise, grown_prior) == (16, 0.0, 32, None, 1.0)
+    (core_res, core_noise, *core_priors), (grown_res, grown_noise, *grown_priors) = calls
+    assert (core_res, core_priors, grown_res, grown_noise, grown_priors) == (16, [0.0, 0.0], 32, None, [1.0, 0.5])
     raised = with_count_prior(initial_noise(2, 32, 3)[0], [2, 2], 1.0)
+    raised = with_relation_prior(raised, [requested_relation(prompt)] * 2, 0.5)
     assert torch.equal(core_noise, pooled_noise(raised, 2))
 
 

@@ -22,7 +22,7 @@ import gradio as gr
 
 from studio.arena import ArenaError, Campaign, ModelRenderer, NoBattlesLeftError, RaterCapReachedError
 from studio.arena.campaign import IMAGES_DIR
-from studio.arena.contenders import NEGATIVE_DESCRIPTIONS
+from studio.arena.contenders import NEGATIVE_DESCRIPTIONS, PRIORS
 from studio.cpu import releasing_openmp_threads
 from studio.sampling import describe_guidance
 
@@ -62,11 +62,11 @@ def get_campaign(directory: str | Path, device: str | None = None):
 
 
 def _describe(contender: dict) -> str:
-    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]][, negative prompt: ...][, count prior S])" of a
-    revealed contender."""
+    """"name (`model`, sampler, N steps, guidance G [in [lo, hi]][, negative prompt: ...][, count prior S]
+    [, relation prior S])" of a revealed contender."""
     negative = contender.get("negative")
     negative = f", negative prompt: {NEGATIVE_DESCRIPTIONS.get(negative, negative)}" if negative else ""
-    negative += f", count prior {contender['count_prior']:g}" if contender.get("count_prior") else ""
+    negative += "".join(f", {key.replace('_', ' ')} {contender[key]:g}" for key in PRIORS if contender.get(key))
     return (f"{contender['name']} (`{contender['model']}`, {contender['sampler']}, {contender['steps']} steps, "
             f"{describe_guidance(contender['guidance'], contender.get('guidance_interval'))}{negative})")
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.constants import MAX_COUNT_PRIOR
+from studio.constants import MAX_COUNT_PRIOR, MAX_RELATION_PRIOR
 from studio.count_prior import check_strength
+from studio.relation_prior import check_strength as check_relation_strength
 from studio.cpu import releasing_openmp_threads
 from studio.data.scene import opposite_relation
 from studio.diffusion import SAMPLERS
@@ -46,7 +47,8 @@ class GenerateTab:
 
 def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
                   max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None,
-                  negative_prompt: str | None = None, count_prior=0.0) -> tuple[RunSettings, list[str]]:
+                  negative_prompt: str | None = None, count_prior=0.0,
+                  relation_prior=0.0) -> tuple[RunSettings, list[str]]:
     """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
     message that says what to change."""
     if not model:
@@ -64,10 +66,8 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
         raise ConfigError(f"number of images must be between 1 and {MAX_IMAGES}, got {images_i}")
     interval = _parse_interval(interval_low, interval_high) if use_interval else None
     SamplerSettings(sampler, steps_i, guidance_f, interval).validate()
-    try:
-        count_prior_f = check_strength(float(count_prior or 0.0))
-    except (TypeError, ValueError, OverflowError) as err:
-        raise ConfigError(str(err) if isinstance(err, ConfigError) else "count prior must be a number") from None
+    count_prior_f = _strength(count_prior, check_strength, "count prior")
+    relation_prior_f = _strength(relation_prior, check_relation_strength, "relation prior")
     notes: list[str] = []
     if seed_in is None or seed_in == -1:
         seed_i = random.randint(0, RANDOM_SEED_MAX)
@@ -82,7 +82,15 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
     if negative_s and guidance_f == 1.0:
         notes.append("The negative prompt acts through guidance: with guidance 1 (off) it changes nothing.")
     return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s,
-                        count_prior_f), prompt_notes + negative_notes + notes)
+                        count_prior_f, relation_prior_f), prompt_notes + negative_notes + notes)
+
+
+def _strength(value, check, what: str) -> float:
+    """A prior's slider value, checked (`check` raises ConfigError with the range)."""
+    try:
+        return check(float(value or 0.0))
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(str(err) if isinstance(err, ConfigError) else f"{what} must be a number") from None
 
 
 def opposite_negative(prompt: str | None, current: str | None) -> str:
@@ -122,9 +130,10 @@ def make_handlers(ctx, ui: dict):
     """The event functions, closed over the app context (model cache, config) and the components."""
 
     def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
-            interval_low=None, interval_high=None, negative_prompt=None, count_prior=0.0):
+            interval_low=None, interval_high=None, negative_prompt=None, count_prior=0.0, relation_prior=0.0):
         yield from run_generation(ctx, ui, session, model, prompt, sampler, steps, guidance, seed, images, every,
-                                  use_interval, interval_low, interval_high, negative_prompt, count_prior)
+                                  use_interval, interval_low, interval_high, negative_prompt, count_prior,
+                                  relation_prior)
 
     def replay(session: Session, step):
         if session.last is None:
@@ -147,13 +156,13 @@ def make_handlers(ctx, ui: dict):
 
 def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, steps, guidance, seed, images, every,
                    use_interval=False, interval_low=None, interval_high=None, negative_prompt=None,
-                   count_prior=0.0):
+                   count_prior=0.0, relation_prior=0.0):
     """The Generate button, as a stream of updates: live previews while the run samples in a `LiveRun`, then
     the saved images and the history, then the replay, then the GIF/MP4 downloads."""
     try:
         settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
                                         ctx.config.max_steps, use_interval, interval_low, interval_high,
-                                        negative_prompt, count_prior)
+                                        negative_prompt, count_prior, relation_prior)
         every = max(0, int(every or 0))
         loaded = ctx.models.get(settings.model)
     except StudioError as err:
@@ -161,10 +170,10 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
     _notify(notes)
     s = settings
     settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
-                                    s.guidance_interval, s.negative_prompt, s.count_prior)
+                                    s.guidance_interval, s.negative_prompt, s.count_prior, s.relation_prior)
     live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
                    sampler=s.sampler, guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt,
-                   count_prior=s.count_prior, every=every, info=settings.info)
+                   count_prior=s.count_prior, relation_prior=s.relation_prior, every=every, info=settings.info)
     session.run = live
     note_md = "".join(f"\n\n{n}" for n in notes)
     # While the sampler runs, only values and one layout update: a component's property update makes gradio
@@ -263,7 +272,8 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
     try:
         c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
                           guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt, n=s.images,
-                          count_prior=s.count_prior, load=ctx.models.get, known=known)
+                          count_prior=s.count_prior, relation_prior=s.relation_prior, load=ctx.models.get,
+                          known=known)
     except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
         gr.Warning(str(err))
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
@@ -276,6 +286,7 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
             f"{describe_guidance(s.guidance, s.guidance_interval)}"
             + (f" away from \"{s.negative_prompt}\"" if s.negative_prompt else "")
             + (f", count prior {s.count_prior:g}" if s.count_prior else "")
+            + (f", relation prior {s.relation_prior:g}" if s.relation_prior else "")
             + f". Paired by {c.how_paired}. {c.layout_note}")
     return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
             ui["compare_label"]: text}
@@ -290,20 +301,21 @@ def speed_choices(name: str | None) -> list[tuple[str, str]]:
 
 
 def preset_values(preset: dict) -> tuple:
-    """(sampler, steps, guidance, guidance interval on, from, to, count prior) of a preset; the interval boxes
+    """(sampler, steps, guidance, guidance interval on, from, to, count prior, relation prior) of a preset; the
+    interval boxes
     keep the usual interval when the preset guides every step."""
     s = preset_to_settings(preset)
     low, high = s["guidance_interval"] or GUIDANCE_INTERVAL
     return (s["sampler"], s["steps"], s["guidance"], s["guidance_interval"] is not None, low, high,
-            s.get("count_prior", 0.0))
+            s.get("count_prior", 0.0), s.get("relation_prior", 0.0))
 
 
 def apply_speed(name: str | None, key: str | None) -> tuple:
-    """(sampler, steps, guidance, interval on, from, to, count prior) updates for a preset; unchanged controls
-    without one."""
+    """(sampler, steps, guidance, interval on, from, to, count prior, relation prior) updates for a preset;
+    unchanged controls without one."""
     preset = speed_presets(name).get(key or "")
     if not preset:
-        return (gr.update(),) * 7
+        return (gr.update(),) * 8
     return preset_values(preset)
 
 
@@ -352,6 +364,7 @@ class SettingsForm:
     every: gr.Slider
     compare: gr.Checkbox
     count_prior: gr.Slider
+    relation_prior: gr.Slider
 
 
 def build(ctx, session: gr.State) -> GenerateTab:
@@ -417,6 +430,11 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                 elem_id="count-prior",
                                 info="for prompts that ask for two or more objects: raise that many object-sized "
                                      "bumps of the starting noise, so the model finds as many places for them")
+        relation_prior = gr.Slider(0, MAX_RELATION_PRIOR, value=start[7], step=0.25,
+                                   label="Relation prior (0 = off)", elem_id="relation-prior",
+                                   info="for prompts that place two objects of named colours (a red circle to the "
+                                        "left of a blue square): tint the starting noise with each colour where "
+                                        "its object should go")
         with gr.Row(equal_height=True):
             seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                              scale=4, elem_id="seed")
@@ -429,7 +447,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                               info="also render this prompt and seed with the core and the model grown from it")
     return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed,
                         sampler, images, steps, guidance, use_interval, interval_low, interval_high, seed, dice,
-                        seed_used, every, compare, count_prior)
+                        seed_used, every, compare, count_prior, relation_prior)
 
 
 def _outputs_column(ui: dict) -> None:
@@ -501,7 +519,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
     inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
               f.interval_low, f.interval_high, f.negative_prompt,
-              f.count_prior]  # new inputs go last: API clients keep working
+              f.count_prior, f.relation_prior]  # new inputs go last: API clients keep working
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
@@ -520,7 +538,8 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
                      show_progress="hidden")
     f.model.change(h["on_model"], f.model, [f.examples, f.model_info], api_visibility="private",
                    show_progress="hidden")
-    sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high, f.count_prior]
+    sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high, f.count_prior,
+                f.relation_prior]
     f.model.change(speed_for_model, f.model, f.speed, api_visibility="private", show_progress="hidden").then(
         apply_speed, [f.model, f.speed], sampling, api_visibility="private", show_progress="hidden")
     f.speed.input(apply_speed, [f.model, f.speed], sampling, api_name="speed", show_progress="hidden")

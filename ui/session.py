@@ -36,6 +36,7 @@ class RunSettings:
     guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
     negative_prompt: str = ""  # what guidance steers away from ("" = the unconditional model)
     count_prior: float = 0.0  # studio.count_prior strength (0 = off)
+    relation_prior: float = 0.0  # studio.relation_prior strength (0 = off)
     info: dict = field(default_factory=dict)
 
 

@@ -1,5 +1,5 @@
 """Arena contenders: a model and its sampling settings, parsed from `MODEL@key=value,...` specs (speed presets,
-guidance intervals, negative prompts, count priors), hashed by their weights; and the prompts file a campaign is
+guidance intervals, negative prompts, count and relation priors), hashed by their weights; and the prompts file a campaign is
 built from."""
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from studio.arena.records import ArenaError, ContenderRow
-from studio.constants import MAX_COUNT_PRIOR
-from studio.data.scene import opposite_relation, requested_count
+from studio.constants import MAX_COUNT_PRIOR, MAX_RELATION_PRIOR
+from studio.data.scene import opposite_relation, requested_count, requested_relation
 
 # The same defaults as `studio sample`.
-CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "count_prior", "name")
+CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "count_prior", "relation_prior",
+                  "name")
+PRIORS = {"count_prior": (requested_count, MAX_COUNT_PRIOR),  # what each prior acts on, and its largest strength
+          "relation_prior": (requested_relation, MAX_RELATION_PRIOR)}
 # `negative=` values: each prompt's negative prompt, from the prompt (the app's "opposite relation" button)
 NEGATIVE_PROMPTS: dict[str, Callable[[str], str]] = {"opposite": lambda prompt: opposite_relation(prompt) or ""}
 NEGATIVE_DESCRIPTIONS = {"opposite": "the prompt with its relation turned around"}  # what the reveal says
@@ -41,19 +44,23 @@ class Contender:
     guidance_interval: tuple[float, float] | None = None  # guidance only for logSNR in [low, high]
     negative: str | None = None  # a key of NEGATIVE_PROMPTS: how each prompt's negative prompt is made
     count_prior: float = 0.0  # studio.count_prior strength for prompts that ask for 2+ objects (0 = off)
+    relation_prior: float = 0.0  # studio.relation_prior strength for prompts that name a relation (0 = off)
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The sampling settings (the guidance interval, negative and count prior only when set: older
-        contenders keep their keys)."""
+        """The sampling settings (the guidance interval, negative and priors only when set: older contenders
+        keep their keys)."""
         settings = {"sampler": self.sampler, "steps": int(self.steps), "guidance": float(self.guidance)}
         if self.guidance_interval is not None:
             settings["guidance_interval"] = [float(v) for v in self.guidance_interval]
         if self.negative is not None:
             settings["negative"] = self.negative
-        if self.count_prior:
-            settings["count_prior"] = float(self.count_prior)
-        return settings
+        return {**settings, **self.priors}
+
+    @property
+    def priors(self) -> dict[str, float]:
+        """{"count_prior": S, "relation_prior": S} for the priors that are on."""
+        return {key: float(getattr(self, key)) for key in PRIORS if getattr(self, key)}
 
     def negative_prompt(self, prompt: str) -> str | None:
         """The negative prompt this contender samples `prompt` with (None: the unconditional model)."""
@@ -61,26 +68,23 @@ class Contender:
 
     def draws_like(self, other: Contender, prompt: str) -> bool:
         """Whether the two draw the same image of `prompt` at every seed: the same weights and settings once
-        those that do nothing for this prompt are set aside (a count prior on a prompt that names no count, an
-        opposite-relation negative on a prompt without a relation, which leaves the empty negative). A battle
+        those that do nothing for this prompt are set aside (a count prior on a prompt that names no count, a
+        relation prior on one that names no relation between coloured objects, an opposite-relation negative on a prompt without a relation, which leaves the empty negative). A battle
         between them would show one picture twice, so a campaign never makes it."""
         return self._drawing(prompt) == other._drawing(prompt)
 
     def _drawing(self, prompt: str) -> tuple:
         """What this contender's image of `prompt` depends on."""
-        settings = {k: v for k, v in self.settings.items() if k not in ("negative", "count_prior")}
-        count_prior = self.count_prior if requested_count(prompt) is not None else 0.0
+        settings = {k: v for k, v in self.settings.items() if k != "negative" and k not in PRIORS}
+        acting = {k: v for k, v in self.priors.items() if PRIORS[k][0](prompt) is not None}
         return (self.weights_hash, json.dumps(settings, sort_keys=True), self.negative_prompt(prompt) or "",
-                float(count_prior))
+                json.dumps(acting, sort_keys=True))
 
     @property
     def sampling_kwargs(self) -> dict[str, Any]:
-        """The settings as `studio.sampling.generate` takes them (the count prior only when set)."""
-        kwargs = dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
-                      guidance_interval=self.guidance_interval)
-        if self.count_prior:
-            kwargs["count_prior"] = float(self.count_prior)
-        return kwargs
+        """The settings as `studio.sampling.generate` takes them (the priors only when set)."""
+        return dict(sampler=self.sampler, steps=int(self.steps), guidance=float(self.guidance),
+                    guidance_interval=self.guidance_interval, **self.priors)
 
     @property
     def key(self) -> str:
@@ -102,15 +106,16 @@ class Contender:
         return cls(model=row.model, weights_hash=row.weights_hash, sampler=s["sampler"], steps=int(s["steps"]),
                    guidance=float(s["guidance"]), name=row.name,
                    guidance_interval=tuple(interval) if interval else None, negative=s.get("negative"),
-                   count_prior=float(s.get("count_prior", 0.0)))
+                   count_prior=float(s.get("count_prior", 0.0)),
+                   relation_prior=float(s.get("relation_prior", 0.0)))
 
 
 def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
     """`MODEL[@key=value,key=value]` -> (MODEL, overrides). Keys: speed (the model's measured preset: fast,
     balanced, best), sampler, steps, guidance, interval (LOW:HIGH in logSNR), negative (opposite: each prompt
-    with its relation turned around), count_prior (studio.count_prior strength), name. E.g.
-    `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`, `shapes-256@negative=opposite`,
-    `shapes-256@count_prior=1`."""
+    with its relation turned around), count_prior (studio.count_prior strength), relation_prior
+    (studio.relation_prior strength), name. E.g. `runs/grown@steps=100,name=grown-100`, `shapes-256@speed=balanced`,
+    `shapes-256@negative=opposite`, `shapes-256@count_prior=1`."""
     model, overrides = spec, {}
     if "@" in spec:
         head, _, tail = spec.rpartition("@")
@@ -122,7 +127,7 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
                 if not sep or key not in CONTENDER_KEYS:
                     raise ArenaError(f"bad contender setting {item!r} in {spec!r}: use MODEL@speed=balanced or "
                                      "MODEL@sampler=NAME,steps=N,guidance=G,interval=LOW:HIGH,negative=opposite,"
-                                     "count_prior=S,name=TEXT")
+                                     "count_prior=S,relation_prior=S,name=TEXT")
                 overrides[key] = value.strip()
     if not model.strip():
         raise ArenaError(f"contender {spec!r} names no model: give a model folder or preset name")
@@ -147,19 +152,13 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
         if o.get("negative", "opposite") not in NEGATIVE_PROMPTS:
             raise ArenaError(f"contender {spec!r}: negative={o['negative']} is not one of "
                              f"{', '.join(NEGATIVE_PROMPTS)} (how each prompt's negative prompt is made)")
-        try:
-            count_prior = float(o.get("count_prior", base.get("count_prior", 0.0)))
-        except ValueError:
-            raise ArenaError(f"contender {spec!r}: count_prior must be a number, got {o['count_prior']!r}") from None
-        if not 0.0 <= count_prior <= MAX_COUNT_PRIOR:
-            raise ArenaError(f"contender {spec!r}: count_prior must be between 0 and {MAX_COUNT_PRIOR:g}, "
-                             f"got {count_prior:g}")
+        priors = {key: _prior(key, o, base, spec) for key in PRIORS}
         try:
             interval = _parse_interval(o["interval"]) if "interval" in o else base["guidance_interval"]
             c = Contender(model=model, weights_hash=hashes.get(model) or hasher(model),
                           sampler=o.get("sampler", base["sampler"]), steps=int(o.get("steps", base["steps"])),
                           guidance=float(o.get("guidance", base["guidance"])), name=o.get("name", ""),
-                          guidance_interval=interval, negative=o.get("negative"), count_prior=count_prior)
+                          guidance_interval=interval, negative=o.get("negative"), **priors)
         except ValueError as err:
             raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
         hashes[model] = c.weights_hash
@@ -173,7 +172,7 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
     for i, c in enumerate(out):
         if not c.name and names.count(c.display_name) > 1:
             negative = f", negative {c.negative}" if c.negative else ""
-            negative += f", count prior {c.count_prior:g}" if c.count_prior else ""
+            negative += "".join(f", {key.replace('_', ' ')} {value:g}" for key, value in c.priors.items())
             out[i] = Contender(**{**asdict(c), "name": f"{c.display_name} ({c.sampler}, {c.steps} steps, "
                                                            f"cfg {c.guidance:g}{negative})"})
     return out
@@ -189,6 +188,18 @@ def _speed_preset(model: str, speed: str, presets: Callable[[str], dict] | None,
         known = ", ".join(found) or "none: `studio eval frontier --write-presets` measures them"
         raise ArenaError(f"contender {spec!r}: {model} has no speed preset {speed!r} (its presets: {known})")
     return preset_to_settings(preset)
+
+
+def _prior(key: str, overrides: dict[str, str], base: dict, spec: str) -> float:
+    """A prior's strength: the spec's, else the speed preset's, else 0 (off); an ArenaError out of range."""
+    try:
+        value = float(overrides.get(key, base.get(key, 0.0)))
+    except ValueError:
+        raise ArenaError(f"contender {spec!r}: {key} must be a number, got {overrides[key]!r}") from None
+    maximum = PRIORS[key][1]
+    if not 0.0 <= value <= maximum:
+        raise ArenaError(f"contender {spec!r}: {key} must be between 0 and {maximum:g}, got {value:g}")
+    return value
 
 
 def _parse_interval(text: str) -> tuple[float, float]:

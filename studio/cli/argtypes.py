@@ -47,6 +47,12 @@ def count_prior(text: str) -> float:
     return float_range(0.0, MAX_COUNT_PRIOR)(text)
 
 
+def relation_prior(text: str) -> float:
+    from studio.constants import MAX_RELATION_PRIOR
+
+    return float_range(0.0, MAX_RELATION_PRIOR)(text)
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 seed = int_at_least(0)

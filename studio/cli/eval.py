@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     align.add_argument("--count-prior", type=argtypes.count_prior, default=0.0, metavar="STRENGTH",
                        help="count-aware starting noise for the count captions, as `studio sample --count-prior` "
                             "(default 0, off)")
+    align.add_argument("--relation-prior", type=argtypes.relation_prior, default=0.0, metavar="STRENGTH",
+                       help="relation-aware starting noise for the relation captions and the swap test, as "
+                            "`studio sample --relation-prior` (default 0, off)")
     align.add_argument("--swap-grid", type=Path, metavar="PNG",
                        help="also write the first 8 swap pairs side by side, under their captions")
     align.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -63,7 +66,7 @@ def register(subparsers) -> None:
                           help="held-out captions per setting (default 100; other counts publish as "
                                "frontier-MODEL-nN beside the frontier)")
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
-    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S]",
+    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S,relation_prior=S]",
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
     frontier.add_argument("--swap", type=argtypes.non_negative_int, default=0, metavar="N",
                           help="also run the swap test on N relation pairs per setting; it counts as a question "
@@ -153,15 +156,17 @@ def _parse_setting(text: str):
             raise ValueError
         guidance = float(parts[2]) if len(parts) > 2 else 3.0
         interval = (float(parts[3]), float(parts[4])) if len(parts) == 5 else None
-        key, _, value = tail.partition("=")
-        if tail and key != "count_prior":
-            raise ValueError
-        count_prior = argtypes.count_prior(value) if tail else 0.0
-        return Setting(parts[0], int(parts[1]), guidance, interval, count_prior)
+        priors = {}
+        for item in tail.split(",") if tail else ():
+            key, _, value = item.partition("=")
+            if key not in ("count_prior", "relation_prior") or key in priors:
+                raise ValueError
+            priors[key] = getattr(argtypes, key)(value)
+        return Setting(parts[0], int(parts[1]), guidance, interval, **priors)
     except (ValueError, argparse.ArgumentTypeError):
         raise CLIError(f"bad setting {text!r}: use SAMPLER:STEPS, SAMPLER:STEPS:GUIDANCE or "
-                       "SAMPLER:STEPS:GUIDANCE:LO:HI, each optionally with @count_prior=S "
-                       "(e.g. dpm++:15:3:-6:3 or dpm++:6:3:-6:3@count_prior=1)") from None
+                       "SAMPLER:STEPS:GUIDANCE:LO:HI, each optionally with @count_prior=S, @relation_prior=S or "
+                       "both (e.g. dpm++:15:3:-6:3 or dpm++:6:3:-6:3@count_prior=1,relation_prior=0.5)") from None
 
 
 def _frontier(args) -> int:
@@ -195,13 +200,14 @@ def _align(args) -> int:
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
                          swap_n=args.swap, guidance_interval=interval, precision=args.precision,
                          opposite_negative=args.opposite_negative, swap_images=args.swap_grid is not None,
-                         count_prior=args.count_prior)
+                         count_prior=args.count_prior, relation_prior=args.relation_prior)
     ceiling = result.get("ceiling", {}).get("questions")
     title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
              f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
              + (f" in logSNR [{interval[0]:g}, {interval[1]:g}]" if interval else "")
              + (f", negative prompt: {result['negative_prompt']}" if result.get("negative_prompt") else "")
              + (f", count prior {result['count_prior']:g}" if result.get("count_prior") else "")
+             + (f", relation prior {result['relation_prior']:g}" if result.get("relation_prior") else "")
              + (f", {result['precision']}" if result.get("precision") not in (None, "fp32") else ""))
     print(format_question_table(result["questions"], result["confidence"], title, ceiling=ceiling))
     if "swap" in result:

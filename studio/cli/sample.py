@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from studio.cli.argtypes import count_prior, float_range, int_range
+from studio.cli.argtypes import count_prior, float_range, int_range, relation_prior
 from studio.constants import EMPTY_PROMPT_NOTE, PRECISIONS, PREFERRED_MODELS
 
 
@@ -32,6 +32,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         help="for prompts that ask for two or more objects, raise that many object-sized bumps of "
                              "the starting noise (studio.count_prior; e.g. 1, 0 = off; default: the preset's, off "
                              "when it has none)")
+    parser.add_argument("--relation-prior", type=relation_prior, metavar="STRENGTH",
+                        help="for prompts that place two objects of named colours (\"a red circle to the left of a "
+                             "blue square\"), tint the starting noise with each colour where its object should go "
+                             "(studio.relation_prior; e.g. 0.5, 0 = off; default: the preset's, off when it has none)")
 
 
 def sampler_settings(args, model) -> dict:
@@ -46,8 +50,9 @@ def sampler_settings(args, model) -> dict:
         settings["guidance_interval"] = tuple(args.guidance_interval)
     elif args.guidance_everywhere:
         settings["guidance_interval"] = None
-    if args.count_prior is not None:
-        settings["count_prior"] = args.count_prior
+    for prior in ("count_prior", "relation_prior"):
+        if getattr(args, prior) is not None:
+            settings[prior] = getattr(args, prior)
     return settings
 
 

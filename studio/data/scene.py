@@ -128,3 +128,34 @@ def requested_count(prompt: str) -> int | None:
         return None
     word = match.group(1).lower()
     return _NUMBER_WORDS.get(word) or int(word)
+
+
+_COLOR_WORD = re.compile(r"\b(" + "|".join(COLORS) + r")\b", re.IGNORECASE)
+_BACKGROUND_PHRASE = re.compile(r"\b(" + "|".join(BACKGROUNDS) + r") background\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RelationRequest:
+    """What a prompt asks about two objects' places: the relation, the palette colour named on each side of it
+    (None when that side names none) and the background's (None when the prompt names none)."""
+    relation: str
+    subject_color: str | None
+    object_color: str | None
+    background: str | None
+
+
+def requested_relation(prompt: str) -> RelationRequest | None:
+    """The prompt's first relation phrase and the colours named before and after it ("a red circle to the left
+    of a blue square on a black background" -> left of, red, blue, black), None when it names no relation or
+    no palette colour on either side (then nothing tells the two objects apart). Any text, not only captions."""
+    prompt = prompt or ""
+    match = _RELATION_PHRASE.search(prompt)
+    if match is None:
+        return None
+    background = _BACKGROUND_PHRASE.search(prompt)
+    rest = _BACKGROUND_PHRASE.sub(" ", prompt[match.end():])  # "a black background" names no object's colour
+    subject, obj = (_COLOR_WORD.search(side) for side in (_BACKGROUND_PHRASE.sub(" ", prompt[:match.start()]), rest))
+    if subject is None and obj is None:
+        return None
+    return RelationRequest(match.group(1), subject and subject.group(1).lower(), obj and obj.group(1).lower(),
+                           background and background.group(1).lower())

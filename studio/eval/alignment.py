@@ -471,12 +471,14 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
                 sampler: str = "dpm++", batch_size: int = 8, ceiling: bool = True,
                 progress: bool = True, device: str = "cpu", swap_n: int = 0,
                 guidance_interval: tuple[float, float] | None = None, precision: str = "fp32",
-                opposite_negative: bool = False, swap_images: bool = False, count_prior: float = 0.0) -> dict:
+                opposite_negative: bool = False, swap_images: bool = False, count_prior: float = 0.0,
+                relation_prior: float = 0.0) -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them. A model
     given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks). With
     `opposite_negative`, each relation caption's negative prompt is the caption with the opposite relation
     (`studio.data.scene.opposite_relation`; the app's "opposite relation" button), here and in the swap test.
-    `count_prior` > 0 starts the count captions from count-aware noise (`studio.count_prior`).
+    `count_prior` > 0 starts the count captions from count-aware noise (`studio.count_prior`), `relation_prior` > 0
+    the relation captions (and the swap test's) from relation-aware noise (`studio.relation_prior`).
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
@@ -496,7 +498,8 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     scenes = heldout_captions(n, seed)
     prompts = [s.caption for s in scenes]
     settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
-                    progress=progress, guidance_interval=guidance_interval, count_prior=count_prior)
+                    progress=progress, guidance_interval=guidance_interval, count_prior=count_prior,
+                    relation_prior=relation_prior)
     negatives = opposite_negatives(prompts) if opposite_negative else None
     images = generate(model, prompts, negative_prompt=negatives, **settings)
     report = evaluate_alignment(images, scenes, progress=progress)
@@ -504,6 +507,7 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
               "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
               "guidance_interval": list(guidance_interval) if guidance_interval else None,
               "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None, "count_prior": float(count_prior),
+              "relation_prior": float(relation_prior),
               "precision": precision_name(model), **report.to_dict()}
     if swap_n:
         result["swap"] = swap_test(model, swap_n, opposite_negative=opposite_negative, return_images=swap_images,

@@ -12,9 +12,10 @@ With `swap_n`, each setting also runs the swap test ("X left of Y" against "X ri
 `studio.eval.alignment.swap_test`): whether the objects move with the words, which the per-caption questions
 cannot tell from chance. It counts as one more question in both tests and in the mean accuracy, and the
 **best** setting is the most accurate one that keeps the prompt.
-A setting may also start counting prompts from count-aware noise (`count_prior`, `studio.count_prior`); it runs
-the same network evaluations as the setting without it, so it takes that setting's time, and ties in time go to
-the more accurate setting.
+A setting may also start counting prompts from count-aware noise (`count_prior`, `studio.count_prior`) and
+relation prompts from relation-aware noise (`relation_prior`, `studio.relation_prior`); either runs the same
+network evaluations as the setting without them, so it takes that setting's time, and ties in time go to the
+more accurate setting.
 Results are cached per setting in the output folder, so an interrupted run goes on where it stopped.
 """
 
@@ -44,36 +45,44 @@ class Setting:
     guidance: float = 3.0
     interval: tuple[float, float] | None = None  # guidance only for logSNR in [lo, hi]; unguided steps cost half
     count_prior: float = 0.0  # studio.count_prior strength for prompts that name a count (0 = off)
+    relation_prior: float = 0.0  # studio.relation_prior strength for prompts that name a relation (0 = off)
 
     @classmethod
     def from_dict(cls, d: dict) -> Setting:
-        """A setting as `asdict` wrote it to JSON (interval as a list; older files without a count prior)."""
+        """A setting as `asdict` wrote it to JSON (interval as a list; older files without the priors)."""
         return cls(**{**d, "interval": tuple(d["interval"]) if d.get("interval") else None})
 
     @property
     def label(self) -> str:
-        prior = f", count prior {self.count_prior:g}" if self.count_prior else ""
+        prior = "".join(f", {name} prior {value:g}" for name, value in self.priors.items())
         return f"{self.sampler} {self.steps} steps, {describe_guidance(self.guidance, self.interval)}{prior}"
 
     @property
     def spec(self) -> str:
-        """The `--settings` form: SAMPLER:STEPS:GUIDANCE[:LO:HI][@count_prior=S]."""
+        """The `--settings` form: SAMPLER:STEPS:GUIDANCE[:LO:HI][@count_prior=S][,relation_prior=S]."""
         where = f":{self.interval[0]:g}:{self.interval[1]:g}" if self.interval else ""
-        prior = f"@count_prior={self.count_prior:g}" if self.count_prior else ""
+        prior = ("@" + ",".join(f"{name}_prior={value:g}" for name, value in self.priors.items())
+                 if self.priors else "")
         return f"{self.sampler}:{self.steps}:{self.guidance:g}{where}{prior}"
 
     @property
     def key(self) -> str:
         where = f"-i{self.interval[0]:g}_{self.interval[1]:g}" if self.interval else ""
-        prior = f"-cp{self.count_prior:g}" if self.count_prior else ""
+        prior = "".join(f"-{name[0]}p{value:g}" for name, value in self.priors.items())  # -cp1, -rp0.5
         return f"{self.sampler}-{self.steps}-g{self.guidance:g}{where}{prior}"
 
     @property
+    def priors(self) -> dict[str, float]:
+        """{"count": S, "relation": S} for the priors that are on, in that order."""
+        return {name: value for name, value in (("count", self.count_prior), ("relation", self.relation_prior))
+                if value}
+
+    @property
     def sampling_kwargs(self) -> dict:
-        """The setting as `studio.sampling` takes it (the count prior only when on)."""
+        """The setting as `studio.sampling` takes it (the priors only when on)."""
         kwargs = dict(steps=self.steps, guidance=self.guidance, sampler=self.sampler,
                       guidance_interval=self.interval)
-        return {**kwargs, "count_prior": self.count_prior} if self.count_prior else kwargs
+        return {**kwargs, **{f"{name}_prior": value for name, value in self.priors.items()}}
 
 
 REFERENCE = Setting()
@@ -134,19 +143,19 @@ def measure_swap(model, setting: Setting, swap_n: int, progress: bool) -> dict:
 def same_swap_test(setting: Setting, swap_n: int) -> Setting:
     """The setting whose swap test this one's equals: itself, or without its count prior when no swap-test
     caption names a count (the grammar's relation captions never do, so the prior leaves those images as they
-    are and the test need not run twice)."""
+    are and the test need not run twice). A relation prior acts on every swap caption: it stays."""
     if setting.count_prior and not any(requested_count(c) for c in swap_captions(swap_n)):
         return replace(setting, count_prior=0.0)
     return setting
 
 
 def share_prior_free_times(points: list[dict]) -> None:
-    """A count-prior setting runs the same network evaluations as the setting without it (the prior's layout
-    is two box averages and a few discs on the CPU, and nothing on the timing prompt, which names no count): it
-    takes that setting's time when both were measured, so timing noise cannot rank the two."""
+    """A setting with a count or relation prior runs the same network evaluations as the setting without them
+    (a prior's layout is a few box averages and patches on the CPU: milliseconds against the seconds of a
+    256 px image): it takes that setting's time when both were measured, so timing noise cannot rank them."""
     times = {Setting.from_dict(p["setting"]): p["seconds_per_image"] for p in points}
     for p in points:
-        twin = replace(Setting.from_dict(p["setting"]), count_prior=0.0)
+        twin = replace(Setting.from_dict(p["setting"]), count_prior=0.0, relation_prior=0.0)
         if twin in times:
             p["seconds_per_image"] = times[twin]
 
@@ -216,7 +225,7 @@ def speed_presets(result: dict) -> dict[str, dict]:
         setting = Setting.from_dict(p["setting"])
         presets[name] = dict(sampler=setting.sampler, steps=setting.steps, guidance=setting.guidance,
                              guidance_interval=list(setting.interval) if setting.interval else None,
-                             **({"count_prior": setting.count_prior} if setting.count_prior else {}),
+                             **{f"{name}_prior": value for name, value in setting.priors.items()},
                              seconds_per_image=round(p["seconds_per_image"], 2), keeps_prompt=p["keeps_prompt"],
                              label=p["label"])
     return presets
@@ -300,6 +309,10 @@ def format_markdown(result: dict) -> str:
         swap_text += (" *count prior S*: prompts that name a count start from count-aware noise (`studio.count_prior`); "
                       "such a setting runs the same network evaluations as the one without it and takes that "
                       "setting's time" + (" and swap test (no swap caption names a count)" if swap_n else "") + ".")
+    if any(p["setting"].get("relation_prior") for p in points):
+        swap_text += (" *relation prior S*: prompts that name a relation between coloured objects start from "
+                      "relation-aware noise (`studio.relation_prior`); such a setting takes the time of the one "
+                      "without it (a few milliseconds of layout on the CPU)" + (", and its swap test runs with the prior" if swap_n else "") + ".")
     lines = [f"# Sampling frontier of `{result['model']}`: time per image against prompt alignment", "",
              f"Generated by `studio eval frontier --model {result['model']} --n {result['n']}{swap_args}"
              f"{_settings_args(result)}` "

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from studio.count_prior import requested_count, with_count_prior
+from studio.relation_prior import requested_relation, with_relation_prior
 from studio.errors import ModelNotFoundError
 from studio.growth import core_fingerprint
 from studio.hub import list_models, load_model
@@ -157,14 +158,16 @@ def _resolution(folder: Path) -> int:
 
 def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, guidance: float = 3.0,
                   sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
-                  negative_prompt: str | None = None, count_prior: float = 0.0, n: int = 1,
+                  negative_prompt: str | None = None, count_prior: float = 0.0, relation_prior: float = 0.0,
+                  n: int = 1,
                   load: Callable | None = None, known: dict[str, list[Image.Image]] | None = None,
                   text_encoder=None) -> Comparison:
     """Render `prompt` with seed `seed` (image i: seed + i) by the core and the grown model of the pair that
     `name` belongs to. `load(name)` loads a model (the app passes its cache); `known` maps a model name to
     images it already rendered with exactly these settings (they are reused instead of sampled again).
-    With matched noise the core starts from the grown run's pooled noise, count prior included (pooling keeps
-    its bumps at the core's strength, `studio.count_prior.amplitude`), so the core adds none of its own."""
+    With matched noise the core starts from the grown run's pooled noise, count and relation priors included
+    (pooling keeps their bumps at the core's strength, `studio.count_prior.amplitude`), so the core adds none of
+    its own."""
     load = load or (lambda m: load_model(m, allow_paths=False))
     core_name, grown_name, how = find_core_and_grown(name, load)
     core, grown = load(core_name), load(grown_name)
@@ -176,8 +179,8 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
         done = (known or {}).get(model_name) if noise is None else None
         if done is not None and len(done) >= n:
             return list(done[:n])
-        return generate(model, prompts, noise=noise, count_prior=0.0 if noise is not None else count_prior,
-                        **kwargs)
+        priors = dict(count_prior=count_prior, relation_prior=relation_prior) if noise is None else {}
+        return generate(model, prompts, noise=noise, **priors, **kwargs)
 
     factor = int(grown.resolution) // int(core.resolution)
     matched = getattr(grown, "low_res", None) is not None and factor * int(core.resolution) == int(grown.resolution)
@@ -185,6 +188,7 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     if matched:
         grown_noise = initial_noise(n, int(grown.resolution), int(seed))[0]
         grown_noise = with_count_prior(grown_noise, [requested_count(prompt)] * n, count_prior)
+        grown_noise = with_relation_prior(grown_noise, [requested_relation(prompt)] * n, relation_prior)
         core_noise = pooled_noise(grown_noise, factor)
     return Comparison(prompt, int(seed), core_name, int(core.resolution), grown_name, int(grown.resolution),
                       render(core_name, core, core_noise), render(grown_name, grown), how, matched)
