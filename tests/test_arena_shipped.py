@@ -7,7 +7,7 @@ import pytest
 
 from studio.arena import Campaign, ModelRenderer
 from studio.arena.shipped import SHIPPED_CONTENDERS, SHIPPED_PROMPTS, ensure_shipped_campaign, shipped_campaign_dir
-from studio.data.scene import requested_count
+from studio.data.scene import requested_count, requested_relation
 from studio.hub import resolve_model
 from studio.sampling import preset_to_settings, read_presets
 
@@ -35,8 +35,9 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
         battle_prompts = campaign._battle_prompts()
         assert all(battle_prompts.values())
         texts = dict(campaign.store.prompts())
-        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (no count prior)"])))
-        assert {texts[p] for p in battle_prompts[prior_pair]} == {t for t in texts.values() if requested_count(t)}
+        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (no noise priors)"])))
+        acted_on = {t for t in texts.values() if requested_count(t) or requested_relation(t)}
+        assert {texts[p] for p in battle_prompts[prior_pair]} == acted_on != set(texts.values())
         campaign.store.set_meta("marker", 1)  # stands for the votes of an earlier start
     finally:
         campaign.close()

@@ -1,5 +1,5 @@
 """The arena an evaluator finds on the first `studio app`: the shipped `shapes` models against each other and
-against speed presets, sampler, guidance, negative-prompt and count-prior variants of the grown model, on held-out
+against speed presets, sampler, guidance, negative-prompt and noise-prior variants of the grown model, on held-out
 canonical captions. The campaign is live (a battle's two images are rendered when a rater first needs it, then kept
 in the campaign folder) and lives under the user's data folder, so votes survive restarts. `studio arena build`
 makes other campaigns.
@@ -17,12 +17,13 @@ from studio.paths import data_dir
 
 # MODEL[@settings] specs (`studio arena build --contenders`); names hold no commas (the spec's separator)
 SHIPPED_CONTENDERS: tuple[str, ...] = (
-    "shapes-256@speed=balanced,name=shapes-256",  # the settings the app and `studio sample` start from (count prior 1)
+    "shapes-256@speed=balanced,name=shapes-256",  # the settings the app and `studio sample` start from (the priors on)
     "shapes-256@speed=best,name=shapes-256 (best)",
     "shapes-256@guidance=1.5,name=shapes-256 (guidance 1.5)",
     "shapes-256@sampler=euler,name=shapes-256 (euler)",
     "shapes-256@speed=balanced,negative=opposite,name=shapes-256 (opposite relation)",  # the app's button
-    "shapes-256@speed=balanced,count_prior=0,name=shapes-256 (no count prior)",  # the app's count prior slider at 0
+    # the app's count and relation prior sliders at 0
+    "shapes-256@speed=balanced,count_prior=0,relation_prior=0,name=shapes-256 (no noise priors)",
     "shapes-core-64",
 )
 SHIPPED_PROMPTS = 24  # the first held-out canonical captions (`studio eval align` uses the same split)
