@@ -172,7 +172,8 @@ def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None,
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
            negative_prompt: str | Sequence[str] | None = None, count_prior: float = 0.0,
-           relation_prior: float = 0.0, text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
+           relation_prior: float = 0.0, text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None,
+           scheduler=None,
            generator=None, noise: torch.Tensor | None = None,
            callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
     """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not

@@ -1,6 +1,6 @@
 """Arena contenders: a model and its sampling settings, parsed from `MODEL@key=value,...` specs (speed presets,
-guidance intervals, negative prompts, count and relation priors), hashed by their weights; and the prompts file a campaign is
-built from."""
+guidance intervals, negative prompts, count and relation priors), hashed by their weights; and the prompts file a
+campaign is built from."""
 
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ class Contender:
     def draws_like(self, other: Contender, prompt: str) -> bool:
         """Whether the two draw the same image of `prompt` at every seed: the same weights and settings once
         those that do nothing for this prompt are set aside (a count prior on a prompt that names no count, a
-        relation prior on one that names no relation between coloured objects, an opposite-relation negative on a prompt without a relation, which leaves the empty negative). A battle
-        between them would show one picture twice, so a campaign never makes it."""
+        relation prior on one that names no relation between coloured objects, an opposite-relation negative on a
+        prompt without a relation, which leaves the empty negative). A battle between them would show one picture
+        twice, so a campaign never makes it."""
         return self._drawing(prompt) == other._drawing(prompt)
 
     def _drawing(self, prompt: str) -> tuple:

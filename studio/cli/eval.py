@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                           help="held-out captions per setting (default 100; other counts publish as "
                                "frontier-MODEL-nN beside the frontier)")
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
-    frontier.add_argument("--settings", nargs="+", metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S,relation_prior=S]",
+    frontier.add_argument("--settings", nargs="+",
+                          metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S,relation_prior=S]",
                           help="the grid (default: studio.eval.frontier.DEFAULT_GRID); the reference is added")
     frontier.add_argument("--swap", type=argtypes.non_negative_int, default=0, metavar="N",
                           help="also run the swap test on N relation pairs per setting; it counts as a question "
