@@ -87,17 +87,28 @@ def test_bad_inputs():
         rp.with_relation_prior(noise, [LEFT, LEFT], -1.0)
 
 
-def test_stream_tints_only_the_relation_prompts_noise(tiny_core):
+@pytest.mark.parametrize("prior, prompts, tinted", [
+    ("count_prior", ["two red circles", "a red circle"], False),
+    ("relation_prior", ["a red circle to the left of a blue square on a black background", "two red circles"], True)])
+def test_stream_changes_only_the_noise_of_the_prompts_a_prior_acts_on(tiny_core, prior, prompts, tinted):
+    """Both noise priors (studio.count_prior, studio.relation_prior) as `stream` applies them: the other prompt's
+    noise is untouched; the count prior raises every channel alike, the relation prior adds colours."""
     text = (fake_text(2), fake_text(2, seed=1))
-    prompts = ["a red circle to the left of a blue square on a black background", "two red circles"]
-    plain = next(sampling.stream(tiny_core, prompts, steps=3, seed=4, text=text))
-    prior = next(sampling.stream(tiny_core, prompts, steps=3, seed=4, text=text, relation_prior=1.0))
-    assert torch.equal(plain.x_t[1], prior.x_t[1])
-    difference = prior.x_t[0] - plain.x_t[0]
+
+    def first_step(strength: float):
+        return next(sampling.stream(tiny_core, prompts, steps=3, seed=4, text=text, **{prior: strength}))
+
+    plain, with_prior = first_step(0.0), first_step(1.0)
+    assert torch.equal(plain.x_t[1], with_prior.x_t[1])
+    difference = with_prior.x_t[0] - plain.x_t[0]
     assert float(difference.abs().max()) > 0.3
-    assert not torch.allclose(difference[0], difference[2])  # a colour, not a brightness bump
-    with pytest.raises(ConfigError, match="relation prior"):
-        next(sampling.stream(tiny_core, prompts, text=text, relation_prior=99.0))
+    assert torch.allclose(difference[0], difference[2]) is not tinted
+    with pytest.raises(ConfigError, match=prior.replace("_", " ")):
+        first_step(99.0)
+
+
+def test_generation_info_records_the_relation_prior(tiny_core):
+    prompts = ["a red circle to the left of a blue square on a black background"]
     info = sampling.generation_info(tiny_core, prompts[0], 0, "dpm++", 3, 3.0, relation_prior=0.5)
     assert info["relation_prior"] == 0.5
     assert sampling.generation_info(tiny_core, prompts[0], 0, "dpm++", 3, 3.0)["relation_prior"] == 0.0
