@@ -26,11 +26,20 @@ BLOB_EDGE = 0.04  # width of the sigmoid rim, fraction of the side
 MARGIN = 0.15  # centres stay this far from the border: an object there would be cut off
 MIN_GAP = 2.4  # centres at least this many radii apart: separate objects, not one blob
 REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `amplitude`)
-def check_strength(strength: float) -> float:
-    """`strength` as a float, or a ConfigError that says the range (NaN and infinities included)."""
-    if not 0 <= float(strength) <= MAX_COUNT_PRIOR:
-        raise ConfigError(f"count prior strength must be between 0 (off) and {MAX_COUNT_PRIOR:g}, got {strength}")
+def check_strength(strength: float, maximum: float = MAX_COUNT_PRIOR, what: str = "count prior") -> float:
+    """`strength` as a float, or a ConfigError that says the range (NaN and infinities included). The relation
+    prior checks its own with its maximum and name."""
+    if not 0 <= float(strength) <= maximum:
+        raise ConfigError(f"{what} strength must be between 0 (off) and {maximum:g}, got {strength}")
     return float(strength)
+
+
+def box_average(channel_map: torch.Tensor, width: int) -> torch.Tensor:
+    """(R, R) -> (R, R): the average over width x width (odd) around each pixel, as two 1-D passes (width/2
+    times less work than one 2-D pass), the border averaging only what lies inside."""
+    m = channel_map[None, None]
+    m = F.avg_pool2d(m, (width, 1), 1, (width // 2, 0), count_include_pad=False)
+    return F.avg_pool2d(m, (1, width), 1, (0, width // 2), count_include_pad=False)[0, 0]
 
 
 def amplitude(strength: float, resolution: int) -> float:
@@ -49,9 +58,7 @@ def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
     noise = noise.detach().float().cpu()  # a few small ops: the layout is built on the CPU for any device
     resolution = noise.shape[-1]
     width = max(3, int(round(2 * BLOB_RADIUS * resolution)) | 1)  # odd: the smoothed map keeps its size
-    smooth = noise.mean(0)[None, None]  # box average over width x width as two 1-D passes: width/2 times less work
-    smooth = F.avg_pool2d(smooth, (width, 1), 1, (width // 2, 0), count_include_pad=False)
-    smooth = F.avg_pool2d(smooth, (1, width), 1, (0, width // 2), count_include_pad=False)[0, 0]
+    smooth = box_average(noise.mean(0), width)
     lo, hi = int(MARGIN * resolution), int(round((1 - MARGIN) * resolution))
     score = torch.full_like(smooth, float("-inf"))
     score[lo:hi, lo:hi] = smooth[lo:hi, lo:hi]

@@ -18,10 +18,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
+from studio import count_prior
 from studio.constants import MAX_RELATION_PRIOR
-from studio.count_prior import amplitude
+from studio.count_prior import amplitude, box_average
 from studio.data.scene import BACKGROUNDS, COLORS, RelationRequest, requested_relation  # noqa: F401  (re-exported)
 from studio.errors import ConfigError
 
@@ -34,10 +34,7 @@ CANDIDATES = torch.linspace(0.2, 0.8, 15)  # candidate centres per axis: a large
 
 def check_strength(strength: float) -> float:
     """`strength` as a float, or a ConfigError that says the range (NaN and infinities included)."""
-    if not 0 <= float(strength) <= MAX_RELATION_PRIOR:
-        raise ConfigError(f"relation prior strength must be between 0 (off) and {MAX_RELATION_PRIOR:g}, "
-                          f"got {strength}")
-    return float(strength)
+    return count_prior.check_strength(strength, MAX_RELATION_PRIOR, "relation prior")
 
 
 def _unit_rgb(rgb: tuple[int, int, int]) -> torch.Tensor:
@@ -51,13 +48,6 @@ def tint(color: str | None, background: str | None) -> torch.Tensor | None:
         return None
     direction = _unit_rgb(COLORS[color]) - (_unit_rgb(BACKGROUNDS[background]) if background else 0.0)
     return direction / direction.norm() * math.sqrt(3)
-
-
-def _smoothed(channel_map: torch.Tensor, width: int) -> torch.Tensor:
-    """(R, R) box average over width x width, as two 1-D passes."""
-    m = channel_map[None, None]
-    m = F.avg_pool2d(m, (width, 1), 1, (width // 2, 0), count_include_pad=False)
-    return F.avg_pool2d(m, (1, width), 1, (0, width // 2), count_include_pad=False)[0, 0]
 
 
 def patch_centres(noise: torch.Tensor, request: RelationRequest
@@ -75,7 +65,7 @@ def patch_centres(noise: torch.Tensor, request: RelationRequest
         direction = tint(color, request.background)
         if direction is None:
             return torch.zeros(len(xs))
-        return _smoothed(torch.einsum("c,chw->hw", direction, noise), width)[at][:, at].reshape(-1)
+        return box_average(torch.einsum("c,chw->hw", direction, noise), width)[at][:, at].reshape(-1)
 
     horizontal = request.relation in ("to the left of", "to the right of")
     first = request.relation in ("to the left of", "above")  # the subject has the smaller coordinate
