@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
+from studio.caption_match import match_prompts
 from studio.count_prior import check_strength, requested_count, with_count_prior
 from studio.relation_prior import check_strength as check_relation_strength, requested_relation, with_relation_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
@@ -172,8 +173,8 @@ def encode_prompts(prompts: Sequence[str], text_encoder=None, model=None,
 def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25, guidance: float = 3.0,
            sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
            negative_prompt: str | Sequence[str] | None = None, count_prior: float = 0.0,
-           relation_prior: float = 0.0, text_encoder=None, text: tuple[TextEmbedding, TextEmbedding] | None = None,
-           scheduler=None,
+           relation_prior: float = 0.0, match_captions: bool = False, text_encoder=None,
+           text: tuple[TextEmbedding, TextEmbedding] | None = None, scheduler=None,
            generator=None, noise: torch.Tensor | None = None,
            callback_on_step_end: Callable[[int, float, dict], dict | None] | None = None) -> Iterator[StepRecord]:
     """Yield one StepRecord per step; the last record's x0 is the final image. Stop early by simply not
@@ -188,6 +189,9 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     relation_prior: for each prompt that asks for a relation between objects of named colours
         (`studio.relation_prior.requested_relation`), tint its starting noise with each colour where that object
         should go (`studio.relation_prior`; 0 = off): the model draws each object where its colour already is.
+    match_captions: draw each prompt as the nearest caption the model was trained on, when one is close enough
+        (`studio.caption_match`; models whose folder ships `captions.json`, e.g. the emoji models; others draw
+        the prompt as written).
 
     scheduler: a diffusers scheduler to step with instead of `make_scheduler(sampler, ...)` (it must keep the
         model's noise schedule: build it with `Cls.from_config(make_scheduler(...).config, **changes)`).
@@ -200,6 +204,10 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ConfigError("give at least one prompt (the empty prompt \"\" samples unconditionally)")
+    if match_captions:
+        if text is not None:
+            raise ConfigError("match_captions replaces prompts before they are encoded: pass prompts, not `text`")
+        prompts = [m.drawn for m in match_prompts(model, prompts)]
     settings = SamplerSettings(sampler, int(steps), float(guidance), guidance_interval).validate()
     seed = _check_seed(seed)
     count_prior = check_strength(count_prior)
@@ -293,9 +301,13 @@ def generate(model, prompts: Sequence[str] | str, seed: int = 0, steps: int = 25
 
 def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, guidance: float,
                     guidance_interval: tuple[float, float] | None = None, negative_prompt: str | None = None,
-                    count_prior: float = 0.0, relation_prior: float = 0.0) -> dict:
-    """What a saved image carries as PNG text: enough to reproduce it exactly."""
+                    count_prior: float = 0.0, relation_prior: float = 0.0, match_captions: bool = False) -> dict:
+    """What a saved image carries as PNG text: enough to reproduce it exactly (with caption matching on, also
+    the caption it was drawn as)."""
     folder = getattr(model, "folder", None)
+    matched = {}
+    if match_captions:
+        matched = {"match_captions": True, "drawn_as": match_prompts(model, [prompt])[0].drawn}
     return {
         "prompt": prompt, "negative_prompt": negative_prompt or "", "seed": int(seed), "sampler": sampler,
         "steps": int(steps), "guidance": float(guidance),
@@ -304,4 +316,4 @@ def generation_info(model, prompt: str, seed: int, sampler: str, steps: int, gui
         "model": getattr(model, "name", type(model).__name__),
         "model_hash": weights_hash(folder) if folder else None,
         "resolution": int(model.resolution), "precision": precision_name(model), "studio_version": __version__,
-    }
+    } | matched

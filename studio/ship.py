@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
+from studio.caption_match import CAPTIONS_FILE, write_captions
 from studio.card import format_card, model_card
 from studio.data.emoji import emoji_prompt_suite
 from studio.data.shapes import heldout_captions
-from studio.errors import ModelFormatError
+from studio.data.folder import trained_caption_records
+from studio.errors import DataError, ModelFormatError
 from studio.eval.alignment import align_model, format_question_table
 from studio.eval.fid import fid_model
 from studio.hub import cast_model, default_device, load_model
@@ -88,6 +90,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
         if (run_dir / "log.jsonl").is_file():
             shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
         save_png(grid(images, columns=4), tmp / "samples.png", {"prompts": json.dumps(prompts)})
+        _ship_captions(run_dir, tmp, data)
         shipped = load_model(tmp, allow_untrained=True)
         shipped.name = name
         card = model_card(shipped) | {"folder": name}  # the staging folder's name means nothing to a reader
@@ -99,6 +102,23 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _ship_captions(run_dir: Path, folder: Path, data: str) -> None:
+    """`captions.json` for caption matching (`studio.caption_match`) of a model trained on an image folder:
+    its trained captions, from the data folder's metadata.jsonl, or kept from `run_dir` (a re-ship where the
+    data is not prepared). The shapes grammar composes its captions, so shapes models get none; so does a
+    folder captioned by sidecar files (caption matching is then off for the model)."""
+    if data_family(data) == "shapes":
+        return
+    try:
+        records = trained_caption_records(data_source_folder(data))
+    except (DataError, OSError):
+        records = []
+    if records:
+        write_captions(folder, records)
+    elif (run_dir / CAPTIONS_FILE).is_file():
+        shutil.copy2(run_dir / CAPTIONS_FILE, folder / CAPTIONS_FILE)
 
 
 def _card_markdown(name: str, card: dict, prompts: list[str], metrics: dict, data: str,

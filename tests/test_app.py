@@ -41,6 +41,7 @@ def free_port() -> int:
 
 def make_models(root: Path) -> Path:
     """tiny-core (16 px, phase core, with a log.jsonl) and tiny-grown (32 px, grown from it)."""
+    from studio.caption_match import write_captions
     from studio.growth import core_fingerprint, grow, growth_report, report_as_dicts
     from studio.models import GROWN_PRESETS, ShallowUViT, core_preset
 
@@ -54,6 +55,8 @@ def make_models(root: Path) -> Path:
          "final_metrics": {"loss": 0.21, "prompts": 8, "alignment": {"color": 0.5, "position": 0.25}},
          "parameters": report_as_dicts(growth_report(core))}))
     Image.new("RGB", (32, 16), (200, 30, 30)).save(root / "tiny-core" / "samples.png")
+    write_captions(root / "tiny-core", [{"text": "hot beverage, 3d style", "name": "hot beverage"},
+                                        {"text": "red apple, 3d style", "name": "red apple"}])
     with open(root / "tiny-core" / "log.jsonl", "w") as f:
         for step in range(1, 31):
             f.write(json.dumps({"event": "train", "step": step, "loss": 1.0 / step}) + "\n")
@@ -111,14 +114,18 @@ def client(app_url) -> Client:
 
 
 def generate(client: Client, prompt=PROMPT, model="tiny-grown", steps=6, seed=7, images=1, every=1,
-             guidance=3.0, sampler="dpm++", interval=None, negative=None, count_prior=None, relation_prior=None):
+             guidance=3.0, sampler="dpm++", interval=None, negative=None, count_prior=None, relation_prior=None,
+             match_captions=None):
     extra = () if interval is None else (True, *interval)  # API clients may leave the interval out
-    if negative is not None or count_prior is not None or relation_prior is not None:  # ... and what follows it
+    later = (negative, count_prior, relation_prior, match_captions)  # ... and what follows it
+    if any(v is not None for v in later):
         extra = (extra or (False, -6.0, 3.0)) + (negative or "",)
-    if count_prior is not None or relation_prior is not None:
+    if any(v is not None for v in later[1:]):
         extra += (count_prior or 0.0,)
-    if relation_prior is not None:
-        extra += (relation_prior,)
+    if any(v is not None for v in later[2:]):
+        extra += (relation_prior or 0.0,)
+    if match_captions is not None:
+        extra += (match_captions,)
     job = client.submit(model, prompt, sampler, steps, guidance, seed, images, every, *extra, api_name="/generate")
     job.result(timeout=120)
     return job.outputs()
@@ -314,6 +321,18 @@ def test_relation_prior_is_sampled_and_saved_with_the_image(client):
     assert read_png_info(off[RESULTS][0]["image"])["relation_prior"] == 0.0
     with pytest.raises(Exception, match="greater than maximum value 3"):
         generate(client, steps=4, relation_prior=7.0)
+
+
+def test_a_model_that_ships_its_captions_draws_the_nearest_one_and_says_so(client):
+    outputs = generate(client, prompt="a cup of hot coffee", model="tiny-core", steps=3, match_captions=True)
+    final = final_outputs(outputs)
+    info = read_png_info(final[RESULTS][0]["image"])
+    assert info["prompt"] == "a cup of hot coffee" and info["drawn_as"] == "hot beverage, 3d style"
+    assert "nearest trained caption 'hot beverage, 3d style'" in final[STATUS]
+    assert "drawn as 'hot beverage, 3d style'" in history_of(outputs)[0]["caption"]
+    off = final_outputs(generate(client, prompt="a cup of hot coffee", model="tiny-core", steps=3,
+                                 match_captions=False))
+    assert "drawn_as" not in read_png_info(off[RESULTS][0]["image"]) and "nearest" not in off[STATUS]
 
 
 def test_the_count_prior_is_a_setting_of_every_run():

@@ -201,3 +201,28 @@ def test_the_weights_hash_follows_the_file(model_dir):
     data[-1] ^= 0xFF  # another model in the same place: the hash must not come from the cache
     weights.write_bytes(bytes(data))
     assert weights_hash(model_dir) != first
+
+
+def test_sample_matches_a_trained_caption_where_the_model_ships_them(tmp_path, model_dir, capsys, monkeypatch):
+    from studio.caption_match import write_captions
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    plain = tmp_path / "plain.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a cup of hot coffee", "--steps", "2",
+                 "--out", str(plain)]) == 0
+    assert "drawn_as" not in read_png_info(plain)  # no captions.json: drawn as written, nothing said
+    assert main(["sample", "--model", str(model_dir), "--prompt", "x", "--match-captions"]) != 0
+    assert "ships no trained captions" in capsys.readouterr().err
+
+    write_captions(model_dir, [{"text": "hot beverage, 3d style", "name": "hot beverage"},
+                               {"text": "red apple, 3d style", "name": "red apple"}])
+    matched = tmp_path / "matched.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a cup of hot coffee", "--steps", "2",
+                 "--out", str(matched)]) == 0  # on by default for a model that ships its captions
+    info = read_png_info(matched)
+    assert info["drawn_as"] == "hot beverage, 3d style" and info["prompt"] == "a cup of hot coffee"
+    assert "nearest trained caption 'hot beverage, 3d style'" in capsys.readouterr().err
+    off = tmp_path / "off.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "a cup of hot coffee", "--steps", "2",
+                 "--no-match-captions", "--out", str(off)]) == 0
+    assert "drawn_as" not in read_png_info(off)

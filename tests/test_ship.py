@@ -20,6 +20,7 @@ def test_ship_writes_fp16_card_and_samples(tmp_path, tiny_core):
                         steps=2, progress=False)
     assert {p.name for p in target.iterdir()} >= {"config.json", WEIGHTS_NAME, "training.json", "log.jsonl",
                                                    "samples.png", "README.md"}
+    assert not (target / "captions.json").exists()  # the shapes grammar composes: nothing to match against
     with safe_open(target / WEIGHTS_NAME, "pt") as f:
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     card = (target / "README.md").read_text()
@@ -79,6 +80,11 @@ def test_an_emoji_runs_card_uses_its_own_sets_held_out_concepts_and_licence(tmp_
     assert record["shipping_metrics"] == {} and set(record["sample_prompts"]) == held_out
     card = (target / "README.md").read_text()
     assert "Fluent Emoji (MIT)" in card and f"Trained on `{root}`: 3 training images, 3 captions." in card
+    # caption matching (studio.caption_match): the trained captions ship with the model, the held-out ones do not
+    from studio.caption_match import read_captions
+
+    trained = [r["text"] for r in E.load_emoji_metadata(root) if r["split"] != "eval"]
+    assert [e["caption"] for e in read_captions(target)] == trained and not held_out & set(trained)
 
 
 def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny_core, monkeypatch):

@@ -128,3 +128,28 @@ def test_samples_in_bfloat16_close_to_float32():
     difference = (half - full).abs()
     far_off = (difference.amax(dim=1) > 0.5).float().mean()  # share of pixels with a channel far off
     assert difference.mean() < 0.02 and far_off < 0.02, (difference.mean(), far_off)
+
+
+WORDINGS_DRAWN_AS = ["grinning face", "smiling face with heart-eyes", "red apple", "pizza", "blue heart", "watermelon",
+                     "ghost", "birthday cake", "banana", "hot beverage", "crying face", "strawberry"]
+
+
+@pytest.mark.parametrize("name", ["emoji-core-64", "emoji-256"])
+def test_emoji_models_match_other_wordings_to_their_trained_captions(name):
+    """Caption matching (studio.caption_match) on the shipped captions: each held-out wording of
+    assets/prompts/emoji-wordings.txt finds its own concept, and paraphrased hearts come out in their colour."""
+    from studio.caption_match import match_prompts, read_captions
+    from studio.paths import REPO_ROOT
+    from studio.sampling import generate
+
+    if name not in SHIPPED:
+        pytest.skip(f"{name} is not shipped")
+    model = load_model(name)
+    training = json.loads((SHIPPED_MODELS_DIR / name / "training.json").read_text())
+    assert len(read_captions(SHIPPED_MODELS_DIR / name)) == training["data"]["unique_captions"]
+    wordings = (REPO_ROOT / "assets" / "prompts" / "emoji-wordings.txt").read_text().splitlines()
+    assert [m.caption for m in match_prompts(model, wordings)] == [f"{c}, 3d style" for c in WORDINGS_DRAWN_AS]
+    paraphrases = ["a heart that is blue", "green heart emoji", "a yellow heart in 3d", "purple heart, 3d render"]
+    images = generate(model, paraphrases, seed=0, steps=10, match_captions=True)
+    right = [check(*object_colour(im)) for check, im in zip(HEART_HUES.values(), images)]
+    assert sum(right) >= 3, dict(zip(paraphrases, (object_colour(im) for im in images)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.constants import MAX_COUNT_PRIOR, MAX_RELATION_PRIOR
+from studio.caption_match import match_prompts
 from studio.count_prior import check_strength
 from studio.relation_prior import check_strength as check_relation_strength
 from studio.cpu import releasing_openmp_threads
@@ -21,7 +22,7 @@ from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import (BUILT_IN_SETTINGS, MAX_SEED, SPEEDS, SamplerSettings, describe_guidance,
                              generation_info, preset_to_settings)
-from .models import example_prompts, model_names, model_summary, speed_presets
+from .models import example_prompts, has_trained_captions, model_names, model_summary, speed_presets
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
@@ -48,7 +49,7 @@ class GenerateTab:
 def parse_request(model: str | None, prompt: str | None, sampler: str, steps, guidance, seed, images,
                   max_steps: int, use_interval: bool = False, interval_low=None, interval_high=None,
                   negative_prompt: str | None = None, count_prior=0.0,
-                  relation_prior=0.0) -> tuple[RunSettings, list[str]]:
+                  relation_prior=0.0, match_captions=False) -> tuple[RunSettings, list[str]]:
     """The settings of a run from the form's values, and notes for the user. Raises StudioError with a
     message that says what to change."""
     if not model:
@@ -82,7 +83,8 @@ def parse_request(model: str | None, prompt: str | None, sampler: str, steps, gu
     if negative_s and guidance_f == 1.0:
         notes.append("The negative prompt acts through guidance: with guidance 1 (off) it changes nothing.")
     return (RunSettings(model, prompt_s, seed_i, sampler, steps_i, guidance_f, images_i, interval, negative_s,
-                        count_prior_f, relation_prior_f), prompt_notes + negative_notes + notes)
+                        count_prior_f, relation_prior_f, bool(match_captions)),
+            prompt_notes + negative_notes + notes)
 
 
 def _strength(value, check, what: str) -> float:
@@ -130,10 +132,11 @@ def make_handlers(ctx, ui: dict):
     """The event functions, closed over the app context (model cache, config) and the components."""
 
     def run(session: Session, model, prompt, sampler, steps, guidance, seed, images, every, use_interval=False,
-            interval_low=None, interval_high=None, negative_prompt=None, count_prior=0.0, relation_prior=0.0):
+            interval_low=None, interval_high=None, negative_prompt=None, count_prior=0.0, relation_prior=0.0,
+            match_captions=False):
         yield from run_generation(ctx, ui, session, model, prompt, sampler, steps, guidance, seed, images, every,
                                   use_interval, interval_low, interval_high, negative_prompt, count_prior,
-                                  relation_prior)
+                                  relation_prior, match_captions)
 
     def replay(session: Session, step):
         if session.last is None:
@@ -148,7 +151,9 @@ def make_handlers(ctx, ui: dict):
         return compare_outputs(ctx, ui, session, enabled)
 
     def on_model(name):
-        return (gr.Dataset(samples=[[p] for p in example_prompts(name)]), model_summary(name))
+        has = has_trained_captions(name)
+        return (gr.Dataset(samples=[[p] for p in example_prompts(name)]), model_summary(name),
+                gr.Checkbox(value=has, visible=has))
 
     return dict(run=run, replay=replay, stop=stop, compare=compare, on_model=on_model,
                 refresh_models=refresh_models)
@@ -156,24 +161,30 @@ def make_handlers(ctx, ui: dict):
 
 def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, steps, guidance, seed, images, every,
                    use_interval=False, interval_low=None, interval_high=None, negative_prompt=None,
-                   count_prior=0.0, relation_prior=0.0):
+                   count_prior=0.0, relation_prior=0.0, match_captions=False):
     """The Generate button, as a stream of updates: live previews while the run samples in a `LiveRun`, then
     the saved images and the history, then the replay, then the GIF/MP4 downloads."""
     try:
         settings, notes = parse_request(model, prompt, sampler, steps, guidance, seed, images,
                                         ctx.config.max_steps, use_interval, interval_low, interval_high,
-                                        negative_prompt, count_prior, relation_prior)
+                                        negative_prompt, count_prior, relation_prior, match_captions)
         every = max(0, int(every or 0))
         loaded = ctx.models.get(settings.model)
+        s = settings
+        if s.match_captions:  # say what is drawn when it is another caption than the prompt
+            match = match_prompts(loaded, [s.prompt])[0]
+            if match.caption is not None and match.caption != match.prompt:
+                notes.append(match.describe())
+        settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
+                                        s.guidance_interval, s.negative_prompt, s.count_prior, s.relation_prior,
+                                        s.match_captions)
     except StudioError as err:
         raise gr.Error(str(err)) from None
     _notify(notes)
-    s = settings
-    settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
-                                    s.guidance_interval, s.negative_prompt, s.count_prior, s.relation_prior)
     live = LiveRun(loaded, [s.prompt] * s.images, seed=s.seed, steps=s.steps, guidance=s.guidance,
                    sampler=s.sampler, guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt,
-                   count_prior=s.count_prior, relation_prior=s.relation_prior, every=every, info=settings.info)
+                   count_prior=s.count_prior, relation_prior=s.relation_prior, match_captions=s.match_captions,
+                   every=every, info=settings.info)
     session.run = live
     note_md = "".join(f"\n\n{n}" for n in notes)
     # While the sampler runs, only values and one layout update: a component's property update makes gradio
@@ -235,7 +246,8 @@ def _save_results(session: Session, s: RunSettings, result) -> tuple[list, list[
         paths.append(path)
         captions.append(f"seed {s.seed + i}" + (" · stopped" if result.stopped else ""))
     session.last = LastRun(s, result.trajectory, result.images, paths, result.stopped)
-    session.add_history(paths, [f"{c} · {s.model} · {s.prompt or '(unconditional)'}" for c in captions])
+    drawn = f" (drawn as {s.info['drawn_as']!r})" if s.info.get("drawn_as", s.prompt) != s.prompt else ""
+    session.add_history(paths, [f"{c} · {s.model} · {s.prompt or '(unconditional)'}{drawn}" for c in captions])
     return paths, captions
 
 
@@ -272,8 +284,8 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
     try:
         c = core_vs_grown(s.model, s.prompt, s.seed, steps=s.steps, guidance=s.guidance, sampler=s.sampler,
                           guidance_interval=s.guidance_interval, negative_prompt=s.negative_prompt, n=s.images,
-                          count_prior=s.count_prior, relation_prior=s.relation_prior, load=ctx.models.get,
-                          known=known)
+                          count_prior=s.count_prior, relation_prior=s.relation_prior,
+                          match_captions=s.match_captions, load=ctx.models.get, known=known)
     except StudioError as err:  # e.g. a core nothing was grown from yet: say so in the panel
         gr.Warning(str(err))
         return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: None,
@@ -287,6 +299,7 @@ def compare_outputs(ctx, ui: dict, session: Session, enabled: bool) -> dict:
             + (f" away from \"{s.negative_prompt}\"" if s.negative_prompt else "")
             + (f", count prior {s.count_prior:g}" if s.count_prior else "")
             + (f", relation prior {s.relation_prior:g}" if s.relation_prior else "")
+            + (", each drawn as its nearest trained caption" if s.match_captions else "")
             + f". Paired by {c.how_paired}. {c.layout_note}")
     return {ui["compare_group"]: gr.Column(visible=True), ui["compare_gallery"]: items,
             ui["compare_label"]: text}
@@ -365,6 +378,7 @@ class SettingsForm:
     compare: gr.Checkbox
     count_prior: gr.Slider
     relation_prior: gr.Slider
+    match_captions: gr.Checkbox
 
 
 def build(ctx, session: gr.State) -> GenerateTab:
@@ -435,6 +449,12 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                    info="for prompts that place two objects of named colours (a red circle to the "
                                         "left of a blue square): tint the starting noise with each colour where "
                                         "its object should go")
+        has_captions = has_trained_captions(first)
+        match_captions = gr.Checkbox(value=has_captions, visible=has_captions, label="Match a trained caption",
+                                     elem_id="match-captions",
+                                     info="draw the prompt as the nearest caption the model was trained on (by "
+                                          "sentence similarity), when one is close: the model knows its own "
+                                          "captions far better than other wordings")
         with gr.Row(equal_height=True):
             seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                              scale=4, elem_id="seed")
@@ -447,7 +467,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                               info="also render this prompt and seed with the core and the model grown from it")
     return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed,
                         sampler, images, steps, guidance, use_interval, interval_low, interval_high, seed, dice,
-                        seed_used, every, compare, count_prior, relation_prior)
+                        seed_used, every, compare, count_prior, relation_prior, match_captions)
 
 
 def _outputs_column(ui: dict) -> None:
@@ -519,7 +539,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
     replay_outputs = [ui[k] for k in ("replay_xt", "replay_x0", "replay_label", "plot", "frame_x0", "frame_xt")]
     inputs = [session, f.model, f.prompt, f.sampler, f.steps, f.guidance, f.seed, f.images, f.every, f.use_interval,
               f.interval_low, f.interval_high, f.negative_prompt,
-              f.count_prior, f.relation_prior]  # new inputs go last: API clients keep working
+              f.count_prior, f.relation_prior, f.match_captions]  # new inputs go last: API clients keep working
     limit = dict(concurrency_limit=ctx.config.concurrency, concurrency_id="sampling")
     event = f.go.click(h["run"], inputs, run_outputs, api_name="generate", show_progress="minimal", **limit)
     f.prompt.submit(h["run"], inputs, run_outputs, api_visibility="private", show_progress="minimal", **limit) \
@@ -536,7 +556,7 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
                      show_progress="hidden")
     f.opposite.click(opposite_negative, [f.prompt, f.negative_prompt], f.negative_prompt, api_visibility="private",
                      show_progress="hidden")
-    f.model.change(h["on_model"], f.model, [f.examples, f.model_info], api_visibility="private",
+    f.model.change(h["on_model"], f.model, [f.examples, f.model_info, f.match_captions], api_visibility="private",
                    show_progress="hidden")
     sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high, f.count_prior,
                 f.relation_prior]

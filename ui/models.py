@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from studio.caption_match import CAPTIONS_FILE
 from studio.cpu import release_openmp_threads
 from studio.hub import list_models, preference_rank
 from studio.paths import data_family
@@ -118,6 +119,12 @@ def model_summary(name: str | None) -> str:
     if parent_name:
         parts.append(f"from {parent_name}")
     return " · ".join(parts)
+
+
+def has_trained_captions(name: str | None) -> bool:
+    """Whether the model ships its trained captions (`captions.json`), so caption matching can act."""
+    folder = list_models().get(name) if name else None
+    return folder is not None and (folder / CAPTIONS_FILE).is_file()
 
 
 def speed_presets(name: str | None) -> dict[str, dict]:

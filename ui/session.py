@@ -37,6 +37,7 @@ class RunSettings:
     negative_prompt: str = ""  # what guidance steers away from ("" = the unconditional model)
     count_prior: float = 0.0  # studio.count_prior strength (0 = off)
     relation_prior: float = 0.0  # studio.relation_prior strength (0 = off)
+    match_captions: bool = False  # draw the prompt as the nearest trained caption (studio.caption_match)
     info: dict = field(default_factory=dict)
 
 

@@ -36,6 +36,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         help="for prompts that place two objects of named colours (\"a red circle to the left of a "
                              "blue square\"), tint the starting noise with each colour where its object should go "
                              "(studio.relation_prior; e.g. 0.5, 0 = off; default: the preset's, off when it has none)")
+    parser.add_argument("--match-captions", action=argparse.BooleanOptionalAction,
+                        help="draw each prompt as the nearest caption the model was trained on, when one is close "
+                             "(studio.caption_match; default: on for models that ship their trained captions, "
+                             "the emoji models; --no-match-captions draws the prompt as written)")
 
 
 def sampler_settings(args, model) -> dict:
@@ -53,7 +57,31 @@ def sampler_settings(args, model) -> dict:
     for prior in ("count_prior", "relation_prior"):
         if getattr(args, prior) is not None:
             settings[prior] = getattr(args, prior)
+    settings["match_captions"] = _match_captions(args.match_captions, model)
     return settings
+
+
+def _match_captions(asked: bool | None, model) -> bool:
+    """--match-captions as asked, by default on for a model that ships its trained captions."""
+    from studio.caption_match import matcher_for
+    from studio.cli import CLIError
+
+    has_captions = matcher_for(model) is not None
+    if asked and not has_captions:
+        raise CLIError(f"--match-captions: {getattr(model, 'name', 'the model')} ships no trained captions "
+                       "(captions.json, written by `studio ship` for image-folder data)")
+    return has_captions if asked is None else asked
+
+
+def report_matches(model, prompts, settings) -> None:
+    """Tell the user which prompts caption matching draws as another caption (stderr, once per prompt)."""
+    if not settings.get("match_captions"):
+        return
+    from studio.caption_match import match_prompts
+
+    for match in match_prompts(model, list(dict.fromkeys(prompts))):
+        if match.caption is not None and match.caption != match.prompt:
+            print(f"studio sample: {match.prompt!r}: {match.describe()}", file=sys.stderr)
 
 
 def register(subparsers) -> None:
@@ -120,6 +148,7 @@ def run(args) -> int:
     settings = sampler_settings(args, model)
     if args.negative_prompt:
         settings["negative_prompt"] = args.negative_prompt
+    report_matches(model, prompts, settings)
     batch_size = args.batch_size or (1 if str(args.device).startswith("cpu") else 16)
     if args.prompts is None:
         out = args.out or Path("sample.png")

@@ -105,6 +105,14 @@ def _read_metadata(root: Path) -> dict[str, dict]:
     return entries
 
 
+def trained_caption_records(root: str | Path) -> list[dict]:
+    """{"text": caption, "name": concept name or None} of every record training reads (all but the `eval`
+    split, as `studio.train.batches` keeps them), in file order."""
+    rows = _read_metadata(Path(root)).values()
+    return [{"text": next(row[k] for k in CAPTION_KEYS if k in row), "name": row.get("name")}
+            for row in rows if row.get("split") != "eval"]
+
+
 def _check_image(path: Path) -> str | None:
     """None if the file looks like a readable image, else why it is skipped."""
     if path.stat().st_size == 0:

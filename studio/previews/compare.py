@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from studio.caption_match import match_prompts
 from studio.count_prior import requested_count, with_count_prior
 from studio.relation_prior import requested_relation, with_relation_prior
 from studio.errors import ModelNotFoundError
@@ -159,7 +160,7 @@ def _resolution(folder: Path) -> int:
 def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, guidance: float = 3.0,
                   sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
                   negative_prompt: str | None = None, count_prior: float = 0.0, relation_prior: float = 0.0,
-                  n: int = 1,
+                  match_captions: bool = False, n: int = 1,
                   load: Callable | None = None, known: dict[str, list[Image.Image]] | None = None,
                   text_encoder=None) -> Comparison:
     """Render `prompt` with seed `seed` (image i: seed + i) by the core and the grown model of the pair that
@@ -172,7 +173,7 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     core_name, grown_name, how = find_core_and_grown(name, load)
     core, grown = load(core_name), load(grown_name)
     kwargs = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, guidance_interval=guidance_interval,
-                  negative_prompt=negative_prompt, text_encoder=text_encoder)
+                  negative_prompt=negative_prompt, match_captions=match_captions, text_encoder=text_encoder)
     prompts = [prompt] * n
 
     def render(model_name: str, model, noise: torch.Tensor | None = None) -> list[Image.Image]:
@@ -186,9 +187,10 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     matched = getattr(grown, "low_res", None) is not None and factor * int(core.resolution) == int(grown.resolution)
     core_noise = None
     if matched:
+        drawn = match_prompts(grown, [prompt])[0].drawn if match_captions else prompt  # what `stream` draws
         grown_noise = initial_noise(n, int(grown.resolution), int(seed))[0]
-        grown_noise = with_count_prior(grown_noise, [requested_count(prompt)] * n, count_prior)
-        grown_noise = with_relation_prior(grown_noise, [requested_relation(prompt)] * n, relation_prior)
+        grown_noise = with_count_prior(grown_noise, [requested_count(drawn)] * n, count_prior)
+        grown_noise = with_relation_prior(grown_noise, [requested_relation(drawn)] * n, relation_prior)
         core_noise = pooled_noise(grown_noise, factor)
     return Comparison(prompt, int(seed), core_name, int(core.resolution), grown_name, int(grown.resolution),
                       render(core_name, core, core_noise), render(grown_name, grown), how, matched)

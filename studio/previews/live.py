@@ -50,7 +50,7 @@ class LiveRun:
     def __init__(self, model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 25,
                  guidance: float = 3.0, sampler: str = "dpm++", guidance_interval: tuple[float, float] | None = None,
                  negative_prompt: str | None = None, count_prior: float = 0.0, relation_prior: float = 0.0,
-                 every: int = DEFAULT_PREVIEW_EVERY, record: bool = True,
+                 match_captions: bool = False, every: int = DEFAULT_PREVIEW_EVERY, record: bool = True,
                  info: dict | None = None, text_encoder=None, start: bool = True):
         self.encoder = PreviewEncoder(every)
         self.trajectory = Trajectory(steps_planned=int(steps), info=dict(info or {}))
@@ -63,7 +63,7 @@ class LiveRun:
         self._model, self._sampler = model, sampler
         self._call = dict(prompt=prompts, num_inference_steps=int(steps), guidance_scale=guidance, seed=seed,
                           guidance_interval=guidance_interval, negative_prompt=negative_prompt,
-                          count_prior=count_prior, relation_prior=relation_prior,
+                          count_prior=count_prior, relation_prior=relation_prior, match_captions=match_captions,
                           text_encoder=text_encoder, output_type="latent",
                           callback_on_step_end=self._on_step, callback_on_step_end_tensor_inputs=["step"])
         self._thread = threading.Thread(target=self._work, name="live-run", daemon=True)
