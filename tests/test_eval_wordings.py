@@ -69,6 +69,36 @@ def test_wordings_test_identifies_each_image_by_its_nearest_real_image(tmp_path,
     assert json.loads(out.read_text())["held_out"]["n"] == 3
 
 
+def test_wordings_with_caption_matching_say_how_often_each_wording_found_its_own_caption(tmp_path, monkeypatch):
+    from studio.caption_match import match_prompts, write_captions
+    from studio.data.folder import trained_caption_records
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    root = _emoji_folder(tmp_path / "emoji")
+    model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=16), folder=None)
+    monkeypatch.setattr(W, "inception_features", _thumb_features)
+    with pytest.raises(DataError, match="ships no trained captions"):
+        W.wordings_model(model, root, concepts=6, progress=False, match_captions=True)
+    model.folder = tmp_path / "fake-model"
+    model.folder.mkdir()
+    write_captions(model.folder, trained_caption_records(root))
+
+    def generate(model, prompts, seed=0, match_captions=False, **kwargs):
+        """Draws only its own captions right (everything else as a ghost), as a model that never learned other
+        wordings would; with matching, what the prompt is drawn as."""
+        drawn = [m.drawn for m in match_prompts(model, prompts)] if match_captions else prompts
+        return [Image.new("RGB", (16, 16), COLOURS[NAMES.index(p.removesuffix(", 3d style"))]
+                          if p.endswith(", 3d style") else COLOURS[NAMES.index("ghost")]) for p in drawn]
+
+    monkeypatch.setattr(W, "generate", generate)
+    plain = W.wordings_model(model, root, concepts=6, progress=False)
+    assert plain["held_out"]["correct"] == 3 and "matched" not in plain["wordings"][W.CAPTION]  # ghost x 3
+    matched = W.wordings_model(model, root, concepts=6, progress=False, match_captions=True)
+    assert matched["match_captions"] and matched["held_out"]["correct"] == 18
+    assert all(row["matched"] == 1.0 for row in matched["wordings"].values())
+    assert "own caption" in W.format_wordings(matched)
+
+
 def test_default_templates_are_not_wordings_the_training_draws():
     for name in NAMES:
         trained = set(caption_wordings(name, "3d", ["fruit", "love", "halloween"]))

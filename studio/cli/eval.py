@@ -133,6 +133,10 @@ def register(subparsers) -> None:
                           help="held-out wordings with {name} (and {style}); default: "
                                "studio.eval.wordings.HELD_OUT_TEMPLATES")
     wordings.add_argument("--seed", type=argtypes.seed, default=0, help="concept and sampling seed (default 0)")
+    wordings.add_argument("--match-captions", action="store_true",
+                          help="draw every prompt as its nearest trained caption (studio.caption_match), as "
+                               "`studio sample` and the app do for models that ship their captions; each row "
+                               "then also says how often that was the concept's own caption")
     _sampling_args(wordings)
     wordings.add_argument("--json", type=Path, help="write the result here")
     wordings.set_defaults(func=_wordings)
@@ -267,7 +271,7 @@ def _wordings(args) -> int:
     result = wordings_model(args.model, args.data, concepts=args.concepts,
                             templates=tuple(args.templates or HELD_OUT_TEMPLATES), seed=args.seed,
                             steps=args.steps, guidance=args.guidance, sampler=args.sampler,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, match_captions=args.match_captions)
     print(format_wordings(result))
     _write_json(args.json, result)
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from studio.caption_match import match_prompts, matcher_for
 from studio.data.emoji import load_emoji_metadata
 from studio.data.folder import ImageFolderDataset
 from studio.errors import DataError
@@ -54,8 +55,10 @@ def identify(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
 def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
                    templates: tuple[str, ...] = HELD_OUT_TEMPLATES, seed: int = 0, steps: int = 25,
                    guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8, style: str = "3d",
-                   progress: bool = True) -> dict:
-    """The wordings test of `model` (a loaded model, name or folder) on `concepts` trained emoji of `data`."""
+                   match_captions: bool = False, progress: bool = True) -> dict:
+    """The wordings test of `model` (a loaded model, name or folder) on `concepts` trained emoji of `data`.
+    With `match_captions` every prompt is drawn as its nearest trained caption (`studio.caption_match`), and
+    each row also says how often that was the concept's own caption (`matched`)."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     kind, root = resolve_data(data)
@@ -74,19 +77,26 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     prompts.update({t: [t.format(name=r["name"], style=style) for r in records] for t in templates})
     truth = np.arange(len(records))
     rows = {}
+    if match_captions and matcher_for(model) is None:
+        raise DataError(f"{getattr(model, 'name', 'the model')} ships no trained captions to match "
+                        "(captions.json, written by `studio ship`)")
     for wording, texts in prompts.items():
         images = generate(model, texts, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, progress=progress, match_captions=match_captions)
         hits = identify(inception_features(images, progress=False), real_feats) == truth
         correct = int(hits.sum())
         rows[wording] = dict(accuracy=correct / len(texts), interval=wilson_interval(correct, len(texts)),
                              correct=correct, n=len(texts), example=texts[0],
                              right=[r["name"] for r, h in zip(records, hits) if h])
+        if match_captions:
+            own = sum(m.drawn == r["text"] for m, r in zip(match_prompts(model, texts), records))
+            rows[wording]["matched"] = own / len(texts)
     held = [rows[t] for t in templates]
     held_correct, held_n = sum(r["correct"] for r in held), sum(r["n"] for r in held)
     return {"model": str(getattr(model, "name", type(model).__name__)), "data": str(data), "style": style,
             "resolution": resolution, "concepts": len(records), "chance": 1 / len(records), "seed": seed,
-            "steps": steps, "guidance": guidance, "sampler": sampler, "wordings": rows,
+            "steps": steps, "guidance": guidance, "sampler": sampler, "match_captions": bool(match_captions),
+            "wordings": rows,
             "held_out": dict(accuracy=held_correct / held_n, interval=wilson_interval(held_correct, held_n),
                              correct=held_correct, n=held_n),
             "concept_names": [r["name"] for r in records]}
@@ -94,13 +104,18 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
 
 def format_wordings(result: dict) -> str:
     """The result as a table: one line per wording, then the held-out templates together."""
+    matched = result.get("match_captions", False)
     lines = [f"wordings test of {result['model']} at {result['resolution']} px: {result['concepts']} trained "
-             f"concepts, nearest real image by InceptionV3 features (chance {result['chance']:.3f})",
-             f"{'wording':34s} {'accuracy':>8s} {'95% CI':>16s} {'correct/n':>10s}"]
+             f"concepts, nearest real image by InceptionV3 features (chance {result['chance']:.3f})"
+             + (", each prompt drawn as its nearest trained caption" if matched else ""),
+             f"{'wording':34s} {'accuracy':>8s} {'95% CI':>16s} {'correct/n':>10s}"
+             + (f" {'own caption':>11s}" if matched else "")]
 
     def line(name, r):
         lo, hi = r["interval"]
-        return f"{name[:34]:34s} {r['accuracy']:8.3f} {f'[{lo:.3f}, {hi:.3f}]':>16s} {r['correct']:>5d}/{r['n']}"
+        own = f" {r['matched']:11.3f}" if "matched" in r else ""
+        return (f"{name[:34]:34s} {r['accuracy']:8.3f} {f'[{lo:.3f}, {hi:.3f}]':>16s} {r['correct']:>5d}/{r['n']}"
+                + own)
     for wording, r in result["wordings"].items():
         lines.append(line("the training caption" if wording == CAPTION else wording, r))
     lines.append(line("held-out templates together", result["held_out"]))
