@@ -226,3 +226,10 @@ def test_sample_matches_a_trained_caption_where_the_model_ships_them(tmp_path, m
     assert main(["sample", "--model", str(model_dir), "--prompt", "a cup of hot coffee", "--steps", "2",
                  "--no-match-captions", "--out", str(off)]) == 0
     assert "drawn_as" not in read_png_info(off)
+    from studio.cli.sample import grid_labels
+    from studio.hub import load_model
+
+    model = load_model(model_dir)
+    labels = grid_labels(model, ["a cup of hot coffee", "red apple, 3d style"], {"match_captions": True})
+    assert labels == ["a cup of hot coffee → hot beverage, 3d style", "red apple, 3d style"]  # --grid's labels
+    assert grid_labels(model, ["a cup of hot coffee"], {"match_captions": False}) == ["a cup of hot coffee"]

@@ -73,6 +73,15 @@ def _match_captions(asked: bool | None, model) -> bool:
     return has_captions if asked is None else asked
 
 
+def grid_labels(model, prompts, settings) -> list[str]:
+    """Each image's prompt, with the caption it was drawn as when caption matching changed it."""
+    if not settings.get("match_captions"):
+        return list(prompts)
+    from studio.caption_match import match_prompts
+
+    return [m.prompt if m.drawn == m.prompt else f"{m.prompt} → {m.drawn}" for m in match_prompts(model, prompts)]
+
+
 def report_matches(model, prompts, settings) -> None:
     """Tell the user which prompts caption matching draws as another caption (stderr, once per prompt)."""
     if not settings.get("match_captions"):
@@ -165,7 +174,8 @@ def run(args) -> int:
         if args.grid is not None:
             from studio.images import grid, save_png
 
-            save_png(grid(images, columns=min(4, len(images)), labels=prompts), args.grid,
+            labels = grid_labels(model, prompts, settings)
+            save_png(grid(images, columns=min(4, len(images)), labels=labels), args.grid,
                      {"prompts": prompts, "model": getattr(model, "name", None), "seed": args.seed, **settings})
             print(f"wrote {args.grid}")
     return 0
