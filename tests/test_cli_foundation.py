@@ -231,5 +231,5 @@ def test_sample_matches_a_trained_caption_where_the_model_ships_them(tmp_path, m
 
     model = load_model(model_dir)
     labels = grid_labels(model, ["a cup of hot coffee", "red apple, 3d style"], {"match_captions": True})
-    assert labels == ["a cup of hot coffee → hot beverage, 3d style", "red apple, 3d style"]  # --grid's labels
+    assert labels == ["a cup of hot coffee -> hot beverage, 3d style", "red apple, 3d style"]  # --grid's labels
     assert grid_labels(model, ["a cup of hot coffee"], {"match_captions": False}) == ["a cup of hot coffee"]

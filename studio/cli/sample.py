@@ -74,12 +74,13 @@ def _match_captions(asked: bool | None, model) -> bool:
 
 
 def grid_labels(model, prompts, settings) -> list[str]:
-    """Each image's prompt, with the caption it was drawn as when caption matching changed it."""
+    """Each image's prompt, with the caption it was drawn as when caption matching changed it ("->": the grid's
+    font has no arrow glyph)."""
     if not settings.get("match_captions"):
         return list(prompts)
     from studio.caption_match import match_prompts
 
-    return [m.prompt if m.drawn == m.prompt else f"{m.prompt} → {m.drawn}" for m in match_prompts(model, prompts)]
+    return [m.prompt if m.drawn == m.prompt else f"{m.prompt} -> {m.drawn}" for m in match_prompts(model, prompts)]
 
 
 def report_matches(model, prompts, settings) -> None:
