@@ -6,6 +6,7 @@ registered scheduler is the one that samples, and `save_pretrained` / `from_pret
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin
 
 from studio import sampling
+from studio.caption_match import CAPTIONS_FILE
 from studio.diffusion import make_scheduler
 from studio.errors import ConfigError
 from studio.hub import load_model
@@ -59,6 +61,14 @@ class StudioPipeline(DiffusionPipeline):
         model = load_model(folder / "model", **kwargs)
         scheduler_cls = getattr(diffusers, index["scheduler"][1])
         return cls(model, scheduler_cls.from_pretrained(folder / "scheduler"), index.get("text_encoder"))
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """diffusers' folder (model_index.json, model/, scheduler/), plus the model's trained captions when its
+        folder ships them, so caption matching (`match_captions=True`) works on the saved pipeline too."""
+        super().save_pretrained(save_directory, **kwargs)
+        source = getattr(self.model, "folder", None)
+        if source is not None and (Path(source) / CAPTIONS_FILE).is_file():
+            shutil.copy2(Path(source) / CAPTIONS_FILE, Path(save_directory) / "model" / CAPTIONS_FILE)
 
     @property
     def interrupt(self) -> bool:

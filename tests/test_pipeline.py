@@ -127,6 +127,21 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     torch.testing.assert_close(run(StudioPipeline.from_pretrained(tmp_path / "model")), run(StudioPipeline(pipe.model)))
 
 
+def test_a_saved_pipeline_keeps_its_models_trained_captions(pipe, tmp_path, monkeypatch):
+    from studio.caption_match import CAPTIONS_FILE, match_prompts, write_captions
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    pipe.model.save_pretrained(tmp_path / "model")
+    write_captions(tmp_path / "model", [{"text": "hot beverage, 3d style", "name": "hot beverage"}])
+    from_folder = StudioPipeline.from_pretrained(tmp_path / "model")
+    from_folder.save_pretrained(tmp_path / "pipe")
+    assert (tmp_path / "pipe" / "model" / CAPTIONS_FILE).is_file()
+    loaded = StudioPipeline.from_pretrained(tmp_path / "pipe")
+    assert match_prompts(loaded.model, ["a cup of hot coffee"])[0].drawn == "hot beverage, 3d style"
+    pipe.save_pretrained(tmp_path / "plain")  # a model without a folder: nothing to copy
+    assert not (tmp_path / "plain" / "model" / CAPTIONS_FILE).exists()
+
+
 @pytest.mark.slow
 def test_the_readme_snippet_runs_as_written(monkeypatch, tmp_path):
     """The diffusers user's snippet in the README, executed verbatim on a shipped model."""
