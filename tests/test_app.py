@@ -280,6 +280,9 @@ def test_speed_presets_set_the_sampler_and_steps(client):
     assert client.predict("tiny-grown", "fast", api_name="/speed") == ("unipc", 4, 3.0, False, -6.0, 3.0, 0, 0)
     assert client.predict("tiny-grown", "balanced", api_name="/speed") == ("dpm++", 6, 3.0, True, -4.0, 2.0, 0, 0)
     assert client.predict("tiny-grown", "best", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0, 1, 0.5)
+    # a model without presets (picking it runs the same function) gets `studio sample`'s settings for it, not the
+    # previous model's preset
+    assert client.predict("tiny-core", "balanced", api_name="/speed") == ("dpm++", 25, 3.0, False, -6.0, 3.0, 0, 0)
 
 
 def test_guidance_interval_guides_only_inside_it(client):

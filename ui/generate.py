@@ -324,9 +324,13 @@ def preset_values(preset: dict) -> tuple:
 
 
 def apply_speed(name: str | None, key: str | None) -> tuple:
-    """(sampler, steps, guidance, interval on, from, to, count prior, relation prior) updates for a preset;
-    unchanged controls without one."""
-    preset = speed_presets(name).get(key or "")
+    """(sampler, steps, guidance, interval on, from, to, count prior, relation prior) updates for a preset. A
+    model without presets gets the settings `studio sample` uses for it (dpm++, 25 steps, guidance 3, no priors),
+    not the previous model's preset; an unknown preset name leaves the controls as they are."""
+    presets = speed_presets(name)
+    if not presets:
+        return preset_values(BUILT_IN_SETTINGS)
+    preset = presets.get(key or "")
     if not preset:
         return (gr.update(),) * 8
     return preset_values(preset)
