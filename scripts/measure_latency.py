@@ -35,7 +35,8 @@ from studio.constants import SPEEDS  # noqa: E402
 from studio.files import write_text  # noqa: E402
 from studio.hub import load_model  # noqa: E402
 from studio.previews import DEFAULT_PREVIEW_EVERY  # noqa: E402
-from studio.sampling import describe_guidance, preset_settings, read_presets  # noqa: E402
+from studio.eval.frontier import Setting  # noqa: E402
+from studio.sampling import preset_settings, read_presets  # noqa: E402
 
 PROMPT = "a red star to the left of a blue circle on a white background"
 CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`); Playwright never downloads one
@@ -219,9 +220,10 @@ def format_markdown(args, rows: list[dict]) -> str:
              "| app: displayed, previews off | CLI per image | sampler | sampler, default malloc |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s = r["settings"]
-        lines.append(f"| {r['speed']} | {s['sampler']} {s['steps']} steps, "
-                     f"{describe_guidance(s['guidance'], s['guidance_interval'])} | {r['precision']} "
+        s = r["settings"]  # a preset as `preset_settings` gives it, labelled as the frontier labels it (priors too)
+        label = Setting(s["sampler"], s["steps"], s["guidance"], s["guidance_interval"], s.get("count_prior", 0.0),
+                        s.get("relation_prior", 0.0)).label
+        lines.append(f"| {r['speed']} | {label} | {r['precision']} "
                      f"| {r['first_preview_s']:.2f} s | {r['finished_s']:.2f} s | {r['displayed_s']:.2f} s "
                      f"| {r['displayed_no_previews_s']:.2f} s "
                      f"| {r['cli_s']:.2f} s | {r['sampler_s']:.2f} s | {r['sampler_default_malloc_s']:.2f} s |")

@@ -195,3 +195,26 @@ def test_shipped_sampling_tweak_times_int8_and_compile(tmp_path, monkeypatch):
     table = (tmp_path / "tweaks.md").read_text()
     assert "| int8_sampling_shipped | int8_core_linears |" in table and "compile time (first step" in table
     assert "- model: the shipped `shapes-256`" in table and "- models:" not in table  # no synthetic model ran
+
+
+def test_the_latency_table_names_each_presets_priors():
+    """scripts/measure_latency.py labels a preset as the frontier does, with the noise priors it turns on."""
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("measure_latency",
+                                                  Path(__file__).resolve().parents[1] / "scripts" / "measure_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    timings = dict(first_preview_s=0.4, finished_s=1.4, displayed_s=1.3, displayed_no_previews_s=1.2, cli_s=1.2,
+                   sampler_s=1.0, sampler_default_malloc_s=1.1, precision="fp32")
+    rows = [dict(speed="balanced", settings=dict(sampler="dpm++", steps=6, guidance=3.0, guidance_interval=(-6.0, 3.0),
+                                                 count_prior=1.0, relation_prior=0.5), **timings),
+            dict(speed="best", settings=dict(sampler="dpm++", steps=25, guidance=3.0, guidance_interval=None),
+                 **timings)]
+    text = module.format_markdown(types.SimpleNamespace(model="m", repeats=5, cli_images=8), rows)
+    assert "| balanced | dpm++ 6 steps, guidance 3 in [-6, 3], count prior 1, relation prior 0.5 | fp32 |" in text
+    assert "| best | dpm++ 25 steps, guidance 3 | fp32 |" in text
