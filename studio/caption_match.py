@@ -50,6 +50,11 @@ class CaptionMatch:
     def drawn(self) -> str:
         return self.caption if self.caption is not None else self.prompt
 
+    @property
+    def replaced(self) -> bool:
+        """Whether the prompt is drawn as another caption (what the user should be told)."""
+        return self.drawn != self.prompt
+
     def describe(self) -> str:
         """One sentence for the user about what was drawn ("" for a model without trained captions)."""
         if self.similarity is None:

@@ -53,18 +53,19 @@ def test_other_wordings_are_drawn_as_their_concepts_caption(data_home):
     matcher = CaptionMatcher(ENTRIES)
     coffee = matcher.match("a cup of hot coffee")
     assert coffee.caption == "hot beverage, 3d style" and coffee.similarity >= MATCH_THRESHOLD
-    assert coffee.drawn == coffee.caption and "nearest trained caption 'hot beverage, 3d style'" in coffee.describe()
+    assert coffee.replaced and coffee.drawn == coffee.caption and "nearest trained caption 'hot beverage, 3d style'" in coffee.describe()
     # the concept's name is matched too: "a dog" is nearer "dog" than "guide dog" once ", 3d style" is set aside
     assert matcher.match("a dog").caption == "dog, 3d style"
     assert matcher.match("a blue heart").caption == "blue heart, 3d style"
     exact = matcher.match("red apple, 3d style")
-    assert exact.caption == exact.prompt and "is a trained caption" in exact.describe()
+    assert exact.caption == exact.prompt and not exact.replaced and "is a trained caption" in exact.describe()
 
 
 def test_prompts_no_caption_is_close_to_are_drawn_as_written(data_home):
     matcher = CaptionMatcher(ENTRIES)
     far = matcher.match("qwerty zxcv uiop")
-    assert far.caption is None and far.drawn == "qwerty zxcv uiop" and far.similarity < MATCH_THRESHOLD
+    assert far.caption is None and far.drawn == "qwerty zxcv uiop" and not far.replaced
+    assert far.similarity < MATCH_THRESHOLD
     assert "drawn as written" in far.describe()
     empty = matcher.match("")  # the unconditional input stays unconditional
     assert empty.caption is None and empty.similarity is None and empty.describe() == ""

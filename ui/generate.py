@@ -173,7 +173,7 @@ def run_generation(ctx, ui: dict, session: Session, model, prompt, sampler, step
         s = settings
         if s.match_captions:  # say what is drawn when it is another caption than the prompt
             match = match_prompts(loaded, [s.prompt])[0]
-            if match.caption is not None and match.caption != match.prompt:
+            if match.replaced:
                 notes.append(match.describe())
         settings.info = generation_info(loaded, s.prompt, s.seed, s.sampler, s.steps, s.guidance,
                                         s.guidance_interval, s.negative_prompt, s.count_prior, s.relation_prior,

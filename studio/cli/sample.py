@@ -80,7 +80,7 @@ def grid_labels(model, prompts, settings) -> list[str]:
         return list(prompts)
     from studio.caption_match import match_prompts
 
-    return [m.prompt if m.drawn == m.prompt else f"{m.prompt} -> {m.drawn}" for m in match_prompts(model, prompts)]
+    return [f"{m.prompt} -> {m.drawn}" if m.replaced else m.prompt for m in match_prompts(model, prompts)]
 
 
 def report_matches(model, prompts, settings) -> None:
@@ -90,7 +90,7 @@ def report_matches(model, prompts, settings) -> None:
     from studio.caption_match import match_prompts
 
     for match in match_prompts(model, list(dict.fromkeys(prompts))):
-        if match.caption is not None and match.caption != match.prompt:
+        if match.replaced:
             print(f"studio sample: {match.prompt!r}: {match.describe()}", file=sys.stderr)
 
 
