@@ -75,6 +75,15 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+def trained_data(folder: Path) -> str | None:
+    """The data source a model folder's training.json records (`shapes`, `emoji`, a folder), or None."""
+    try:
+        source = json.loads((Path(folder) / "training.json").read_text()).get("data", {}).get("source")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return str(source) if source else None
+
+
 def default_device() -> str:
     """Where work goes when nobody says: the GPU when there is one."""
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -12,6 +13,7 @@ os.environ.setdefault("STUDIO_PRECISION", "fp32")
 
 import pytest
 import torch
+from PIL import Image
 
 from studio.models import GROWN_PRESETS, GrownUViT, ShallowUViT, core_preset
 from studio.text import TextEmbedding
@@ -49,3 +51,27 @@ def text_encoder():
     from studio.text import get_text_encoder
 
     return get_text_encoder()
+
+
+# A prepared emoji set in miniature, for the tests that tell concepts apart (`studio.eval.wordings.ConceptTest`)
+NAMES = ["red apple", "blue heart", "ghost", "banana", "grinning face", "pizza"]
+COLOURS = [(220, 30, 30), (30, 60, 220), (240, 240, 240), (240, 220, 40), (250, 170, 20), (200, 120, 60)]
+
+
+def emoji_folder(root, size=16):
+    """A prepared-emoji-like folder: one flat-coloured image per concept, all trained, plus one held out."""
+    root.mkdir()
+    lines = []
+    for i, (name, colour) in enumerate([*zip(NAMES, COLOURS), ("owl", (90, 60, 30))]):
+        Image.new("RGB", (size, size), colour).save(root / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": f"{name}, 3d style", "name": name, "style": "3d",
+                                 "skin_tone": None, "split": "eval" if name == "owl" else "train"}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def thumb_features(images, batch_size=32, device=None, progress=False):
+    from studio.eval.fid import _as_batch01
+
+    batch = _as_batch01(images).numpy()
+    return batch.mean(axis=(2, 3)) - 0.5  # the mean colour, centred: enough to tell flat colours apart

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import types
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,34 +12,14 @@ import studio.eval.wordings as W
 from studio.data.emoji import caption_wordings
 from studio.errors import DataError
 
-NAMES = ["red apple", "blue heart", "ghost", "banana", "grinning face", "pizza"]
-COLOURS = [(220, 30, 30), (30, 60, 220), (240, 240, 240), (240, 220, 40), (250, 170, 20), (200, 120, 60)]
-
-
-def _emoji_folder(root, size=16):
-    """A prepared-emoji-like folder: one flat-coloured image per concept, all trained, plus one held out."""
-    root.mkdir()
-    lines = []
-    for i, (name, colour) in enumerate([*zip(NAMES, COLOURS), ("owl", (90, 60, 30))]):
-        Image.new("RGB", (size, size), colour).save(root / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": f"{name}, 3d style", "name": name, "style": "3d",
-                                 "skin_tone": None, "split": "eval" if name == "owl" else "train"}))
-    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def _thumb_features(images, batch_size=32, device=None, progress=False):
-    from studio.eval.fid import _as_batch01
-
-    batch = _as_batch01(images).numpy()
-    return batch.mean(axis=(2, 3)) - 0.5  # the mean colour, centred: enough to tell flat colours apart
+from conftest import COLOURS, NAMES, emoji_folder, thumb_features
 
 
 def test_wordings_test_identifies_each_image_by_its_nearest_real_image(tmp_path, monkeypatch):
-    root = _emoji_folder(tmp_path / "emoji")
+    root = emoji_folder(tmp_path / "emoji")
     model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=16))
     monkeypatch.setattr(W, "load_model", lambda name: model)
-    monkeypatch.setattr(W, "inception_features", _thumb_features)
+    monkeypatch.setattr(W, "inception_features", thumb_features)
 
     def generate(model, prompts, seed=0, **kwargs):
         """Draws the named concept, except for "a picture of ...", which it always draws as a ghost."""
@@ -74,9 +53,9 @@ def test_wordings_with_caption_matching_say_how_often_each_wording_found_its_own
     from studio.data.folder import trained_caption_records
 
     monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
-    root = _emoji_folder(tmp_path / "emoji")
+    root = emoji_folder(tmp_path / "emoji")
     model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=16), folder=None)
-    monkeypatch.setattr(W, "inception_features", _thumb_features)
+    monkeypatch.setattr(W, "inception_features", thumb_features)
     with pytest.raises(DataError, match="ships no trained captions"):
         W.wordings_model(model, root, concepts=6, progress=False, match_captions=True)
     model.folder = tmp_path / "fake-model"

@@ -51,7 +51,7 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     monkeypatch.setattr(frontier, "measure", no_second_run)
     again = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
     assert [p["seconds_per_image"] for p in again["points"]] == [p["seconds_per_image"] for p in result["points"]]
-    monkeypatch.setattr(frontier, "time_per_image", lambda model, setting, repeats: 0.125)
+    monkeypatch.setattr(frontier, "time_per_image", lambda model, setting, repeats, prompt: 0.125)
     retimed = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False, retime=True)
     assert {p["seconds_per_image"] for p in retimed["points"]} == {0.125}  # timed again, alignment kept
     assert [p["questions"] for p in retimed["points"]] == [p["questions"] for p in result["points"]]
@@ -181,3 +181,53 @@ def test_the_swap_test_counts_as_a_question_and_best_is_the_most_accurate_settin
     assert f"best (the highest mean accuracy among those that keep it): **{strong.label}**" in text
     tie = [point(REFERENCE, 2.4, {"color": 0.9}), point(Setting("dpm++", 10), 0.9, {"color": 0.9})]
     assert summarize(tie)["best"] == REFERENCE.label  # a setting replaces the reference only by measuring better
+
+
+def test_an_emoji_model_is_measured_on_its_trained_concepts(tmp_path, monkeypatch, tiny_core):
+    import json
+
+    from PIL import Image
+
+    import studio.eval.wordings as W
+    import studio.sampling
+    from studio.errors import ConfigError, DataError
+    from studio.eval.frontier import CONCEPT, speed_presets
+
+    from conftest import COLOURS, NAMES, emoji_folder, thumb_features
+
+    root = emoji_folder(tmp_path / "emoji")
+    tiny_core.register_to_config(training_phase="core")
+    folder = tmp_path / "models" / "tiny-emoji"
+    tiny_core.save_pretrained(folder)
+    (folder / "training.json").write_text(json.dumps({"data": {"source": str(root)}}))
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(W, "inception_features", thumb_features)
+    drawn = []
+
+    def generate(model, prompts, seed=0, sampler="dpm++", **kwargs):
+        """Draws each caption's concept, except that euler draws every one as a ghost."""
+        drawn.append((sampler, seed, kwargs["batch_size"], list(prompts)))
+        names = ["ghost" if sampler == "euler" else p.removesuffix(", 3d style") for p in prompts]
+        return [Image.new("RGB", (16, 16), COLOURS[NAMES.index(name)]) for name in names]
+
+    monkeypatch.setattr(studio.sampling, "generate", generate)
+    grid = (Setting("dpm++", 2), Setting("euler", 2))
+    with pytest.raises(DataError, match="60 concepts is more than the 6 trained 3d emoji"):  # the default n
+        run_frontier("tiny-emoji", tmp_path / "out", grid, repeats=1, progress=False)
+    result = run_frontier("tiny-emoji", tmp_path / "out", grid, n=6, repeats=1, progress=False)
+    assert result["measure"] == "concepts" and result["data"] == str(root)
+    assert drawn[0] == ("dpm++", 0, 1, [f"{name}, 3d style" for name in NAMES])  # the captions, batch 1, seed i
+    by_label = {p["label"]: p for p in result["points"]}
+    assert by_label[REFERENCE.label]["questions"] == {CONCEPT: pytest.approx(dict(
+        accuracy=1.0, ci_low=by_label[REFERENCE.label]["questions"][CONCEPT]["ci_low"], ci_high=1.0, correct=6, n=6))}
+    assert by_label[grid[1].label]["questions"][CONCEPT]["correct"] == 1  # only the ghost is right
+    assert not by_label[grid[1].label]["keeps_prompt"] and by_label[grid[0].label]["keeps_prompt"]
+    assert speed_presets(result)["balanced"]["steps"] == 2
+    text = format_markdown(result)
+    assert "| concept |" in text and "of 6 trained concepts" in text and "chance 0.167" in text
+    assert [p.name for p in write_report(result, tmp_path / "docs")][0] == "frontier-tiny-emoji-n6.md"
+    for bad in (dict(swap_n=2), dict(grid=(replace(REFERENCE, count_prior=1.0),))):
+        with pytest.raises(ConfigError, match="ask about shapes captions"):
+            run_frontier("tiny-emoji", tmp_path / "out", **{"grid": grid, **bad}, n=6, repeats=1, progress=False)
+    # the same model measured on shapes captions, when asked
+    assert frontier.frontier_data("tiny-emoji", "shapes") == ("shapes", False)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from studio.caption_match import CAPTIONS_FILE
 from studio.cpu import release_openmp_threads
-from studio.hub import list_models, preference_rank
+from studio.hub import list_models, preference_rank, trained_data
 from studio.paths import data_family
 from studio.sampling import read_presets
 
@@ -86,13 +86,8 @@ def family(name: str) -> str:
         if key in name.lower():
             return key
     folder = list_models().get(name)
-    if folder is not None and (folder / "training.json").is_file():
-        try:
-            source = str(json.loads((folder / "training.json").read_text()).get("data", {}).get("source", ""))
-        except (OSError, json.JSONDecodeError, AttributeError):
-            source = ""
-        return data_family(source)
-    return "other"
+    source = trained_data(folder) if folder is not None else None
+    return data_family(source) if source else "other"
 
 
 def example_prompts(name: str | None) -> list[str]:

@@ -57,14 +57,17 @@ def register(subparsers) -> None:
 
     frontier = subs.add_parser("frontier", help="sampling time per image against prompt alignment",
                                description="Time per image (batch 1) and prompt alignment on held-out shapes "
-                                           "captions for a grid of samplers, step counts, guidance scales and "
-                                           "guidance intervals; names the knee: the fastest setting with no "
-                                           "question below the 95% interval of 25 dpm++ steps. Finished "
-                                           "settings are reused from --out.")
+                                           "captions (a model trained on emoji: trained concepts drawn from "
+                                           "their captions, told apart by their nearest real image) for a grid "
+                                           "of samplers, step counts, guidance scales and guidance intervals; "
+                                           "names the knee: the fastest setting with no question below the 95% "
+                                           "interval of 25 dpm++ steps. Finished settings are reused from --out.")
     frontier.add_argument("--model", required=True, help="model name or folder")
-    frontier.add_argument("--n", type=argtypes.positive_int, default=100,
-                          help="held-out captions per setting (default 100; other counts publish as "
-                               "frontier-MODEL-nN beside the frontier)")
+    frontier.add_argument("--n", type=argtypes.positive_int,
+                          help="held-out captions per setting (default 100), or trained concepts for an emoji "
+                               "model (default 60); other counts publish as frontier-MODEL-nN beside the frontier")
+    frontier.add_argument("--data",
+                          help="shapes, emoji or a prepared emoji folder (default: the data the model was trained on)")
     frontier.add_argument("--repeats", type=argtypes.positive_int, default=3, help="timed runs per setting")
     frontier.add_argument("--settings", nargs="+",
                           metavar="SAMPLER:STEPS[:GUIDANCE[:LO:HI]][@count_prior=S,relation_prior=S]",
@@ -181,7 +184,7 @@ def _frontier(args) -> int:
     grid = tuple(_parse_setting(s) for s in args.settings) if args.settings else DEFAULT_GRID
     out = args.out or Path("runs") / f"frontier-{Path(args.model).name}"
     result = run_frontier(args.model, out, grid, n=args.n, repeats=args.repeats, retime=args.retime,
-                          swap_n=args.swap)
+                          swap_n=args.swap, data=args.data)
     print(f"reference: {result['reference']}, {result['reference_seconds']:.2f} s per image")
     print(f"knee: {result['knee']}, {result['knee_seconds']:.2f} s per image (no question below the "
           "reference's 95% interval)")

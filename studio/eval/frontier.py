@@ -16,6 +16,10 @@ A setting may also start counting prompts from count-aware noise (`count_prior`,
 relation prompts from relation-aware noise (`relation_prior`, `studio.relation_prior`); either runs the same
 network evaluations as the setting without them, so it takes that setting's time, and ties in time go to the
 more accurate setting.
+For a model trained on an emoji set the prompt is a trained concept, not a `shapes` caption: each setting draws
+one image from each of K concepts' training captions and asks which concept it shows (its nearest real image,
+`studio.eval.wordings.ConceptTest`, the wordings test's caption row); the share identified as the concept
+asked for is the one question. The swap test and the priors ask about shapes, so they are for shapes models.
 Results are cached per setting in the output folder, so an interrupted run goes on where it stopped.
 """
 
@@ -30,10 +34,11 @@ from pathlib import Path
 import torch
 
 from studio.data.scene import requested_count
+from studio.errors import ConfigError
 from studio.eval.alignment import QUESTIONS, align_model, swap_captions, swap_test
 from studio.files import atomic_write, write_json, write_text
 from studio.sampling import PRESETS_FILE, describe_guidance
-from studio.stats import proportion_difference
+from studio.stats import proportion_difference, wilson_interval
 
 RESULTS_FILE = "frontier.json"
 
@@ -96,6 +101,7 @@ DEFAULT_GRID: tuple[Setting, ...] = (
     Setting("dpm++", 15, 2.0),
 )
 DEFAULT_N = 100  # held-out captions per setting
+DEFAULT_CONCEPTS = 60  # trained concepts per setting for an emoji model, as the wordings test
 TIMING_PROMPT = "a red star to the left of a blue circle on a white background"
 
 
@@ -114,22 +120,40 @@ def time_per_image(model, setting: Setting, repeats: int = 3, prompt: str = TIMI
 
 
 SWAP = "swap"  # the swap test's "moved" share, kept beside the questions when measured
+CONCEPT = "concept"  # an emoji model's one question: the image shows the concept its caption names
 STAT_KEYS = ("accuracy", "ci_low", "ci_high", "correct", "n")
 
 
 def measure(model, setting: Setting, n: int, repeats: int, progress: bool, swap_n: int = 0,
-            swap: dict | None = None) -> dict:
-    """One setting's point; `swap`: its swap test, already known (see `same_swap_test`)."""
-    # batch 1, as the app samples: on a CPU the thin full-resolution stages are memory-bound, so a batch of 8
-    # takes longer per image; an image depends only on its seed, so the batch does not change the scores
-    alignment = align_model(model, n=n, **setting.sampling_kwargs, ceiling=False, progress=progress, batch_size=1)
-    questions = {q: {k: alignment["questions"][q][k] for k in STAT_KEYS}
-                 for q in QUESTIONS if q in alignment["questions"]}
+            swap: dict | None = None, concepts=None) -> dict:
+    """One setting's point; `swap`: its swap test, already known (see `same_swap_test`); `concepts`: the
+    `ConceptTest` an emoji model is measured with (then `n` is its number of concepts)."""
+    if concepts is not None:
+        questions = {CONCEPT: measure_concepts(model, setting, concepts, progress)}
+        prompt = concepts.captions[0]
+    else:
+        # batch 1, as the app samples: on a CPU the thin full-resolution stages are memory-bound, so a batch of
+        # 8 takes longer per image; an image depends only on its seed, so the batch does not change the scores
+        alignment = align_model(model, n=n, **setting.sampling_kwargs, ceiling=False, progress=progress,
+                                batch_size=1)
+        questions = {q: {k: alignment["questions"][q][k] for k in STAT_KEYS}
+                     for q in QUESTIONS if q in alignment["questions"]}
+        prompt = TIMING_PROMPT
     if swap_n:
         questions[SWAP] = swap or measure_swap(model, setting, swap_n, progress)
-    return dict(setting=asdict(setting), label=setting.label, seconds_per_image=time_per_image(model, setting,
-                                                                                                  repeats),
-                questions=questions)
+    return dict(setting=asdict(setting), label=setting.label,
+                seconds_per_image=time_per_image(model, setting, repeats, prompt), questions=questions)
+
+
+def measure_concepts(model, setting: Setting, concepts, progress: bool) -> dict:
+    """The share of the concepts drawn from their training captions (concept i at seed i, batch 1) that are
+    identified as themselves, with its interval, in the form of a question."""
+    from studio.sampling import generate
+
+    images = generate(model, concepts.captions, seed=0, batch_size=1, progress=progress, **setting.sampling_kwargs)
+    correct, n = int(concepts.hits(images).sum()), len(concepts.records)
+    low, high = wilson_interval(correct, n)
+    return dict(accuracy=correct / n, ci_low=low, ci_high=high, correct=correct, n=n)
 
 
 def measure_swap(model, setting: Setting, swap_n: int, progress: bool) -> dict:
@@ -236,17 +260,41 @@ def write_presets(result: dict, model_folder: Path) -> Path:
                f"{result['torch_threads']} CPU threads)", presets=speed_presets(result)))
 
 
-def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int = DEFAULT_N,
+def frontier_data(model_name: str | Path, data: str | None = None) -> tuple[str, bool]:
+    """(the data a frontier of the model measures against, whether that is an emoji set): `data`, else what the
+    model was trained on (its training.json), else `shapes`."""
+    from studio.eval.fid import resolve_data
+    from studio.hub import resolve_model, trained_data
+
+    source = data or trained_data(resolve_model(model_name)) or "shapes"
+    return source, resolve_data(source)[0] == "folder"
+
+
+def default_n(concepts: bool) -> int:
+    """Held-out captions (shapes) or trained concepts (an emoji set) per setting."""
+    return DEFAULT_CONCEPTS if concepts else DEFAULT_N
+
+
+def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT_GRID, n: int | None = None,
                  repeats: int = 3, device: str = "cpu", progress: bool = True, retime: bool = False,
-                 swap_n: int = 0) -> dict:
+                 swap_n: int = 0, data: str | None = None) -> dict:
     """Measure every setting of `grid` (finished ones are read back from `out`, and with `retime` timed again;
-    one finished without the swap test, or with another `swap_n`, runs only that) and summarize."""
+    one finished without the swap test, or with another `swap_n`, runs only that) and summarize. `data`: the
+    `shapes` captions or emoji concepts to ask for (`frontier_data`); `n`: how many (`default_n`)."""
+    from studio.eval.wordings import ConceptTest
     from studio.hub import load_model
 
     if REFERENCE not in grid:
         grid = (REFERENCE, *grid)
+    source, is_emoji = frontier_data(model_name, data)
+    n = n or default_n(is_emoji)
+    if is_emoji and (swap_n or any(s.priors for s in grid)):
+        raise ConfigError(f"the swap test and the count and relation priors ask about shapes captions; "
+                          f"{model_name} is measured on the emoji concepts of {source}: leave them out")
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model_name, device=device, channels_last=device == "cpu")
+    concepts = ConceptTest.prepare(source, int(model.resolution), n, progress=progress) if is_emoji else None
+    timing_prompt = concepts.captions[0] if concepts else TIMING_PROMPT
     cache_dir = out / "settings"
     points = []
     swaps: dict[Setting, dict] = {}  # swap tests measured so far, by the setting that ran them
@@ -256,7 +304,7 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
             point = json.loads(cache.read_text())
             point["setting"] = asdict(Setting.from_dict(point["setting"]))  # files from before the count prior
             if retime:
-                point["seconds_per_image"] = time_per_image(model, setting, repeats)
+                point["seconds_per_image"] = time_per_image(model, setting, repeats, timing_prompt)
             swap = point["questions"].get(SWAP)
             if swap_n and (swap is None or swap["n"] != swap_n):
                 if progress:
@@ -268,13 +316,14 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
             if progress:
                 print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
             point = measure(model, setting, n, repeats, progress, swap_n,
-                            swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None)
+                            swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None, concepts=concepts)
         write_json(cache, point)
         points.append(point)
         if SWAP in point["questions"]:
             swaps[setting] = point["questions"][SWAP]
     share_prior_free_times(points)
-    result = dict(model=str(model_name), resolution=int(model.resolution), n=n, repeats=repeats, swap_n=swap_n,
+    result = dict(model=str(model_name), resolution=int(model.resolution), data=source,
+                  measure="concepts" if is_emoji else "alignment", n=n, repeats=repeats, swap_n=swap_n,
                   torch_threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"), points=points,
                   **summarize(points))
     write_json(out / RESULTS_FILE, result)
@@ -296,9 +345,22 @@ def _settings_args(result: dict) -> str:
     return " --settings " + " ".join(specs)
 
 
+def _is_concepts(result: dict) -> bool:
+    return result.get("measure") == "concepts"
+
+
+def _what_is_asked(result: dict) -> str:
+    if not _is_concepts(result):
+        return f"its alignment on {result['n']} held-out captions"
+    return (f"*{CONCEPT}*: of {result['n']} trained concepts of `{result['data']}`, each drawn once from its training "
+            "caption (concept i at seed i), the share whose nearest real image among the concepts' own images "
+            "(InceptionV3 features) is the concept asked for: the caption row of `studio eval wordings`, chance "
+            f"{1 / result['n']:.3f}")
+
+
 def format_markdown(result: dict) -> str:
     points = sorted(result["points"], key=lambda p: p["seconds_per_image"])
-    questions = [q for q in (*QUESTIONS, SWAP) if q in points[0]["questions"]]
+    questions = [q for q in (*QUESTIONS, SWAP, CONCEPT) if q in points[0]["questions"]]
     swap_n = result.get("swap_n") or 0
     swap_args, swap_text = (f" --swap {swap_n}", f" *swap*: the swap test on {swap_n} relation pairs (\"X left of "
                             "Y\" against \"X right of Y\", and above/below, at the same seeds), the share where the "
@@ -317,8 +379,8 @@ def format_markdown(result: dict) -> str:
              f"{_settings_args(result)}` "
              f"on {result['date']}: "
              f"each setting's time per {result['resolution']} px image at batch 1 (median of {result['repeats']}, "
-             f"{result['torch_threads']} threads, text embedding cached) and its alignment on {result['n']} held-out "
-             "captions (95% Wilson intervals). *Keeps the prompt*: no question's accuracy below the "
+             f"{result['torch_threads']} threads, text embedding cached) and {_what_is_asked(result)} (95% Wilson "
+             "intervals). *Keeps the prompt*: no question's accuracy below the "
              "reference's 95% interval; *no significant loss*: the more lenient test, every difference from the "
              "reference has a 95% Newcombe interval that reaches zero." + swap_text,
              "", f"- reference: **{result['reference']}**, {result['reference_seconds']:.2f} s per image",
@@ -364,13 +426,14 @@ def figure(result: dict):
                            showarrow=True, arrowhead=2, ax=40, ay=(30, -30, -60)[k])
     fig.update_layout(template="plotly_white", height=480, xaxis_title="seconds per image (batch 1)",
                       yaxis_title="mean accuracy over the questions", xaxis_type="log",
-                      title=f"{result['model']}: sampling time against prompt alignment ({result['n']} captions)")
+                      title=f"{result['model']}: sampling time against prompt alignment ({result['n']} "
+                            f"{'concepts' if _is_concepts(result) else 'captions'})")
     return fig
 
 
 def write_report(result: dict, docs: Path) -> list[Path]:
     # the default caption count is the frontier; a verification of chosen settings on more captions sits beside it
-    suffix = "" if result["n"] == DEFAULT_N else f"-n{result['n']}"
+    suffix = "" if result["n"] == default_n(_is_concepts(result)) else f"-n{result['n']}"
     stem = docs / f"frontier-{Path(result['model']).name}{suffix}"
     paths = [write_text(stem.with_suffix(".md"), format_markdown(result)), write_json(stem.with_suffix(".json"),
                                                                                      result)]
@@ -379,6 +442,6 @@ def write_report(result: dict, docs: Path) -> list[Path]:
     return [*paths, html]
 
 
-__all__ = ["DEFAULT_GRID", "REFERENCE", "SWAP", "Setting", "figure", "format_markdown", "keeps_the_prompt",
-           "no_significant_loss", "run_frontier", "speed_presets", "summarize", "time_per_image",
-           "write_presets", "write_report"]
+__all__ = ["CONCEPT", "DEFAULT_CONCEPTS", "DEFAULT_GRID", "REFERENCE", "SWAP", "Setting", "default_n", "figure",
+           "format_markdown", "frontier_data", "keeps_the_prompt", "no_significant_loss", "run_frontier",
+           "speed_presets", "summarize", "time_per_image", "write_presets", "write_report"]

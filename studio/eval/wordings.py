@@ -14,6 +14,7 @@ The default templates are outside the wordings `caption_wordings: true` trains u
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,9 @@ def pick_concepts(root: Path, k: int, seed: int = 0, style: str = "3d") -> list[
     records = [r for r in load_emoji_metadata(root)
                if r.get("split") == "train" and r.get("skin_tone") is None and r.get("style") == style]
     if len(records) < 2:
-        raise DataError(f"{root} has {len(records)} trained {style} emoji; the wordings test needs at least 2")
+        raise DataError(f"{root} has {len(records)} trained {style} emoji; telling concepts apart needs at least 2")
     if k > len(records):
-        raise DataError(f"--concepts {k} is more than the {len(records)} trained {style} emoji of {root}")
+        raise DataError(f"{k} concepts is more than the {len(records)} trained {style} emoji of {root}")
     chosen = np.random.default_rng(seed).choice(len(records), size=k, replace=False)
     return [records[i] for i in sorted(chosen)]
 
@@ -52,6 +53,37 @@ def identify(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
     return (unit(generated) @ unit(real).T).argmax(axis=1)
 
 
+@dataclass
+class ConceptTest:
+    """Which of K trained emoji concepts does an image show? Its nearest real image among the concepts' own
+    images (InceptionV3 pool features) answers; `hits` says, for one image per concept in `records` order,
+    whether that answer is the concept asked for. The wordings test and the emoji models' sampling frontier
+    (`studio.eval.frontier`) ask it."""
+    records: list[dict]  # metadata records of the concepts (name, text, file_name, ...)
+    real_features: np.ndarray  # (K, D)
+
+    @classmethod
+    def prepare(cls, data: str | os.PathLike, resolution: int, concepts: int = 60, seed: int = 0,
+                style: str = "3d", progress: bool = True) -> ConceptTest:
+        kind, root = resolve_data(data)
+        if kind != "folder":
+            raise DataError("telling emoji concepts apart needs a prepared emoji set (`--data emoji`), not shapes")
+        records = pick_concepts(root, concepts, seed, style)
+        dataset = ImageFolderDataset(root, resolution)
+        row_of = {r["file"]: i for i, r in enumerate(dataset.records)}
+        real = [dataset[row_of[r["file_name"]]]["image"] for r in records]
+        return cls(records, inception_features(real, progress=progress))
+
+    @property
+    def captions(self) -> list[str]:
+        """Each concept's training caption ("blue heart, 3d style")."""
+        return [r["text"] for r in self.records]
+
+    def hits(self, images) -> np.ndarray:
+        """(K,) bool: image i identified as concept i."""
+        return identify(inception_features(images, progress=False), self.real_features) == np.arange(len(self.records))
+
+
 def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
                    templates: tuple[str, ...] = HELD_OUT_TEMPLATES, seed: int = 0, steps: int = 25,
                    guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8, style: str = "3d",
@@ -61,21 +93,13 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     each row also says how often that was the concept's own caption (`matched`)."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
-    kind, root = resolve_data(data)
-    if kind != "folder":
-        raise DataError("the wordings test needs a prepared emoji set (`--data emoji`), not shapes")
     for t in templates:
         if "{name}" not in t:
             raise DataError(f"template {t!r} has no {{name}}: write e.g. '{{name}} in {{style}}'")
-    records = pick_concepts(root, concepts, seed, style)
-    resolution = _model_resolution(model)
-    dataset = ImageFolderDataset(root, resolution)
-    row_of = {r["file"]: i for i, r in enumerate(dataset.records)}
-    real = [dataset[row_of[r["file_name"]]]["image"] for r in records]
-    real_feats = inception_features(real, progress=progress)
-    prompts = {CAPTION: [r["text"] for r in records]}
+    test = ConceptTest.prepare(data, _model_resolution(model), concepts, seed, style, progress)
+    records = test.records
+    prompts = {CAPTION: test.captions}
     prompts.update({t: [t.format(name=r["name"], style=style) for r in records] for t in templates})
-    truth = np.arange(len(records))
     rows = {}
     if match_captions and matcher_for(model) is None:
         raise DataError(f"{getattr(model, 'name', 'the model')} ships no trained captions to match "
@@ -83,7 +107,7 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     for wording, texts in prompts.items():
         images = generate(model, texts, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
                           batch_size=batch_size, progress=progress, match_captions=match_captions)
-        hits = identify(inception_features(images, progress=False), real_feats) == truth
+        hits = test.hits(images)
         correct = int(hits.sum())
         rows[wording] = dict(accuracy=correct / len(texts), interval=wilson_interval(correct, len(texts)),
                              correct=correct, n=len(texts), example=texts[0],
@@ -94,7 +118,7 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     held = [rows[t] for t in templates]
     held_correct, held_n = sum(r["correct"] for r in held), sum(r["n"] for r in held)
     return {"model": str(getattr(model, "name", type(model).__name__)), "data": str(data), "style": style,
-            "resolution": resolution, "concepts": len(records), "chance": 1 / len(records), "seed": seed,
+            "resolution": _model_resolution(model), "concepts": len(records), "chance": 1 / len(records), "seed": seed,
             "steps": steps, "guidance": guidance, "sampler": sampler, "match_captions": bool(match_captions),
             "wordings": rows,
             "held_out": dict(accuracy=held_correct / held_n, interval=wilson_interval(held_correct, held_n),
