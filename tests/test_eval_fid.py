@@ -196,7 +196,10 @@ def test_fid_model_plumbing(tmp_path, monkeypatch):
     model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=32))
     monkeypatch.setattr(fidmod, "load_model", lambda name: model)  # where fid_model looks them up
 
+    intervals = []
+
     def generate(model, prompts, seed=0, steps=25, guidance=3.0, sampler="dpm++", **kwargs):
+        intervals.append(kwargs.get("guidance_interval"))
         scenes = {s.caption: s for s in heldout_captions(len(prompts), seed)}
         return [render_scene(scenes[p], model.config.resolution) for p in prompts]
 
@@ -215,6 +218,10 @@ def test_fid_model_plumbing(tmp_path, monkeypatch):
     assert main(["eval", "fid", "--model", "fake", "--data", "shapes", "--n", "6", "--kid-subsets", "3",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert intervals == [None, None] and "guidance_interval" not in json.loads(out.read_text())
+    assert main(["eval", "fid", "--model", "fake", "--data", "shapes", "--n", "6", "--kid-subsets", "3", "--steps", "6",
+                 "--guidance-interval", "-6", "3", "--json", str(out)]) == 0  # as a speed preset samples
+    assert intervals[-1] == (-6.0, 3.0) and json.loads(out.read_text())["guidance_interval"] == [-6.0, 3.0]
     assert main(["eval", "fid", "--model", "fake", "--data", str(tmp_path / "missing"), "--n", "4"]) == 2
 
 

@@ -21,8 +21,11 @@ def test_wordings_test_identifies_each_image_by_its_nearest_real_image(tmp_path,
     monkeypatch.setattr(W, "load_model", lambda name: model)
     monkeypatch.setattr(W, "inception_features", thumb_features)
 
+    calls = []
+
     def generate(model, prompts, seed=0, **kwargs):
         """Draws the named concept, except for "a picture of ...", which it always draws as a ghost."""
+        calls.append(kwargs)
         def concept(p):
             return "ghost" if p.startswith("a picture of") else next(n for n in NAMES if n in p)
         return [Image.new("RGB", (16, 16), COLOURS[NAMES.index(concept(p))]) for p in prompts]
@@ -45,7 +48,12 @@ def test_wordings_test_identifies_each_image_by_its_nearest_real_image(tmp_path,
     out = tmp_path / "w.json"
     assert main(["eval", "wordings", "--model", "fake", "--data", str(root), "--concepts", "3",
                  "--templates", "{name} in {style}", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["held_out"]["n"] == 3
+    assert json.loads(out.read_text())["held_out"]["n"] == 3 and "guidance_interval" not in json.loads(out.read_text())
+    # a speed preset's guidance interval, measured as the preset samples
+    assert main(["eval", "wordings", "--model", "fake", "--data", str(root), "--concepts", "3", "--steps", "6",
+                 "--guidance-interval", "-6", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["guidance_interval"] == [-6.0, 3.0]
+    assert calls[-1]["guidance_interval"] == (-6.0, 3.0) and calls[-1]["steps"] == 6
 
 
 def test_wordings_with_caption_matching_say_how_often_each_wording_found_its_own_caption(tmp_path, monkeypatch):

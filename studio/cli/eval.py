@@ -15,6 +15,8 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=argtypes.positive_int, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance (default 3.0)")
     parser.add_argument("--sampler", default="dpm++", help="sampler name (default dpm++)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="apply guidance only where the noise level's logSNR is in [LOW, HIGH]")
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=8, help="images per sampling batch")
 
 
@@ -32,8 +34,6 @@ def register(subparsers) -> None:
     align.add_argument("--n", type=argtypes.positive_int, default=300, help="number of captions (default 300)")
     align.add_argument("--seed", type=argtypes.seed, default=0, help="caption and sampling seed (default 0)")
     _sampling_args(align)
-    align.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                       help="apply guidance only where the noise level's logSNR is in [LOW, HIGH]")
     align.add_argument("--swap", type=argtypes.non_negative_int, default=100, metavar="N",
                        help="swap test on N relation pairs: 'X left of Y' vs 'X right of Y' (and above/below) at "
                             "the same seeds; how often the objects move (default 100, 0 = off)")
@@ -203,7 +203,7 @@ def _align(args) -> int:
 
     if args.swap_grid is not None and not args.swap:
         raise CLIError("--swap-grid draws swap-test pairs: give --swap N with N > 0")
-    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    interval = _interval(args)
     result = align_model(args.model, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
                          swap_n=args.swap, guidance_interval=interval, precision=args.precision,
@@ -253,12 +253,16 @@ def _ceiling(args) -> int:
     return 0
 
 
+def _interval(args) -> tuple[float, float] | None:
+    return tuple(args.guidance_interval) if args.guidance_interval else None
+
+
 def _fid(args) -> int:
     from studio.eval.fid import fid_model
 
     result = fid_model(args.model, args.data, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                        sampler=args.sampler, batch_size=args.batch_size, kid_subsets=args.kid_subsets,
-                       split=args.split)
+                       split=args.split, guidance_interval=_interval(args))
     print(f"{result['model']} vs {result['data']} ({result['split']} split) at {result['resolution']} px, "
           f"n = {result['n']}")
     print(f"  FID  {result['fid']:.3f}")
@@ -274,7 +278,8 @@ def _wordings(args) -> int:
     result = wordings_model(args.model, args.data, concepts=args.concepts,
                             templates=tuple(args.templates or HELD_OUT_TEMPLATES), seed=args.seed,
                             steps=args.steps, guidance=args.guidance, sampler=args.sampler,
-                            batch_size=args.batch_size, match_captions=args.match_captions)
+                            guidance_interval=_interval(args), batch_size=args.batch_size,
+                            match_captions=args.match_captions)
     print(format_wordings(result))
     _write_json(args.json, result)
     return 0

@@ -351,7 +351,8 @@ def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: i
 def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: int = 0, steps: int = 25,
               guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8,
               kid_subsets: int = 100, kid_subset_size: int = 1000, device: str | None = None,
-              progress: bool = True, split: str = "eval") -> dict:
+              progress: bool = True, split: str = "eval", guidance_interval: tuple[float, float] | None = None
+              ) -> dict:
     """FID and KID of a model against a data set, at the model's resolution.
 
     One image is generated per caption of the data's `split` (image i uses seed + i) and compared with the
@@ -366,13 +367,14 @@ def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: in
     ref_feats, captions, cache = reference_features(data, resolution, n, seed, device=device, progress=progress,
                                                     split=split)
     images = generate(model, captions, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
-                      batch_size=batch_size, progress=progress)
+                      guidance_interval=guidance_interval, batch_size=batch_size, progress=progress)
     gen_feats = inception_features(images, device=device, progress=progress)
     size = min(kid_subset_size, len(captions))
     kid_mean, kid_std = kid(gen_feats, ref_feats, subsets=kid_subsets, subset_size=size, seed=seed)
     name = str(getattr(model, "name", type(model).__name__))
     return {"model": name, "data": str(data), "split": split, "resolution": resolution,
             "n": len(captions), "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
+            **({"guidance_interval": list(guidance_interval)} if guidance_interval else {}),
             "fid": fid(gen_feats, ref_feats), "kid_mean": kid_mean, "kid_std": kid_std,
             "kid_subsets": kid_subsets, "kid_subset_size": size, "reference_cache": str(cache),
             "features": FEATURES_VERSION}

@@ -87,7 +87,8 @@ class ConceptTest:
 def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
                    templates: tuple[str, ...] = HELD_OUT_TEMPLATES, seed: int = 0, steps: int = 25,
                    guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8, style: str = "3d",
-                   match_captions: bool = False, progress: bool = True) -> dict:
+                   match_captions: bool = False, progress: bool = True,
+                   guidance_interval: tuple[float, float] | None = None) -> dict:
     """The wordings test of `model` (a loaded model, name or folder) on `concepts` trained emoji of `data`.
     With `match_captions` every prompt is drawn as its nearest trained caption (`studio.caption_match`), and
     each row also says how often that was the concept's own caption (`matched`)."""
@@ -106,7 +107,8 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
                         "(captions.json, written by `studio ship`)")
     for wording, texts in prompts.items():
         images = generate(model, texts, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
-                          batch_size=batch_size, progress=progress, match_captions=match_captions)
+                          guidance_interval=guidance_interval, batch_size=batch_size, progress=progress,
+                          match_captions=match_captions)
         hits = test.hits(images)
         correct = int(hits.sum())
         rows[wording] = dict(accuracy=correct / len(texts), interval=wilson_interval(correct, len(texts)),
@@ -119,7 +121,9 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     held_correct, held_n = sum(r["correct"] for r in held), sum(r["n"] for r in held)
     return {"model": str(getattr(model, "name", type(model).__name__)), "data": str(data), "style": style,
             "resolution": _model_resolution(model), "concepts": len(records), "chance": 1 / len(records), "seed": seed,
-            "steps": steps, "guidance": guidance, "sampler": sampler, "match_captions": bool(match_captions),
+            "steps": steps, "guidance": guidance, "sampler": sampler,
+            **({"guidance_interval": list(guidance_interval)} if guidance_interval else {}),
+            "match_captions": bool(match_captions),
             "wordings": rows,
             "held_out": dict(accuracy=held_correct / held_n, interval=wilson_interval(held_correct, held_n),
                              correct=held_correct, n=held_n),
