@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from studio.caption_match import read_captions
 from studio.growth import PartReport, format_report, freeze_core, growth_report, report_as_dicts
 from studio.hub import weights_hash
+from studio.sampling import read_presets
 
 
 def model_card(model) -> dict:
@@ -16,7 +18,27 @@ def model_card(model) -> dict:
     return {"name": model.name, "folder": str(folder), "class": type(model).__name__,
             "weights_hash": weights_hash(folder), "config": config, "training": training,
             "growth_report": report_as_dicts(_phase_report(model)),
+            # what the folder ships for sampling beside the weights: measured speed presets, trained captions
+            "speed_presets": read_presets(folder), "trained_captions": len(read_captions(folder) or ()),
             "readme": (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""}
+
+
+def sampling_lines(card: dict) -> list[str]:
+    """What the model folder ships for sampling, one line each: its measured speed presets (`studio eval
+    frontier --write-presets`) and its trained captions (caption matching)."""
+    lines = []
+    presets = card.get("speed_presets") or {}
+    if presets:
+        names: dict[str, list[str]] = {}  # one entry per setting: "fast, balanced = dpm++ 6 steps, ..."
+        for name, p in presets.items():
+            seconds = p.get("seconds_per_image")
+            timed = f" ({seconds:g} s per image)" if isinstance(seconds, (int, float)) else ""
+            names.setdefault(f"{p.get('label', '?')}{timed}", []).append(name)
+        lines.append("speed presets: " + "; ".join(f"{', '.join(n)} = {setting}" for setting, n in names.items()))
+    if card.get("trained_captions"):
+        n = card["trained_captions"]
+        lines.append(f"caption matching: {n:,} trained caption{'s' * (n != 1)} (captions.json)")
+    return lines
 
 
 def format_card(card: dict) -> str:
@@ -33,6 +55,7 @@ def format_card(card: dict) -> str:
         lines.append("training: " + ", ".join(f"{k}={t[k]}" for k in keys if k in t))
         if t.get("final_metrics"):
             lines.append("metrics: " + json.dumps(t["final_metrics"]))
+    lines += sampling_lines(card)
     rows = [PartReport(r["part"], r["resolution"], r["parameters"], r["trainable"]) for r in card["growth_report"]]
     lines += ["", format_report(rows)]
     return "\n".join(lines)

@@ -409,11 +409,14 @@ def test_lineage_shows_each_leg_of_a_core_trained_in_legs(tmp_path, monkeypatch)
 def test_model_card(client):
     summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-grown", api_name="/model_card")
     assert "GrownUViT" in summary and "32 px" in summary and "tiny-core" in summary
+    assert "Speed presets: fast = unipc 4 steps (0.1 s per image); balanced = dpm++ 6 steps (0.2 s" in summary
+    assert "caption matching" not in summary.lower()
     states = {row[0]: row[4] for row in parts["data"]}
     assert states["core"] == "frozen" and states["stem"] == "trained"
     assert [row[:3] for row in lineage["data"]] == [["tiny-core", "core", "960"], ["tiny-grown", "grow", "?"]]
     assert lineage["data"][0][3:] == ["1.5 min", "2 CPU threads"]
     summary, parts, curve, metrics, samples, lineage, readme = client.predict("tiny-core", api_name="/model_card")
+    assert "Caption matching: 2 trained captions (captions.json)" in summary and "Speed presets" not in summary
     figure = json.loads(curve["plot"])
     names = [trace.get("name") for trace in figure["data"]]
     assert names == ["training loss", "color", "position"]  # alignment per question; no "prompts" line

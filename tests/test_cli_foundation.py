@@ -135,7 +135,18 @@ def test_sample_grid_tiles_the_prompt_files_images_over_their_prompts(tmp_path, 
 def test_info_prints_growth_report(model_dir, capsys):
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out
-    assert "core" in out and "ShallowUViT" in out and "total" in out
+    assert "core" in out and "ShallowUViT" in out and "total" in out and "speed presets" not in out
+    # what the folder ships for sampling: measured speed presets (one entry per setting) and trained captions
+    six = dict(sampler="dpm++", steps=6, guidance=3.0, guidance_interval=[-6.0, 3.0], seconds_per_image=0.5,
+               label="dpm++ 6 steps, guidance 3 in [-6, 3]")
+    presets = {"fast": six, "balanced": six, "best": dict(six, steps=10, seconds_per_image=0.8, label="dpm++ 10 steps")}
+    (model_dir / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
+    (model_dir / "captions.json").write_text(json.dumps({"captions": [{"caption": "ghost, 3d style", "name": "ghost"}]}))
+    assert main(["info", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert ("speed presets: fast, balanced = dpm++ 6 steps, guidance 3 in [-6, 3] (0.5 s per image); "
+            "best = dpm++ 10 steps (0.8 s per image)") in out
+    assert "caption matching: 1 trained caption (captions.json)" in out
 
 
 @pytest.mark.parametrize("argv, message", [

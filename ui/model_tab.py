@@ -13,7 +13,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from studio.card import model_card
+from studio.card import model_card, sampling_lines
 from studio.errors import StudioError
 from studio.eval.alignment import QUESTIONS
 from studio.hub import list_models, weights_hash
@@ -250,6 +250,7 @@ def card_outputs(name: str | None, models) -> tuple:
         facts = [fmt(t[k]) for k, fmt in shown.items() if _finite(t.get(k))]
         if facts:
             lines.append("Training: " + " · ".join(facts))
+    lines += [line[0].upper() + line[1:] for line in sampling_lines(card)]
     parts = trained_parts(card)
     rows = [[r["part"], r["resolution"], f"{r['parameters']:,}", f"{r['trainable']:,}",
              "frozen" if r["frozen"] else "trained"] for r in parts]
