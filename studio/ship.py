@@ -26,7 +26,7 @@ from studio.eval.fid import fid_model
 from studio.hub import cast_model, default_device, load_model
 from studio.images import grid, save_png
 from studio.paths import SHIPPED_MODELS_DIR, data_family, data_source_folder
-from studio.sampling import generate
+from studio.sampling import PRESETS_FILE, generate
 
 DATA_LICENCES = {
     "shapes": "Procedural `shapes` data rendered by this project (spec: shared/specs/SHAPES.md); no third-party "
@@ -91,6 +91,8 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
             shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
         save_png(grid(images, columns=4), tmp / "samples.png", {"prompts": json.dumps(prompts)})
         _ship_captions(run_dir, tmp, data)
+        if (run_dir / PRESETS_FILE).is_file():  # a re-ship of a measured folder: the same weights, the same presets
+            shutil.copy2(run_dir / PRESETS_FILE, tmp / PRESETS_FILE)
         shipped = load_model(tmp, allow_untrained=True)
         shipped.name = name
         card = model_card(shipped) | {"folder": name}  # the staging folder's name means nothing to a reader

@@ -102,6 +102,10 @@ def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny
     (run / "training.json").write_text(json.dumps({"phase": "core", "steps": 3, "data": {"source": str(root)}}))
     first = ship_model(run, "tiny", out_root=tmp_path / "models", prompts=["image 1"], steps=2, progress=False)
     weights = (first / WEIGHTS_NAME).read_bytes()
+    presets = {"source": "studio eval frontier --model tiny --n 60", "presets": {"balanced": dict(
+        sampler="dpm++", steps=6, guidance=3.0, guidance_interval=[-6.0, 3.0], seconds_per_image=0.5,
+        label="dpm++ 6 steps, guidance 3 in [-6, 3]")}}
+    (first / "sampling_presets.json").write_text(json.dumps(presets))  # measured after the first ship
     again = ship_model(first, "tiny", out_root=tmp_path / "models", fid_n=100, steps=2, overwrite=True,
                        progress=False)
     assert again == first and (again / WEIGHTS_NAME).read_bytes() == weights
@@ -111,3 +115,6 @@ def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny
     assert record["sample_prompts"] == ["image 1"]  # the grid keeps its prompts
     card = (again / "README.md").read_text()
     assert "## FID and KID (held-out images)" in card and f"{fid['fid']:.1f}" in card
+    # the same weights keep their measured presets, and the card lists them
+    assert json.loads((again / "sampling_presets.json").read_text()) == presets
+    assert "speed presets: balanced = dpm++ 6 steps, guidance 3 in [-6, 3] (0.5 s per image)" in card
