@@ -141,7 +141,8 @@ def test_info_prints_growth_report(model_dir, capsys):
                label="dpm++ 6 steps, guidance 3 in [-6, 3]")
     presets = {"fast": six, "balanced": six, "best": dict(six, steps=10, seconds_per_image=0.8, label="dpm++ 10 steps")}
     (model_dir / "sampling_presets.json").write_text(json.dumps({"source": "test", "presets": presets}))
-    (model_dir / "captions.json").write_text(json.dumps({"captions": [{"caption": "ghost, 3d style", "name": "ghost"}]}))
+    captions = {"captions": [{"caption": "ghost, 3d style", "name": "ghost"}]}
+    (model_dir / "captions.json").write_text(json.dumps(captions))
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert ("speed presets: fast, balanced = dpm++ 6 steps, guidance 3 in [-6, 3] (0.5 s per image); "

@@ -97,7 +97,8 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     for t in templates:
         if "{name}" not in t:
             raise DataError(f"template {t!r} has no {{name}}: write e.g. '{{name}} in {{style}}'")
-    test = ConceptTest.prepare(data, _model_resolution(model), concepts, seed, style, progress)
+    resolution = _model_resolution(model)
+    test = ConceptTest.prepare(data, resolution, concepts, seed, style, progress)
     records = test.records
     prompts = {CAPTION: test.captions}
     prompts.update({t: [t.format(name=r["name"], style=style) for r in records] for t in templates})
@@ -120,7 +121,7 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     held = [rows[t] for t in templates]
     held_correct, held_n = sum(r["correct"] for r in held), sum(r["n"] for r in held)
     return {"model": str(getattr(model, "name", type(model).__name__)), "data": str(data), "style": style,
-            "resolution": _model_resolution(model), "concepts": len(records), "chance": 1 / len(records), "seed": seed,
+            "resolution": resolution, "concepts": len(records), "chance": 1 / len(records), "seed": seed,
             "steps": steps, "guidance": guidance, "sampler": sampler,
             **({"guidance_interval": list(guidance_interval)} if guidance_interval else {}),
             "match_captions": bool(match_captions),
