@@ -299,7 +299,8 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
     points = []
     swaps: dict[Setting, dict] = {}  # swap tests measured so far, by the setting that ran them
     for i, setting in enumerate(grid):
-        cache = cache_dir / f"{setting.key}-n{n}.json"
+        # emoji concepts and shapes captions of one model answer different questions: never read one as the other
+        cache = cache_dir / f"{setting.key}-n{n}{'-concepts' if is_emoji else ''}.json"
         if cache.is_file():
             point = json.loads(cache.read_text())
             point["setting"] = asdict(Setting.from_dict(point["setting"]))  # files from before the count prior
