@@ -129,6 +129,8 @@ def test_wilson_reference_values() -> None:
     # 0 of 10: lower bound exactly 0, upper 0.2775328
     lo, hi = wilson_interval(0, 10, 0.95)
     assert lo == 0.0 and hi == pytest.approx(0.2775328, abs=1e-6)
+    for n in range(1, 400):  # exactly, not up to rounding: an accuracy of 0 or 1 lies inside its own interval
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
 
 
 def test_krippendorff_alpha_reference_value() -> None:

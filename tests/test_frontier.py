@@ -210,6 +210,7 @@ def test_an_emoji_model_is_measured_on_its_trained_concepts(tmp_path, monkeypatc
         names = ["ghost" if sampler == "euler" else p.removesuffix(", 3d style") for p in prompts]
         return [Image.new("RGB", (16, 16), COLOURS[NAMES.index(name)]) for name in names]
 
+    real_generate = studio.sampling.generate
     monkeypatch.setattr(studio.sampling, "generate", generate)
     grid = (Setting("dpm++", 2), Setting("euler", 2))
     with pytest.raises(DataError, match="60 concepts is more than the 6 trained 3d emoji"):  # the default n
@@ -229,5 +230,8 @@ def test_an_emoji_model_is_measured_on_its_trained_concepts(tmp_path, monkeypatc
     for bad in (dict(swap_n=2), dict(grid=(replace(REFERENCE, count_prior=1.0),))):
         with pytest.raises(ConfigError, match="ask about shapes captions"):
             run_frontier("tiny-emoji", tmp_path / "out", **{"grid": grid, **bad}, n=6, repeats=1, progress=False)
-    # the same model measured on shapes captions, when asked
+    # the same model measured on shapes captions, when asked: its own points, not the concepts' cached ones
     assert frontier.frontier_data("tiny-emoji", "shapes") == ("shapes", False)
+    monkeypatch.setattr(studio.sampling, "generate", real_generate)
+    shapes = run_frontier("tiny-emoji", tmp_path / "out", grid, n=6, repeats=1, progress=False, data="shapes")
+    assert shapes["measure"] == "alignment" and all("color" in p["questions"] for p in shapes["points"])
