@@ -56,6 +56,37 @@ def test_wordings_test_identifies_each_image_by_its_nearest_real_image(tmp_path,
     assert calls[-1]["guidance_interval"] == (-6.0, 3.0) and calls[-1]["steps"] == 6
 
 
+def test_a_core_can_be_judged_at_its_grown_models_size(tmp_path, monkeypatch):
+    """`judge_resolution`: real images loaded at that size, the model's pictures resized to it (bicubic), so a
+    64 px core and its 256 px grown model are told apart on the same footing."""
+    root = emoji_folder(tmp_path / "emoji")
+    model = types.SimpleNamespace(name="core", config=types.SimpleNamespace(resolution=16))
+    monkeypatch.setattr(W, "load_model", lambda name: model)
+    sizes = []
+
+    def features(images, **kwargs):
+        sizes.extend(tuple(im.shape[-2:]) if hasattr(im, "shape") else im.size for im in images)  # tensor or PIL
+        return thumb_features(images, **kwargs)
+
+    monkeypatch.setattr(W, "inception_features", features)
+    monkeypatch.setattr(W, "generate", lambda model, prompts, **kw: [
+        Image.new("RGB", (16, 16), COLOURS[NAMES.index(next(n for n in NAMES if n in p))]) for p in prompts])
+    result = W.wordings_model("core", root, concepts=6, templates=("{name} in {style}",), progress=False,
+                              judge_resolution=32)
+    assert set(sizes) == {(32, 32)}  # the real images and the drawn ones alike
+    assert result["resolution"] == 16 and result["judged_at"] == 32 and result["held_out"]["correct"] == 6
+    assert "at 16 px, judged at 32 px" in W.format_wordings(result)
+    sizes.clear()
+    plain = W.wordings_model("core", root, concepts=6, templates=("{name} in {style}",), progress=False)
+    assert set(sizes) == {(16, 16)} and plain["judged_at"] == 16 and "judged at" not in W.format_wordings(plain)
+
+    from studio.cli import main
+
+    out = tmp_path / "w.json"
+    assert main(["eval", "wordings", "--model", "core", "--data", str(root), "--concepts", "3",
+                 "--templates", "{name} in {style}", "--judge-resolution", "32", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["judged_at"] == 32
+
 def test_wordings_with_caption_matching_say_how_often_each_wording_found_its_own_caption(tmp_path, monkeypatch):
     from studio.caption_match import match_prompts, write_captions
     from studio.data.folder import trained_caption_records

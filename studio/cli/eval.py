@@ -140,6 +140,9 @@ def register(subparsers) -> None:
                           help="draw every prompt as its nearest trained caption (studio.caption_match), as "
                                "`studio sample` and the app do for models that ship their captions; each row "
                                "then also says how often that was the concept's own caption")
+    wordings.add_argument("--judge-resolution", type=argtypes.positive_int, metavar="PX",
+                          help="compare the images at this size (bicubic), not the model's own: a core judged at "
+                               "its grown model's size is the bar for what growing kept")
     _sampling_args(wordings)
     wordings.add_argument("--json", type=Path, help="write the result here")
     wordings.set_defaults(func=_wordings)
@@ -279,7 +282,7 @@ def _wordings(args) -> int:
                             templates=tuple(args.templates or HELD_OUT_TEMPLATES), seed=args.seed,
                             steps=args.steps, guidance=args.guidance, sampler=args.sampler,
                             guidance_interval=_interval(args), batch_size=args.batch_size,
-                            match_captions=args.match_captions)
+                            match_captions=args.match_captions, judge_resolution=args.judge_resolution)
     print(format_wordings(result))
     _write_json(args.json, result)
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from studio.caption_match import match_prompts, matcher_for
 from studio.data.emoji import load_emoji_metadata
@@ -61,6 +62,7 @@ class ConceptTest:
     (`studio.eval.frontier`) ask it."""
     records: list[dict]  # metadata records of the concepts (name, text, file_name, ...)
     real_features: np.ndarray  # (K, D)
+    resolution: int  # images are compared at this size: the real ones loaded at it, generated ones resized to it
 
     @classmethod
     def prepare(cls, data: str | os.PathLike, resolution: int, concepts: int = 60, seed: int = 0,
@@ -72,7 +74,7 @@ class ConceptTest:
         dataset = ImageFolderDataset(root, resolution)
         row_of = {r["file"]: i for i, r in enumerate(dataset.records)}
         real = [dataset[row_of[r["file_name"]]]["image"] for r in records]
-        return cls(records, inception_features(real, progress=progress))
+        return cls(records, inception_features(real, progress=progress), resolution)
 
     @property
     def captions(self) -> list[str]:
@@ -80,7 +82,10 @@ class ConceptTest:
         return [r["text"] for r in self.records]
 
     def hits(self, images) -> np.ndarray:
-        """(K,) bool: image i identified as concept i."""
+        """(K,) bool: image i (PIL) identified as concept i, compared at the test's resolution."""
+        size = (self.resolution, self.resolution)
+        images = [im.resize(size, Image.BICUBIC) if isinstance(im, Image.Image) and im.size != size else im
+                  for im in images]
         return identify(inception_features(images, progress=False), self.real_features) == np.arange(len(self.records))
 
 
@@ -88,17 +93,21 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
                    templates: tuple[str, ...] = HELD_OUT_TEMPLATES, seed: int = 0, steps: int = 25,
                    guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8, style: str = "3d",
                    match_captions: bool = False, progress: bool = True,
-                   guidance_interval: tuple[float, float] | None = None) -> dict:
+                   guidance_interval: tuple[float, float] | None = None, judge_resolution: int | None = None
+                   ) -> dict:
     """The wordings test of `model` (a loaded model, name or folder) on `concepts` trained emoji of `data`.
     With `match_captions` every prompt is drawn as its nearest trained caption (`studio.caption_match`), and
-    each row also says how often that was the concept's own caption (`matched`)."""
+    each row also says how often that was the concept's own caption (`matched`). `judge_resolution` compares
+    images at another size than the model draws (default its own): a core judged at its grown model's size
+    (bicubic upsampling) is the bar for what growing kept, since a smaller picture of both sides is easier to
+    tell apart."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     for t in templates:
         if "{name}" not in t:
             raise DataError(f"template {t!r} has no {{name}}: write e.g. '{{name}} in {{style}}'")
     resolution = _model_resolution(model)
-    test = ConceptTest.prepare(data, resolution, concepts, seed, style, progress)
+    test = ConceptTest.prepare(data, judge_resolution or resolution, concepts, seed, style, progress)
     records = test.records
     prompts = {CAPTION: test.captions}
     prompts.update({t: [t.format(name=r["name"], style=style) for r in records] for t in templates})
@@ -121,8 +130,8 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
     held = [rows[t] for t in templates]
     held_correct, held_n = sum(r["correct"] for r in held), sum(r["n"] for r in held)
     return {"model": str(getattr(model, "name", type(model).__name__)), "data": str(data), "style": style,
-            "resolution": resolution, "concepts": len(records), "chance": 1 / len(records), "seed": seed,
-            "steps": steps, "guidance": guidance, "sampler": sampler,
+            "resolution": resolution, "judged_at": test.resolution, "concepts": len(records),
+            "chance": 1 / len(records), "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
             **({"guidance_interval": list(guidance_interval)} if guidance_interval else {}),
             "match_captions": bool(match_captions),
             "wordings": rows,
@@ -134,7 +143,9 @@ def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
 def format_wordings(result: dict) -> str:
     """The result as a table: one line per wording, then the held-out templates together."""
     matched = result.get("match_captions", False)
-    lines = [f"wordings test of {result['model']} at {result['resolution']} px: {result['concepts']} trained "
+    judged = result.get("judged_at", result["resolution"])
+    size = f"{result['resolution']} px" + (f", judged at {judged} px" if judged != result["resolution"] else "")
+    lines = [f"wordings test of {result['model']} at {size}: {result['concepts']} trained "
              f"concepts, nearest real image by InceptionV3 features (chance {result['chance']:.3f})"
              + (", each prompt drawn as its nearest trained caption" if matched else ""),
              f"{'wording':34s} {'accuracy':>8s} {'95% CI':>16s} {'correct/n':>10s}"
