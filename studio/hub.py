@@ -76,9 +76,11 @@ def read_config(folder: Path) -> dict:
 
 
 def trained_data(folder: Path) -> str | None:
-    """The data source a model folder's training.json records (`shapes`, `emoji`, a folder), or None."""
+    """The data source a model folder's training.json records (`shapes`, `emoji`, a folder), or None. Runs
+    from before the data record have only their config's `data` key."""
     try:
-        source = json.loads((Path(folder) / "training.json").read_text()).get("data", {}).get("source")
+        training = json.loads((Path(folder) / "training.json").read_text())
+        source = (training.get("data") or {}).get("source") or (training.get("config") or {}).get("data")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
     return str(source) if source else None

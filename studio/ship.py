@@ -23,7 +23,7 @@ from studio.data.folder import trained_caption_records
 from studio.errors import DataError, ModelFormatError
 from studio.eval.alignment import align_model, format_question_table
 from studio.eval.fid import fid_model
-from studio.hub import cast_model, default_device, load_model
+from studio.hub import cast_model, default_device, load_model, trained_data
 from studio.images import grid, save_png
 from studio.paths import SHIPPED_MODELS_DIR, data_family, data_source_folder
 from studio.sampling import PRESETS_FILE, generate
@@ -65,7 +65,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     batch_size = 8 if device == "cpu" else 100
     model = load_model(run_dir, device=device)
     training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
-    data = str(training.get("data", {}).get("source", training.get("config", {}).get("data", "shapes")))
+    data = trained_data(run_dir) or "shapes"
     prompts = prompts or training.get("sample_prompts") or default_prompts(data)  # a re-ship keeps its grid's
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 

@@ -118,3 +118,23 @@ def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny
     # the same weights keep their measured presets, and the card lists them
     assert json.loads((again / "sampling_presets.json").read_text()) == presets
     assert "speed presets: balanced = dpm++ 6 steps, guidance 3 in [-6, 3] (0.5 s per image)" in card
+
+
+def test_the_data_a_folder_was_trained_on(tmp_path):
+    """`trained_data`: the data record of training.json, else (runs from before it) the config's `data` key."""
+    from studio.hub import trained_data
+
+    def folder(name, record):
+        path = tmp_path / name
+        path.mkdir()
+        if record is not None:
+            (path / "training.json").write_text(json.dumps(record))
+        return path
+
+    assert trained_data(folder("new", {"data": {"source": "emoji"}, "config": {"data": "shapes"}})) == "emoji"
+    assert trained_data(folder("old", {"config": {"data": "emoji/3d-smileys-emotion"}})) == "emoji/3d-smileys-emotion"
+    assert trained_data(folder("none", {"phase": "core"})) is None
+    assert trained_data(folder("missing", None)) is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "training.json").write_text("{not json")
+    assert trained_data(tmp_path / "broken") is None
