@@ -76,6 +76,16 @@ def test_frontier_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, tiny_core):
     without = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
     assert all(SWAP not in p["questions"] for p in without["points"])  # every point answers the same questions
 
+    # the same name shipped again with other weights: measured again, never read back from the old ones
+    torch.nn.init.normal_(tiny_core.exit.weight, std=0.2)
+    tiny_core.save_pretrained(tmp_path / "models" / "tiny")
+    measured = []
+    monkeypatch.setattr(frontier, "measure", lambda *args, **kwargs: measured.append(args[1]) or real_measure(
+        *args, **kwargs))
+    reshipped = run_frontier("tiny", tmp_path / "out", grid, n=4, repeats=1, progress=False)
+    assert measured == [REFERENCE, *grid] and len({p["weights"] for p in reshipped["points"]}) == 1
+    assert reshipped["points"][0]["weights"] != result["points"][0]["weights"]
+
 
 def test_bad_frontier_settings_say_how_to_write_them():
     from studio.cli import CLIError

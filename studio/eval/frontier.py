@@ -282,7 +282,7 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
     one finished without the swap test, or with another `swap_n`, runs only that) and summarize. `data`: the
     `shapes` captions or emoji concepts to ask for (`frontier_data`); `n`: how many (`default_n`)."""
     from studio.eval.wordings import ConceptTest
-    from studio.hub import load_model
+    from studio.hub import load_model, weights_hash
 
     if REFERENCE not in grid:
         grid = (REFERENCE, *grid)
@@ -296,13 +296,18 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
     concepts = ConceptTest.prepare(source, int(model.resolution), n, progress=progress) if is_emoji else None
     timing_prompt = concepts.captions[0] if concepts else TIMING_PROMPT
     cache_dir = out / "settings"
+    weights = weights_hash(model_name)  # a model shipped again under the same name is measured again
     points = []
     swaps: dict[Setting, dict] = {}  # swap tests measured so far, by the setting that ran them
     for i, setting in enumerate(grid):
         # emoji concepts and shapes captions of one model answer different questions: never read one as the other
         cache = cache_dir / f"{setting.key}-n{n}{'-concepts' if is_emoji else ''}.json"
-        if cache.is_file():
-            point = json.loads(cache.read_text())
+        point = json.loads(cache.read_text()) if cache.is_file() else None
+        if point is not None and point.get("weights") != weights:
+            if progress:
+                print(f"[{i + 1}/{len(grid)}] {setting.label}: measured on other weights, measuring again", flush=True)
+            point = None
+        if point is not None:
             point["setting"] = asdict(Setting.from_dict(point["setting"]))  # files from before the count prior
             if retime:
                 point["seconds_per_image"] = time_per_image(model, setting, repeats, timing_prompt)
@@ -318,6 +323,7 @@ def run_frontier(model_name: str, out: Path, grid: tuple[Setting, ...] = DEFAULT
                 print(f"[{i + 1}/{len(grid)}] {setting.label}", flush=True)
             point = measure(model, setting, n, repeats, progress, swap_n,
                             swap=swaps.get(same_swap_test(setting, swap_n)) if swap_n else None, concepts=concepts)
+            point["weights"] = weights
         write_json(cache, point)
         points.append(point)
         if SWAP in point["questions"]:
