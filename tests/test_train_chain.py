@@ -167,6 +167,15 @@ def test_core_goes_on_training_from_a_trained_core(runs, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_a_parent_inside_the_working_directory_is_recorded_relative_to_it(tmp_path, monkeypatch):
+    from studio.train.build import recorded_path
+    (tmp_path / "repo" / "assets" / "models" / "core").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo")  # a clone's root: its shipped models are found again from any clone
+    assert recorded_path(tmp_path / "repo" / "assets" / "models" / "core") == "assets/models/core"
+    assert recorded_path("assets/models/core") == "assets/models/core"
+    assert recorded_path(tmp_path / "elsewhere") == str((tmp_path / "elsewhere").resolve())  # outside: absolute
+
+
 def test_the_core_trains_at_lr_times_core_lr_multiplier_in_every_phase_that_trains_it(runs):
     """A core run (fresh or continued), a scratch run and a finetune give the core its own optimizer group at
     lr * core_lr_multiplier and every other trainable layer lr; a grow run leaves the frozen core out."""

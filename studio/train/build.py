@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from studio.errors import ConfigError
@@ -22,6 +24,16 @@ CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", 
 
 def _overrides(config, keys) -> dict:
     return {k: getattr(config, k) for k in keys if getattr(config, k) is not None}
+
+
+def recorded_path(folder: Path) -> str:
+    """A parent's folder as training.json records it: relative to the working directory when inside it (a
+    shipped model, `assets/models/NAME`, is found again from any clone's root), else absolute."""
+    folder = Path(folder).resolve()
+    try:
+        return str(folder.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 def _refuse_core_overrides(config, parent) -> None:
@@ -80,7 +92,7 @@ def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
 
     parent = load_model(config.init_from)
     _refuse_core_overrides(config, parent)
-    info = dict(path=str(parent.folder), name=parent.folder.name, class_name=type(parent).__name__,
+    info = dict(path=recorded_path(parent.folder), name=parent.folder.name, class_name=type(parent).__name__,
                 training_phase=parent.config.training_phase, weights_hash=weights_hash(parent.folder),
                 core_fingerprint=core_fingerprint(parent))
     if config.phase == "core":
@@ -105,7 +117,7 @@ def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
         if config.stages_from:  # a further-trained core, grown again: its stages start where they were
             source = load_model(config.stages_from)
             copy_stages(model, cast_model(source, model.device, model.dtype))
-            info["stages_from"] = dict(path=str(source.folder), weights_hash=weights_hash(source.folder))
+            info["stages_from"] = dict(path=recorded_path(source.folder), weights_hash=weights_hash(source.folder))
         return model.train(), info
 
     # finetune
