@@ -25,7 +25,7 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
     try:
         assert campaign.live and len(campaign.contenders()) == len(SHIPPED_CONTENDERS)
         names = campaign.contender_names()
-        assert "shapes-256" in names and "shapes-core-64" in names and "shapes-256 (best)" in names
+        assert "shapes-256" in names and "shapes-core-64" in names and "shapes-256 (fast)" in names
         by_name = {c.display_name: c for c in campaign.contenders().values()}
         balanced = preset_to_settings(read_presets(resolve_model("shapes-256"))["balanced"])
         assert by_name["shapes-256"].sampling_kwargs == balanced  # what the app and `studio sample` start from
@@ -35,7 +35,7 @@ def test_the_shipped_campaign_is_made_once_under_the_data_folder(data):
         battle_prompts = campaign._battle_prompts()
         assert all(battle_prompts.values())
         texts = dict(campaign.store.prompts())
-        prior_pair = tuple(sorted((ids["shapes-256"], ids["shapes-256 (no noise priors)"])))
+        prior_pair = tuple(sorted((ids["shapes-256 (fast)"], ids["shapes-256 (fast; no noise priors)"])))
         acted_on = {t for t in texts.values() if requested_count(t) or requested_relation(t)}
         assert {texts[p] for p in battle_prompts[prior_pair]} == acted_on != set(texts.values())
         campaign.store.set_meta("marker", 1)  # stands for the votes of an earlier start
