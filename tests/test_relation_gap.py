@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.growth import grow
-from studio.models import ShallowUViT, core_preset
+from studio.models import GrownUViT, ShallowUViT, core_preset
 from studio.sampling import initial_noise, pooled_noise
 
 
@@ -106,3 +106,20 @@ def test_main_refuses_a_grown_model_of_another_core(script, grown_with_path, mon
     monkeypatch.setattr(script, "load_model", lambda name: {"grown": other, "core": core}[name])
     with pytest.raises(SystemExit, match="another core"):
         script.main(["--grown", "grown", "--core", "core"])
+
+
+def test_encoder_to_core_off_is_the_zeroed_encoder_input(script, grown_with_path, text_batch):
+    """`GrownUViT(encoder_to_core=False)` draws what the hook on `encoder_stages.0.down` draws, from the same weights."""
+    model, _ = grown_with_path
+    with script.zeroed(model.encoder_stages[0].down):
+        zeroed = _forward(model, text_batch)
+    switched = GrownUViT.from_config(model.config, encoder_to_core=False).eval()
+    switched.load_state_dict(model.state_dict())
+    assert model.config.encoder_to_core  # the default: configs written before the switch keep the encoder's input
+    assert torch.allclose(_forward(switched, text_batch), zeroed, atol=1e-6)
+    assert not torch.allclose(_forward(switched, text_batch), _forward(model, text_batch))
+
+
+def test_encoder_to_core_off_needs_the_low_resolution_path():
+    with pytest.raises(ValueError, match="low_res_path"):
+        GrownUViT(encoder_to_core=False)  # refused before any layer is built

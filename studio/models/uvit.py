@@ -241,6 +241,10 @@ class GrownUViT(_UViT):
     """Stem at R -> encoder stages (ResBlocks, 2x down) to the G x G grid -> core -> decoder stages
     (2x up, skip, ResBlocks) -> output conv.
 
+    `encoder_to_core=False` (ours; with a low-resolution path) feeds the core the low-resolution path's input alone:
+    the encoder's stages still skip to the decoder's, but `encoder_stages.0.down` is not used (what that input does to
+    the swap test: `scripts/relation_gap.py`).
+
     `stage_channels` lists the stages **from the core outwards**: stage 0 works at 2G pixels, stage k at
     G * 2^(k+1). Module names follow the same order (`encoder_stages.0` is next to the core), so growing
     again (R -> 2R) appends one stage and every existing tensor keeps its name.
@@ -254,9 +258,12 @@ class GrownUViT(_UViT):
                  prediction: str = "v", low_res_path: bool = False, low_res_skip: bool = False,
                  low_res_prediction: str = "x", text_layers: int = 0, text_positions: int = 0,
                  joint_attention: bool = False, low_res_pixel_channels: int = 0, text_encoder: str = "minilm",
-                 cross_attention_gate: bool = True):
+                 cross_attention_gate: bool = True, encoder_to_core: bool = True):
         super().__init__()
         self._check_prediction()
+        if not encoder_to_core and not low_res_path:
+            raise ValueError("encoder_to_core=False leaves the core the low-resolution path's input alone: "
+                             "it needs low_res_path=True")
         stages = math.log2(resolution / grid)
         if stages != int(stages) or stages < 1:
             raise ValueError(f"resolution {resolution} must be the core grid {grid} times a power of two")
@@ -294,15 +301,16 @@ class GrownUViT(_UViT):
         cond, text = self.core.condition(core_logsnr, text_tokens, text_pooled, text_mask)  # (B, D), (B, T, D)
         h = self.stem(sample)  # (B, c_K, R, R)
         skips = []
-        for stage in reversed(self.encoder_stages):  # outermost first
+        for k, stage in enumerate(reversed(self.encoder_stages)):  # outermost first
             for block in stage.blocks:
                 h = block(h, cond)
             skips.append(h)  # (B, c_k, r, r)
-            h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
+            if k < len(self.encoder_stages) - 1 or self.config.encoder_to_core:
+                h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
         if self.low_res is not None:
             pooled = self.low_res.pool(sample, logsnr)  # (B, 3, R0, R0)
             low_skip, low_pixels = self.low_res.encode(pooled, cond)  # (B, C, G, G), (B, P, R0, R0) or None
-            h = h + low_skip
+            h = h + low_skip if self.config.encoder_to_core else low_skip
         h = self.core(h, cond, text, text_mask)  # (B, C, G, G)
         core_out = h
         for stage in self.decoder_stages:  # innermost first
