@@ -1,4 +1,5 @@
-"""scripts/relation_gap.py: the hooks take out exactly the part they name, and the rows share the grown model's noise."""
+"""scripts/relation_gap.py: the hooks take out exactly the part they name, and the rows share the grown model's
+noise; `GrownUViT(encoder_to_core=False)` is the hook on the encoder's input made a setting."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def test_main_refuses_a_grown_model_of_another_core(script, grown_with_path, mon
 
 
 def test_encoder_to_core_off_is_the_zeroed_encoder_input(script, grown_with_path, text_batch):
-    """`GrownUViT(encoder_to_core=False)` draws what the hook on `encoder_stages.0.down` draws, from the same weights."""
+    """`GrownUViT(encoder_to_core=False)` draws what the hook on `encoder_stages.0.down` draws, from the same
+    weights."""
     model, _ = grown_with_path
     with script.zeroed(model.encoder_stages[0].down):
         zeroed = _forward(model, text_batch)
