@@ -1,8 +1,7 @@
 """Where does a grown model lose the relations its core draws? The swap test, taken apart.
 
-`shapes-256`'s swap test has stayed ~13 pairs of 100 under its core's (`shapes-core-64`) over three legs, which
-read as "growing loses relations". This script runs the same swap-test pairs (`studio eval align --swap`: 25 dpm++
-steps, guidance 3, seeds 0..N-1, no priors) five ways:
+The script runs the same swap-test pairs (`studio eval align --swap`: 25 dpm++ steps, guidance 3, seeds 0..N-1, no
+priors) five ways:
 
 - the core at its own resolution, from its own starting noise (what its card and frontier measure);
 - the core from the grown model's starting noise, box-pooled to the core's resolution (`pooled_noise`: the same
@@ -16,8 +15,8 @@ steps, guidance 3, seeds 0..N-1, no priors) five ways:
 If the grown rows match the core-from-pooled-noise row, the stages lose nothing and the gap is the starting
 noise: the two models are measured on different draws of the same noise distribution.
 
-    python scripts/relation_gap.py --grown shapes-256 --core shapes-core-64 --pairs 60 \
-        --markdown docs/results/relation-gap.md
+    python scripts/relation_gap.py --grown shapes-256 --core shapes-core-64 --pairs 100 \
+        --markdown docs/results/relation-gap.md --json docs/results/relation-gap.json
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from studio.eval.alignment import swap_test  # noqa: E402
 from studio.files import write_text  # noqa: E402
 from studio.growth import core_fingerprint  # noqa: E402
 from studio.hub import load_model  # noqa: E402
+from studio.precision import precision_name  # noqa: E402
 from studio.sampling import initial_noise, pooled_noise  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--grown", default="shapes-256")
     parser.add_argument("--core", default="shapes-core-64")
-    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--pairs", type=int, default=100)  # the swap test's
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"| {r['same_as_pooled_core']} of {r['n']} pairs |" for r in results]
     header = (f"# Where `{args.grown}` loses `{args.core}`'s relations\n\n`python scripts/relation_gap.py --grown "
               f"{args.grown} --core {args.core} --pairs {args.pairs}`: the swap test's first {args.pairs} pairs "
-              "(25 dpm++ steps, guidance 3, no priors), fp32, on 2 CPU cores.\n\n")
+              f"(25 dpm++ steps, guidance 3, no priors), {precision_name(grown)}, on {os.cpu_count()} CPU cores.\n\n")
     text = header + "\n".join(table) + "\n"
     print(text)
     if args.markdown:
