@@ -10,7 +10,7 @@ priors) five ways:
 - the grown model without its stages' pixels (a forward hook zeroes the output conv: the picture is the core's,
   upsampled);
 - the grown model without the encoder's input to the core (a hook zeroes `encoder_stages.0.down`: the core reads
-  the low-resolution path alone).
+  the low-resolution path alone); left out for a model grown without that input (`encoder_to_core=False`).
 
 If the grown rows match the core-from-pooled-noise row, the stages lose nothing and the gap is the starting
 noise: the two models are measured on different draws of the same noise distribution.
@@ -54,6 +54,7 @@ def rows(grown, core, pairs: int):
     """(label, what the row changes, swap-test kwargs, context) for each way of drawing the pairs."""
     factor = grown.resolution // core.resolution
     noise = pooled_noise(initial_noise(pairs, grown.resolution, 0)[0], factor)  # image i: seed i, as generate's
+    encoder_input = grown.encoder_stages[0].down  # None: grown without it, the "grown" row is the zeroed one
     return [
         ("core", f"`{core.name}` at {core.resolution} px, its own starting noise", core, {}, nullcontext()),
         ("core, grown model's noise", f"`{core.name}` from `{grown.name}`'s noise box-pooled {factor}x", core,
@@ -61,9 +62,8 @@ def rows(grown, core, pairs: int):
         ("grown", f"`{grown.name}` at {grown.resolution} px as shipped", grown, {}, nullcontext()),
         ("grown, no stage pixels", "its output conv zeroed: the core's picture, upsampled", grown, {},
          zeroed(grown.out)),
-        ("grown, no encoder input", "`encoder_stages.0.down` zeroed: the core reads the low-resolution path alone",
-         grown, {}, zeroed(grown.encoder_stages[0].down)),
-    ]
+    ] + ([("grown, no encoder input", "`encoder_stages.0.down` zeroed: the core reads the low-resolution path alone",
+           grown, {}, zeroed(encoder_input))] if encoder_input is not None else [])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

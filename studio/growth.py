@@ -27,7 +27,8 @@ def default_stage_channels(core_channels: int, stages: int, minimum: int = 16) -
 
 def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[int, ...] | None = None,
          blocks_per_stage: int | None = None, freeze_previous_stages: bool = False,
-         prediction: str | None = None, low_res_path: bool | None = None) -> GrownUViT:
+         prediction: str | None = None, low_res_path: bool | None = None,
+         encoder_to_core: bool | None = None) -> GrownUViT:
     """Return a GrownUViT at `resolution` carrying `model`'s core (and stages, if it was grown) bit-exactly.
 
     `prediction` ("v" or "x") is what the new output layer predicts; it defaults to the parent's. It may
@@ -37,6 +38,9 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
     `low_res_path=True` (ours; see `LowResPath`) keeps a Shallow-UViT parent's entry/exit layers, frozen with
     the core, so the grown model starts as the parent's picture upsampled and the new stages learn what to add
     (it needs `prediction="x"`). A grown parent passes its own low-resolution path on.
+
+    `encoder_to_core=False` (with the low-resolution path) feeds the core the parent's input alone, not the new
+    encoder's (see `GrownUViT`); a grown parent passes its own setting on.
 
     For a Shallow-UViT `stage_channels` lists every stage from the core outwards; for a grown model it lists
     only the new outer stages.
@@ -70,16 +74,24 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
         if low_res_path not in (None, model.low_res is not None):
             raise ConfigError("low_res_path comes from the grown parent "
                               f"({model.low_res is not None}); remove it to grow this model again")
+        if encoder_to_core not in (None, model.config.encoder_to_core):
+            raise ConfigError("encoder_to_core comes from the grown parent "
+                              f"({model.config.encoder_to_core}); remove it to grow this model again")
         low_res = dict(low_res_path=model.config.low_res_path, low_res_skip=model.config.low_res_skip,
                        low_res_prediction=model.config.low_res_prediction,
-                       low_res_pixel_channels=model.config.low_res_pixel_channels)
+                       low_res_pixel_channels=model.config.low_res_pixel_channels,
+                       encoder_to_core=model.config.encoder_to_core)
     else:
         low_res = dict(low_res_path=bool(low_res_path), low_res_skip=model.config.skip,
                        low_res_prediction=model.config.prediction,
-                       low_res_pixel_channels=model.config.pixel_channels)
+                       low_res_pixel_channels=model.config.pixel_channels,
+                       encoder_to_core=True if encoder_to_core is None else encoder_to_core)
     prediction = prediction or model.config.prediction
     if low_res["low_res_path"] and prediction != "x":
         raise ConfigError("low_res_path refines the parent's clean image: grow with prediction x")
+    if not low_res["encoder_to_core"] and not low_res["low_res_path"]:
+        raise ConfigError("encoder_to_core=False leaves the core the low-resolution path's input alone: "
+                          "grow with low_res_path")
 
     grown = GrownUViT(resolution=resolution, **config, stage_channels=old_stages + tuple(stage_channels),
                       blocks_per_stage=blocks, reference_resolution=model.schedule_reference_resolution,
@@ -104,7 +116,10 @@ def grow(model: ShallowUViT | GrownUViT, resolution: int, stage_channels: tuple[
 def copy_stages(grown: GrownUViT, source: GrownUViT) -> GrownUViT:
     """Start `grown`'s stages (everything but the carried core and low-resolution path) from `source`'s, a model
     grown the same way from an earlier version of the same core. When the core has trained further at low
-    resolution, growing it again this way keeps the stages' training instead of starting them afresh."""
+    resolution, growing it again this way keeps the stages' training instead of starting them afresh.
+
+    `grown` may leave out the encoder's input to the core that `source` feeds it (`encoder_to_core=False`): that
+    one layer is then not copied. The other way round, `source` lacks it and the copy is refused."""
     if not isinstance(source, GrownUViT):
         raise ConfigError(f"stages_from must be a grown model, got a {type(source).__name__}")
     keys = ("resolution", "stage_channels", "blocks_per_stage", "prediction", "low_res_path")

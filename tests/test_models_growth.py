@@ -279,3 +279,37 @@ def test_a_further_trained_core_grows_again_with_the_old_stages():
         copy_stages(grow(second, 32, low_res_path=False), earlier)
     with pytest.raises(ConfigError, match="grown model"):
         copy_stages(regrown, second)
+
+
+def test_encoder_to_core_off_is_grown_passed_on_and_copied_from_stages_that_had_it():
+    """`grow(encoder_to_core=False)` builds no `encoder_stages.0.down`, passes the setting on when growing again,
+    and takes its stages from a model grown with the encoder's input (the one layer left behind); not the other
+    way round."""
+    import pytest
+
+    from studio.errors import ConfigError
+    from studio.growth import copy_stages
+    from studio.models import core_preset
+
+    parent = _randomised(ShallowUViT(**(core_preset("tiny-core") | {"prediction": "x"})))
+    with_input = grow(parent, 32, low_res_path=True)
+    torch.manual_seed(1)
+    for name, p in with_input.named_parameters():  # stand in for trained stages
+        if name.split(".")[0] not in ("core", "low_res"):
+            torch.nn.init.normal_(p, std=0.1)
+    without = copy_stages(grow(parent, 32, low_res_path=True, encoder_to_core=False), with_input)
+    assert not without.config.encoder_to_core and without.encoder_stages[0].down is None
+    assert not any(k.startswith("encoder_stages.0.down.") for k in without.state_dict())
+    for name, tensor in without.state_dict().items():
+        assert torch.equal(tensor, with_input.state_dict()[name]), name
+    assert not torch.allclose(without(*_inputs(32)), with_input(*_inputs(32)))  # the input it no longer reads
+    bigger = grow(without, 64, stage_channels=(8,))
+    assert not bigger.config.encoder_to_core and bigger.encoder_stages[0].down is None
+    assert bigger.encoder_stages[1].down is not None  # the old outer stage still goes down to stage 0
+    assert bigger(*_inputs(64)).shape == (2, 3, 64, 64)
+    with pytest.raises(ConfigError, match="encoder_to_core"):
+        grow(without, 64, stage_channels=(8,), encoder_to_core=True)
+    with pytest.raises(ConfigError, match="low_res_path"):
+        grow(parent, 32, encoder_to_core=False)
+    with pytest.raises(ConfigError, match="lacks encoder_stages.0.down"):
+        copy_stages(grow(parent, 32, low_res_path=True), without)

@@ -62,6 +62,7 @@ def test_typo_lists_valid_keys():
     ("ema_decay=1", "ema_decay"),
     ("compile=maybe", "compile must be"),
     ("low_res_path=true", "low_res_path is chosen when growing"),
+    ("encoder_to_core=false", "encoder_to_core is chosen when growing"),
 ])
 def test_bad_values(override, match):
     with pytest.raises(ConfigError, match=match):

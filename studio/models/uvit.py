@@ -242,8 +242,8 @@ class GrownUViT(_UViT):
     (2x up, skip, ResBlocks) -> output conv.
 
     `encoder_to_core=False` (ours; with a low-resolution path) feeds the core the low-resolution path's input alone:
-    the encoder's stages still skip to the decoder's, but `encoder_stages.0.down` is not used (what that input does to
-    the swap test: `scripts/relation_gap.py`).
+    the encoder's stages still skip to the decoder's, and `encoder_stages.0.down` is not built (what that input does
+    to the swap test: `scripts/relation_gap.py`).
 
     `stage_channels` lists the stages **from the core outwards**: stage 0 works at 2G pixels, stage k at
     G * 2^(k+1). Module names follow the same order (`encoder_stages.0` is next to the core), so growing
@@ -290,8 +290,11 @@ class GrownUViT(_UViT):
                                  f"divisor of {resolution}; got {reference_resolution}")
             self.low_res = LowResPath(reference_resolution, grid, core_channels, width, low_res_skip,
                                       low_res_prediction, low_res_pixel_channels)
-            nn.init.zeros_(self.encoder_stages[0].down.conv.weight)  # the new encoder adds nothing at first
-            nn.init.zeros_(self.encoder_stages[0].down.conv.bias)
+            if encoder_to_core:
+                nn.init.zeros_(self.encoder_stages[0].down.conv.weight)  # the new encoder adds nothing at first
+                nn.init.zeros_(self.encoder_stages[0].down.conv.bias)
+            else:
+                self.encoder_stages[0].down = None
 
     def forward(self, sample: torch.Tensor, logsnr: torch.Tensor, text_tokens: torch.Tensor,
                 text_mask: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
@@ -305,7 +308,7 @@ class GrownUViT(_UViT):
             for block in stage.blocks:
                 h = block(h, cond)
             skips.append(h)  # (B, c_k, r, r)
-            if k < len(self.encoder_stages) - 1 or self.config.encoder_to_core:
+            if stage.down is not None:
                 h = stage.down(h)  # (B, c_{k-1}, r/2, r/2)
         if self.low_res is not None:
             pooled = self.low_res.pool(sample, logsnr)  # (B, 3, R0, R0)

@@ -113,7 +113,8 @@ def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
         stages = _stage_channels(config, recipe, resolution, existing, parent.config.grid)
         torch.manual_seed(config.seed)
         model = grow(parent, resolution, stages, config.blocks_per_stage, config.freeze_previous_stages,
-                     prediction=config.prediction, low_res_path=config.low_res_path)
+                     prediction=config.prediction, low_res_path=config.low_res_path,
+                     encoder_to_core=config.encoder_to_core)
         if config.stages_from:  # a further-trained core, grown again: its stages start where they were
             source = load_model(config.stages_from)
             copy_stages(model, cast_model(source, model.device, model.dtype))

@@ -53,6 +53,7 @@ class TrainConfig:
     blocks_per_stage: int | None = None
     freeze_previous_stages: bool = False  # grow a grown model again: keep its old stages frozen too
     low_res_path: bool | None = None  # grow: keep the parent's shallow layers as a frozen low-resolution path
+    encoder_to_core: bool | None = None  # grow with low_res_path: False feeds the core the parent's input alone
     stages_from: str | None = None  # grow: start the new stages from this grown model's (same architecture)
     # core: the text pathway and the pixel layers (studio.models.core / uvit; None = the preset's or off)
     text_encoder: str | None = None  # "minilm" (any prompt) or "shapes-vocab" (the closed-vocabulary control)
@@ -186,8 +187,9 @@ class TrainConfig:
              f"stage_channels must be positive channel counts, got {self.stage_channels}")
         need(self.stages_from is None or self.phase == "grow",
              f"stages_from starts a grow phase's new stages; phase {self.phase!r} has none")
-        need(self.low_res_path is None or self.phase == "grow",
-             f"low_res_path is chosen when growing (phase grow); phase {self.phase!r} takes it from its model")
+        for key in ("low_res_path", "encoder_to_core"):
+            need(getattr(self, key) is None or self.phase == "grow",
+                 f"{key} is chosen when growing (phase grow); phase {self.phase!r} takes it from its model")
         need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
         need(self.resolution is None or self.resolution >= 16, f"resolution must be >= 16, got {self.resolution}")
         return self
