@@ -210,7 +210,8 @@ def _parts(model: nn.Module) -> list[tuple[str, str, list[nn.Parameter]]]:
     parts = [("stem", f"{R}", params("stem."))]
     for k in reversed(range(len(model.config.stage_channels))):
         r = G * 2 ** (k + 1)
-        parts.append((f"encoder stage {k}", f"{r}->{r // 2}", params(f"encoder_stages.{k}.")))
+        goes_down = model.encoder_stages[k].down is not None  # not the innermost without encoder_to_core
+        parts.append((f"encoder stage {k}", f"{r}->{r // 2}" if goes_down else f"{r}", params(f"encoder_stages.{k}.")))
     parts.append(("core", f"{G}x{G} tokens", params("core.")))
     for k in range(len(model.config.stage_channels)):
         r = G * 2 ** (k + 1)

@@ -87,6 +87,11 @@ def test_parse_and_resolve_contender_specs() -> None:
         resolve_contenders(["runs/a"], hasher=str)
     with pytest.raises(StudioError, match="same weights and settings"):
         resolve_contenders(["runs/a", "runs/a"], hasher=str)
+    six = dict(sampler="dpm++", steps=6, guidance=3.0, guidance_interval=None)
+    kept = resolve_contenders(["m@speed=balanced,name=m", "m@speed=fast,name=m (fast)", "m@steps=6,name=m (6 steps)",
+                               "runs/b"], sampler="dpm++", guidance=3.0, hasher=str,
+                              presets=lambda model: {"balanced": six, "fast": six}, drop_repeats=True)
+    assert [c.display_name for c in kept] == ["m", "b"]  # measured presets that coincide: the first stays
 
 
 def test_speed_presets_and_guidance_intervals_in_contender_specs() -> None:

@@ -300,6 +300,7 @@ def test_encoder_to_core_off_is_grown_passed_on_and_copied_from_stages_that_had_
     without = copy_stages(grow(parent, 32, low_res_path=True, encoder_to_core=False), with_input)
     assert not without.config.encoder_to_core and without.encoder_stages[0].down is None
     assert not any(k.startswith("encoder_stages.0.down.") for k in without.state_dict())
+    assert {r.part: r.resolution for r in growth_report(without)}["encoder stage 0"] == "16"  # it goes down no more
     for name, tensor in without.state_dict().items():
         assert torch.equal(tensor, with_input.state_dict()[name]), name
     assert not torch.allclose(without(*_inputs(32)), with_input(*_inputs(32)))  # the input it no longer reads

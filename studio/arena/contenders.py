@@ -137,10 +137,12 @@ def parse_contender_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
                        guidance: float = DEFAULT_GUIDANCE, hasher: Callable[[str], str] | None = None,
-                       presets: Callable[[str], dict] | None = None) -> list[Contender]:
+                       presets: Callable[[str], dict] | None = None, drop_repeats: bool = False) -> list[Contender]:
     """Contenders from command-line specs, hashing each model's weights (`studio.hub.weights_hash` unless
     `hasher` is given) and reading `speed=` presets from the model's folder (`presets(model)` when given).
-    Clashing default names get their settings appended."""
+    Clashing default names get their settings appended. Two specs with the same weights and settings are refused,
+    or with `drop_repeats` the later one is left out (measured presets may coincide: `fast` is `balanced` when
+    the fastest setting keeps the prompt)."""
     if hasher is None:
         from studio.hub import weights_hash as hasher  # deferred: studio.hub loads torch; studio.arena stays light
     out = []
@@ -163,7 +165,8 @@ def resolve_contenders(specs: Sequence[str], *, sampler: str = DEFAULT_SAMPLER, 
         except ValueError as err:
             raise ArenaError(f"bad steps, guidance or interval in contender {spec!r}: {err}") from err
         hashes[model] = c.weights_hash
-        out.append(c)
+        if not (drop_repeats and any(c.key == earlier.key for earlier in out)):
+            out.append(c)
     if len(out) < 2:
         raise ArenaError("an arena needs at least two contenders: pass two or more to --contenders")
     keys = [c.key for c in out]

@@ -33,7 +33,8 @@ def model_parts(model: nn.Module) -> dict[str, list[nn.Module]]:
         parts[f"low-resolution path ({model.low_res.resolution} px)"] = list(model.low_res.children())
     grid = model.config.grid
     for k, (enc, dec) in enumerate(zip(model.encoder_stages, model.decoder_stages)):
-        modules = [*enc.blocks, enc.down, dec.up, *dec.blocks]
+        down = [enc.down] if enc.down is not None else []  # none innermost when the core reads the parent alone
+        modules = [*enc.blocks, *down, dec.up, *dec.blocks]
         if k == len(model.encoder_stages) - 1:
             modules += [model.stem, model.out_norm, model.out]
         parts[f"stage at {grid * 2 ** (k + 1)} px"] = modules
