@@ -17,6 +17,12 @@ noise: the two models are measured on different draws of the same noise distribu
 
     python scripts/relation_gap.py --grown shapes-256 --core shapes-core-64 --pairs 100 \
         --markdown docs/results/relation-gap.md --json docs/results/relation-gap.json
+
+With `--core-only` it runs the two core rows alone, for a core the grown model was not grown around (a new core
+leg's run folder): where the grown model moves its core's pairs from the same noise, the pooled-noise row says what
+the grown model would move once grown again around that core, in minutes instead of a grow and a card.
+
+    python scripts/relation_gap.py --grown shapes-256 --core runs/shapes-core-leg --core-only
 """
 
 from __future__ import annotations
@@ -50,15 +56,20 @@ def zeroed(module: torch.nn.Module):
         handle.remove()
 
 
-def rows(grown, core, pairs: int):
-    """(label, what the row changes, swap-test kwargs, context) for each way of drawing the pairs."""
+def rows(grown, core, pairs: int, core_only: bool = False):
+    """(label, what the row changes, swap-test kwargs, context) for each way of drawing the pairs; the two core
+    rows alone with `core_only`."""
     factor = grown.resolution // core.resolution
     noise = pooled_noise(initial_noise(pairs, grown.resolution, 0)[0], factor)  # image i: seed i, as generate's
     encoder_input = grown.encoder_stages[0].down  # None: grown without it, the "grown" row is the zeroed one
-    return [
+    core_rows = [
         ("core", f"`{core.name}` at {core.resolution} px, its own starting noise", core, {}, nullcontext()),
         ("core, grown model's noise", f"`{core.name}` from `{grown.name}`'s noise box-pooled {factor}x", core,
          {"noise": noise}, nullcontext()),
+    ]
+    if core_only:
+        return core_rows
+    return core_rows + [
         ("grown", f"`{grown.name}` at {grown.resolution} px as shipped", grown, {}, nullcontext()),
         ("grown, no stage pixels", "its output conv zeroed: the core's picture, upsampled", grown, {},
          zeroed(grown.out)),
@@ -73,15 +84,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pairs", type=int, default=100)  # the swap test's
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--core-only", action="store_true",
+                        help="only the core's rows, for a core the grown model was not grown around")
     args = parser.parse_args(argv)
 
     grown, core = load_model(args.grown).eval(), load_model(args.core).eval()
     if grown.low_res is None:
         raise SystemExit(f"{args.grown} has no low-resolution path: there is no core picture to compare")
-    if core_fingerprint(grown) != core_fingerprint(core):
+    if not args.core_only and core_fingerprint(grown) != core_fingerprint(core):
         raise SystemExit(f"{args.grown} was grown around another core than {args.core}'s: grow it again first")
     results = []
-    for label, what, model, kwargs, context in rows(grown, core, args.pairs):
+    for label, what, model, kwargs, context in rows(grown, core, args.pairs, args.core_only):
         start = time.perf_counter()
         with context:
             swap = swap_test(model, args.pairs, **kwargs)
@@ -98,8 +111,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "|---|---|---|---|---|"]
     table += [f"| {r['row']} | {r['what']} | {r['moved']} of {r['n']} | [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] "
               f"| {r['same_as_pooled_core']} of {r['n']} pairs |" for r in results]
-    header = (f"# Where `{args.grown}` loses `{args.core}`'s relations\n\n`python scripts/relation_gap.py --grown "
-              f"{args.grown} --core {args.core} --pairs {args.pairs}`: the swap test's first {args.pairs} pairs "
+    only = " --core-only" if args.core_only else ""
+    title = (f"`{args.core}` from its own and from `{args.grown}`'s starting noise" if args.core_only
+             else f"Where `{args.grown}` loses `{args.core}`'s relations")
+    header = (f"# {title}\n\n`python scripts/relation_gap.py --grown "
+              f"{args.grown} --core {args.core} --pairs {args.pairs}{only}`: the swap test's first {args.pairs} pairs "
               f"(25 dpm++ steps, guidance 3, no priors), {precision_name(grown)}, on {os.cpu_count()} CPU cores.\n\n")
     text = header + "\n".join(table) + "\n"
     print(text)

@@ -112,6 +112,28 @@ def test_main_refuses_a_grown_model_of_another_core(script, grown_with_path, mon
         script.main(["--grown", "grown", "--core", "core"])
 
 
+def test_core_only_runs_the_core_rows_for_a_core_not_grown_around(script, grown_with_path, monkeypatch):
+    model, core = grown_with_path
+    candidate = ShallowUViT(**core_preset("tiny-core"), prediction="x").eval()  # another core: a new leg's
+    candidate.name = "candidate"
+    assert [r[0] for r in script.rows(model, candidate, pairs=3, core_only=True)] == [
+        "core", "core, grown model's noise"]
+    monkeypatch.setattr(script, "load_model", lambda name: {"grown": model, "candidate": candidate}[name])
+    seen = []
+
+    def swap_test(m, n, **kwargs):
+        seen.append(m)
+        return {"moved": {"correct": 1, "n": n, "accuracy": 1 / n, "ci_low": 0.0, "ci_high": 1.0},
+                "pairs": [{"moved": i == 0} for i in range(n)]}
+
+    monkeypatch.setattr(script, "swap_test", swap_test)
+    with pytest.raises(SystemExit, match="another core"):
+        script.main(["--grown", "grown", "--core", "candidate", "--pairs", "3"])
+    results = script.main(["--grown", "grown", "--core", "candidate", "--pairs", "3", "--core-only"])
+    assert [r["row"] for r in results] == ["core", "core, grown model's noise"]
+    assert seen == [candidate, candidate]
+
+
 def test_encoder_to_core_off_is_the_zeroed_encoder_input(script, grown_with_path, text_batch):
     """`GrownUViT(encoder_to_core=False)` draws what the hook on `encoder_stages.0.down` draws, from the same
     weights."""
