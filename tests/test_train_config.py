@@ -49,6 +49,14 @@ def test_typo_lists_valid_keys():
         resolve({"core": {"lrr": 1}}, "core")
 
 
+@pytest.mark.parametrize("text", ["?", "1: 2", "true: 1", "core:\n  null: 1"])
+def test_keys_that_are_not_names_are_clear_errors(text, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="config keys must be names"):
+        load_config(path, "core")
+
+
 @pytest.mark.parametrize("override,match", [
     ("lr=-1", "lr must be > 0"),
     ("lr=fast", "lr must be"),

@@ -208,6 +208,8 @@ def valid_keys() -> list[str]:
 
 def _check_key(key: str, where: str) -> None:
     keys = valid_keys()
+    if not isinstance(key, str):  # YAML reads a key such as `?`, `1` or `true` as None, an int or a bool
+        raise ConfigError(f"config keys must be names, got {key!r} in {where}. Valid keys: {', '.join(keys)}")
     if key not in keys:
         close = difflib.get_close_matches(key, keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
