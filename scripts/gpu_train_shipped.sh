@@ -19,9 +19,10 @@
 # CORE_TIMEOUT=490 ... core): 490 s in all, 1.32M images at 3,641 images/s (pixel layers and text transformer
 # cost ~20% of the H100's 4,518). A further leg from the shipped core (the run's training.json adds it):
 #   CORE_SET="--from assets/models/shapes-core-64 --set lr=5e-4 --set warmup_steps=100 --set max_minutes=3.2"
-# Untried: `--set relation_repeat=3` in that leg makes relation scenes 43% of an epoch instead of 20% (with
-# position_repeat 3), for the swap test, which stronger guidance alone does not lift to .70
-# (docs/results/frontier-shapes-256.md).
+# For the swap test (issue #22's .70 at 256 px), that leg with the CPU legs' oversampling and the relation
+# contrast, untried on a GPU (docs/results/shipped-models.md, "A relation contrast"; it costs ~1.3x per step):
+#   CORE_SET="... --set relation_repeat=4 --set count_repeat=3 --set position_repeat=2 --set relation_contrast=3"
+# then `python scripts/relation_gap.py --grown shapes-256 --core RUN --core-only` before growing around it.
 # One H200 session for both data sets (2026-12-04): carry `python scripts/gpu_carry.py --data all` (both
 # vocabularies, 51 MiB with every model parked), then DATA=emoji SMOKE_TEST=0 CORE_SET="--set max_minutes=4"
 # CORE_TIMEOUT=330 GROW_SET="--set max_minutes=2.2" ... all: 497 s in all (core 943k images at 3,912 images/s,

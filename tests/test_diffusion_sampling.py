@@ -212,3 +212,52 @@ def test_negative_prompts_per_image_in_generate(tiny_core, text_encoder):
     assert info["negative_prompt"] == "a blue circle"
     with pytest.raises(ConfigError, match="not both"):
         next(sampling.stream(tiny_core, ["a"], text=(fake_text(1), fake_text(1)), negative_prompt="b"))
+
+
+def _contrast_batch(logsnr_value: float):
+    """A 4-image batch whose rows 1 and 3 are contrasted with other text, at one fixed noise level."""
+    from studio.diffusion import RelationContrast, TimestepSampler
+
+    class Fixed(TimestepSampler):
+        def __call__(self, batch, resolution, reference_resolution, generator=None, device=None):
+            return torch.full((batch,), logsnr_value)
+
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    contrast = RelationContrast(torch.tensor([1, 3]), fake_text(2, seed=5), 2.0)
+    return x, fake_text(4), contrast, Fixed()
+
+
+def test_relation_contrast_adds_a_soft_hinge_on_the_opposite_captions_error(tiny_core):
+    from studio import diffusion
+
+    x, text, contrast, fixed = _contrast_batch(-4.0)
+    plain = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed)
+    with_contrast = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed,
+                                   contrast=contrast)
+    # the same noise and levels: the term by hand, from the true and the opposite captions' per-example errors
+    per = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed,
+                         reduce=False)
+    opposite_text = TextEmbedding.cat([text[:1], contrast.text[:1], text[2:3], contrast.text[1:]])
+    per_opposite = diffusion_loss(tiny_core, x, opposite_text, generator=torch.Generator().manual_seed(0),
+                                  timesteps=fixed, reduce=False)[[1, 3]]
+    k = diffusion.RELATION_CONTRAST_SHARPNESS
+    gap = (per_opposite - per[[1, 3]]) / per[[1, 3]]
+    expected = plain + 2.0 * (per[[1, 3]] / k * torch.nn.functional.softplus(-k * gap)).sum() / 4
+    assert float(with_contrast) == pytest.approx(float(expected), rel=1e-4)
+    assert float(with_contrast) > float(plain)
+    # its gradient reaches the text pathway through the opposite captions
+    tiny_core.zero_grad()
+    (with_contrast - plain).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_core.parameters())
+
+
+def test_relation_contrast_leaves_the_levels_that_show_the_layout_alone(tiny_core):
+    from studio.diffusion import RELATION_CONTRAST_MAX_LOGSNR
+
+    x, text, contrast, fixed = _contrast_batch(RELATION_CONTRAST_MAX_LOGSNR + 1.0)
+    plain = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed)
+    with_contrast = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed,
+                                   contrast=contrast)
+    assert float(with_contrast) == float(plain)
+    with pytest.raises(ValueError, match="reduce=True"):
+        diffusion_loss(tiny_core, x, text, timesteps=fixed, contrast=contrast, reduce=False)

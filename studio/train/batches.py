@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from studio.data.cache import cached_dataset
+from studio.data.scene import opposite_relation
 from studio.data.wordings import training_wordings
 from studio.errors import ConfigError, DataError
 from studio.paths import data_source_folder
@@ -73,7 +74,7 @@ class BatchSource:
     def __init__(self, dataset, indices: np.ndarray, text_table: TextEmbedding, caption_ids: np.ndarray,
                  empty_id: int, batch_size: int, data_seed: int, cfg_dropout: float, rank: int = 0,
                  world: int = 1, fixed_length: bool = False, device: torch.device | str = "cpu",
-                 wordings: np.ndarray | None = None):
+                 wordings: np.ndarray | None = None, opposite_rows: np.ndarray | None = None):
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
         self.dataset, self.indices = dataset, indices
@@ -81,6 +82,9 @@ class BatchSource:
         self.caption_ids = caption_ids[:, None] if caption_ids.ndim == 1 else caption_ids  # (N, V)
         self.wordings = np.ones(len(self.caption_ids), np.int64) if wordings is None else np.asarray(wordings)
         self.text, self.empty_id = text_table, empty_id
+        # text-table row -> the row of the same caption with its relation turned around (-1: none); None when
+        # the run has no relation contrast
+        self.opposite_rows = None if opposite_rows is None else torch.from_numpy(np.asarray(opposite_rows))
         self.batch_size, self.data_seed, self.cfg_dropout = batch_size, data_seed, cfg_dropout
         self.rank, self.world, self.fixed_length = rank, world, fixed_length
         self.device = torch.device(device)
@@ -113,6 +117,12 @@ class BatchSource:
         return np.concatenate(out)
 
     def batch(self, step: int, generator: torch.Generator) -> tuple[torch.Tensor, TextEmbedding]:
+        images, text, _ = self.batch_and_opposites(step, generator)
+        return images, text
+
+    def batch_and_opposites(self, step: int, generator: torch.Generator) -> tuple:
+        """`batch`, and the relation contrast's captions: (rows (k,), TextEmbedding (k, T, D)) for the rows whose
+        caption (not dropped for guidance) has an opposite relation, or None when the run has no contrast."""
         share = self.batch_size // self.world
         idx = self.global_indices(step)[self.rank * share:(self.rank + 1) * share]
         ids = torch.from_numpy(self.caption_ids[idx])  # (b, V)
@@ -127,15 +137,23 @@ class BatchSource:
         if self._device_pixels is not None:
             pixels = self._device_pixels[torch.from_numpy(idx).to(self.device)]  # (b, 3, R, R) uint8
             images = pixels.float().div_(127.5).sub_(1.0)
-            text = self.text[rows.to(self.device)]
         else:
             pixels = np.stack([self.dataset.pixels[i] for i in idx])  # (b, 3, R, R) uint8
             images = torch.from_numpy(pixels).float().div_(127.5).sub_(1.0)
-            text = self.text[rows]
-        if not self.fixed_length:  # trim padding shared by the whole batch (fixed under torch.compile)
+        text = self._text(rows)
+        opposites = None
+        if self.opposite_rows is not None:
+            opposite = self.opposite_rows[rows]  # (b,)
+            contrasted = torch.nonzero(opposite >= 0).flatten()
+            opposites = (contrasted.to(self.device), self._text(opposite[contrasted]))
+        return images.to(self.device), text, opposites
+
+    def _text(self, rows: torch.Tensor) -> TextEmbedding:
+        text = self.text[rows.to(self.text.tokens.device)]
+        if not self.fixed_length and len(rows):  # trim padding shared by the batch (fixed under torch.compile)
             length = max(int(text.mask.sum(1).max()), 1)
             text = TextEmbedding(text.tokens[:, :length], text.mask[:, :length], text.pooled)
-        return images.to(self.device), text.to(self.device)
+        return text.to(self.device)
 
 
 def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 1,
@@ -154,6 +172,12 @@ def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 
     return np.repeat(indices, repeats)
 
 
+def opposite_table(unique: list[str], opposites: dict[str, str]) -> np.ndarray:
+    """For each row of the caption table, the row of its opposite relation (-1: none)."""
+    row = {c: i for i, c in enumerate(unique)}
+    return np.asarray([row[opposites[c]] if c in opposites else -1 for c in unique], dtype=np.int64)
+
+
 def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
                   progress: bool = True, text_encoder: str = "minilm") -> tuple[BatchSource, DataInfo]:
     """Open (and on first use, cache) the data and the caption embeddings for a training config."""
@@ -163,7 +187,12 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     examples = np.unique(indices)
     wordings = {int(i): training_wordings(dataset.records[i]) if config.caption_wordings
                 else [dataset.records[i]["caption"]] for i in examples}
-    unique = sorted({w for ws in wordings.values() for w in ws} | {""})
+    captions = {w for ws in wordings.values() for w in ws}
+    opposites = {c: o for c in captions if (o := opposite_relation(c))} if config.relation_contrast else {}
+    if config.relation_contrast and not opposites:
+        raise ConfigError("relation_contrast needs captions that name a relation between two objects (\"X to the "
+                          "left of Y\": the `shapes` data); this data has none")
+    unique = sorted(captions | set(opposites.values()) | {""})
     row = {c: i for i, c in enumerate(unique)}
     caption_ids = np.full((len(dataset), max(map(len, wordings.values()))), -1, dtype=np.int64)  # (N, V)
     counts = np.zeros(len(dataset), dtype=np.int64)
@@ -173,7 +202,7 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     table = precompute_embeddings(unique, progress=progress, encoder=text_encoder)
     source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
                          config.cfg_dropout, rank, world, fixed_length=config.compile, device=device,
-                         wordings=counts)
-    info = DataInfo(config.data, resolution, dataset.path.name, len(examples), len(unique) - 1,
+                         wordings=counts, opposite_rows=opposite_table(unique, opposites) if opposites else None)
+    info = DataInfo(config.data, resolution, dataset.path.name, len(examples), len(captions),
                     round(float(counts[examples].mean()), 2))
     return source, info

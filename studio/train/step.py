@@ -41,19 +41,20 @@ class SingleProcess:
 def train_step(runner, model: nn.Module, loss_model, images: torch.Tensor, text, optimizer: torch.optim.Optimizer,
                params: list[nn.Parameter], generator: torch.Generator, *, weighting: str = "v",
                timesteps: TimestepSampler | None = None, grad_clip: float = 1.0, ema=None,
-               syncs: bool = True) -> tuple:
+               syncs: bool = True, contrast=None) -> tuple:
     """One optimizer step on the batch (`images`, `text`); returns (loss, grad norm) as floats, or (None, None)
     when the loss or the gradient was not finite (the step is skipped, the weights are unchanged).
 
     `runner`: an accelerate `Accelerator` or a `SingleProcess` (autocast, backward, clipping; several processes
     agree on skipping a step). `loss_model` is what the loss calls (a `LossModel` around a wrapped model), `model`
     the bare model the EMA averages; `params` the trainable parameters that are clipped to `grad_clip` (0 = no
-    clipping). Noise and noise levels come from `generator` through `diffusion_loss(weighting, timesteps)`.
+    clipping). Noise and noise levels come from `generator` through `diffusion_loss(weighting, timesteps)`;
+    `contrast` (a `RelationContrast`) adds the relation contrast to the loss.
     `syncs=False` drops the host synchronisations (both finite checks and the float() of loss and norm, which
     then come back as tensors): the benchmark measures what they cost on a GPU."""
     with runner.autocast():
         loss = diffusion_loss(loss_model, images, text, weighting=weighting, generator=generator,
-                              timesteps=timesteps)
+                              timesteps=timesteps, contrast=contrast)
     if syncs:
         finite = torch.isfinite(loss.detach()).float()
         if runner.num_processes > 1:  # all processes must agree to skip, or DDP's all-reduce would hang
