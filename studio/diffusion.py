@@ -219,9 +219,7 @@ def relation_contrast_term(model, z: torch.Tensor, logsnr: torch.Tensor, target:
     if len(rows) == 0:
         return per_example.new_zeros(())
     text = contrast.text[keep.to(contrast.text.mask.device)]
-    length = max(int(text.mask.sum(1).max()), 1)  # padding shared by the kept rows
-    tokens, mask = text.tokens[:, :length], text.mask[:, :length]
-    opposite = _weighted_error(model, model(z[rows], logsnr[rows], tokens, mask, text.pooled), target[rows],
+    opposite = _weighted_error(model, model(z[rows], logsnr[rows], text.tokens, text.mask, text.pooled), target[rows],
                                logsnr[rows], weighting)
     scale = per_example[rows].detach().clamp_min(1e-8)
     gap = (opposite - per_example[rows]) / scale
