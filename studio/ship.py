@@ -56,7 +56,8 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     `align_n` held-out shapes captions score prompt alignment (shapes data only); `fid_n` held-out images of
     the run's data (at most its held-out split) give FID and KID. Sampling (the grid, the metrics) runs on
     `device`, by default the GPU when there is one. `run_dir` may be the shipped folder itself (re-shipping
-    with new metrics): everything is read before the folder is replaced."""
+    with new metrics, or with its speed presets measured since): everything is read before the folder is
+    replaced, and the metrics not measured again are kept."""
     run_dir, out_root = Path(run_dir), Path(out_root)
     target = out_root / name
     if target.exists() and not overwrite:
@@ -69,7 +70,9 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     prompts = prompts or training.get("sample_prompts") or default_prompts(data)  # a re-ship keeps its grid's
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 
-    metrics: dict = {}
+    # re-shipping in place keeps what was measured on these weights; what is measured again replaces it
+    in_place = target.exists() and run_dir.resolve() == target.resolve()
+    metrics: dict = dict(training.get("shipping_metrics") or {}) if in_place else {}
     if align_n and data_family(data) != "emoji":
         result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
                              device=device, batch_size=batch_size)

@@ -118,6 +118,13 @@ def test_reshipping_a_shipped_folder_adds_fid_and_kid_to_its_card(tmp_path, tiny
     # the same weights keep their measured presets, and the card lists them
     assert json.loads((again / "sampling_presets.json").read_text()) == presets
     assert "speed presets: balanced = dpm++ 6 steps, guidance 3 in [-6, 3] (0.5 s per image)" in card
+    # re-shipped in place once more, measuring nothing: what was measured on these weights stays
+    third = ship_model(again, "tiny", out_root=tmp_path / "models", steps=2, overwrite=True, progress=False)
+    assert json.loads((third / "training.json").read_text())["shipping_metrics"]["fid"] == fid
+    assert (third / "README.md").read_text() == card
+    # a copy under another name is not a re-ship in place: it measures afresh
+    copy = ship_model(again, "tiny-copy", out_root=tmp_path / "models", steps=2, progress=False)
+    assert json.loads((copy / "training.json").read_text())["shipping_metrics"] == {}
 
 
 def test_the_data_a_folder_was_trained_on(tmp_path):
