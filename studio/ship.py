@@ -71,7 +71,7 @@ def ship_model(run_dir: str | Path, name: str, *, out_root: str | Path = SHIPPED
     images = generate(model, prompts, seed=0, steps=steps, guidance=guidance, progress=progress)
 
     # re-shipping in place keeps what was measured on these weights; what is measured again replaces it
-    in_place = target.exists() and run_dir.resolve() == target.resolve()
+    in_place = run_dir.resolve() == target.resolve()
     metrics: dict = dict(training.get("shipping_metrics") or {}) if in_place else {}
     if align_n and data_family(data) != "emoji":
         result = align_model(run_dir, n=align_n, seed=0, steps=steps, guidance=guidance, progress=progress,
