@@ -181,22 +181,22 @@ def training_noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.
     return torch.randn(x.shape, generator=device_generator, dtype=x.dtype, device=x.device)
 
 
-# The relation contrast (`RelationContrast`): only noise levels below this logSNR, where the picture still hides
-# the layout (above it the image shows where the objects are, and a wrong caption has nothing left to decide),
-# and a soft hinge that stops pushing once the opposite caption's error is a few times 1 / this above the true one
-RELATION_CONTRAST_MAX_LOGSNR = 0.0
-RELATION_CONTRAST_SHARPNESS = 4.0
+# The caption contrast (`CaptionContrast`): only noise levels below this logSNR, where the picture still hides
+# the layout (above it the image shows where and how many the objects are, and a wrong caption has nothing left to
+# decide), and a soft hinge that stops pushing once the wrong caption's error is a few times 1 / this above the true
+CONTRAST_MAX_LOGSNR = 0.0
+CONTRAST_SHARPNESS = 4.0
 
 
 @dataclass(frozen=True)
-class RelationContrast:
-    """What the relation contrast of `diffusion_loss` needs: the batch `rows` (k,) whose caption names a relation
-    between two objects, those captions with the relation turned around ("left of" <-> "right of", "above" <->
-    "below"; a TextEmbedding-like `text` of k rows) and the term's `weight`."""
+class CaptionContrast:
+    """What the caption contrast of `diffusion_loss` needs: the batch `rows` (k,) whose caption has a wrong twin
+    (the relation turned around, "left of" <-> "right of", "above" <-> "below"; or the count, "two" <-> "three"),
+    those twins (a TextEmbedding-like `text` of k rows) and each row's term `weight` (k,)."""
 
     rows: torch.Tensor
     text: object
-    weight: float
+    weight: torch.Tensor
 
 
 def _weighted_error(model, v_hat: torch.Tensor, target: torch.Tensor, logsnr: torch.Tensor,
@@ -208,31 +208,32 @@ def _weighted_error(model, v_hat: torch.Tensor, target: torch.Tensor, logsnr: to
     return per_example
 
 
-def relation_contrast_term(model, z: torch.Tensor, logsnr: torch.Tensor, target: torch.Tensor,
-                           per_example: torch.Tensor, contrast: RelationContrast, weighting: str) -> torch.Tensor:
-    """The same noisy images denoised under the opposite relation: a soft hinge on the relative gap
-    g = (L_opposite - L_true) / L_true (L_true detached in the scale), summed over the contrasted rows and
-    divided by the batch, so each relation caption's gradient is sigmoid(-k g) (dL_opposite - dL_true): the
-    model is pushed to need the relation words to denoise, in the units of the loss itself."""
-    keep = logsnr[contrast.rows] < RELATION_CONTRAST_MAX_LOGSNR
+def caption_contrast_term(model, z: torch.Tensor, logsnr: torch.Tensor, target: torch.Tensor,
+                          per_example: torch.Tensor, contrast: CaptionContrast, weighting: str) -> torch.Tensor:
+    """The same noisy images denoised under the wrong caption: a soft hinge on the relative gap
+    g = (L_wrong - L_true) / L_true (L_true detached in the scale), weighted per row, summed over the contrasted
+    rows and divided by the batch, so each contrasted caption's gradient is w sigmoid(-k g) (dL_wrong - dL_true):
+    the model is pushed to need the relation (count) words to denoise, in the units of the loss itself."""
+    keep = logsnr[contrast.rows] < CONTRAST_MAX_LOGSNR
     rows = contrast.rows[keep]
     if len(rows) == 0:
         return per_example.new_zeros(())
     text = contrast.text[keep.to(contrast.text.mask.device)]
-    opposite = _weighted_error(model, model(z[rows], logsnr[rows], text.tokens, text.mask, text.pooled), target[rows],
-                               logsnr[rows], weighting)
+    wrong = _weighted_error(model, model(z[rows], logsnr[rows], text.tokens, text.mask, text.pooled), target[rows],
+                            logsnr[rows], weighting)
     scale = per_example[rows].detach().clamp_min(1e-8)
-    gap = (opposite - per_example[rows]) / scale
-    k = RELATION_CONTRAST_SHARPNESS
-    return contrast.weight * (scale / k * torch.nn.functional.softplus(-k * gap)).sum() / len(per_example)
+    gap = (wrong - per_example[rows]) / scale
+    k = CONTRAST_SHARPNESS
+    weight = contrast.weight.to(scale.device)[keep.to(contrast.weight.device)]
+    return (weight * scale / k * torch.nn.functional.softplus(-k * gap)).sum() / len(per_example)
 
 
 def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", generator: torch.Generator | None = None,
                    reduce: bool = True, timesteps: TimestepSampler | None = None,
-                   contrast: RelationContrast | None = None) -> torch.Tensor:
+                   contrast: CaptionContrast | None = None) -> torch.Tensor:
     """v-MSE of `model` on clean images x (B, 3, R, R) in [-1, 1] and a TextEmbedding-like `text`.
     Noise and timesteps (`timesteps`, default cosine) are drawn from `generator` (seeded runs are reproducible).
-    `contrast` adds the relation contrast (`relation_contrast_term`) to the mean."""
+    `contrast` adds the caption contrast (`caption_contrast_term`) to the mean."""
     B = x.shape[0]
     logsnr = (timesteps or TimestepSampler())(B, model.resolution, model.schedule_reference_resolution, generator,
                                               device=x.device)
@@ -244,8 +245,8 @@ def diffusion_loss(model, x: torch.Tensor, text, *, weighting: str = "v", genera
     if contrast is None:
         return per_example.mean() if reduce else per_example
     if not reduce:
-        raise ValueError("the relation contrast is a term of the batch's mean loss: use it with reduce=True")
-    return per_example.mean() + relation_contrast_term(model, z, logsnr, target, per_example, contrast, weighting)
+        raise ValueError("the caption contrast is a term of the batch's mean loss: use it with reduce=True")
+    return per_example.mean() + caption_contrast_term(model, z, logsnr, target, per_example, contrast, weighting)
 
 
 #################################################################################

@@ -216,18 +216,18 @@ def test_negative_prompts_per_image_in_generate(tiny_core, text_encoder):
 
 def _contrast_batch(logsnr_value: float):
     """A 4-image batch whose rows 1 and 3 are contrasted with other text, at one fixed noise level."""
-    from studio.diffusion import RelationContrast, TimestepSampler
+    from studio.diffusion import CaptionContrast, TimestepSampler
 
     class Fixed(TimestepSampler):
         def __call__(self, batch, resolution, reference_resolution, generator=None, device=None):
             return torch.full((batch,), logsnr_value)
 
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    contrast = RelationContrast(torch.tensor([1, 3]), fake_text(2, seed=5), 2.0)
+    contrast = CaptionContrast(torch.tensor([1, 3]), fake_text(2, seed=5), torch.tensor([2.0, 0.5]))
     return x, fake_text(4), contrast, Fixed()
 
 
-def test_relation_contrast_adds_a_soft_hinge_on_the_opposite_captions_error(tiny_core):
+def test_caption_contrast_adds_a_soft_hinge_on_the_wrong_captions_error(tiny_core):
     from studio import diffusion
 
     x, text, contrast, fixed = _contrast_batch(-4.0)
@@ -240,9 +240,9 @@ def test_relation_contrast_adds_a_soft_hinge_on_the_opposite_captions_error(tiny
     opposite_text = TextEmbedding.cat([text[:1], contrast.text[:1], text[2:3], contrast.text[1:]])
     per_opposite = diffusion_loss(tiny_core, x, opposite_text, generator=torch.Generator().manual_seed(0),
                                   timesteps=fixed, reduce=False)[[1, 3]]
-    k = diffusion.RELATION_CONTRAST_SHARPNESS
+    k = diffusion.CONTRAST_SHARPNESS
     gap = (per_opposite - per[[1, 3]]) / per[[1, 3]]
-    expected = plain + 2.0 * (per[[1, 3]] / k * torch.nn.functional.softplus(-k * gap)).sum() / 4
+    expected = plain + (contrast.weight * per[[1, 3]] / k * torch.nn.functional.softplus(-k * gap)).sum() / 4  # per row
     assert float(with_contrast) == pytest.approx(float(expected), rel=1e-4)
     assert float(with_contrast) > float(plain)
     # its gradient reaches the text pathway through the opposite captions
@@ -251,10 +251,10 @@ def test_relation_contrast_adds_a_soft_hinge_on_the_opposite_captions_error(tiny
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_core.parameters())
 
 
-def test_relation_contrast_leaves_the_levels_that_show_the_layout_alone(tiny_core):
-    from studio.diffusion import RELATION_CONTRAST_MAX_LOGSNR
+def test_caption_contrast_leaves_the_levels_that_show_the_layout_alone(tiny_core):
+    from studio.diffusion import CONTRAST_MAX_LOGSNR
 
-    x, text, contrast, fixed = _contrast_batch(RELATION_CONTRAST_MAX_LOGSNR + 1.0)
+    x, text, contrast, fixed = _contrast_batch(CONTRAST_MAX_LOGSNR + 1.0)
     plain = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed)
     with_contrast = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed,
                                    contrast=contrast)

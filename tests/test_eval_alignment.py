@@ -284,6 +284,15 @@ def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):
         main(["eval", "ceiling", "--resolution", "8"])
 
 
+def test_opposite_count_turns_two_into_three_and_back():
+    from studio.data.scene import opposite_count
+
+    assert opposite_count("two red circles, white background") == "three red circles, white background"
+    assert opposite_count("a gray background with three blue stars") == "a gray background with two blue stars"
+    assert opposite_count("a red circle to the left of a square") is None  # no count
+    assert opposite_count("twofold") is None  # whole words only
+
+
 def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
     from studio.data.scene import opposite_relation
 

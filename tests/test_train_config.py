@@ -140,42 +140,47 @@ def test_each_draw_of_an_example_draws_one_of_its_wordings(tmp_path, monkeypatch
     assert np.array_equal(source.wordings[source.indices], np.full(len(source.indices), 4))
 
 
-def test_relation_contrast_pairs_each_relation_caption_with_its_opposite(tmp_path, monkeypatch):
+def test_caption_contrast_pairs_each_relation_and_count_caption_with_its_wrong_twin(tmp_path, monkeypatch):
     import torch
 
-    from studio.data.scene import opposite_relation
+    from studio.data.scene import opposite_count, opposite_relation
     from studio.text import precompute_embeddings
     from studio.train.batches import build_batches
 
     monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
     plain, _ = build_batches(load_config("tiny", "core"), 16, progress=False)
     assert plain.batch_and_opposites(0, torch.Generator().manual_seed(0))[2] is None
-    source, info = build_batches(load_config("tiny", "core", ["relation_contrast=1"]), 16, progress=False)
-    assert info.unique_captions == len({r["caption"] for r in source.dataset.records})  # opposites not counted
+    source, info = build_batches(load_config("tiny", "core", ["relation_contrast=1", "count_contrast=0.5"]), 16,
+                                 progress=False)
+    assert info.unique_captions == len({r["caption"] for r in source.dataset.records})  # twins not counted
     pooled = {tuple(source.text.pooled[r][:4].tolist()): r for r in range(len(source.text))}
     unique = sorted(set(pooled.values()))
-    seen = 0
+    seen = {1.0: 0, 0.5: 0}
     for step in range(6):
         generator = torch.Generator().manual_seed(step)
-        images, text, (rows, opposite) = source.batch_and_opposites(step, generator)
+        images, text, (rows, opposite, weights) = source.batch_and_opposites(step, generator)
         again = source.batch(step, torch.Generator().manual_seed(step))[1]
         assert torch.equal(again.pooled, text.pooled)  # the same draw as batch()
         captions = [source.dataset.records[i]["caption"] for i in source.global_indices(step)]
         kept = [j for j in range(len(captions))  # not dropped for guidance
                 if pooled[tuple(text.pooled[j][:4].tolist())] != source.empty_id]
-        expected = [j for j in kept if opposite_relation(captions[j])]
+        twins = {j: (opposite_relation(captions[j]), 1.0) if opposite_relation(captions[j])
+                 else (opposite_count(captions[j]), 0.5) for j in kept}
+        expected = [j for j in kept if twins[j][0]]
         assert rows.tolist() == expected and len(opposite) == len(expected)
+        assert weights.tolist() == [twins[j][1] for j in expected]  # each key's own weight
         table = source.opposite_rows
         for j, pooled_row in zip(expected, opposite.pooled):
             true_row = pooled[tuple(text.pooled[j][:4].tolist())]
             assert int(table[true_row]) == pooled[tuple(pooled_row[:4].tolist())] != true_row
-        wanted = precompute_embeddings([opposite_relation(captions[j]) for j in expected], progress=False)
+        wanted = precompute_embeddings([twins[j][0] for j in expected], progress=False)
         assert torch.allclose(opposite.pooled, wanted.pooled, atol=1e-3)  # each row's caption, turned around
-        seen += len(expected)
-    assert seen > 0 and len(unique) == len(source.text)
+        for j in expected:
+            seen[twins[j][1]] += 1
+    assert min(seen.values()) > 0 and len(unique) == len(source.text)
 
 
-def test_relation_contrast_needs_relation_captions(tmp_path, monkeypatch):
+def test_caption_contrasts_need_relation_and_count_captions(tmp_path, monkeypatch):
     from PIL import Image
 
     from studio.train.batches import build_batches
@@ -189,5 +194,8 @@ def test_relation_contrast_needs_relation_captions(tmp_path, monkeypatch):
     config = load_config("tiny", "core", [f"data={folder}", "relation_contrast=1"])
     with pytest.raises(ConfigError, match="relation"):
         build_batches(config, 16, progress=False)
-    with pytest.raises(ConfigError, match="relation_contrast"):
-        load_config("tiny", "core", ["relation_contrast=-1"])
+    with pytest.raises(ConfigError, match="count_contrast needs captions that count"):
+        build_batches(load_config("tiny", "core", [f"data={folder}", "count_contrast=1"]), 16, progress=False)
+    for key in ("relation_contrast", "count_contrast"):
+        with pytest.raises(ConfigError, match=key):
+            load_config("tiny", "core", [f"{key}=-1"])

@@ -112,6 +112,19 @@ def opposite_relation(prompt: str) -> str | None:
     return prompt[:match.start()] + OPPOSITE_RELATION[match.group(1)] + prompt[match.end():]
 
 
+OPPOSITE_COUNT: dict[str, str] = {"two": "three", "three": "two"}  # the counts of the grammar (COUNT_WORDS)
+_COUNT_WORD = re.compile(r"\b(" + "|".join(OPPOSITE_COUNT) + r")\b")
+
+
+def opposite_count(prompt: str) -> str | None:
+    """The prompt with its first count word of the grammar turned into the other one ("two red circles" ->
+    "three red circles", and back), or None when it has none: the count contrast's wrong caption."""
+    match = _COUNT_WORD.search(prompt)
+    if match is None:
+        return None
+    return prompt[:match.start()] + OPPOSITE_COUNT[match.group(1)] + prompt[match.end():]
+
+
 MAX_COUNT = 9  # the largest count a prompt can ask the count prior for
 
 _NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,

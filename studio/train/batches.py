@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from studio.data.cache import cached_dataset
-from studio.data.scene import opposite_relation
+from studio.data.scene import opposite_count, opposite_relation
 from studio.data.wordings import training_wordings
 from studio.errors import ConfigError, DataError
 from studio.paths import data_source_folder
@@ -74,7 +74,7 @@ class BatchSource:
     def __init__(self, dataset, indices: np.ndarray, text_table: TextEmbedding, caption_ids: np.ndarray,
                  empty_id: int, batch_size: int, data_seed: int, cfg_dropout: float, rank: int = 0,
                  world: int = 1, fixed_length: bool = False, device: torch.device | str = "cpu",
-                 wordings: np.ndarray | None = None, opposite_rows: np.ndarray | None = None):
+                 wordings: np.ndarray | None = None, contrast_table: tuple | None = None):
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
         self.dataset, self.indices = dataset, indices
@@ -82,9 +82,10 @@ class BatchSource:
         self.caption_ids = caption_ids[:, None] if caption_ids.ndim == 1 else caption_ids  # (N, V)
         self.wordings = np.ones(len(self.caption_ids), np.int64) if wordings is None else np.asarray(wordings)
         self.text, self.empty_id = text_table, empty_id
-        # text-table row -> the row of the same caption with its relation turned around (-1: none); None when
-        # the run has no relation contrast
-        self.opposite_rows = None if opposite_rows is None else torch.from_numpy(np.asarray(opposite_rows))
+        # text-table row -> the row of its wrong twin (relation turned around, other count; -1: none) and that
+        # row's contrast weight (`opposite_table`); None when the run has no caption contrast
+        self.opposite_rows, self.contrast_weights = (None, None) if contrast_table is None else \
+            (torch.from_numpy(np.asarray(t)) for t in contrast_table)
         self.batch_size, self.data_seed, self.cfg_dropout = batch_size, data_seed, cfg_dropout
         self.rank, self.world, self.fixed_length = rank, world, fixed_length
         self.device = torch.device(device)
@@ -121,8 +122,8 @@ class BatchSource:
         return images, text
 
     def batch_and_opposites(self, step: int, generator: torch.Generator) -> tuple:
-        """`batch`, and the relation contrast's captions: (rows (k,), TextEmbedding (k, T, D)) for the rows whose
-        caption (not dropped for guidance) has an opposite relation, or None when the run has no contrast."""
+        """`batch`, and the caption contrast's: (rows (k,), TextEmbedding (k, T, D), weights (k,)) for the rows
+        whose caption (not dropped for guidance) has a wrong twin, or None when the run has no contrast."""
         share = self.batch_size // self.world
         idx = self.global_indices(step)[self.rank * share:(self.rank + 1) * share]
         ids = torch.from_numpy(self.caption_ids[idx])  # (b, V)
@@ -145,7 +146,8 @@ class BatchSource:
         if self.opposite_rows is not None:
             opposite = self.opposite_rows[rows]  # (b,)
             contrasted = torch.nonzero(opposite >= 0).flatten()
-            opposites = (contrasted.to(self.device), self._text(opposite[contrasted]))
+            weights = self.contrast_weights[rows[contrasted]]
+            opposites = (contrasted.to(self.device), self._text(opposite[contrasted]), weights.to(self.device))
         return images.to(self.device), text, opposites
 
     def _text(self, rows: torch.Tensor) -> TextEmbedding:
@@ -172,10 +174,30 @@ def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 
     return np.repeat(indices, repeats)
 
 
-def opposite_table(unique: list[str], opposites: dict[str, str]) -> np.ndarray:
-    """For each row of the caption table, the row of its opposite relation (-1: none)."""
+def opposite_table(unique: list[str], opposites: dict[str, tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of the caption table, the row of its wrong twin (-1: none) and its contrast weight (0: none)."""
     row = {c: i for i, c in enumerate(unique)}
-    return np.asarray([row[opposites[c]] if c in opposites else -1 for c in unique], dtype=np.int64)
+    rows = np.asarray([row[opposites[c][0]] if c in opposites else -1 for c in unique], dtype=np.int64)
+    weights = np.asarray([opposites[c][1] if c in opposites else 0.0 for c in unique], dtype=np.float32)
+    return rows, weights
+
+
+def caption_contrasts(captions: set[str], relation_weight: float, count_weight: float) -> dict[str, tuple]:
+    """caption -> (its wrong twin, the contrast weight) for the captions a run contrasts: those relating two
+    objects with the relation turned around (`relation_weight` > 0), those counting objects with the other
+    count (`count_weight` > 0)."""
+    contrasts = {}
+    for key, weight, twin, needs in (
+            ("relation_contrast", relation_weight, opposite_relation,
+             'name a relation between two objects ("X to the left of Y"'),
+            ("count_contrast", count_weight, opposite_count, 'count objects ("two red circles"')):
+        if not weight:
+            continue
+        found = {c: (o, weight) for c in captions if c not in contrasts and (o := twin(c))}
+        if not found:
+            raise ConfigError(f"{key} needs captions that {needs}: the `shapes` data); this data has none")
+        contrasts.update(found)
+    return contrasts
 
 
 def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, device="cpu",
@@ -188,11 +210,8 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     wordings = {int(i): training_wordings(dataset.records[i]) if config.caption_wordings
                 else [dataset.records[i]["caption"]] for i in examples}
     captions = {w for ws in wordings.values() for w in ws}
-    opposites = {c: o for c in captions if (o := opposite_relation(c))} if config.relation_contrast else {}
-    if config.relation_contrast and not opposites:
-        raise ConfigError("relation_contrast needs captions that name a relation between two objects (\"X to the "
-                          "left of Y\": the `shapes` data); this data has none")
-    unique = sorted(captions | set(opposites.values()) | {""})
+    opposites = caption_contrasts(captions, config.relation_contrast, config.count_contrast)
+    unique = sorted(captions | {o for o, _ in opposites.values()} | {""})
     row = {c: i for i, c in enumerate(unique)}
     caption_ids = np.full((len(dataset), max(map(len, wordings.values()))), -1, dtype=np.int64)  # (N, V)
     counts = np.zeros(len(dataset), dtype=np.int64)
@@ -202,7 +221,7 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     table = precompute_embeddings(unique, progress=progress, encoder=text_encoder)
     source = BatchSource(dataset, indices, table, caption_ids, row[""], config.batch_size, config.data_seed,
                          config.cfg_dropout, rank, world, fixed_length=config.compile, device=device,
-                         wordings=counts, opposite_rows=opposite_table(unique, opposites) if opposites else None)
+                         wordings=counts, contrast_table=opposite_table(unique, opposites) if opposites else None)
     info = DataInfo(config.data, resolution, dataset.path.name, len(examples), len(captions),
                     round(float(counts[examples].mean()), 2))
     return source, info

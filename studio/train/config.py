@@ -102,8 +102,11 @@ class TrainConfig:
     cfg_dropout: float = 0.1  # fraction of examples whose caption is replaced by the empty prompt
     # > 0: each caption that relates two objects ("X to the left of Y") is also denoised, at the layout's noise
     # levels, under its opposite relation, and a soft hinge of this weight pushes that error above the true
-    # caption's (studio.diffusion.relation_contrast_term): the gradient spent on what the relation words change
+    # caption's (studio.diffusion.caption_contrast_term): the gradient spent on what the relation words change
     relation_contrast: float = 0.0
+    # > 0: the same for each caption that counts objects ("two red circles"), denoised under the other count
+    # ("three red circles"): the gradient spent on what the count word changes
+    count_contrast: float = 0.0
     ema_decay: float = 0.999  # 0 = no EMA (the raw weights are saved)
 
     # --- budget: whichever comes first; at least one must be set
@@ -178,6 +181,7 @@ class TrainConfig:
         need(self.loss_weighting in LOSS_WEIGHTINGS,
              f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         need(self.relation_contrast >= 0, f"relation_contrast must be >= 0 (0 = off), got {self.relation_contrast}")
+        need(self.count_contrast >= 0, f"count_contrast must be >= 0 (0 = off), got {self.count_contrast}")
         need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         need(self.max_steps is not None or self.max_minutes is not None,

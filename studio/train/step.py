@@ -49,7 +49,7 @@ def train_step(runner, model: nn.Module, loss_model, images: torch.Tensor, text,
     agree on skipping a step). `loss_model` is what the loss calls (a `LossModel` around a wrapped model), `model`
     the bare model the EMA averages; `params` the trainable parameters that are clipped to `grad_clip` (0 = no
     clipping). Noise and noise levels come from `generator` through `diffusion_loss(weighting, timesteps)`;
-    `contrast` (a `RelationContrast`) adds the relation contrast to the loss.
+    `contrast` (a `CaptionContrast`) adds the caption contrast to the loss.
     `syncs=False` drops the host synchronisations (both finite checks and the float() of loss and norm, which
     then come back as tensors): the benchmark measures what they cost on a GPU."""
     with runner.autocast():

@@ -33,7 +33,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast
 from tqdm.auto import tqdm
 
-from studio.diffusion import LossModel, RelationContrast, TimestepSampler
+from studio.diffusion import CaptionContrast, LossModel, TimestepSampler
 from studio.errors import ConfigError, StudioError
 from studio.precision import cpu_has_bf16_units
 from studio.growth import core_fingerprint, growth_report, parameter_groups, report_as_dicts
@@ -251,7 +251,7 @@ class Trainer:
         """One optimizer step; returns (loss, grad norm), or (None, None) when the step was skipped."""
         c = self.config
         images, text, opposites = self.batches.batch_and_opposites(self.step, self.generator)
-        contrast = RelationContrast(*opposites, c.relation_contrast) if opposites is not None else None
+        contrast = CaptionContrast(*opposites) if opposites is not None else None
         return train_step(self.accelerator, self.model, self.loss_model, images, text, self.optimizer,
                           self.trainable, self.generator, weighting=c.loss_weighting, timesteps=timestep_sampler(c),
                           grad_clip=c.grad_clip, ema=self.ema, contrast=contrast)
