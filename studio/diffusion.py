@@ -191,8 +191,8 @@ CONTRAST_SHARPNESS = 4.0
 @dataclass(frozen=True)
 class CaptionContrast:
     """What the caption contrast of `diffusion_loss` needs: the batch `rows` (k,) whose caption has a wrong twin
-    (the relation turned around, "left of" <-> "right of", "above" <-> "below"; or the count, "two" <-> "three"),
-    those twins (a TextEmbedding-like `text` of k rows) and each row's term `weight` (k,)."""
+    (the relation turned around, "left of" <-> "right of", "above" <-> "below"; the count, "two" <-> "three"; or
+    another shape), those twins (a TextEmbedding-like `text` of k rows) and each row's term `weight` (k,)."""
 
     rows: torch.Tensor
     text: object
@@ -213,7 +213,7 @@ def caption_contrast_term(model, z: torch.Tensor, logsnr: torch.Tensor, target: 
     """The same noisy images denoised under the wrong caption: a soft hinge on the relative gap
     g = (L_wrong - L_true) / L_true (L_true detached in the scale), weighted per row, summed over the contrasted
     rows and divided by the batch, so each contrasted caption's gradient is w sigmoid(-k g) (dL_wrong - dL_true):
-    the model is pushed to need the relation (count) words to denoise, in the units of the loss itself."""
+    the model is pushed to need the relation (count, shape) words to denoise, in the units of the loss itself."""
     keep = logsnr[contrast.rows] < CONTRAST_MAX_LOGSNR
     rows = contrast.rows[keep]
     if len(rows) == 0:

@@ -293,6 +293,19 @@ def test_opposite_count_turns_two_into_three_and_back():
     assert opposite_count("twofold") is None  # whole words only
 
 
+def test_shape_twins_turn_one_shape_word_into_each_other_shape():
+    from studio.data.scene import SHAPES, shape_twins
+
+    assert shape_twins("a small red circle in the center") == [f"a small red {s} in the center" for s in SHAPES[1:]]
+    assert shape_twins("three blue stars") == ["three blue circles", "three blue squares", "three blue triangles",
+                                               "three blue crosses"]
+    twins = shape_twins("a red cross to the left of a green cross")
+    assert len(twins) == 8 and "a red star to the left of a green cross" in twins
+    assert "a red cross to the left of a green star" in twins
+    assert "a red cross to the left of a green cross" not in twins
+    assert shape_twins("a smiling face") == [] and shape_twins("a starry sky") == []  # whole words only
+
+
 def test_opposite_relation_turns_the_first_relation_phrase_of_any_text():
     from studio.data.scene import opposite_relation
 

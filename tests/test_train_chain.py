@@ -217,10 +217,11 @@ def test_text_only_run_with_wordings_changes_the_text_pathway_alone(runs):
                  "--set", "train_only=text", "--out", str(runs / "refused")]) != 0
 
 
-def test_core_trains_with_the_relation_and_count_contrasts(runs):
+def test_core_trains_with_the_relation_count_and_shape_contrasts(runs):
     out = runs / "contrast"
     assert main(["train", "core", "--config", "tiny", "--no-progress", "--out", str(out), "--set", "max_steps=2",
-                 "--set", "relation_contrast=1", "--set", "count_contrast=1", "--set", "batch_size=16"]) == 0
+                 "--set", "relation_contrast=1", "--set", "count_contrast=1", "--set", "shape_contrast=0.5",
+                 "--set", "batch_size=16"]) == 0
     config = json.loads((out / "train_config.json").read_text())
-    assert config["relation_contrast"] == config["count_contrast"] == 1.0
+    assert config["relation_contrast"] == config["count_contrast"] == 1.0 and config["shape_contrast"] == 0.5
     assert (out / "diffusion_pytorch_model.safetensors").is_file()

@@ -140,22 +140,21 @@ def test_each_draw_of_an_example_draws_one_of_its_wordings(tmp_path, monkeypatch
     assert np.array_equal(source.wordings[source.indices], np.full(len(source.indices), 4))
 
 
-def test_caption_contrast_pairs_each_relation_and_count_caption_with_its_wrong_twin(tmp_path, monkeypatch):
+def test_caption_contrast_pairs_each_caption_with_one_of_its_wrong_twins(tmp_path, monkeypatch):
     import torch
 
-    from studio.data.scene import opposite_count, opposite_relation
+    from studio.data.scene import opposite_count, opposite_relation, shape_twins
     from studio.text import precompute_embeddings
     from studio.train.batches import build_batches
 
     monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
     plain, _ = build_batches(load_config("tiny", "core"), 16, progress=False)
     assert plain.batch_and_opposites(0, torch.Generator().manual_seed(0))[2] is None
-    source, info = build_batches(load_config("tiny", "core", ["relation_contrast=1", "count_contrast=0.5"]), 16,
-                                 progress=False)
+    source, info = build_batches(load_config("tiny", "core", ["relation_contrast=1", "count_contrast=0.5",
+                                                              "shape_contrast=0.25"]), 16, progress=False)
     assert info.unique_captions == len({r["caption"] for r in source.dataset.records})  # twins not counted
     pooled = {tuple(source.text.pooled[r][:4].tolist()): r for r in range(len(source.text))}
-    unique = sorted(set(pooled.values()))
-    seen = {1.0: 0, 0.5: 0}
+    drawn = {"relation": 0, "count": 0, "shape": 0}
     for step in range(6):
         generator = torch.Generator().manual_seed(step)
         images, text, (rows, opposite, weights) = source.batch_and_opposites(step, generator)
@@ -164,20 +163,36 @@ def test_caption_contrast_pairs_each_relation_and_count_caption_with_its_wrong_t
         captions = [source.dataset.records[i]["caption"] for i in source.global_indices(step)]
         kept = [j for j in range(len(captions))  # not dropped for guidance
                 if pooled[tuple(text.pooled[j][:4].tolist())] != source.empty_id]
-        twins = {j: (opposite_relation(captions[j]), 1.0) if opposite_relation(captions[j])
-                 else (opposite_count(captions[j]), 0.5) for j in kept}
-        expected = [j for j in kept if twins[j][0]]
-        assert rows.tolist() == expected and len(opposite) == len(expected)
-        assert weights.tolist() == [twins[j][1] for j in expected]  # each key's own weight
-        table = source.opposite_rows
-        for j, pooled_row in zip(expected, opposite.pooled):
-            true_row = pooled[tuple(text.pooled[j][:4].tolist())]
-            assert int(table[true_row]) == pooled[tuple(pooled_row[:4].tolist())] != true_row
-        wanted = precompute_embeddings([twins[j][0] for j in expected], progress=False)
-        assert torch.allclose(opposite.pooled, wanted.pooled, atol=1e-3)  # each row's caption, turned around
-        for j in expected:
-            seen[twins[j][1]] += 1
-    assert min(seen.values()) > 0 and len(unique) == len(source.text)
+        assert rows.tolist() == kept  # every caption of `shapes` names a shape, so each has a twin
+        for j, twin_pooled, weight in zip(kept, opposite.pooled, weights.tolist()):
+            caption = captions[j]
+            keys = {"relation": [opposite_relation(caption)] if opposite_relation(caption) else [],
+                    "count": [opposite_count(caption)] if opposite_count(caption) else [],
+                    "shape": shape_twins(caption)}
+            candidates = sum(keys.values(), [])
+            distance = (precompute_embeddings(candidates, progress=False).pooled - twin_pooled).abs().amax(1)
+            assert float(distance.min()) < 1e-3  # the drawn twin is one of the caption's own
+            twin = candidates[int(distance.argmin())]
+            drawn[next(k for k, twins in keys.items() if twin in twins)] += 1
+            # the drawn twin carries the sum of the caption's key weights
+            assert weight == pytest.approx(sum(w for k, w in (("relation", 1.0), ("count", 0.5), ("shape", 0.25))
+                                               if keys[k]))
+    assert min(drawn.values()) > 0, drawn
+    assert drawn["relation"] > drawn["shape"] / 4  # relation captions draw their relation twin 4 times in 5
+
+
+def test_opposite_table_draws_a_key_by_its_weight_and_a_twin_uniformly():
+    import numpy as np
+
+    from studio.train.batches import opposite_table
+
+    unique = ["", "a", "a'", "b", "b1", "b2", "c"]
+    rows, chances, weights = opposite_table(unique, {"a": {"relation": (["a'"], 3.0)},
+                                                     "b": {"count": (["a"], 3.0), "shape": (["b1", "b2"], 1.0)}})
+    assert rows.shape == chances.shape == (7, 3) and weights.tolist() == [0, 3, 0, 4, 0, 0, 0]
+    assert rows[1].tolist() == [2, -1, -1] and chances[1].tolist() == [1, 0, 0]
+    assert rows[3].tolist() == [1, 4, 5] and np.allclose(chances[3], [0.75, 0.125, 0.125])
+    assert (rows[[0, 2, 4, 5, 6]] == -1).all() and chances[[0, 2, 4, 5, 6]].sum() == 0
 
 
 def test_caption_contrasts_need_relation_and_count_captions(tmp_path, monkeypatch):
@@ -196,6 +211,8 @@ def test_caption_contrasts_need_relation_and_count_captions(tmp_path, monkeypatc
         build_batches(config, 16, progress=False)
     with pytest.raises(ConfigError, match="count_contrast needs captions that count"):
         build_batches(load_config("tiny", "core", [f"data={folder}", "count_contrast=1"]), 16, progress=False)
-    for key in ("relation_contrast", "count_contrast"):
+    with pytest.raises(ConfigError, match="shape_contrast needs captions that name a shape"):
+        build_batches(load_config("tiny", "core", [f"data={folder}", "shape_contrast=1"]), 16, progress=False)
+    for key in ("relation_contrast", "count_contrast", "shape_contrast"):
         with pytest.raises(ConfigError, match=key):
             load_config("tiny", "core", [f"{key}=-1"])

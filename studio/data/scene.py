@@ -125,6 +125,25 @@ def opposite_count(prompt: str) -> str | None:
     return prompt[:match.start()] + OPPOSITE_COUNT[match.group(1)] + prompt[match.end():]
 
 
+_SHAPE_WORD = re.compile(r"\b(" + "|".join(list(PLURALS.values()) + list(SHAPES)) + r")\b")
+
+
+def shape_twins(prompt: str) -> list[str]:
+    """The prompt with one shape word of the grammar turned into each other shape, one word at a time ("a red
+    circle" -> "a red square", "a red triangle", ...; plurals stay plural): the shape contrast's wrong captions.
+    Every shape starts with a consonant, so the article before it stays right. Empty when it names no shape."""
+    singular = {plural: shape for shape, plural in PLURALS.items()}
+    twins = []
+    for match in _SHAPE_WORD.finditer(prompt):
+        word = match.group(1)
+        shape = singular.get(word, word)
+        for other in SHAPES:
+            if other != shape:
+                replacement = PLURALS[other] if word in singular else other
+                twins.append(prompt[:match.start()] + replacement + prompt[match.end():])
+    return twins
+
+
 MAX_COUNT = 9  # the largest count a prompt can ask the count prior for
 
 _NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,

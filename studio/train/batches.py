@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from studio.data.cache import cached_dataset
-from studio.data.scene import opposite_count, opposite_relation
+from studio.data.scene import opposite_count, opposite_relation, shape_twins
 from studio.data.wordings import training_wordings
 from studio.errors import ConfigError, DataError
 from studio.paths import data_source_folder
@@ -82,10 +82,11 @@ class BatchSource:
         self.caption_ids = caption_ids[:, None] if caption_ids.ndim == 1 else caption_ids  # (N, V)
         self.wordings = np.ones(len(self.caption_ids), np.int64) if wordings is None else np.asarray(wordings)
         self.text, self.empty_id = text_table, empty_id
-        # text-table row -> the row of its wrong twin (relation turned around, other count; -1: none) and that
-        # row's contrast weight (`opposite_table`); None when the run has no caption contrast
-        self.opposite_rows, self.contrast_weights = (None, None) if contrast_table is None else \
-            (torch.from_numpy(np.asarray(t)) for t in contrast_table)
+        # text-table row -> the rows of its wrong twins (U, M) (relation turned around, other count, other shape;
+        # -1: none), the chance of drawing each (U, M) and the weight a drawn twin carries (U,) (`opposite_table`);
+        # None when the run has no caption contrast
+        self.opposite_rows, self.contrast_chances, self.contrast_weights = (None, None, None) \
+            if contrast_table is None else (torch.from_numpy(np.asarray(t)) for t in contrast_table)
         self.batch_size, self.data_seed, self.cfg_dropout = batch_size, data_seed, cfg_dropout
         self.rank, self.world, self.fixed_length = rank, world, fixed_length
         self.device = torch.device(device)
@@ -143,8 +144,11 @@ class BatchSource:
             images = torch.from_numpy(pixels).float().div_(127.5).sub_(1.0)
         text = self._text(rows)
         opposites = None
-        if self.opposite_rows is not None:
-            opposite = self.opposite_rows[rows]  # (b,)
+        if self.opposite_rows is not None:  # one wrong twin per row, drawn by `contrast_chances`
+            chances = self.contrast_chances[rows].cumsum(1)  # (b, M)
+            draw = torch.rand(len(rows), 1, generator=generator) * chances[:, -1:]
+            column = (draw >= chances).sum(1).clamp_max(chances.shape[1] - 1)
+            opposite = torch.where(chances[:, -1] > 0, self.opposite_rows[rows, column], -1)  # (b,)
             contrasted = torch.nonzero(opposite >= 0).flatten()
             weights = self.contrast_weights[rows[contrasted]]
             opposites = (contrasted.to(self.device), self._text(opposite[contrasted]), weights.to(self.device))
@@ -174,29 +178,49 @@ def oversample(records: list[dict], indices: np.ndarray, position_repeat: int = 
     return np.repeat(indices, repeats)
 
 
-def opposite_table(unique: list[str], opposites: dict[str, tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of the caption table, the row of its wrong twin (-1: none) and its contrast weight (0: none)."""
+def opposite_table(unique: list[str], contrasts: dict[str, dict[str, tuple[list[str], float]]]) -> tuple:
+    """The caption contrast's table over the caption table's U rows, M = the most wrong twins of one caption:
+    twin rows (U, M) (-1: none), the chance of drawing each twin (U, M) and the contrast weight a drawn twin
+    carries (U,) (0: no twin). A key is drawn in proportion to its weight and a twin uniformly within it, and
+    the drawn twin carries the sum of the caption's key weights, so one twin per step is an unbiased draw of
+    every key's term at its own weight."""
     row = {c: i for i, c in enumerate(unique)}
-    rows = np.asarray([row[opposites[c][0]] if c in opposites else -1 for c in unique], dtype=np.int64)
-    weights = np.asarray([opposites[c][1] if c in opposites else 0.0 for c in unique], dtype=np.float32)
-    return rows, weights
+    width = max((sum(len(twins) for twins, _ in keys.values()) for keys in contrasts.values()), default=1)
+    rows = np.full((len(unique), width), -1, dtype=np.int64)
+    chances = np.zeros((len(unique), width), dtype=np.float32)
+    weights = np.zeros(len(unique), dtype=np.float32)
+    for caption, keys in contrasts.items():
+        i, column = row[caption], 0
+        weights[i] = sum(weight for _, weight in keys.values())
+        for twins, weight in keys.values():
+            for twin in twins:
+                rows[i, column], chances[i, column] = row[twin], weight / weights[i] / len(twins)
+                column += 1
+    return rows, chances, weights
 
 
-def caption_contrasts(captions: set[str], relation_weight: float, count_weight: float) -> dict[str, tuple]:
-    """caption -> (its wrong twin, the contrast weight) for the captions a run contrasts: those relating two
-    objects with the relation turned around (`relation_weight` > 0), those counting objects with the other
-    count (`count_weight` > 0)."""
-    contrasts = {}
-    for key, weight, twin, needs in (
-            ("relation_contrast", relation_weight, opposite_relation,
-             'name a relation between two objects ("X to the left of Y"'),
-            ("count_contrast", count_weight, opposite_count, 'count objects ("two red circles"')):
+CONTRAST_KEYS = (  # config key, the caption's wrong twins, what the key needs in the data
+    ("relation_contrast", lambda c: [o] if (o := opposite_relation(c)) else [],
+     'name a relation between two objects ("X to the left of Y"'),
+    ("count_contrast", lambda c: [o] if (o := opposite_count(c)) else [], 'count objects ("two red circles"'),
+    ("shape_contrast", shape_twins, 'name a shape of the grammar ("a red circle"'),
+)
+
+
+def caption_contrasts(captions: set[str], weights: dict[str, float]) -> dict[str, dict[str, tuple[list[str], float]]]:
+    """caption -> {config key: (its wrong twins, the key's weight)} for the keys with weight > 0: the relation
+    turned around (`relation_contrast`), the other count (`count_contrast`), each other shape in place of one
+    shape word (`shape_contrast`)."""
+    contrasts: dict[str, dict] = {}
+    for key, twins_of, needs in CONTRAST_KEYS:
+        weight = weights.get(key, 0.0)
         if not weight:
             continue
-        found = {c: (o, weight) for c in captions if c not in contrasts and (o := twin(c))}
+        found = {c: twins for c in captions if (twins := twins_of(c))}
         if not found:
             raise ConfigError(f"{key} needs captions that {needs}: the `shapes` data); this data has none")
-        contrasts.update(found)
+        for caption, twins in found.items():
+            contrasts.setdefault(caption, {})[key] = (twins, weight)
     return contrasts
 
 
@@ -210,8 +234,8 @@ def build_batches(config, resolution: int, *, rank: int = 0, world: int = 1, dev
     wordings = {int(i): training_wordings(dataset.records[i]) if config.caption_wordings
                 else [dataset.records[i]["caption"]] for i in examples}
     captions = {w for ws in wordings.values() for w in ws}
-    opposites = caption_contrasts(captions, config.relation_contrast, config.count_contrast)
-    unique = sorted(captions | {o for o, _ in opposites.values()} | {""})
+    opposites = caption_contrasts(captions, {key: getattr(config, key) for key, _, _ in CONTRAST_KEYS})
+    unique = sorted(captions | {t for keys in opposites.values() for twins, _ in keys.values() for t in twins} | {""})
     row = {c: i for i, c in enumerate(unique)}
     caption_ids = np.full((len(dataset), max(map(len, wordings.values()))), -1, dtype=np.int64)  # (N, V)
     counts = np.zeros(len(dataset), dtype=np.int64)

@@ -107,6 +107,10 @@ class TrainConfig:
     # > 0: the same for each caption that counts objects ("two red circles"), denoised under the other count
     # ("three red circles"): the gradient spent on what the count word changes
     count_contrast: float = 0.0
+    # > 0: the same for each caption that names a shape, denoised with one shape word turned into another ("a red
+    # circle" -> "a red star"). A caption with several keys is contrasted with one twin per step, a key drawn in
+    # proportion to its weight (studio.train.batches.opposite_table), so the keys share the extra forward pass
+    shape_contrast: float = 0.0
     ema_decay: float = 0.999  # 0 = no EMA (the raw weights are saved)
 
     # --- budget: whichever comes first; at least one must be set
@@ -180,8 +184,8 @@ class TrainConfig:
             need(getattr(self, key) is None or getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
         need(self.loss_weighting in LOSS_WEIGHTINGS,
              f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
-        need(self.relation_contrast >= 0, f"relation_contrast must be >= 0 (0 = off), got {self.relation_contrast}")
-        need(self.count_contrast >= 0, f"count_contrast must be >= 0 (0 = off), got {self.count_contrast}")
+        for key in ("relation_contrast", "count_contrast", "shape_contrast"):
+            need(getattr(self, key) >= 0, f"{key} must be >= 0 (0 = off), got {getattr(self, key)}")
         need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         need(self.max_steps is not None or self.max_minutes is not None,
