@@ -1,13 +1,15 @@
 """Count-aware starting noise: the number of objects a diffusion model draws follows bumps in its starting noise
 more than the number word in the prompt (Zhao et al., "Demystifying Numerosity in Diffusion Models", arXiv
 2510.11117, inject a count-aware layout into the noise). For a prompt that asks for N >= 2 objects, this raises
-the N strongest object-sized bumps already in the noise, so the model finds N places to put objects.
+the N strongest object-sized bumps already in the noise, so the model finds N places to put objects; when the
+prompt names a shape, each bump has its outline, and the model draws the outline it finds.
 
 The layout comes from the noise itself (no extra random draws), so it is the same for any batch, generator or
 `latents=` the noise came from. Which bumps count and how high they are raised is a sampling setting, like
 guidance, measured by `studio eval align --count-prior` (docs/results/shipped-models.md).
 
-    noise = with_count_prior(noise, [requested_count(p) for p in prompts], strength=1.0)
+    noise = with_count_prior(noise, [requested_count(p) for p in prompts], strength=1.0,
+                             shapes=[requested_shape(p) for p in prompts])
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from studio.constants import MAX_COUNT_PRIOR
 from studio.data.scene import MAX_COUNT, requested_count  # noqa: F401  (requested_count: re-exported, torch-free)
+from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
 
 BLOB_RADIUS = 0.11  # fraction of the side: about a `small` object of the shapes grammar (extent 0.18)
@@ -26,6 +29,9 @@ BLOB_EDGE = 0.04  # width of the sigmoid rim, fraction of the side
 MARGIN = 0.15  # centres stay this far from the border: an object there would be cut off
 MIN_GAP = 2.4  # centres at least this many radii apart: separate objects, not one blob
 REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `amplitude`)
+SHAPED_EXTENT = 0.22  # a prompt that names a shape gets bumps of that outline instead of discs, this wide (fraction
+SHAPED_BLUR = 0.02  # of the side), blurred this much: the model draws the outline the noise suggests (and, with
+# smaller bumps that do not merge, as many objects)
 def check_strength(strength: float, maximum: float = MAX_COUNT_PRIOR, what: str = "count prior") -> float:
     """`strength` as a float, or a ConfigError that says the range (NaN and infinities included). The relation
     prior checks its own with its maximum and name."""
@@ -74,30 +80,39 @@ def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
     return centres
 
 
-def count_layout(noise: torch.Tensor, count: int) -> torch.Tensor:
-    """(R, R): soft discs at the `count` strongest bumps of `noise` (3, R, R), minus their mean, so raising
-    them does not shift the image's overall brightness."""
+def count_layout(noise: torch.Tensor, count: int, shape: str | None = None) -> torch.Tensor:
+    """(R, R): soft bumps at the `count` strongest bumps of `noise` (3, R, R), each in the outline of `shape`
+    (`studio.data.shapes.soft_silhouette`) or a disc when it is None, minus their mean, so raising them does not
+    shift the image's overall brightness."""
     resolution = noise.shape[-1]
     grid = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")
     layout = torch.zeros(resolution, resolution)
     for x, y in blob_centres(noise, count):
-        disc = torch.sigmoid((BLOB_RADIUS - torch.hypot(xs - x, ys - y)) / BLOB_EDGE)
-        layout = torch.maximum(layout, disc)
+        if shape is None:
+            bump = torch.sigmoid((BLOB_RADIUS - torch.hypot(xs - x, ys - y)) / BLOB_EDGE)
+        else:
+            bump = soft_silhouette(shape, x, y, SHAPED_EXTENT, resolution, SHAPED_BLUR)
+        layout = torch.maximum(layout, bump)
     return layout - layout.mean()
 
 
-def with_count_prior(noise: torch.Tensor, counts: Sequence[int | None], strength: float) -> torch.Tensor:
+def with_count_prior(noise: torch.Tensor, counts: Sequence[int | None], strength: float,
+                     shapes: Sequence[str | None] | None = None) -> torch.Tensor:
     """`noise` (B, 3, R, R) with, for each image whose count is >= 2, `count_layout` added to every channel at
-    `amplitude(strength, R)`. Images without a count, and strength 0, keep their noise exactly."""
-    if len(counts) != noise.shape[0]:
-        raise ConfigError(f"got {len(counts)} counts for {noise.shape[0]} images")
+    `amplitude(strength, R)`, its bumps in the outline of that image's entry of `shapes` (the prompt's
+    `studio.data.scene.requested_shape`; None or no list: discs). Images without a count, and strength 0, keep
+    their noise exactly."""
+    shapes = [None] * len(counts) if shapes is None else list(shapes)
+    if not len(counts) == len(shapes) == noise.shape[0]:
+        raise ConfigError(f"got {len(counts)} counts and {len(shapes)} shapes for {noise.shape[0]} images")
     check_strength(strength)
     if strength == 0 or not any(c and c >= 2 for c in counts):
         return noise
     height = amplitude(strength, noise.shape[-1])
     out = noise.clone()
-    for i, count in enumerate(counts):
+    for i, (count, shape) in enumerate(zip(counts, shapes)):
         if count and count >= 2:
-            out[i] += height * count_layout(noise[i], min(int(count), MAX_COUNT)).to(noise.device, noise.dtype)
+            layout = count_layout(noise[i], min(int(count), MAX_COUNT), shape)
+            out[i] += height * layout.to(noise.device, noise.dtype)
     return out

@@ -4,8 +4,9 @@ Where a pixel diffusion model puts an object of some colour follows the starting
 faint patch of that colour is where the first, noisiest steps see the object. For a prompt such as "a red circle
 to the left of a blue square", this finds the two object-sized places in the noise that already lean most
 towards red and towards blue while the red one lies to the left (by at least MIN_ALONG of the side, within
-MAX_ACROSS across), and adds a soft Gaussian patch of each colour there. The model then draws each object where
-its colour already is, so the words' order decides the layout instead of the seed. Like `studio.count_prior`,
+MAX_ACROSS across), and adds a soft patch of each colour there, in the outline of the shape named on that side
+(a round Gaussian where none is named). The model then draws each object where its colour already is, in the
+outline it finds there, so the words' order decides the layout instead of the seed. Like `studio.count_prior`,
 the layout comes from the noise itself (no extra random draws), and the strength is a sampling setting measured
 by `studio eval align --relation-prior` (docs/results/shipped-models.md).
 
@@ -23,10 +24,14 @@ from studio import count_prior
 from studio.constants import MAX_RELATION_PRIOR
 from studio.count_prior import amplitude, box_average
 from studio.data.scene import BACKGROUNDS, COLORS, RelationRequest, requested_relation  # noqa: F401  (re-exported)
+from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
 
 PATCH_SIGMA = 0.07  # the patch's Gaussian width, fraction of the side: a soft, object-sized patch (a sharp disc
 # of the same size drew the objects as blobs: shapes on relation captions fell where the Gaussian kept them)
+SHAPED_EXTENT = 0.36  # a side that names a shape gets that outline instead, this wide (fraction of the side: about
+SHAPED_BLUR = 0.02  # the Gaussian's mass for a star or a triangle), blurred this much: the model draws the outline
+# the noise suggests, so each object keeps its own shape instead of both taking the subject's
 MIN_ALONG = 0.5  # the two centres differ by at least this along the relation's axis (fraction of the side)
 MAX_ACROSS = 0.1  # ... and by at most this across it
 CANDIDATES = torch.linspace(0.2, 0.8, 15)  # candidate centres per axis: a large object there is not cut off
@@ -79,17 +84,24 @@ def patch_centres(noise: torch.Tensor, request: RelationRequest
 
 
 def relation_layout(noise: torch.Tensor, request: RelationRequest) -> torch.Tensor:
-    """(3, R, R): a Gaussian patch of each named colour's tint at its centre (`patch_centres`), minus each
+    """(3, R, R): a patch of each named colour's tint at its centre (`patch_centres`), shaped as that side's
+    shape when it names one (`studio.data.shapes.soft_silhouette`) and a round Gaussian otherwise, minus each
     channel's mean, so the patches do not shift the image's overall colour."""
     resolution = noise.shape[-1]
     grid = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")
     layout = torch.zeros(3, resolution, resolution)
-    for (x, y), color in zip(patch_centres(noise, request), (request.subject_color, request.object_color)):
+    sides = zip(patch_centres(noise, request), (request.subject_color, request.object_color),
+                (request.subject_shape, request.object_shape))
+    for (x, y), color, shape in sides:
         direction = tint(color, request.background)
-        if direction is not None:
+        if direction is None:
+            continue
+        if shape is None:
             patch = torch.exp(-0.5 * (torch.hypot(xs - x, ys - y) / PATCH_SIGMA) ** 2)
-            layout += direction[:, None, None] * patch
+        else:
+            patch = soft_silhouette(shape, x, y, SHAPED_EXTENT, resolution, SHAPED_BLUR)
+        layout += direction[:, None, None] * patch
     return layout - layout.mean((1, 2), keepdim=True)
 
 

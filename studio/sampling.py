@@ -24,6 +24,7 @@ from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.caption_match import match_prompts
 from studio.count_prior import check_strength, requested_count, with_count_prior
+from studio.data.scene import requested_shape
 from studio.relation_prior import check_strength as check_relation_strength, requested_relation, with_relation_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
@@ -233,7 +234,8 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
             raise ConfigError(f"noise must have shape {(B, 3, resolution, resolution)}, got {tuple(noise.shape)}")
         made = noise
     if count_prior:
-        made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior)
+        made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior,
+                                [requested_shape(p) for p in prompts])
     if relation_prior:
         made = with_relation_prior(made, [requested_relation(p) for p in prompts], relation_prior)
     sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)

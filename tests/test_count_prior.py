@@ -7,8 +7,11 @@ import math
 import pytest
 import torch
 
+from conftest import fake_text
 from studio import count_prior as cp
 from studio import sampling
+from studio.data.scene import requested_shape
+from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
 
 
@@ -48,6 +51,34 @@ def test_layout_raises_count_separate_bumps_with_zero_mean(count):
     assert sorted(cp.blob_centres(raised, count)) == sorted(centres)
 
 
+@pytest.mark.parametrize("shape", ["square", "triangle", "cross"])
+def test_a_named_shape_gives_each_bump_its_outline(shape):
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(7))
+    centres = cp.blob_centres(noise, 2)
+    outlines = torch.maximum(*(soft_silhouette(shape, x, y, cp.SHAPED_EXTENT, 64, cp.SHAPED_BLUR) for x, y in centres))
+    layout = cp.count_layout(noise, 2, shape)
+    assert torch.allclose(layout, outlines - outlines.mean(), atol=1e-5)
+    raised = cp.with_count_prior(noise[None].repeat(2, 1, 1, 1), [2, 2], 1.0, [shape, None])
+    assert torch.allclose(raised[0] - noise, layout.expand(3, -1, -1), atol=1e-5)  # every channel alike
+    assert torch.allclose(raised[1] - noise, cp.count_layout(noise, 2).expand(3, -1, -1), atol=1e-5)  # discs
+
+
+@pytest.mark.parametrize("prompt, shape", [
+    ("three orange circles on a white background", "circle"), ("two Crosses", "cross"), ("a red star", "star"),
+    ("two cats", None), ("", None)])
+def test_requested_shape(prompt, shape):
+    assert requested_shape(prompt) == shape
+
+
+def test_stream_gives_the_count_prior_the_prompts_shape(tiny_core):
+    text = (fake_text(2), fake_text(2, seed=1))
+    r = tiny_core.resolution
+    noise = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(4)).repeat(2, 1, 1, 1)
+    prompts = ["two red squares", "two red stars"]
+    first = next(sampling.stream(tiny_core, prompts, steps=3, noise=noise, text=text, count_prior=1.0))
+    assert float((first.x_t[0] - first.x_t[1]).abs().max()) > 0.1  # the same noise, raised in two outlines
+
+
 def test_no_more_bumps_than_fit():
     noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0))
     assert 0 < len(cp.blob_centres(noise, 50)) < 50
@@ -66,6 +97,8 @@ def test_bad_inputs():
     noise = torch.randn(2, 3, 16, 16)
     with pytest.raises(ConfigError, match="counts"):
         cp.with_count_prior(noise, [2], 1.0)
+    with pytest.raises(ConfigError, match="1 shapes"):
+        cp.with_count_prior(noise, [2, 2], 1.0, ["circle"])
     with pytest.raises(ConfigError, match="count prior"):
         cp.with_count_prior(noise, [2, 2], -1.0)
 

@@ -13,11 +13,11 @@ from PIL import Image
 from studio.data.cache import collate_samples
 from studio.data.scene import (
     BACKGROUNDS, COLORS, CROSS_ARM_RATIO, MAX_ROTATION_DEG, POSITION_JITTER, POSITIONS, RELATION_MAX_ACROSS,
-    RELATION_MIN_ALONG, SIZE_JITTER, SIZES, STAR_INNER_RATIO, Scene, SceneObject,
+    RELATION_MIN_ALONG, SHAPES, SIZE_JITTER, SIZES, STAR_INNER_RATIO, Scene, SceneObject,
 )
 from studio.data.shapes import (
     CaptionError, ShapesDataset, caption_for, caption_variants, heldout_captions, object_polygon, parse_caption,
-    render_scene, sample_scene, try_parse_caption,
+    render_scene, sample_scene, soft_silhouette, try_parse_caption,
 )
 from studio.errors import DataError
 
@@ -179,3 +179,24 @@ def test_dataset_items_have_the_sample_layout_and_batch_with_collate_samples():
         ShapesDataset(8)
     with pytest.raises(DataError, match="split"):
         ShapesDataset(32, split="test")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_soft_silhouette_is_the_rendered_outline_blurred(shape):
+    sharp = soft_silhouette(shape, 0.5, 0.5, 0.5, 64, blur=0.0)
+    soft = soft_silhouette(shape, 0.5, 0.5, 0.5, 64, blur=0.03)
+    assert 0 <= float(sharp.min()) and float(sharp.max()) <= 1 + 1e-5
+    assert float(sharp[32, 32]) > 0.99 and float(sharp[1, 1]) == 0  # the centre is inside, a corner outside
+    assert float(soft.sum()) == pytest.approx(float(sharp.sum()), rel=0.02)  # blurring keeps the mass
+    assert float((soft - sharp).abs().max()) > 0.2  # ... and softens the edge
+
+
+def test_soft_silhouettes_tell_the_shapes_apart():
+    masks = {s: soft_silhouette(s, 0.5, 0.5, 0.5, 64, blur=0.0) for s in SHAPES}
+    radius = 0.5 / 2 * 64
+    below = (int(32 + 0.85 * radius), 32)  # (row, column): inside the circle and the cross's arm, below the square
+    assert float(masks["circle"][below]) > 0.9 and float(masks["cross"][below]) > 0.9
+    assert float(masks["square"][below]) < 0.1
+    assert float(masks["triangle"].sum()) < float(masks["square"].sum()) < float(masks["circle"].sum())
+    assert float(masks["triangle"][32 - int(0.8 * radius), 32]) > 0.5  # apex up
+    assert float(masks["triangle"][32 + int(0.8 * radius), 32]) == 0

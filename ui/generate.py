@@ -447,12 +447,13 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
         count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=start[6], step=0.25, label="Count prior (0 = off)",
                                 elem_id="count-prior",
                                 info="for prompts that ask for two or more objects: raise that many object-sized "
-                                     "bumps of the starting noise, so the model finds as many places for them")
+                                     "bumps of the starting noise, in the outline of the shape the prompt names, "
+                                     "so the model finds as many places for them")
         relation_prior = gr.Slider(0, MAX_RELATION_PRIOR, value=start[7], step=0.25,
                                    label="Relation prior (0 = off)", elem_id="relation-prior",
                                    info="for prompts that place two objects of named colours (a red circle to the "
                                         "left of a blue square): tint the starting noise with each colour where "
-                                        "its object should go")
+                                        "its object should go, in the outline of its shape")
         has_captions = has_trained_captions(first)
         match_captions = gr.Checkbox(value=has_captions, visible=has_captions, label="Match a trained caption",
                                      elem_id="match-captions",

@@ -128,6 +128,15 @@ def opposite_count(prompt: str) -> str | None:
 _SHAPE_WORD = re.compile(r"\b(" + "|".join(list(PLURALS.values()) + list(SHAPES)) + r")\b")
 
 
+def requested_shape(prompt: str) -> str | None:
+    """The first shape of the grammar the prompt names, singular ("three orange circles" -> "circle"), None
+    when it names none: the outline the noise priors give their patches."""
+    match = _SHAPE_WORD.search((prompt or "").lower())
+    if match is None:
+        return None
+    return {plural: shape for shape, plural in PLURALS.items()}.get(match.group(1), match.group(1))
+
+
 def shape_twins(prompt: str) -> list[str]:
     """The prompt with one shape word of the grammar turned into each other shape, one word at a time ("a red
     circle" -> "a red square", "a red triangle", ...; plurals stay plural): the shape contrast's wrong captions.
@@ -169,16 +178,19 @@ _BACKGROUND_PHRASE = re.compile(r"\b(" + "|".join(BACKGROUNDS) + r") background\
 @dataclass(frozen=True)
 class RelationRequest:
     """What a prompt asks about two objects' places: the relation, the palette colour named on each side of it
-    (None when that side names none) and the background's (None when the prompt names none)."""
+    (None when that side names none), the background's (None when the prompt names none) and the shape named on
+    each side (None when that side names none)."""
     relation: str
     subject_color: str | None
     object_color: str | None
     background: str | None
+    subject_shape: str | None = None
+    object_shape: str | None = None
 
 
 def requested_relation(prompt: str) -> RelationRequest | None:
-    """The prompt's first relation phrase and the colours named before and after it ("a red circle to the left
-    of a blue square on a black background" -> left of, red, blue, black), None when it names no relation or
+    """The prompt's first relation phrase and the colours and shapes named before and after it ("a red circle to
+    the left of a blue square on a black background" -> left of, red, blue, black, circle, square), None when it names no relation or
     no palette colour on either side (then nothing tells the two objects apart). Any text, not only captions."""
     prompt = prompt or ""
     match = _RELATION_PHRASE.search(prompt)
@@ -190,4 +202,5 @@ def requested_relation(prompt: str) -> RelationRequest | None:
     if subject is None and obj is None:
         return None
     return RelationRequest(match.group(1), subject and subject.group(1).lower(), obj and obj.group(1).lower(),
-                           background and background.group(1).lower())
+                           background and background.group(1).lower(),
+                           requested_shape(prompt[:match.start()]), requested_shape(prompt[match.end():]))

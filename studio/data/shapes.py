@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from studio.data.scene import (
@@ -375,6 +376,24 @@ def render_scene(scene: Scene, resolution: int, supersample: int = 4) -> Image.I
             draw.polygon([(x * side - 0.5, y * side - 0.5) for x, y in poly], fill=fill)
     # reduce() is an exact box average for integer factors, and several times faster than resize(BOX).
     return canvas if ss == 1 else canvas.reduce(ss)
+
+
+def soft_silhouette(shape: str, x: float, y: float, extent: float, resolution: int, blur: float) -> torch.Tensor:
+    """(R, R) in [0, 1]: an upright `shape` of circumscribed diameter `extent` centred at (x, y) (fractions of the
+    side, y downwards), drawn as `render_scene` draws objects and blurred by a Gaussian of `blur` (standard
+    deviation, fraction of the side; 0 = the anti-aliased outline): the shaped patch of the noise priors."""
+    obj = SceneObject(color="red", shape=shape, size="small", x=x, y=y, extent=extent, rotation=0.0)
+    image = render_scene(Scene(kind="single", background="black", objects=(obj,)), resolution, supersample=8)
+    black, red = BACKGROUNDS["black"][0], COLORS["red"][0]
+    mask = (torch.from_numpy(np.asarray(image, dtype=np.float32)[..., 0]) - black) / (red - black)
+    sigma = blur * resolution
+    if sigma <= 0:
+        return mask
+    taps = torch.arange(2 * int(3 * sigma) + 1, dtype=torch.float32) - int(3 * sigma)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    m = F.conv2d(mask[None, None], kernel.view(1, 1, 1, -1), padding=(0, len(taps) // 2))  # separable: rows ...
+    return F.conv2d(m, kernel.view(1, 1, -1, 1), padding=(len(taps) // 2, 0))[0, 0]  # ... then columns
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
