@@ -32,6 +32,8 @@ REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `ampl
 SHAPED_EXTENT = 0.22  # a prompt that names a shape gets bumps of that outline instead of discs, this wide (fraction
 SHAPED_BLUR = 0.02  # of the side), blurred this much: the model draws the outline the noise suggests (and, with
 # smaller bumps that do not merge, as many objects)
+
+
 def check_strength(strength: float, maximum: float = MAX_COUNT_PRIOR, what: str = "count prior") -> float:
     """`strength` as a float, or a ConfigError that says the range (NaN and infinities included). The relation
     prior checks its own with its maximum and name."""

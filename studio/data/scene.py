@@ -126,6 +126,7 @@ def opposite_count(prompt: str) -> str | None:
 
 
 _SHAPE_WORD = re.compile(r"\b(" + "|".join(list(PLURALS.values()) + list(SHAPES)) + r")\b")
+_SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
 
 
 def requested_shape(prompt: str) -> str | None:
@@ -134,21 +135,20 @@ def requested_shape(prompt: str) -> str | None:
     match = _SHAPE_WORD.search((prompt or "").lower())
     if match is None:
         return None
-    return {plural: shape for shape, plural in PLURALS.items()}.get(match.group(1), match.group(1))
+    return _SINGULAR.get(match.group(1), match.group(1))
 
 
 def shape_twins(prompt: str) -> list[str]:
     """The prompt with one shape word of the grammar turned into each other shape, one word at a time ("a red
     circle" -> "a red square", "a red triangle", ...; plurals stay plural): the shape contrast's wrong captions.
     Every shape starts with a consonant, so the article before it stays right. Empty when it names no shape."""
-    singular = {plural: shape for shape, plural in PLURALS.items()}
     twins = []
     for match in _SHAPE_WORD.finditer(prompt):
         word = match.group(1)
-        shape = singular.get(word, word)
+        shape = _SINGULAR.get(word, word)
         for other in SHAPES:
             if other != shape:
-                replacement = PLURALS[other] if word in singular else other
+                replacement = PLURALS[other] if word in _SINGULAR else other
                 twins.append(prompt[:match.start()] + replacement + prompt[match.end():])
     return twins
 
@@ -190,8 +190,9 @@ class RelationRequest:
 
 def requested_relation(prompt: str) -> RelationRequest | None:
     """The prompt's first relation phrase and the colours and shapes named before and after it ("a red circle to
-    the left of a blue square on a black background" -> left of, red, blue, black, circle, square), None when it names no relation or
-    no palette colour on either side (then nothing tells the two objects apart). Any text, not only captions."""
+    the left of a blue square on a black background" -> left of, red, blue, black, circle, square), None when it
+    names no relation or no palette colour on either side (then nothing tells the two objects apart). Any text,
+    not only captions."""
     prompt = prompt or ""
     match = _RELATION_PHRASE.search(prompt)
     if match is None:
