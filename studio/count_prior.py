@@ -1,26 +1,29 @@
 """Count-aware starting noise: the number of objects a diffusion model draws follows bumps in its starting noise
 more than the number word in the prompt (Zhao et al., "Demystifying Numerosity in Diffusion Models", arXiv
 2510.11117, inject a count-aware layout into the noise). For a prompt that asks for N >= 2 objects, this raises
-the N strongest object-sized bumps already in the noise, so the model finds N places to put objects; when the
-prompt names a shape, each bump has its outline, and the model draws the outline it finds.
+the N strongest object-sized bumps already in the noise, so the model finds N places to put objects. A bump
+leans from the background's colour towards the objects' (`tint`): brighter for orange on black, darker for blue
+on white, where an all-channel raise would look like more background. When the prompt names a shape, each bump
+has its outline, and the model draws the outline it finds.
 
 The layout comes from the noise itself (no extra random draws), so it is the same for any batch, generator or
 `latents=` the noise came from. Which bumps count and how high they are raised is a sampling setting, like
 guidance, measured by `studio eval align --count-prior` (docs/results/shipped-models.md).
 
-    noise = with_count_prior(noise, [requested_count(p) for p in prompts], strength=1.0,
-                             shapes=[requested_shape(p) for p in prompts])
+    noise = with_count_prior(noise, [requested_objects(p) for p in prompts], strength=1.0)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from studio.constants import MAX_COUNT_PRIOR
-from studio.data.scene import MAX_COUNT, requested_count  # noqa: F401  (requested_count: re-exported, torch-free)
+from studio.data.scene import BACKGROUNDS, COLORS, MAX_COUNT, CountRequest
+from studio.data.scene import requested_count, requested_objects  # noqa: F401  (re-exported, torch-free)
 from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
 
@@ -59,14 +62,36 @@ def amplitude(strength: float, resolution: int) -> float:
     return float(strength) * REFERENCE_RESOLUTION / int(resolution)
 
 
-def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
+def _unit_rgb(rgb: tuple[int, int, int]) -> torch.Tensor:
+    return torch.tensor([c / 127.5 - 1.0 for c in rgb])  # the models' [-1, 1] pixel range
+
+
+def tint(color: str | None, background: str | None) -> torch.Tensor | None:
+    """(3,): the direction from the background's colour (mid-gray when unnamed) to `color`, scaled to length
+    sqrt(3) (the length of an all-channel bump of the same height); None for no colour."""
+    if color is None:
+        return None
+    direction = _unit_rgb(COLORS[color]) - (_unit_rgb(BACKGROUNDS[background]) if background else 0.0)
+    return direction / direction.norm() * math.sqrt(3)
+
+
+def bump_direction(request: CountRequest) -> torch.Tensor:
+    """(3,): which way the request's bumps lean in colour: its `tint`, or every channel alike when it names no
+    colour."""
+    direction = tint(request.color, request.background)
+    return torch.ones(3) if direction is None else direction
+
+
+def blob_centres(noise: torch.Tensor, count: int, direction: torch.Tensor | None = None
+                 ) -> list[tuple[float, float]]:
     """The centres (x, y, fractions of the side) of the `count` strongest object-sized bumps of `noise`
-    (3, R, R): its channel mean smoothed over a blob's width, greedy maxima at least MIN_GAP radii apart, inside
-    the margin. Fewer when no more fit."""
+    (3, R, R) along `direction` (3,) (None: every channel alike): the noise projected on it and smoothed over a
+    blob's width, greedy maxima at least MIN_GAP radii apart, inside the margin. Fewer when no more fit."""
     noise = noise.detach().float().cpu()  # a few small ops: the layout is built on the CPU for any device
     resolution = noise.shape[-1]
+    direction = torch.ones(3) if direction is None else direction.float().cpu()
     width = max(3, int(round(2 * BLOB_RADIUS * resolution)) | 1)  # odd: the smoothed map keeps its size
-    smooth = box_average(noise.mean(0), width)
+    smooth = box_average(torch.einsum("c,chw->hw", direction / 3, noise), width)
     lo, hi = int(MARGIN * resolution), int(round((1 - MARGIN) * resolution))
     score = torch.full_like(smooth, float("-inf"))
     score[lo:hi, lo:hi] = smooth[lo:hi, lo:hi]
@@ -82,39 +107,37 @@ def blob_centres(noise: torch.Tensor, count: int) -> list[tuple[float, float]]:
     return centres
 
 
-def count_layout(noise: torch.Tensor, count: int, shape: str | None = None) -> torch.Tensor:
-    """(R, R): soft bumps at the `count` strongest bumps of `noise` (3, R, R), each in the outline of `shape`
-    (`studio.data.shapes.soft_silhouette`) or a disc when it is None, minus their mean, so raising them does not
-    shift the image's overall brightness."""
+def count_layout(noise: torch.Tensor, request: CountRequest) -> torch.Tensor:
+    """(3, R, R): soft bumps at the request's count of strongest bumps of `noise` (3, R, R) along its
+    `bump_direction` (`blob_centres`), each in the outline of its shape (`studio.data.shapes.soft_silhouette`)
+    or a disc when it names none, leaning that way in colour, minus each channel's mean, so raising them does not
+    shift the image's overall colour."""
     resolution = noise.shape[-1]
     grid = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")
-    layout = torch.zeros(resolution, resolution)
-    for x, y in blob_centres(noise, count):
-        if shape is None:
+    direction = bump_direction(request)
+    bumps = torch.zeros(resolution, resolution)
+    for x, y in blob_centres(noise, min(request.count, MAX_COUNT), direction):
+        if request.shape is None:
             bump = torch.sigmoid((BLOB_RADIUS - torch.hypot(xs - x, ys - y)) / BLOB_EDGE)
         else:
-            bump = soft_silhouette(shape, x, y, SHAPED_EXTENT, resolution, SHAPED_BLUR)
-        layout = torch.maximum(layout, bump)
-    return layout - layout.mean()
+            bump = soft_silhouette(request.shape, x, y, SHAPED_EXTENT, resolution, SHAPED_BLUR)
+        bumps = torch.maximum(bumps, bump)
+    return direction[:, None, None] * (bumps - bumps.mean())
 
 
-def with_count_prior(noise: torch.Tensor, counts: Sequence[int | None], strength: float,
-                     shapes: Sequence[str | None] | None = None) -> torch.Tensor:
-    """`noise` (B, 3, R, R) with, for each image whose count is >= 2, `count_layout` added to every channel at
-    `amplitude(strength, R)`, its bumps in the outline of that image's entry of `shapes` (the prompt's
-    `studio.data.scene.requested_shape`; None or no list: discs). Images without a count, and strength 0, keep
-    their noise exactly."""
-    shapes = [None] * len(counts) if shapes is None else list(shapes)
-    if not len(counts) == len(shapes) == noise.shape[0]:
-        raise ConfigError(f"got {len(counts)} counts and {len(shapes)} shapes for {noise.shape[0]} images")
+def with_count_prior(noise: torch.Tensor, requests: Sequence[CountRequest | None], strength: float) -> torch.Tensor:
+    """`noise` (B, 3, R, R) with, for each image whose request asks for >= 2 objects (its prompt's
+    `studio.data.scene.requested_objects`), `count_layout` added at `amplitude(strength, R)`. Images without
+    one, and strength 0, keep their noise exactly."""
+    if len(requests) != noise.shape[0]:
+        raise ConfigError(f"got {len(requests)} count requests for {noise.shape[0]} images")
     check_strength(strength)
-    if strength == 0 or not any(c and c >= 2 for c in counts):
+    if strength == 0 or not any(r and r.count >= 2 for r in requests):
         return noise
     height = amplitude(strength, noise.shape[-1])
     out = noise.clone()
-    for i, (count, shape) in enumerate(zip(counts, shapes)):
-        if count and count >= 2:
-            layout = count_layout(noise[i], min(int(count), MAX_COUNT), shape)
-            out[i] += height * layout.to(noise.device, noise.dtype)
+    for i, request in enumerate(requests):
+        if request and request.count >= 2:
+            out[i] += height * count_layout(noise[i], request).to(noise.device, noise.dtype)
     return out

@@ -15,15 +15,14 @@ by `studio eval align --relation-prior` (docs/results/shipped-models.md).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
 from studio import count_prior
 from studio.constants import MAX_RELATION_PRIOR
-from studio.count_prior import amplitude, box_average
-from studio.data.scene import BACKGROUNDS, COLORS, RelationRequest, requested_relation  # noqa: F401  (re-exported)
+from studio.count_prior import amplitude, box_average, tint
+from studio.data.scene import RelationRequest, requested_relation  # noqa: F401  (re-exported)
 from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
 
@@ -40,19 +39,6 @@ CANDIDATES = torch.linspace(0.2, 0.8, 15)  # candidate centres per axis: a large
 def check_strength(strength: float) -> float:
     """`strength` as a float, or a ConfigError that says the range (NaN and infinities included)."""
     return count_prior.check_strength(strength, MAX_RELATION_PRIOR, "relation prior")
-
-
-def _unit_rgb(rgb: tuple[int, int, int]) -> torch.Tensor:
-    return torch.tensor([c / 127.5 - 1.0 for c in rgb])  # the models' [-1, 1] pixel range
-
-
-def tint(color: str | None, background: str | None) -> torch.Tensor | None:
-    """(3,): the direction from the background's colour (mid-gray when unnamed) to `color`, scaled to length
-    sqrt(3) (the length of `studio.count_prior`'s all-channel bump of the same height); None for no colour."""
-    if color is None:
-        return None
-    direction = _unit_rgb(COLORS[color]) - (_unit_rgb(BACKGROUNDS[background]) if background else 0.0)
-    return direction / direction.norm() * math.sqrt(3)
 
 
 def patch_centres(noise: torch.Tensor, request: RelationRequest

@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.caption_match import match_prompts
-from studio.count_prior import check_strength, requested_count, with_count_prior
-from studio.data.scene import requested_shape
+from studio.count_prior import check_strength, requested_objects, with_count_prior
 from studio.relation_prior import check_strength as check_relation_strength, requested_relation, with_relation_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
@@ -146,6 +145,17 @@ def pooled_noise(noise: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(noise, factor) * factor
 
 
+def with_noise_priors(noise: torch.Tensor, prompts: Sequence[str], count_prior: float = 0.0,
+                      relation_prior: float = 0.0) -> torch.Tensor:
+    """`noise` (B, 3, R, R) with both noise priors the prompts ask for (`studio.count_prior`, then
+    `studio.relation_prior`) at these strengths (0 = off): the starting noise `stream` samples from."""
+    if count_prior:
+        noise = with_count_prior(noise, [requested_objects(p) for p in prompts], count_prior)
+    if relation_prior:
+        noise = with_relation_prior(noise, [requested_relation(p) for p in prompts], relation_prior)
+    return noise
+
+
 def negative_prompts(negative_prompt: str | Sequence[str] | None, batch: int) -> list[str]:
     """One negative prompt per image: None or a single string applies to every image, a list gives one each.
     The empty prompt is the unconditional input that training's caption dropout taught the model."""
@@ -184,7 +194,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     negative_prompt: what guidance steers away from, in place of the empty prompt (one string for every
         image or one per prompt): v = v(negative) + guidance * (v(prompt) - v(negative)), as in diffusers.
         It acts only on guided steps (guidance != 1, inside the guidance interval).
-    count_prior: for each prompt that asks for N >= 2 objects (`studio.count_prior.requested_count`), raise the
+    count_prior: for each prompt that asks for N >= 2 objects (`studio.count_prior.requested_objects`), raise the
         N strongest object-sized bumps of its starting noise by this much (`studio.count_prior`; 0 = off):
         the model draws as many objects as the noise offers places for.
     relation_prior: for each prompt that asks for a relation between objects of named colours
@@ -233,11 +243,7 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         if tuple(noise.shape) != (B, 3, resolution, resolution):
             raise ConfigError(f"noise must have shape {(B, 3, resolution, resolution)}, got {tuple(noise.shape)}")
         made = noise
-    if count_prior:
-        made = with_count_prior(made, [requested_count(p) for p in prompts], count_prior,
-                                [requested_shape(p) for p in prompts])
-    if relation_prior:
-        made = with_relation_prior(made, [requested_relation(p) for p in prompts], relation_prior)
+    made = with_noise_priors(made, prompts, count_prior, relation_prior)
     sample = (made.float() * scheduler.init_noise_sigma).to(device, torch.float32)
     # ancestral samplers (ddpm, euler-ancestral, sde variants) draw fresh noise at each step from `generator`
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}

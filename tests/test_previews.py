@@ -253,6 +253,7 @@ def test_core_vs_grown_hands_the_core_the_grown_runs_priors_pooled(tmp_path, mon
     import types
 
     from studio.count_prior import with_count_prior
+    from studio.data.scene import CountRequest
     from studio.relation_prior import requested_relation, with_relation_prior
     from studio.previews import compare
     from studio.sampling import initial_noise, pooled_noise
@@ -272,7 +273,7 @@ def test_core_vs_grown_hands_the_core_the_grown_runs_priors_pooled(tmp_path, mon
     assert c.matched_noise
     (core_res, core_noise, *core_priors), (grown_res, grown_noise, *grown_priors) = calls
     assert (core_res, core_priors, grown_res, grown_noise, grown_priors) == (16, [0.0, 0.0], 32, None, [1.0, 0.5])
-    raised = with_count_prior(initial_noise(2, 32, 3)[0], [2, 2], 1.0, ["star", "star"])
+    raised = with_count_prior(initial_noise(2, 32, 3)[0], [CountRequest(2, "red", "star")] * 2, 1.0)
     raised = with_relation_prior(raised, [requested_relation(prompt)] * 2, 0.5)
     assert torch.equal(core_noise, pooled_noise(raised, 2))
 

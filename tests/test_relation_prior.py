@@ -112,11 +112,13 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("prior, prompts, tinted", [
-    ("count_prior", ["two red circles", "a red circle"], False),
+    ("count_prior", ["two circles", "a red circle"], False),
+    ("count_prior", ["two red circles on a white background", "a red circle"], True),
     ("relation_prior", ["a red circle to the left of a blue square on a black background", "two red circles"], True)])
 def test_stream_changes_only_the_noise_of_the_prompts_a_prior_acts_on(tiny_core, prior, prompts, tinted):
     """Both noise priors (studio.count_prior, studio.relation_prior) as `stream` applies them: the other prompt's
-    noise is untouched; the count prior raises every channel alike, the relation prior adds colours."""
+    noise is untouched; the count prior raises every channel alike when the prompt names no colour, and both
+    lean towards the colours named."""
     text = (fake_text(2), fake_text(2, seed=1))
 
     def first_step(strength: float):

@@ -447,8 +447,8 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
         count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=start[6], step=0.25, label="Count prior (0 = off)",
                                 elem_id="count-prior",
                                 info="for prompts that ask for two or more objects: raise that many object-sized "
-                                     "bumps of the starting noise, in the outline of the shape the prompt names, "
-                                     "so the model finds as many places for them")
+                                     "bumps of the starting noise, in the outline of the shape the prompt names "
+                                     "and tinted towards its colour, so the model finds as many places for them")
         relation_prior = gr.Slider(0, MAX_RELATION_PRIOR, value=start[7], step=0.25,
                                    label="Relation prior (0 = off)", elem_id="relation-prior",
                                    info="for prompts that place two objects of named colours (a red circle to the "

@@ -175,6 +175,37 @@ _COLOR_WORD = re.compile(r"\b(" + "|".join(COLORS) + r")\b", re.IGNORECASE)
 _BACKGROUND_PHRASE = re.compile(r"\b(" + "|".join(BACKGROUNDS) + r") background\b", re.IGNORECASE)
 
 
+def _named_background(prompt: str) -> str | None:
+    match = _BACKGROUND_PHRASE.search(prompt)
+    return match and match.group(1).lower()
+
+
+def _first_color(text: str) -> str | None:
+    match = _COLOR_WORD.search(_BACKGROUND_PHRASE.sub(" ", text))  # "a black background" names no object's colour
+    return match and match.group(1).lower()
+
+
+@dataclass(frozen=True)
+class CountRequest:
+    """What a prompt asks about several alike objects: how many, the palette colour and the shape it names (None
+    when it names none) and the background's (None when the prompt names none)."""
+    count: int
+    color: str | None = None
+    shape: str | None = None
+    background: str | None = None
+
+
+def requested_objects(prompt: str) -> CountRequest | None:
+    """How many objects the prompt asks for (`requested_count`), with their colour, shape and background ("three
+    orange circles on a white background" -> 3, orange, circle, white); None when it asks for no count. Any
+    text, not only captions."""
+    prompt = prompt or ""
+    count = requested_count(prompt)
+    if count is None:
+        return None
+    return CountRequest(count, _first_color(prompt), requested_shape(prompt), _named_background(prompt))
+
+
 @dataclass(frozen=True)
 class RelationRequest:
     """What a prompt asks about two objects' places: the relation, the palette colour named on each side of it
@@ -197,11 +228,8 @@ def requested_relation(prompt: str) -> RelationRequest | None:
     match = _RELATION_PHRASE.search(prompt)
     if match is None:
         return None
-    background = _BACKGROUND_PHRASE.search(prompt)
-    rest = _BACKGROUND_PHRASE.sub(" ", prompt[match.end():])  # "a black background" names no object's colour
-    subject, obj = (_COLOR_WORD.search(side) for side in (_BACKGROUND_PHRASE.sub(" ", prompt[:match.start()]), rest))
+    subject, obj = _first_color(prompt[:match.start()]), _first_color(prompt[match.end():])
     if subject is None and obj is None:
         return None
-    return RelationRequest(match.group(1), subject and subject.group(1).lower(), obj and obj.group(1).lower(),
-                           background and background.group(1).lower(),
+    return RelationRequest(match.group(1), subject, obj, _named_background(prompt),
                            requested_shape(prompt[:match.start()]), requested_shape(prompt[match.end():]))

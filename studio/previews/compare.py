@@ -12,13 +12,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from studio.caption_match import match_prompts
-from studio.count_prior import requested_count, with_count_prior
-from studio.data.scene import requested_shape
-from studio.relation_prior import requested_relation, with_relation_prior
 from studio.errors import ModelNotFoundError
 from studio.growth import core_fingerprint
 from studio.hub import list_models, load_model
-from studio.sampling import generate, initial_noise, pooled_noise
+from studio.sampling import generate, initial_noise, pooled_noise, with_noise_priors
 
 
 @dataclass
@@ -190,9 +187,7 @@ def core_vs_grown(name: str, prompt: str, seed: int = 0, *, steps: int = 25, gui
     if matched:
         drawn = match_prompts(grown, [prompt])[0].drawn if match_captions else prompt  # what `stream` draws
         grown_noise = initial_noise(n, int(grown.resolution), int(seed))[0]
-        grown_noise = with_count_prior(grown_noise, [requested_count(drawn)] * n, count_prior,
-                                       [requested_shape(drawn)] * n)
-        grown_noise = with_relation_prior(grown_noise, [requested_relation(drawn)] * n, relation_prior)
+        grown_noise = with_noise_priors(grown_noise, [drawn] * n, count_prior, relation_prior)
         core_noise = pooled_noise(grown_noise, factor)
     return Comparison(prompt, int(seed), core_name, int(core.resolution), grown_name, int(grown.resolution),
                       render(core_name, core, core_noise), render(grown_name, grown), how, matched)
