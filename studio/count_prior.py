@@ -33,8 +33,8 @@ MARGIN = 0.15  # centres stay this far from the border: an object there would be
 MIN_GAP = 2.4  # centres at least this many radii apart: separate objects, not one blob
 REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `amplitude`)
 SHAPED_EXTENT = 0.22  # a prompt that names a shape gets bumps of that outline instead of discs, this wide (fraction
-SHAPED_BLUR = 0.02  # of the side), blurred this much: the model draws the outline the noise suggests (and, with
-# smaller bumps that do not merge, as many objects)
+SHAPED_BLUR = 0.0  # of the side), unblurred: the model draws the outline the noise suggests (and, with smaller
+# bumps that do not merge, as many objects); a blur of 2% of the side rounded small crosses and stars into squares
 
 
 def check_strength(strength: float, maximum: float = MAX_COUNT_PRIOR, what: str = "count prior") -> float:

@@ -29,8 +29,8 @@ from studio.errors import ConfigError
 PATCH_SIGMA = 0.07  # the patch's Gaussian width, fraction of the side: a soft, object-sized patch (a sharp disc
 # of the same size drew the objects as blobs: shapes on relation captions fell where the Gaussian kept them)
 SHAPED_EXTENT = 0.36  # a side that names a shape gets that outline instead, this wide (fraction of the side: about
-SHAPED_BLUR = 0.02  # the Gaussian's mass for a star or a triangle), blurred this much: the model draws the outline
-# the noise suggests, so each object keeps its own shape instead of both taking the subject's
+SHAPED_BLUR = 0.0  # the Gaussian's mass for a star or a triangle), unblurred: the model draws the outline the noise
+# suggests, so each object keeps its own shape instead of both taking the subject's (a blur rounds the corners off)
 MIN_ALONG = 0.5  # the two centres differ by at least this along the relation's axis (fraction of the side)
 MAX_ACROSS = 0.1  # ... and by at most this across it
 CANDIDATES = torch.linspace(0.2, 0.8, 15)  # candidate centres per axis: a large object there is not cut off
