@@ -1,7 +1,8 @@
 """Count-aware starting noise: the number of objects a diffusion model draws follows bumps in its starting noise
 more than the number word in the prompt (Zhao et al., "Demystifying Numerosity in Diffusion Models", arXiv
 2510.11117, inject a count-aware layout into the noise). For a prompt that asks for N >= 2 objects, this raises
-the N strongest object-sized bumps already in the noise, so the model finds N places to put objects. A bump
+the N strongest object-sized bumps already in the noise, so the model finds N places to put objects; a prompt for
+one object of a named shape gets one bump, in the cell its position phrase names or at the strongest place. A bump
 leans from the background's colour towards the objects' (`tint`): brighter for orange on black, darker for blue
 on white, where an all-channel raise would look like more background. When the prompt names a shape, each bump
 has its outline, and the model draws the outline it finds.
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.constants import MAX_COUNT_PRIOR
-from studio.data.scene import BACKGROUNDS, COLORS, MAX_COUNT, CountRequest
+from studio.data.scene import BACKGROUNDS, COLORS, MAX_COUNT, POSITIONS, CountRequest
 from studio.data.scene import requested_count, requested_objects  # noqa: F401  (re-exported, torch-free)
 from studio.data.shapes import soft_silhouette
 from studio.errors import ConfigError
@@ -35,6 +36,7 @@ REFERENCE_RESOLUTION = 64  # `strength` is the bump's height at 64 px (see `ampl
 SHAPED_EXTENT = 0.22  # a prompt that names a shape gets bumps of that outline instead of discs, this wide (fraction
 SHAPED_BLUR = 0.0  # of the side), unblurred: the model draws the outline the noise suggests (and, with smaller
 # bumps that do not merge, as many objects); a blur of 2% of the side rounded small crosses and stars into squares
+LARGE_EXTENT = 0.36  # ... and this wide for a prompt that asks for `large` objects (the grammar's large extent)
 
 
 def check_strength(strength: float, maximum: float = MAX_COUNT_PRIOR, what: str = "count prior") -> float:
@@ -109,35 +111,41 @@ def blob_centres(noise: torch.Tensor, count: int, direction: torch.Tensor | None
 
 def count_layout(noise: torch.Tensor, request: CountRequest) -> torch.Tensor:
     """(3, R, R): soft bumps at the request's count of strongest bumps of `noise` (3, R, R) along its
-    `bump_direction` (`blob_centres`), each in the outline of its shape (`studio.data.shapes.soft_silhouette`)
-    or a disc when it names none, leaning that way in colour, minus each channel's mean, so raising them does not
-    shift the image's overall colour."""
+    `bump_direction` (`blob_centres`; one object with a named position: at that cell's centre), each in the
+    outline of its shape (`studio.data.shapes.soft_silhouette`, LARGE_EXTENT wide for `large` objects) or a disc
+    when it names none, leaning that way in colour, minus each channel's mean, so raising them does not shift the
+    image's overall colour."""
     resolution = noise.shape[-1]
     grid = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")
     direction = bump_direction(request)
     bumps = torch.zeros(resolution, resolution)
-    for x, y in blob_centres(noise, min(request.count, MAX_COUNT), direction):
+    if request.count == 1 and request.position is not None:
+        centres = [POSITIONS[request.position]]
+    else:
+        centres = blob_centres(noise, min(request.count, MAX_COUNT), direction)
+    extent = LARGE_EXTENT if request.size == "large" else SHAPED_EXTENT
+    for x, y in centres:
         if request.shape is None:
             bump = torch.sigmoid((BLOB_RADIUS - torch.hypot(xs - x, ys - y)) / BLOB_EDGE)
         else:
-            bump = soft_silhouette(request.shape, x, y, SHAPED_EXTENT, resolution, SHAPED_BLUR)
+            bump = soft_silhouette(request.shape, x, y, extent, resolution, SHAPED_BLUR)
         bumps = torch.maximum(bumps, bump)
     return direction[:, None, None] * (bumps - bumps.mean())
 
 
 def with_count_prior(noise: torch.Tensor, requests: Sequence[CountRequest | None], strength: float) -> torch.Tensor:
-    """`noise` (B, 3, R, R) with, for each image whose request asks for >= 2 objects (its prompt's
-    `studio.data.scene.requested_objects`), `count_layout` added at `amplitude(strength, R)`. Images without
-    one, and strength 0, keep their noise exactly."""
+    """`noise` (B, 3, R, R) with, for each image whose request the prior lays out (its prompt's
+    `studio.data.scene.requested_objects`: two or more objects, or one of a named shape), `count_layout` added at
+    `amplitude(strength, R)`. Other images, and strength 0, keep their noise exactly."""
     if len(requests) != noise.shape[0]:
         raise ConfigError(f"got {len(requests)} count requests for {noise.shape[0]} images")
     check_strength(strength)
-    if strength == 0 or not any(r and r.count >= 2 for r in requests):
+    if strength == 0 or not any(r and r.laid_out for r in requests):
         return noise
     height = amplitude(strength, noise.shape[-1])
     out = noise.clone()
     for i, request in enumerate(requests):
-        if request and request.count >= 2:
+        if request and request.laid_out:
             out[i] += height * count_layout(noise[i], request).to(noise.device, noise.dtype)
     return out

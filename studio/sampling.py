@@ -195,8 +195,10 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
         image or one per prompt): v = v(negative) + guidance * (v(prompt) - v(negative)), as in diffusers.
         It acts only on guided steps (guidance != 1, inside the guidance interval).
     count_prior: for each prompt that asks for N >= 2 objects (`studio.count_prior.requested_objects`), raise the
-        N strongest object-sized bumps of its starting noise by this much (`studio.count_prior`; 0 = off):
-        the model draws as many objects as the noise offers places for.
+        N strongest object-sized bumps of its starting noise by this much, in the outline of the shape it names
+        and tinted towards its colour (`studio.count_prior`; 0 = off): the model draws as many objects as the
+        noise offers places for. A prompt for one object of a named shape gets one such bump, in the cell its
+        position phrase names.
     relation_prior: for each prompt that asks for a relation between objects of named colours
         (`studio.relation_prior.requested_relation`), tint its starting noise with each colour where that object
         should go (`studio.relation_prior`; 0 = off): the model draws each object where its colour already is.

@@ -171,10 +171,11 @@ def test_contenders_that_draw_the_same_image_of_a_prompt() -> None:
     plain, prior, opposite, other, fewer_steps = resolve_contenders(
         ["runs/a", "runs/a@count_prior=1", "runs/a@negative=opposite", "runs/b", "runs/a@steps=10"], hasher=str)
     count, relation = "two red stars on a white background", "a red star to the left of a blue circle"
-    single = "a small red cross on a black background"
-    assert plain.draws_like(prior, single) and not plain.draws_like(prior, count)  # nothing to count: same noise
+    single, unshaped = "a small red cross on a black background", "a red apple on a black background"
+    assert plain.draws_like(prior, unshaped) and not plain.draws_like(prior, count)  # nothing laid out: same noise
+    assert not plain.draws_like(prior, single)  # one object of a named shape: laid out too
     assert plain.draws_like(opposite, count) and not plain.draws_like(opposite, relation)  # empty negative
-    assert prior.draws_like(opposite, single) and not prior.draws_like(opposite, count)
+    assert prior.draws_like(opposite, unshaped) and not prior.draws_like(opposite, count)
     assert not plain.draws_like(other, single)  # other weights
     assert not plain.draws_like(fewer_steps, single)
 
@@ -191,11 +192,11 @@ def _prompts_served(campaign: Campaign, rater: str) -> list[str]:
 
 
 def test_a_campaign_never_pits_two_contenders_on_a_prompt_they_draw_alike(tmp_path: Path) -> None:
-    """The shipped arena's count-prior variant once met its plain model on "a small red cross": one picture
-    twice. Battles exist only where the two contenders' images can differ, in both modes, and a campaign
+    """The shipped arena's count-prior variant once met its plain model on a prompt the prior left alone: one
+    picture twice. Battles exist only where the two contenders' images can differ, in both modes, and a campaign
     made before that rule never serves such a battle."""
     contenders = resolve_contenders(["runs/a", "runs/a@count_prior=1"], hasher=str)
-    prompts = ["a small red cross on a black background", "two red stars on a white background"]
+    prompts = ["a red apple on a black background", "two red stars on a white background"]
     live = build_campaign(tmp_path / "live", contenders, prompts, 2, live=True, progress=False,
                           renderer=CountingRenderer())
     assert _prompts_served(live, "alice") == [prompts[1]] * 2 and live.summary()["battles"] == 2

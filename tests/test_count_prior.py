@@ -29,9 +29,32 @@ def test_requested_count(prompt, count):
     ("Two Blue Stars on a black background", CountRequest(2, "blue", "star", "black")),
     ("two squares", CountRequest(2, None, "square", None)), ("2 apples", CountRequest(2)),
     ("two things on a black background", CountRequest(2, None, None, "black")),  # the background is no colour
-    ("a red star", None), ("", None)])
+    ("two large red stars", CountRequest(2, "red", "star", None, "large")),
+    ("a small red star in the top left corner on a black background",
+     CountRequest(1, "red", "star", "black", "small", "top left")),
+    ("A blue cross at the top", CountRequest(1, "blue", "cross", None, None, "top")),  # "top", not "top left"
+    ("a star", CountRequest(1, shape="star")),
+    ("two red stars to the left of a blue circle", CountRequest(2, "red", "star")),  # a count, and a relation
+    ("a red star to the left of a blue circle", None),  # one object each side: the relation prior's
+    ("a red apple", None), ("one cat", None), ("", None)])
 def test_requested_objects(prompt, request_):
     assert requested_objects(prompt) == request_
+    assert request_ is None or request_.laid_out
+
+
+def test_one_object_gets_one_outline_in_its_named_cell_or_at_the_strongest_place():
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(5))
+    placed = cp.count_layout(noise, CountRequest(1, "red", "star", "black", "small", "top right"))
+    star = soft_silhouette("star", 5 / 6, 1 / 6, cp.SHAPED_EXTENT, 64, cp.SHAPED_BLUR)
+    direction = cp.tint("red", "black")
+    assert torch.allclose(placed, direction[:, None, None] * (star - star.mean()), atol=1e-5)
+    free = cp.count_layout(noise, CountRequest(1, "red", "cross", "black", "large"))
+    (x, y), = cp.blob_centres(noise, 1, direction)
+    cross = soft_silhouette("cross", x, y, cp.LARGE_EXTENT, 64, cp.SHAPED_BLUR)
+    assert torch.allclose(free, direction[:, None, None] * (cross - cross.mean()), atol=1e-5)
+    # one object without a shape is not laid out: nothing tells the model what outline to find
+    assert not CountRequest(1, "red").laid_out
+    assert torch.equal(cp.with_count_prior(noise[None], [CountRequest(1, "red")], 1.0), noise[None])
 
 
 def test_strength_zero_or_no_count_keeps_the_noise_exactly():

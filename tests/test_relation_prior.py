@@ -112,8 +112,9 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("prior, prompts, tinted", [
-    ("count_prior", ["two circles", "a red circle"], False),
-    ("count_prior", ["two red circles on a white background", "a red circle"], True),
+    ("count_prior", ["two circles", "a red apple"], False),
+    ("count_prior", ["two red circles on a white background", "a red apple"], True),
+    ("count_prior", ["a blue star on the left on a white background", "a blue apple"], True),
     ("relation_prior", ["a red circle to the left of a blue square on a black background", "two red circles"], True)])
 def test_stream_changes_only_the_noise_of_the_prompts_a_prior_acts_on(tiny_core, prior, prompts, tinted):
     """Both noise priors (studio.count_prior, studio.relation_prior) as `stream` applies them: the other prompt's

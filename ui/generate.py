@@ -446,9 +446,10 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                       elem_id="interval-high")
         count_prior = gr.Slider(0, MAX_COUNT_PRIOR, value=start[6], step=0.25, label="Count prior (0 = off)",
                                 elem_id="count-prior",
-                                info="for prompts that ask for two or more objects: raise that many object-sized "
-                                     "bumps of the starting noise, in the outline of the shape the prompt names "
-                                     "and tinted towards its colour, so the model finds as many places for them")
+                                info="for prompts that ask for two or more objects, or one of a named shape: raise "
+                                     "that many object-sized bumps of the starting noise, in the outline of the "
+                                     "shape the prompt names and tinted towards its colour, so the model finds as "
+                                     "many places for them, in that outline")
         relation_prior = gr.Slider(0, MAX_RELATION_PRIOR, value=start[7], step=0.25,
                                    label="Relation prior (0 = off)", elem_id="relation-prior",
                                    info="for prompts that place two objects of named colours (a red circle to the "

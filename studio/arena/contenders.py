@@ -13,12 +13,12 @@ from typing import Any
 
 from studio.arena.records import ArenaError, ContenderRow
 from studio.constants import MAX_COUNT_PRIOR, MAX_RELATION_PRIOR
-from studio.data.scene import opposite_relation, requested_count, requested_relation
+from studio.data.scene import opposite_relation, requested_objects, requested_relation
 
 # The same defaults as `studio sample`.
 CONTENDER_KEYS = ("speed", "sampler", "steps", "guidance", "interval", "negative", "count_prior", "relation_prior",
                   "name")
-PRIORS = {"count_prior": (requested_count, MAX_COUNT_PRIOR),  # what each prior acts on, and its largest strength
+PRIORS = {"count_prior": (requested_objects, MAX_COUNT_PRIOR),  # what each prior acts on, and its largest strength
           "relation_prior": (requested_relation, MAX_RELATION_PRIOR)}
 # `negative=` values: each prompt's negative prompt, from the prompt (the app's "opposite relation" button)
 NEGATIVE_PROMPTS: dict[str, Callable[[str], str]] = {"opposite": lambda prompt: opposite_relation(prompt) or ""}

@@ -42,8 +42,8 @@ def register(subparsers) -> None:
                             "negative prompt, as the app's 'opposite relation' button sets it), here and in the "
                             "swap test")
     align.add_argument("--count-prior", type=argtypes.count_prior, default=0.0, metavar="STRENGTH",
-                       help="count-aware starting noise for the count captions, as `studio sample --count-prior` "
-                            "(default 0, off)")
+                       help="count-aware starting noise for the count and single-object captions, as `studio "
+                            "sample --count-prior` (default 0, off)")
     align.add_argument("--relation-prior", type=argtypes.relation_prior, default=0.0, metavar="STRENGTH",
                        help="relation-aware starting noise for the relation captions and the swap test, as "
                             "`studio sample --relation-prior` (default 0, off)")

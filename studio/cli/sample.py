@@ -29,10 +29,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     interval.add_argument("--guidance-everywhere", action="store_true",
                           help="apply guidance at every step (drop the preset's interval)")
     parser.add_argument("--count-prior", type=count_prior, metavar="STRENGTH",
-                        help="for prompts that ask for two or more objects, raise that many object-sized bumps of "
-                             "the starting noise, shaped as the shape the prompt names and tinted from the "
-                             "background's colour towards the objects' (studio.count_prior; e.g. 1, 0 = off; "
-                             "default: the preset's, off when it has none)")
+                        help="for prompts that ask for two or more objects (or one of a named shape), raise that "
+                             "many object-sized bumps of the starting noise, shaped as the shape the prompt names "
+                             "and tinted from the background's colour towards the objects' (studio.count_prior; "
+                             "e.g. 1, 0 = off; default: the preset's, off when it has none)")
     parser.add_argument("--relation-prior", type=relation_prior, metavar="STRENGTH",
                         help="for prompts that place two objects of named colours (\"a red circle to the left of a "
                              "blue square\"), tint the starting noise with each colour where its object should go, "

@@ -185,25 +185,46 @@ def _first_color(text: str) -> str | None:
     return match and match.group(1).lower()
 
 
+_SIZE_WORD = re.compile(r"\b(" + "|".join(SIZES) + r")\b", re.IGNORECASE)
+_POSITION_PHRASE = re.compile("|".join(re.escape(POSITION_PHRASES[p].strip())  # longest first: "top left" before "top"
+                                       for p in sorted(POSITIONS, key=len, reverse=True)), re.IGNORECASE)
+_PHRASE_POSITION = {phrase.strip(): position for position, phrase in POSITION_PHRASES.items()}
+
+
 @dataclass(frozen=True)
 class CountRequest:
-    """What a prompt asks about several alike objects: how many, the palette colour and the shape it names (None
-    when it names none) and the background's (None when the prompt names none)."""
+    """What a prompt asks about its alike objects: how many, the palette colour, shape and size it names (None
+    when it names none), the background's and, for one object, the cell of the 3x3 grid its position phrase
+    names (None when the prompt names none)."""
     count: int
     color: str | None = None
     shape: str | None = None
     background: str | None = None
+    size: str | None = None
+    position: str | None = None
+
+    @property
+    def laid_out(self) -> bool:
+        """Whether the count prior lays it out: two or more objects, or one of a named shape (every request
+        `requested_objects` returns is)."""
+        return self.count >= 2 or self.shape is not None
 
 
 def requested_objects(prompt: str) -> CountRequest | None:
-    """How many objects the prompt asks for (`requested_count`), with their colour, shape and background ("three
-    orange circles on a white background" -> 3, orange, circle, white); None when it asks for no count. Any
-    text, not only captions."""
+    """How many objects the prompt asks for (`requested_count`), with their colour, shape, background and size
+    ("three orange circles on a white background" -> 3, orange, circle, white); one object for a prompt that
+    names no count but a shape of the grammar, with the cell its position phrase names ("a small red star in the
+    top left corner" -> 1, red, star, small, top left). None when it asks for neither, or for one object but names
+    a relation (two different objects: `requested_relation`). Any text, not only captions."""
     prompt = prompt or ""
     count = requested_count(prompt)
-    if count is None:
+    shape = requested_shape(prompt)
+    if count is None and (shape is None or _RELATION_PHRASE.search(prompt)):
         return None
-    return CountRequest(count, _first_color(prompt), requested_shape(prompt), _named_background(prompt))
+    size = _SIZE_WORD.search(prompt)
+    position = _POSITION_PHRASE.search(prompt) if count is None else None
+    return CountRequest(count or 1, _first_color(prompt), shape, _named_background(prompt),
+                        size and size.group(1).lower(), position and _PHRASE_POSITION[position.group(0).lower()])
 
 
 @dataclass(frozen=True)

@@ -477,8 +477,9 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks). With
     `opposite_negative`, each relation caption's negative prompt is the caption with the opposite relation
     (`studio.data.scene.opposite_relation`; the app's "opposite relation" button), here and in the swap test.
-    `count_prior` > 0 starts the count captions from count-aware noise (`studio.count_prior`), `relation_prior` > 0
-    the relation captions (and the swap test's) from relation-aware noise (`studio.relation_prior`).
+    `count_prior` > 0 starts the count and single-object captions from count-aware noise (`studio.count_prior`),
+    `relation_prior` > 0 the relation captions (and the swap test's) from relation-aware noise
+    (`studio.relation_prior`).
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with

@@ -12,7 +12,7 @@ With `swap_n`, each setting also runs the swap test ("X left of Y" against "X ri
 `studio.eval.alignment.swap_test`): whether the objects move with the words, which the per-caption questions
 cannot tell from chance. It counts as one more question in both tests and in the mean accuracy, and the
 **best** setting is the most accurate one that keeps the prompt.
-A setting may also start counting prompts from count-aware noise (`count_prior`, `studio.count_prior`) and
+A setting may also start counting and one-shape prompts from count-aware noise (`count_prior`, `studio.count_prior`) and
 relation prompts from relation-aware noise (`relation_prior`, `studio.relation_prior`); either runs the same
 network evaluations as the setting without them, so it takes that setting's time, and ties in time go to the
 more accurate setting.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from studio.data.scene import requested_count
+from studio.data.scene import requested_objects
 from studio.errors import ConfigError
 from studio.eval.alignment import QUESTIONS, align_model, swap_captions, swap_test
 from studio.files import atomic_write, write_json, write_text
@@ -164,9 +164,10 @@ def measure_swap(model, setting: Setting, swap_n: int, progress: bool) -> dict:
 
 def same_swap_test(setting: Setting, swap_n: int) -> Setting:
     """The setting whose swap test this one's equals: itself, or without its count prior when no swap-test
-    caption names a count (the grammar's relation captions never do, so the prior leaves those images as they
-    are and the test need not run twice). A relation prior acts on every swap caption: it stays."""
-    if setting.count_prior and not any(requested_count(c) for c in swap_captions(swap_n)):
+    caption names a count (the grammar's relation captions never do, and the prior lays out one object only for
+    prompts without a relation, so it leaves those images as they are and the test need not run twice). A relation
+    prior acts on every swap caption: it stays."""
+    if setting.count_prior and not any(requested_objects(c) for c in swap_captions(swap_n)):
         return replace(setting, count_prior=0.0)
     return setting
 
@@ -373,8 +374,8 @@ def format_markdown(result: dict) -> str:
                             "Y\" against \"X right of Y\", and above/below, at the same seeds), the share where the "
                             "objects move as the words ask; it counts as a question below.") if swap_n else ("", "")
     if any(p["setting"].get("count_prior") for p in points):
-        swap_text += (" *count prior S*: prompts that name a count start from count-aware noise (`studio.count_prior`); "
-                      "such a setting runs the same network evaluations as the one without it and takes that "
+        swap_text += (" *count prior S*: prompts that name a count, or one object of a named shape, start from "
+                      "count-aware noise (`studio.count_prior`); such a setting runs the same network evaluations as the one without it and takes that "
                       "setting's time" + (" and swap test (no swap caption names a count)" if swap_n else "") + ".")
     if any(p["setting"].get("relation_prior") for p in points):
         swap_text += (" *relation prior S*: prompts that name a relation between coloured objects start from "
