@@ -9,6 +9,9 @@ caption whose text or concept name is most similar to it, when the cosine simila
 below it the prompt is drawn as written. It is a sampling setting (`stream(match_captions=True)`), reported
 with what was drawn, like the noise priors: it does not change what the model itself follows.
 
+A model trained on the `shapes` grammar has no list of captions to snap to (its captions compose); its matcher
+reads the prompt as the scene it describes and draws the grammar's caption for it (`SceneMatcher`).
+
     match = matcher_for(model).match("a cup of hot coffee")  # CaptionMatch(caption='hot beverage, 3d style', ...)
 """
 
@@ -23,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from studio.data.scene_text import read_scene
 from studio.errors import ModelFormatError
 from studio.files import atomic_write
-from studio.paths import data_dir
+from studio.hub import trained_data
+from studio.paths import data_dir, data_family
 from studio.text import captions_key, get_text_encoder
 
 CAPTIONS_FILE = "captions.json"  # in a model folder: {"captions": [{"caption": ..., "name": ...}, ...]}
@@ -44,6 +49,7 @@ class CaptionMatch:
     prompt: str
     caption: str | None
     similarity: float | None  # None: nothing to match (a model without trained captions, the empty prompt)
+    note: str = ""  # what the matcher says about it, when it is not a similarity (`SceneMatcher`)
 
 
     @property
@@ -57,6 +63,8 @@ class CaptionMatch:
 
     def describe(self) -> str:
         """One sentence for the user about what was drawn ("" for a model without trained captions)."""
+        if self.note:
+            return self.note
         if self.similarity is None:
             return ""
         if self.caption is None:
@@ -136,18 +144,34 @@ class CaptionMatcher:
         return self._cache[prompt]
 
 
-_matchers: dict[tuple[str, int], CaptionMatcher | None] = {}
+class SceneMatcher:
+    """Caption matching for a model trained on the `shapes` grammar, whose captions compose rather than list: the
+    prompt is read as the scene it describes and drawn as the grammar's caption for it
+    (`studio.data.scene_text.read_scene`: "big red circle, top-left, on white" -> "a large red circle in the top
+    left corner on a white background"); a prompt the grammar cannot say is drawn as written."""
+
+    def match(self, prompt: str) -> CaptionMatch:
+        if not prompt.strip():  # the empty prompt is the unconditional input: never replaced
+            return CaptionMatch(prompt, None, None)
+        reading = read_scene(prompt)
+        return CaptionMatch(prompt, reading.caption, None, note=reading.describe())
 
 
-def matcher_for(model) -> CaptionMatcher | None:
-    """The matcher of a loaded model (its folder's `captions.json`), shared per folder; None for a model
-    without trained captions (the shapes models: their grammar composes, there is nothing to snap to)."""
+_matchers: dict[tuple[str, int], CaptionMatcher | SceneMatcher | None] = {}
+
+
+def matcher_for(model) -> CaptionMatcher | SceneMatcher | None:
+    """The matcher of a loaded model, shared per folder: its folder's `captions.json` (`CaptionMatcher`), else a
+    `SceneMatcher` for a model trained on `shapes` (its training.json), else None (nothing to match to: a model
+    without a folder, or one trained on a folder of images that ships no captions)."""
     folder = getattr(model, "folder", None)
     path = Path(folder).resolve() / CAPTIONS_FILE if folder is not None else None
     key = (str(path), path.stat().st_mtime_ns if path is not None and path.is_file() else 0)  # a re-ship reloads
     if key not in _matchers:
         entries = read_captions(folder)
-        _matchers[key] = CaptionMatcher(entries) if entries else None
+        source = trained_data(Path(folder)) if folder is not None and not entries else None
+        _matchers[key] = (CaptionMatcher(entries) if entries
+                          else SceneMatcher() if source and data_family(source) == "shapes" else None)
     return _matchers[key]
 
 

@@ -8,6 +8,7 @@ MAX_GUIDANCE = 50.0
 MAX_COUNT_PRIOR = 3.0  # studio.count_prior strength (0 = off)
 MAX_RELATION_PRIOR = 3.0  # studio.relation_prior strength (0 = off)
 PRECISIONS = ("auto", "fp32", "bf16")  # number formats to sample in (studio.precision; auto: bf16 where faster)
+ALIGN_WORDINGS = ("caption", "free")  # what `studio eval align` asks in: canonical captions or free-form wordings
 SPEEDS = ("fast", "balanced", "best")  # a model's measured sampling presets (`studio eval frontier`)
 
 # The shipped models in the order a default is picked (the CLI's `--model`, the app's first choice): the

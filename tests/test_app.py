@@ -69,7 +69,8 @@ def make_models(root: Path) -> Path:
     grown.register_to_config(training_phase="grow")
     grown.save_pretrained(root / "tiny-grown")
     (root / "tiny-grown" / "training.json").write_text(json.dumps(
-        {"phase": "grow", "parent": {"name": "tiny-core"}, "core_fingerprint": core_fingerprint(grown)}))
+        {"phase": "grow", "parent": {"name": "tiny-core"}, "core_fingerprint": core_fingerprint(grown),
+         "data": {"source": "shapes"}}))
     presets = {name: dict(sampler=sampler, steps=steps, guidance=3.0, guidance_interval=interval,
                           seconds_per_image=s, keeps_prompt=True, label=f"{sampler} {steps} steps")
                for name, sampler, steps, interval, s in (("fast", "unipc", 4, None, 0.1),
@@ -336,6 +337,17 @@ def test_a_model_that_ships_its_captions_draws_the_nearest_one_and_says_so(clien
     off = final_outputs(generate(client, prompt="a cup of hot coffee", model="tiny-core", steps=3,
                                  match_captions=False))
     assert "drawn_as" not in read_png_info(off[RESULTS][0]["image"]) and "nearest" not in off[STATUS]
+
+
+def test_a_shapes_model_reads_the_prompt_as_a_scene_and_says_so(client):
+    outputs = generate(client, prompt="big red circle, top-left, on white", model="tiny-grown", steps=3,
+                       match_captions=True)
+    final = final_outputs(outputs)
+    caption = "a large red circle in the top left corner on a white background"
+    assert read_png_info(final[RESULTS][0]["image"])["drawn_as"] == caption
+    assert f"Read as the scene '{caption}'" in final[STATUS]
+    kept = final_outputs(generate(client, prompt=PROMPT, model="tiny-grown", steps=3, match_captions=True))
+    assert read_png_info(kept[RESULTS][0]["image"])["drawn_as"] == PROMPT and "Read as" not in kept[STATUS]
 
 
 def test_the_count_prior_is_a_setting_of_every_run():

@@ -126,3 +126,18 @@ def test_training_caption_records_leave_the_eval_split_out(tmp_path):
         {"file_name": "c.png", "caption": "a plain folder caption"})) + "\n")
     assert trained_caption_records(tmp_path) == [{"text": "red apple, 3d style", "name": "red apple"},
                                                  {"text": "a plain folder caption", "name": None}]
+
+
+def test_a_model_trained_on_shapes_reads_prompts_as_scenes(tiny_core, tmp_path, data_home):
+    from studio.caption_match import SceneMatcher
+
+    tiny_core.folder = tmp_path / "shapes-model"
+    tiny_core.folder.mkdir()
+    (tiny_core.folder / "training.json").write_text(json.dumps({"data": {"source": "shapes"}}))
+    assert isinstance(matcher_for(tiny_core), SceneMatcher)
+    read, as_written, empty = match_prompts(tiny_core, ["2 blue stars, grey bg", "a red apple", ""])
+    assert read.drawn == "two blue stars on a gray background" and read.replaced
+    assert read.describe() == "Read as the scene 'two blue stars on a gray background'."
+    assert as_written.drawn == "a red apple" and not as_written.replaced
+    assert "drawn as written" in as_written.describe()
+    assert empty.drawn == "" and empty.describe() == ""  # the unconditional input stays itself

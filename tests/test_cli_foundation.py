@@ -245,3 +245,15 @@ def test_sample_matches_a_trained_caption_where_the_model_ships_them(tmp_path, m
     labels = grid_labels(model, ["a cup of hot coffee", "red apple, 3d style"], {"match_captions": True})
     assert labels == ["a cup of hot coffee -> hot beverage, 3d style", "red apple, 3d style"]  # --grid's labels
     assert grid_labels(model, ["a cup of hot coffee"], {"match_captions": False}) == ["a cup of hot coffee"]
+
+
+def test_sample_reads_a_prompt_as_a_scene_for_a_model_trained_on_shapes(tmp_path, model_dir, capsys):
+    (model_dir / "training.json").write_text(json.dumps({"data": {"source": "shapes"}}))
+    out = tmp_path / "read.png"
+    assert main(["sample", "--model", str(model_dir), "--prompt", "2 blue stars, grey bg", "--steps", "2",
+                 "--out", str(out)]) == 0  # on by default
+    assert read_png_info(out)["drawn_as"] == "two blue stars on a gray background"
+    assert "Read as the scene 'two blue stars on a gray background'" in capsys.readouterr().err
+    assert main(["sample", "--model", str(model_dir), "--prompt", "2 blue stars, grey bg", "--steps", "2",
+                 "--no-match-captions", "--out", str(out)]) == 0
+    assert "drawn_as" not in read_png_info(out)

@@ -8,9 +8,10 @@ import types
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from studio.data.scene import Scene
-from studio.data.shapes import heldout_captions, image_to_tensor, render_scene, sample_scene
+from studio.data.scene import OPPOSITE_RELATION, Scene
+from studio.data.shapes import caption_for, heldout_captions, image_to_tensor, render_scene, sample_scene
 from studio.errors import DataError, StudioError
 from studio.eval.alignment import (
     QUESTIONS, answer_questions, check_image, checker_ceiling, detect_objects, evaluate_alignment, swap_outcome,
@@ -263,6 +264,37 @@ def test_align_model_with_ground_truth_generator(fake_studio_model):
     assert result["questions"]["all"]["accuracy"] == 1.0
     assert result["ceiling"]["questions"]["all"]["n"] == 12 and "details" not in result["ceiling"]
     json.dumps(result)
+
+
+def test_align_model_asks_in_free_wordings_and_reads_them_back(fake_studio_model, monkeypatch):
+    """The fake generator draws only canonical captions (anything else: an empty canvas), so a free wording
+    scores only when it is read back as its caption."""
+    import studio.caption_match
+    import studio.sampling
+    from studio.caption_match import SceneMatcher
+    from studio.eval.alignment import align_model
+
+    def generate(model, prompts, seed=0, **kwargs):
+        known = {}
+        for scene in heldout_captions(len(prompts), seed):
+            known[scene.caption] = scene
+            if scene.relation:  # told from the other object's side: the same scene
+                told = dataclasses.replace(scene, objects=scene.objects[::-1],
+                                           relation=OPPOSITE_RELATION[scene.relation])
+                known[caption_for(told)] = scene
+        blank = Image.new("RGB", (64, 64), (245, 245, 245))
+        return [render_scene(known[p], 64) if p in known else blank for p in prompts]
+
+    monkeypatch.setattr(studio.sampling, "generate", generate)
+    monkeypatch.setattr(studio.caption_match, "matcher_for", lambda model: SceneMatcher())
+    written = align_model("fake", n=12, seed=1, progress=False, ceiling=False, wordings="free")
+    read = align_model("fake", n=12, seed=1, progress=False, ceiling=False, wordings="free", match_captions=True)
+    assert written["wordings"] == "free" and not written["match_captions"] and read["match_captions"]
+    assert written["questions"]["all"]["accuracy"] == 0.0 and read["questions"]["all"]["accuracy"] == 1.0
+    first = read["details"][0]
+    assert first["prompt"] != first["caption"] and first["drawn_as"] == first["caption"]
+    with pytest.raises(DataError, match="wordings must be one of"):
+        align_model("fake", n=2, progress=False, wordings="poetry")
 
 
 def test_cli_align_and_ceiling(fake_studio_model, tmp_path, capsys):

@@ -22,7 +22,7 @@ from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import (BUILT_IN_SETTINGS, MAX_SEED, SPEEDS, SamplerSettings, describe_guidance,
                              generation_info, preset_to_settings)
-from .models import example_prompts, has_trained_captions, model_names, model_summary, speed_presets
+from .models import example_prompts, can_match_captions, model_names, model_summary, speed_presets
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
@@ -151,7 +151,7 @@ def make_handlers(ctx, ui: dict):
         return compare_outputs(ctx, ui, session, enabled)
 
     def on_model(name):
-        has = has_trained_captions(name)
+        has = can_match_captions(name)
         return (gr.Dataset(samples=[[p] for p in example_prompts(name)]), model_summary(name),
                 gr.Checkbox(value=has, visible=has))
 
@@ -455,12 +455,14 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                                    info="for prompts that place two objects of named colours (a red circle to the "
                                         "left of a blue square): tint the starting noise with each colour where "
                                         "its object should go, in the outline of its shape")
-        has_captions = has_trained_captions(first)
+        has_captions = can_match_captions(first)
         match_captions = gr.Checkbox(value=has_captions, visible=has_captions, label="Match a trained caption",
                                      elem_id="match-captions",
-                                     info="draw the prompt as the nearest caption the model was trained on (by "
-                                          "sentence similarity), when one is close: the model knows its own "
-                                          "captions far better than other wordings")
+                                     info="draw the prompt as the caption the model was trained on that it means, "
+                                          "when there is one: the nearest by sentence similarity (emoji), the "
+                                          "grammar's caption for the scene it describes (shapes: 'big red circle, "
+                                          "top-left'). The models know their own captions far better than other "
+                                          "wordings")
         with gr.Row(equal_height=True):
             seed = gr.Number(value=0, precision=0, minimum=-1, label="Seed", info="-1 = random each run",
                              scale=4, elem_id="seed")

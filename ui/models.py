@@ -116,10 +116,11 @@ def model_summary(name: str | None) -> str:
     return " · ".join(parts)
 
 
-def has_trained_captions(name: str | None) -> bool:
-    """Whether the model ships its trained captions (`captions.json`), so caption matching can act."""
+def can_match_captions(name: str | None) -> bool:
+    """Whether caption matching can act for the model (nothing is loaded): it ships its trained captions
+    (`captions.json`), or it was trained on `shapes`, whose prompts are read as scenes (`studio.caption_match`)."""
     folder = list_models().get(name) if name else None
-    return folder is not None and (folder / CAPTIONS_FILE).is_file()
+    return folder is not None and ((folder / CAPTIONS_FILE).is_file() or family(name) == "shapes")
 
 
 def speed_presets(name: str | None) -> dict[str, dict]:

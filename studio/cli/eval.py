@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from studio.cli import argtypes
-from studio.constants import PRECISIONS
+from studio.constants import ALIGN_WORDINGS, PRECISIONS
 import json
 from pathlib import Path
 
@@ -47,6 +47,14 @@ def register(subparsers) -> None:
     align.add_argument("--relation-prior", type=argtypes.relation_prior, default=0.0, metavar="STRENGTH",
                        help="relation-aware starting noise for the relation captions and the swap test, as "
                             "`studio sample --relation-prior` (default 0, off)")
+    align.add_argument("--wordings", choices=ALIGN_WORDINGS, default="caption",
+                       help="ask for each scene in its canonical caption (default) or in a free-form wording as "
+                            "people type it ('big red circle, top-left, on white'; studio.eval.scene_wordings), "
+                            "judged against the same scene")
+    align.add_argument("--match-captions", action="store_true",
+                       help="draw every prompt as the caption the model's matcher finds (studio.caption_match; "
+                            "for a shapes model the grammar's caption for the scene it describes), as `studio "
+                            "sample` and the app do by default")
     align.add_argument("--swap-grid", type=Path, metavar="PNG",
                        help="also write the first 8 swap pairs side by side, under their captions")
     align.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -211,9 +219,12 @@ def _align(args) -> int:
                          sampler=args.sampler, batch_size=args.batch_size, ceiling=not args.no_ceiling,
                          swap_n=args.swap, guidance_interval=interval, precision=args.precision,
                          opposite_negative=args.opposite_negative, swap_images=args.swap_grid is not None,
-                         count_prior=args.count_prior, relation_prior=args.relation_prior)
+                         count_prior=args.count_prior, relation_prior=args.relation_prior, wordings=args.wordings,
+                         match_captions=args.match_captions)
     ceiling = result.get("ceiling", {}).get("questions")
-    title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out captions, "
+    asked = "captions" if args.wordings == "caption" else "scenes in free-form wordings"
+    title = (f"alignment of {result['model']} at {result['resolution']} px: {result['n']} held-out {asked}"
+             + (" read as captions" if args.match_captions else "") + ", "
              f"{args.sampler} {args.steps} steps, guidance {args.guidance}"
              + (f" in logSNR [{interval[0]:g}, {interval[1]:g}]" if interval else "")
              + (f", negative prompt: {result['negative_prompt']}" if result.get("negative_prompt") else "")

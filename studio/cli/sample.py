@@ -39,9 +39,12 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                              "in its shape's outline (studio.relation_prior; e.g. 0.5, 0 = off; default: the "
                              "preset's, off when it has none)")
     parser.add_argument("--match-captions", action=argparse.BooleanOptionalAction,
-                        help="draw each prompt as the nearest caption the model was trained on, when one is close "
-                             "(studio.caption_match; default: on for models that ship their trained captions, "
-                             "the emoji models; --no-match-captions draws the prompt as written)")
+                        help="draw each prompt as the caption the model was trained on that it means, when there "
+                             "is one (studio.caption_match): the nearest by sentence similarity for models that "
+                             "ship their trained captions (the emoji models), the grammar's caption for the scene "
+                             "it describes for models trained on shapes ('big red circle, top-left' -> 'a large red "
+                             "circle in the top left corner on a white background'); default: on for both; "
+                             "--no-match-captions draws the prompt as written")
 
 
 def sampler_settings(args, model) -> dict:
@@ -64,14 +67,15 @@ def sampler_settings(args, model) -> dict:
 
 
 def _match_captions(asked: bool | None, model) -> bool:
-    """--match-captions as asked, by default on for a model that ships its trained captions."""
+    """--match-captions as asked, by default on for a model with a caption matcher."""
     from studio.caption_match import matcher_for
     from studio.cli import CLIError
 
     has_captions = matcher_for(model) is not None
     if asked and not has_captions:
         raise CLIError(f"--match-captions: {getattr(model, 'name', 'the model')} ships no trained captions "
-                       "(captions.json, written by `studio ship` for image-folder data)")
+                       "(captions.json, written by `studio ship` for image-folder data) and was not trained on "
+                       "shapes")
     return has_captions if asked is None else asked
 
 

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from studio.data.scene import (
     BACKGROUNDS, COLORS, POSITIONS, RELATIONS, SHAPES, SIZES, STAR_INNER_RATIO, Scene, SceneObject, opposite_relation,
 )
+from studio.constants import ALIGN_WORDINGS
 from studio.errors import DataError
 from studio.stats import wilson_interval
 
@@ -472,14 +473,17 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
                 progress: bool = True, device: str = "cpu", swap_n: int = 0,
                 guidance_interval: tuple[float, float] | None = None, precision: str = "fp32",
                 opposite_negative: bool = False, swap_images: bool = False, count_prior: float = 0.0,
-                relation_prior: float = 0.0) -> dict:
+                relation_prior: float = 0.0, wordings: str = "caption", match_captions: bool = False) -> dict:
     """Generate one image per held-out canonical caption (image i uses seed + i) and check them. A model
     given by name samples in `precision` (studio.precision: fp32, bf16 or auto, as the app picks). With
     `opposite_negative`, each relation caption's negative prompt is the caption with the opposite relation
     (`studio.data.scene.opposite_relation`; the app's "opposite relation" button), here and in the swap test.
     `count_prior` > 0 starts the count and single-object captions from count-aware noise (`studio.count_prior`),
     `relation_prior` > 0 the relation captions (and the swap test's) from relation-aware noise
-    (`studio.relation_prior`).
+    (`studio.relation_prior`). `wordings="free"` asks for each caption's scene in a free-form wording
+    (`studio.eval.scene_wordings`: "big red circle, top-left, on white"), judged against the same scene;
+    `match_captions` draws each prompt as the caption the model's matcher finds (`studio.caption_match`: for a
+    `shapes` model, the grammar's caption for the scene the prompt describes), as the app and `studio sample` do.
 
     Returns a JSON-ready dict: model, resolution, settings, the report (`questions`, `per_kind`, `details`),
     with `ceiling` the ground-truth ceiling at the model's resolution (`ceiling`, without details), and with
@@ -487,7 +491,9 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     pictures there as `images`, which is not JSON: pop it before writing).
     """
     # deferred: the model stack (torch, diffusers) loads only to sample; tests stand in for studio.hub/sampling
+    from studio.caption_match import match_prompts
     from studio.data.shapes import heldout_captions
+    from studio.eval.scene_wordings import free_wordings
     from studio.precision import load_for_sampling, precision_name
     from studio.sampling import generate
 
@@ -496,19 +502,25 @@ def align_model(model_name_or_path, n: int = 300, seed: int = 0, steps: int = 25
     is_name = isinstance(model_name_or_path, (str, os.PathLike))
     model = load_for_sampling(model_name_or_path, device, precision) if is_name else model_name_or_path
     resolution = _model_resolution(model)
+    if wordings not in ALIGN_WORDINGS:
+        raise DataError(f"wordings must be one of {ALIGN_WORDINGS}, got {wordings!r}")
     scenes = heldout_captions(n, seed)
-    prompts = [s.caption for s in scenes]
+    prompts = [s.caption for s in scenes] if wordings == "caption" else free_wordings(scenes, seed)
     settings = dict(seed=seed, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size,
                     progress=progress, guidance_interval=guidance_interval, count_prior=count_prior,
                     relation_prior=relation_prior)
-    negatives = opposite_negatives(prompts) if opposite_negative else None
-    images = generate(model, prompts, negative_prompt=negatives, **settings)
+    drawn = [m.drawn for m in match_prompts(model, prompts)] if match_captions else prompts
+    negatives = opposite_negatives(drawn) if opposite_negative else None
+    images = generate(model, drawn, negative_prompt=negatives, **settings)
     report = evaluate_alignment(images, scenes, progress=progress)
+    if wordings != "caption" or match_captions:
+        for record, prompt, drawn_as in zip(report.details, prompts, drawn):
+            record.update(prompt=prompt, drawn_as=drawn_as)
     result = {"model": str(getattr(model, "name", model_name_or_path)), "resolution": resolution, "n": n,
               "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
               "guidance_interval": list(guidance_interval) if guidance_interval else None,
               "negative_prompt": OPPOSITE_NEGATIVE if opposite_negative else None, "count_prior": float(count_prior),
-              "relation_prior": float(relation_prior),
+              "relation_prior": float(relation_prior), "wordings": wordings, "match_captions": bool(match_captions),
               "precision": precision_name(model), **report.to_dict()}
     if swap_n:
         result["swap"] = swap_test(model, swap_n, opposite_negative=opposite_negative, return_images=swap_images,
