@@ -63,12 +63,15 @@ class StudioPipeline(DiffusionPipeline):
         return cls(model, scheduler_cls.from_pretrained(folder / "scheduler"), index.get("text_encoder"))
 
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """diffusers' folder (model_index.json, model/, scheduler/), plus the model's trained captions when its
-        folder ships them, so caption matching (`match_captions=True`) works on the saved pipeline too."""
+        """diffusers' folder (model_index.json, model/, scheduler/), plus the model's trained captions and its
+        training record when its folder has them, so caption matching (`match_captions=True`: the trained captions,
+        or for a model trained on shapes the scene reading its training.json tells) works on the saved pipeline
+        too."""
         super().save_pretrained(save_directory, **kwargs)
         source = getattr(self.model, "folder", None)
-        if source is not None and (Path(source) / CAPTIONS_FILE).is_file():
-            shutil.copy2(Path(source) / CAPTIONS_FILE, Path(save_directory) / "model" / CAPTIONS_FILE)
+        for name in (CAPTIONS_FILE, "training.json"):
+            if source is not None and (Path(source) / name).is_file():
+                shutil.copy2(Path(source) / name, Path(save_directory) / "model" / name)
 
     @property
     def interrupt(self) -> bool:

@@ -191,6 +191,21 @@ def test_soft_silhouette_is_the_rendered_outline_blurred(shape):
     assert float((soft - sharp).abs().max()) > 0.2  # ... and softens the edge
 
 
+@pytest.mark.parametrize("resolution", [32, 256])
+def test_soft_silhouette_is_the_whole_canvas_rendering_pixel_for_pixel(resolution):
+    """It draws only a window around the object; every pixel is what `render_scene` of the whole canvas gives,
+    at the canvas's edges too."""
+    rng = np.random.default_rng(resolution)
+    for shape in SHAPES:
+        for _ in range(4):
+            x, y = (rng.integers(0, resolution, 2) + 0.5) / resolution  # pixel centres, as the priors put them
+            extent = float(rng.choice([0.18, 0.22, 0.36]))
+            obj = SceneObject(color="red", shape=shape, size="small", x=x, y=y, extent=extent, rotation=0.0)
+            whole = render_scene(Scene(kind="single", background="black", objects=(obj,)), resolution, supersample=8)
+            expected = (torch.from_numpy(np.asarray(whole, dtype=np.float32)[..., 0]) - 20) / (220 - 20)
+            assert torch.equal(soft_silhouette(shape, x, y, extent, resolution, 0.0), expected), (shape, x, y)
+
+
 def test_soft_silhouettes_tell_the_shapes_apart():
     masks = {s: soft_silhouette(s, 0.5, 0.5, 0.5, 64, blur=0.0) for s in SHAPES}
     radius = 0.5 / 2 * 64

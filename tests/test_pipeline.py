@@ -142,6 +142,16 @@ def test_a_saved_pipeline_keeps_its_models_trained_captions(pipe, tmp_path, monk
     assert not (tmp_path / "plain" / "model" / CAPTIONS_FILE).exists()
 
 
+def test_a_saved_pipeline_of_a_shapes_model_reads_prompts_as_scenes(pipe, tmp_path):
+    from studio.caption_match import match_prompts
+
+    pipe.model.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "training.json").write_text('{"data": {"source": "shapes"}}')
+    StudioPipeline.from_pretrained(tmp_path / "model").save_pretrained(tmp_path / "pipe")
+    loaded = StudioPipeline.from_pretrained(tmp_path / "pipe")
+    assert match_prompts(loaded.model, ["3 purple dots"])[0].drawn == "three purple circles on a white background"
+
+
 @pytest.mark.slow
 def test_the_readme_snippet_runs_as_written(monkeypatch, tmp_path):
     """The diffusers user's snippet in the README, executed verbatim on a shipped model."""
