@@ -181,4 +181,4 @@ def test_shapes_models_draw_free_wordings_read_as_scenes(name):
     for read in (False, True):
         images = generate(model, wordings, seed=0, match_captions=read, **settings)
         right[read] = sum(r["answers"]["all"] for r in evaluate_alignment(images, scenes, progress=False).details)
-    assert right[True] >= 9 and right[True] > right[False], right
+    assert right[True] >= 8 and right[True] >= right[False] + 4, right  # measured: 10 against 2
