@@ -18,7 +18,7 @@ open is filled and said (size large, background white).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from studio.data.scene import BACKGROUNDS, COLORS, COUNT_WORDS, OPPOSITE_RELATION, PLURALS, POSITION_PHRASES, \
     SHAPES, SIZES, article
@@ -70,7 +70,7 @@ class SceneReading:
     reason: str = ""
     filled: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
-    ignored: tuple[str, ...] = field(default=())
+    ignored: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One sentence for the user."""
@@ -159,7 +159,8 @@ def read_scene(prompt: str) -> SceneReading:
     filled, dropped = [], []
     background = next(iter(backgrounds), None)
     if background is None:
-        background, _ = DEFAULT_BACKGROUND, filled.append(f"background {DEFAULT_BACKGROUND}")
+        background = DEFAULT_BACKGROUND
+        filled.append(f"background {DEFAULT_BACKGROUND}")
     known = _OBJECT_WORD | set(BACKGROUND_WORDS) | FILLER
     ignored = tuple(dict.fromkeys(w for w in words if w not in known and not re.fullmatch(
         r"left|right|top|bottom|upper|lower|center|middle|centered|central|above|over|under|below|beneath|"
@@ -225,7 +226,8 @@ def read_scene(prompt: str) -> SceneReading:
         return SceneReading(prompt, None, "more than one size", ignored=ignored)
     size = found["sizes"][0] if found["sizes"] else None
     if size is None:
-        size, _ = DEFAULT_SIZE, filled.append(f"size {DEFAULT_SIZE}")
+        size = DEFAULT_SIZE
+        filled.append(f"size {DEFAULT_SIZE}")
     where = POSITION_PHRASES[position[0]] if position else ""
     caption = f"{article(size)} {size} {color} {shape}{where}{tail}"
     return SceneReading(prompt, caption, filled=tuple(filled), dropped=tuple(dropped), ignored=ignored)
