@@ -161,10 +161,14 @@ _matchers: dict[tuple[str, int], CaptionMatcher | SceneMatcher | None] = {}
 
 
 def matcher_for(model) -> CaptionMatcher | SceneMatcher | None:
-    """The matcher of a loaded model, shared per folder: its folder's `captions.json` (`CaptionMatcher`), else a
-    `SceneMatcher` for a model trained on `shapes` (its training.json), else None (nothing to match to: a model
-    without a folder, or one trained on a folder of images that ships no captions)."""
-    folder = getattr(model, "folder", None)
+    """The matcher of a loaded model (`matcher_for_folder` of its folder)."""
+    return matcher_for_folder(getattr(model, "folder", None))
+
+
+def matcher_for_folder(folder: str | Path | None) -> CaptionMatcher | SceneMatcher | None:
+    """The matcher of a model folder, shared per folder: its `captions.json` (`CaptionMatcher`), else a
+    `SceneMatcher` for a model trained on `shapes` (its training.json), else None (nothing to match to: no
+    folder, or a model trained on a folder of images that ships no captions)."""
     path = Path(folder).resolve() / CAPTIONS_FILE if folder is not None else None
     key = (str(path), path.stat().st_mtime_ns if path is not None and path.is_file() else 0)  # a re-ship reloads
     if key not in _matchers:

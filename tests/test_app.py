@@ -350,6 +350,21 @@ def test_a_shapes_model_reads_the_prompt_as_a_scene_and_says_so(client):
     assert read_png_info(kept[RESULTS][0]["image"])["drawn_as"] == PROMPT and "Read as" not in kept[STATUS]
 
 
+def test_the_prompt_box_says_what_matching_makes_of_the_prompt(tmp_path, monkeypatch):
+    from ui.models import prompt_reading
+
+    monkeypatch.setenv("STUDIO_MODELS", str(make_models(tmp_path / "models")))
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path / "data"))
+    assert prompt_reading("tiny-grown", "3 purple dots", True) == \
+        "Read as the scene 'three purple circles on a white background' (filled in background white)."
+    assert "(no colour of the palette" in prompt_reading("tiny-grown", "a pink star", True)
+    assert prompt_reading("tiny-grown", PROMPT, True) == ""  # a caption: drawn as written, nothing to say
+    assert prompt_reading("tiny-grown", "3 purple dots", False) == ""  # matching off
+    assert "nearest trained caption 'hot beverage, 3d style'" in prompt_reading("tiny-core", "a cup of hot coffee",
+                                                                                True)
+    assert prompt_reading(None, "3 purple dots", True) == prompt_reading("tiny-grown", " ", True) == ""
+
+
 def test_the_count_prior_is_a_setting_of_every_run():
     from studio_ui.generate import parse_request
 

@@ -66,7 +66,11 @@ def test_generate_replay_compare_in_a_browser(page_url):
             # guidance interval starts at -4, no shipped preset's does), or it lands after our own steps.
             expect(page.locator("#interval-low input")).to_have_value("-4")
             expect(steps).to_have_value("6")
+            page.locator("#prompt textarea").fill("2 blue stars, grey bg")  # tiny-grown was trained on shapes
+            expect(page.locator("#prompt-reading")).to_contain_text(
+                "Read as the scene 'two blue stars on a gray background'")  # said while typing, before sampling
             page.locator("#prompt textarea").fill("a red star to the left of a blue circle on a white background")
+            expect(page.locator("#prompt-reading")).not_to_contain_text("Read as")  # a caption: nothing to say
             page.locator("#opposite").click()  # the negative prompt: the same words with the relation turned around
             expect(page.locator("#negative-prompt textarea")).to_have_value(
                 "a red star to the right of a blue circle on a white background")

@@ -22,7 +22,8 @@ from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import (BUILT_IN_SETTINGS, MAX_SEED, SPEEDS, SamplerSettings, describe_guidance,
                              generation_info, preset_to_settings)
-from .models import example_prompts, can_match_captions, model_names, model_summary, speed_presets
+from .models import (can_match_captions, example_prompts, model_names, model_summary, prompt_reading,
+                     speed_presets)
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
@@ -383,6 +384,7 @@ class SettingsForm:
     count_prior: gr.Slider
     relation_prior: gr.Slider
     match_captions: gr.Checkbox
+    reading: gr.Markdown
 
 
 def build(ctx, session: gr.State) -> GenerateTab:
@@ -411,6 +413,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
         prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="prompt",
                             placeholder="a red star to the left of a blue circle on a white background "
                                         "(empty = unconditional)")
+        reading = gr.Markdown("", elem_id="prompt-reading", elem_classes="hint")  # what matching makes of it
         with gr.Row(equal_height=True):
             negative_prompt = gr.Textbox(label="Negative prompt", lines=1, max_lines=3, scale=5,
                                          elem_id="negative-prompt",
@@ -475,7 +478,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
                               info="also render this prompt and seed with the core and the model grown from it")
     return SettingsForm(model, refresh, model_info, prompt, negative_prompt, opposite, examples, go, stop_btn, speed,
                         sampler, images, steps, guidance, use_interval, interval_low, interval_high, seed, dice,
-                        seed_used, every, compare, count_prior, relation_prior, match_captions)
+                        seed_used, every, compare, count_prior, relation_prior, match_captions, reading)
 
 
 def _outputs_column(ui: dict) -> None:
@@ -566,6 +569,9 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
                      show_progress="hidden")
     f.model.change(h["on_model"], f.model, [f.examples, f.model_info, f.match_captions], api_visibility="private",
                    show_progress="hidden")
+    for trigger in (f.prompt.change, f.model.change, f.match_captions.change):  # the reading follows as one types
+        trigger(prompt_reading, [f.model, f.prompt, f.match_captions], f.reading, trigger_mode="always_last",
+                api_visibility="private", show_progress="hidden")
     sampling = [f.sampler, f.steps, f.guidance, f.use_interval, f.interval_low, f.interval_high, f.count_prior,
                 f.relation_prior]
     f.model.change(speed_for_model, f.model, f.speed, api_visibility="private", show_progress="hidden").then(

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.caption_match import CAPTIONS_FILE
+from studio.caption_match import CAPTIONS_FILE, matcher_for_folder
 from studio.cpu import release_openmp_threads
 from studio.hub import list_models, preference_rank, trained_data
 from studio.paths import data_family
@@ -121,6 +121,18 @@ def can_match_captions(name: str | None) -> bool:
     (`captions.json`), or it was trained on `shapes`, whose prompts are read as scenes (`studio.caption_match`)."""
     folder = list_models().get(name) if name else None
     return folder is not None and ((folder / CAPTIONS_FILE).is_file() or family(name) == "shapes")
+
+
+def prompt_reading(name: str | None, prompt: str | None, match_captions: bool) -> str:
+    """What caption matching makes of `prompt` for the model, before anything is sampled (no model is loaded,
+    only its matcher): the sentence to show under the prompt box when the prompt is drawn as another caption or
+    could not be read, "" when it is drawn as written without a word to say (or matching is off)."""
+    folder = list_models().get(name) if name else None
+    matcher = matcher_for_folder(folder) if match_captions and folder is not None else None
+    if matcher is None or not (prompt or "").strip():
+        return ""
+    match = matcher.match(prompt)
+    return match.describe() if match.replaced or match.caption is None else ""
 
 
 def speed_presets(name: str | None) -> dict[str, dict]:
