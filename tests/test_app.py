@@ -389,6 +389,15 @@ def test_opposite_relation_button_fills_the_negative_prompt():
     assert opposite_negative(None, None) == ""
 
 
+def test_opposite_relation_button_turns_the_prompt_as_it_will_be_drawn(tmp_path, monkeypatch):
+    from studio_ui.generate import opposite_negative
+
+    monkeypatch.setenv("STUDIO_MODELS", str(make_models(tmp_path / "models")))
+    free = "red circle under a blue square, on black"
+    assert opposite_negative(free, "kept") == "kept"  # as written: no relation phrase of the grammar
+    assert opposite_negative(free, "", "tiny-grown", True) == "a red circle above a blue square on a black background"
+
+
 def test_lineage_names_a_retrained_parent_as_an_earlier_version(tmp_path, monkeypatch):
     """A grown model keeps the record of the core it grew from; once that core's folder holds retrained weights,
     the lineage must not show the new core's training as the grown model's."""

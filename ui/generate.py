@@ -22,8 +22,8 @@ from studio.images import save_png
 from studio.previews import DEFAULT_PREVIEW_EVERY, LiveRun, check_prompt, core_vs_grown, mp4_available
 from studio.sampling import (BUILT_IN_SETTINGS, MAX_SEED, SPEEDS, SamplerSettings, describe_guidance,
                              generation_info, preset_to_settings)
-from .models import (can_match_captions, example_prompts, model_names, model_summary, prompt_reading,
-                     speed_presets)
+from .models import (can_match_captions, example_prompts, matched_prompt, model_names, model_summary,
+                     prompt_reading, speed_presets)
 from .session import LastRun, RunSettings, Session
 
 MAX_IMAGES = 4
@@ -96,11 +96,15 @@ def _strength(value, check, what: str) -> float:
         raise ConfigError(str(err) if isinstance(err, ConfigError) else f"{what} must be a number") from None
 
 
-def opposite_negative(prompt: str | None, current: str | None) -> str:
+def opposite_negative(prompt: str | None, current: str | None, model: str | None = None,
+                      match_captions: bool = False) -> str:
     """The "opposite relation" button: the prompt with its relation turned around, as the negative prompt
     (guidance then pushes the objects to the asked sides; `studio eval align --opposite-negative` measures it).
-    Without a relation phrase the negative prompt stays as it was, and the user is told why."""
-    opposite = opposite_relation(prompt or "")
+    With caption matching on, the prompt as it will be drawn ("red circle left of a blue square" read as the
+    `shapes` caption "a red circle to the left of a blue square on a white background"). Without a relation
+    phrase the negative prompt stays as it was, and the user is told why."""
+    match = matched_prompt(model, prompt, match_captions)
+    opposite = opposite_relation((match.drawn if match is not None else prompt) or "")
     if opposite is None:
         gr.Info("The prompt has no relation (to the left of, to the right of, above, below) to turn around.")
         return current or ""
@@ -565,8 +569,8 @@ def _wire_events(ctx, session: gr.State, form: SettingsForm, ui: dict) -> None:
                  show_progress="hidden")
     f.examples.click(lambda sample: sample[0], f.examples, f.prompt, api_visibility="private",
                      show_progress="hidden")
-    f.opposite.click(opposite_negative, [f.prompt, f.negative_prompt], f.negative_prompt, api_visibility="private",
-                     show_progress="hidden")
+    f.opposite.click(opposite_negative, [f.prompt, f.negative_prompt, f.model, f.match_captions], f.negative_prompt,
+                     api_visibility="private", show_progress="hidden")
     f.model.change(h["on_model"], f.model, [f.examples, f.model_info, f.match_captions], api_visibility="private",
                    show_progress="hidden")
     for trigger in (f.prompt.change, f.model.change, f.match_captions.change):  # the reading follows as one types

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.caption_match import CAPTIONS_FILE, matcher_for_folder
+from studio.caption_match import CAPTIONS_FILE, CaptionMatch, matcher_for_folder
 from studio.cpu import release_openmp_threads
 from studio.hub import list_models, preference_rank, trained_data
 from studio.paths import data_family
@@ -123,16 +123,19 @@ def can_match_captions(name: str | None) -> bool:
     return folder is not None and ((folder / CAPTIONS_FILE).is_file() or family(name) == "shapes")
 
 
-def prompt_reading(name: str | None, prompt: str | None, match_captions: bool) -> str:
+def matched_prompt(name: str | None, prompt: str | None, match_captions: bool) -> CaptionMatch | None:
     """What caption matching makes of `prompt` for the model, before anything is sampled (no model is loaded,
-    only its matcher): the sentence to show under the prompt box when the prompt is drawn as another caption or
-    could not be read, "" when it is drawn as written without a word to say (or matching is off)."""
+    only its matcher); None when matching is off, the model has no matcher or the prompt is empty."""
     folder = list_models().get(name) if name else None
     matcher = matcher_for_folder(folder) if match_captions and folder is not None else None
-    if matcher is None or not (prompt or "").strip():
-        return ""
-    match = matcher.match(prompt)
-    return match.describe() if match.replaced or match.caption is None else ""
+    return matcher.match(prompt) if matcher is not None and (prompt or "").strip() else None
+
+
+def prompt_reading(name: str | None, prompt: str | None, match_captions: bool) -> str:
+    """The sentence to show under the prompt box when the prompt will be drawn as another caption or could not
+    be read (`matched_prompt`), "" when it is drawn as written without a word to say (or matching is off)."""
+    match = matched_prompt(name, prompt, match_captions)
+    return match.describe() if match is not None and (match.replaced or match.caption is None) else ""
 
 
 def speed_presets(name: str | None) -> dict[str, dict]:
