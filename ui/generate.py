@@ -426,7 +426,7 @@ def _settings_column(ctx, names: list[str], first: str | None) -> SettingsForm:
             opposite = gr.Button("⇄ opposite relation", scale=0, min_width=120, size="sm", elem_id="opposite",
                                  elem_classes="icon-btn")
         examples = gr.Dataset(components=[prompt], samples=[[p] for p in example_prompts(first)],
-                              label="Example prompts", samples_per_page=6, elem_id="examples")
+                              label="Example prompts", samples_per_page=8, elem_id="examples")
         with gr.Row():
             go = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)

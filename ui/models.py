@@ -22,6 +22,8 @@ SHAPES_EXAMPLES = (
     "an orange cross above a purple circle on a white background",
     "a small blue star in the top left corner on a white background",
     "two red circles on a black background",
+    "big purple circle, bottom-right, grey bg",  # as people type: read as the scene it describes (match captions)
+    "a green square left of a yellow star on black",
 )
 EMOJI_EXAMPLES = (  # trained concepts (Fluent 3d emoji names) the shipped emoji models draw recognisably
     "grinning face, 3d style",
@@ -91,7 +93,8 @@ def family(name: str) -> str:
 
 
 def example_prompts(name: str | None) -> list[str]:
-    """Prompts in the style of the captions the model was trained on."""
+    """Prompts in the style of the captions the model was trained on (for `shapes`, the last two as people type
+    them, which caption matching reads as scenes)."""
     return list(EMOJI_EXAMPLES if name and family(name) == "emoji" else SHAPES_EXAMPLES)
 
 
