@@ -165,17 +165,27 @@ def matcher_for(model) -> CaptionMatcher | SceneMatcher | None:
     return matcher_for_folder(getattr(model, "folder", None))
 
 
+def matcher_kind(folder: str | Path | None) -> str | None:
+    """Which matcher a model folder gets, read from its files without building one: "captions" when it ships
+    `captions.json`, "scene" when its training.json says it was trained on `shapes`, else None (nothing to match
+    to: no folder, or a model trained on a folder of images that ships no captions)."""
+    if folder is None:
+        return None
+    if (Path(folder) / CAPTIONS_FILE).is_file():
+        return "captions"
+    source = trained_data(Path(folder))
+    return "scene" if source and data_family(source) == "shapes" else None
+
+
 def matcher_for_folder(folder: str | Path | None) -> CaptionMatcher | SceneMatcher | None:
-    """The matcher of a model folder, shared per folder: its `captions.json` (`CaptionMatcher`), else a
-    `SceneMatcher` for a model trained on `shapes` (its training.json), else None (nothing to match to: no
-    folder, or a model trained on a folder of images that ships no captions)."""
+    """The matcher of a model folder (`matcher_kind`), shared per folder: a `CaptionMatcher` over its
+    `captions.json`, a `SceneMatcher`, or None."""
     path = Path(folder).resolve() / CAPTIONS_FILE if folder is not None else None
     key = (str(path), path.stat().st_mtime_ns if path is not None and path.is_file() else 0)  # a re-ship reloads
     if key not in _matchers:
-        entries = read_captions(folder)
-        source = trained_data(Path(folder)) if folder is not None and not entries else None
-        _matchers[key] = (CaptionMatcher(entries) if entries
-                          else SceneMatcher() if source and data_family(source) == "shapes" else None)
+        kind = matcher_kind(folder)
+        _matchers[key] = (CaptionMatcher(read_captions(folder)) if kind == "captions"
+                          else SceneMatcher() if kind == "scene" else None)
     return _matchers[key]
 
 

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from studio.caption_match import CAPTIONS_FILE, CaptionMatch, matcher_for_folder
+from studio.caption_match import CaptionMatch, matcher_for_folder, matcher_kind
 from studio.cpu import release_openmp_threads
 from studio.hub import list_models, preference_rank, trained_data
 from studio.paths import data_family
@@ -122,8 +122,7 @@ def model_summary(name: str | None) -> str:
 def can_match_captions(name: str | None) -> bool:
     """Whether caption matching can act for the model (nothing is loaded): it ships its trained captions
     (`captions.json`), or it was trained on `shapes`, whose prompts are read as scenes (`studio.caption_match`)."""
-    folder = list_models().get(name) if name else None
-    return folder is not None and ((folder / CAPTIONS_FILE).is_file() or family(name) == "shapes")
+    return matcher_kind(list_models().get(name) if name else None) is not None
 
 
 def matched_prompt(name: str | None, prompt: str | None, match_captions: bool) -> CaptionMatch | None:
