@@ -98,6 +98,8 @@ def _alternation(table: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, st
 
 _RELATIONS = _alternation(RELATION_PHRASES)
 _POSITIONS = _alternation(POSITION_WORDS)
+_PHRASE_WORDS = frozenset(re.findall(r"[a-z]+", " ".join(p for t in (RELATION_PHRASES, POSITION_WORDS)
+                                                         for ps in t.values() for p in ps)))  # their words
 _OBJECT_WORD = set(COLOR_WORDS) | set(SHAPE_WORDS) | set(PLURAL_WORDS) | set(SIZE_WORDS) | set(NUMBERS)
 
 
@@ -162,9 +164,7 @@ def read_scene(prompt: str) -> SceneReading:
         background = DEFAULT_BACKGROUND
         filled.append(f"background {DEFAULT_BACKGROUND}")
     known = _OBJECT_WORD | set(BACKGROUND_WORDS) | FILLER
-    ignored = tuple(dict.fromkeys(w for w in words if w not in known and not re.fullmatch(
-        r"left|right|top|bottom|upper|lower|center|middle|centered|central|above|over|under|below|beneath|"
-        r"underneath|atop|higher|than", w)))
+    ignored = tuple(dict.fromkeys(w for w in words if w not in known and w not in _PHRASE_WORDS))
     tail = f" on a {background} background"
 
     relation = _find(_RELATIONS, text)
