@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from studio import __version__
 from studio.constants import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLERS, SPEEDS
 from studio.caption_match import match_prompts
-from studio.count_prior import check_strength, requested_objects, with_count_prior
-from studio.relation_prior import check_strength as check_relation_strength, requested_relation, with_relation_prior
+from studio.count_prior import check_strength, with_count_prior
+from studio.data.scene_text import scene_requests
+from studio.relation_prior import check_strength as check_relation_strength, with_relation_prior
 from studio.diffusion import DiscreteSchedule, make_scheduler, x0_from_v
 from studio.errors import ConfigError
 from studio.hub import weights_hash
@@ -149,10 +150,11 @@ def with_noise_priors(noise: torch.Tensor, prompts: Sequence[str], count_prior: 
                       relation_prior: float = 0.0) -> torch.Tensor:
     """`noise` (B, 3, R, R) with both noise priors the prompts ask for (`studio.count_prior`, then
     `studio.relation_prior`) at these strengths (0 = off): the starting noise `stream` samples from."""
+    requests = [scene_requests(p) for p in prompts] if count_prior or relation_prior else []
     if count_prior:
-        noise = with_count_prior(noise, [requested_objects(p) for p in prompts], count_prior)
+        noise = with_count_prior(noise, [count for count, _ in requests], count_prior)
     if relation_prior:
-        noise = with_relation_prior(noise, [requested_relation(p) for p in prompts], relation_prior)
+        noise = with_relation_prior(noise, [relation for _, relation in requests], relation_prior)
     return noise
 
 
@@ -202,6 +204,8 @@ def stream(model, prompts: Sequence[str] | str, *, seed: int = 0, steps: int = 2
     relation_prior: for each prompt that asks for a relation between objects of named colours
         (`studio.relation_prior.requested_relation`), tint its starting noise with each colour where that object
         should go (`studio.relation_prior`; 0 = off): the model draws each object where its colour already is.
+        Both priors read the scene a prompt describes (`studio.data.scene_text.scene_requests`), so a free
+        wording ("big red circle, top-left") is laid out as its caption would be, with caption matching off too.
     match_captions: draw each prompt as the nearest caption the model was trained on, when one is close enough
         (`studio.caption_match`; models whose folder ships `captions.json`, e.g. the emoji models; others draw
         the prompt as written).

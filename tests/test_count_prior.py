@@ -159,3 +159,11 @@ def test_generation_info_records_the_count_prior(tiny_core):
     info = sampling.generation_info(tiny_core, "two red stars", 0, "dpm++", 3, 3.0, count_prior=1.0)
     assert info["count_prior"] == 1.0
     assert sampling.generation_info(tiny_core, "a red star", 0, "dpm++", 3, 3.0)["count_prior"] == 0.0
+
+
+def test_the_priors_lay_out_a_free_wording_as_its_caption():
+    noise = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    caption = "a large red circle in the top left corner on a white background"
+    free = sampling.with_noise_priors(noise, ["big red circle, top-left, on white"], 1.0, 0.5)
+    assert torch.equal(free, sampling.with_noise_priors(noise, [caption], 1.0, 0.5))
+    assert not torch.equal(free, noise)

@@ -129,3 +129,25 @@ def test_the_shipped_wordings_file_is_hand_written_and_read():
 
     lines = (Path(__file__).parents[1] / "assets" / "prompts" / "shapes-wordings.txt").read_text().splitlines()
     assert len(lines) == 12 and set(lines) <= set(HAND_WRITTEN)
+
+
+def test_the_noise_priors_read_the_scene_a_free_wording_describes():
+    from studio.data.scene import requested_objects, requested_relation
+    from studio.data.scene_text import scene_requests
+
+    # "top-left" is no grammar phrase: read as written, the one bump would go to the noise's strongest place
+    assert requested_objects("big red circle, top-left, on white").position is None
+    count, relation = scene_requests("big red circle, top-left, on white")
+    assert relation is None and count == requested_objects(
+        "a large red circle in the top left corner on a white background")
+    count, relation = scene_requests("red circle under a blue square")  # read as "... below ..."
+    assert count is None and requested_relation("red circle under a blue square") is None
+    assert (relation.relation, relation.subject_color, relation.object_shape) == ("below", "red", "square")
+    assert relation.background is None  # left open by the prompt: the caption's default white is not asked for
+    assert scene_requests("tiny blue star")[0].size == "small"
+    assert scene_requests("blue star")[0].size is None
+    # what the grammar cannot say is read as written, as before
+    assert scene_requests("four red circles") == (requested_objects("four red circles"), None)
+    assert scene_requests("a red apple") == (None, None)
+    for caption in [s.caption for s in heldout_captions(60, seed=3)]:  # a caption reads as itself
+        assert scene_requests(caption) == (requested_objects(caption), requested_relation(caption))

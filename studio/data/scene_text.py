@@ -18,10 +18,10 @@ open is filled and said (size large, background white).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from studio.data.scene import BACKGROUNDS, COLORS, COUNT_WORDS, OPPOSITE_RELATION, PLURALS, POSITION_PHRASES, \
-    SHAPES, SIZES, article
+    SHAPES, SIZES, CountRequest, RelationRequest, article, requested_objects, requested_relation
 
 DEFAULT_SIZE = "large"  # a single object whose size the prompt leaves open
 DEFAULT_BACKGROUND = "white"  # a scene whose background the prompt leaves open
@@ -82,6 +82,11 @@ class SceneReading:
         notes += [f"left out {', '.join(self.dropped)}"] if self.dropped else []
         notes += [f"words it has no place for: {', '.join(self.ignored)}"] if self.ignored else []
         return f"Read as the scene {self.caption!r}" + (f" ({'; '.join(notes)})." if notes else ".")
+
+    @property
+    def left_open(self) -> frozenset[str]:
+        """What the prompt left open and the caption fills with a default: "size", "background"."""
+        return frozenset(entry.split()[0] for entry in self.filled)
 
 
 def _normalize(prompt: str) -> str:
@@ -236,3 +241,21 @@ def read_scene(prompt: str) -> SceneReading:
 assert set(SIZE_WORDS.values()) == set(SIZES) and set(SHAPE_WORDS.values()) == set(SHAPES)
 assert set(COLOR_WORDS.values()) == set(COLORS) and set(BACKGROUND_WORDS.values()) == set(BACKGROUNDS)
 assert set(RELATION_PHRASES) == set(OPPOSITE_RELATION) and set(POSITION_WORDS) == set(POSITION_PHRASES)
+
+
+def scene_requests(prompt: str) -> tuple[CountRequest | None, RelationRequest | None]:
+    """What the noise priors lay out for a prompt (`studio.data.scene.requested_objects` and `requested_relation`),
+    read from the scene it describes: "big red circle, top-left" gets the bump of its caption's "in the top left
+    corner", which the grammar's phrase search alone would miss. A size or background the prompt leaves open stays
+    open (None), since a prompt drawn as written does not ask for the caption's defaults; a prompt the grammar
+    cannot say is read as written."""
+    reading = read_scene(prompt)
+    if reading.caption is None:
+        return requested_objects(prompt), requested_relation(prompt)
+    count, relation = requested_objects(reading.caption), requested_relation(reading.caption)
+    opened = {field: None for field in reading.left_open}
+    if count is not None and opened:
+        count = replace(count, **opened)
+    if relation is not None and "background" in opened:
+        relation = replace(relation, background=None)
+    return count, relation
