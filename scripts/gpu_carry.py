@@ -24,9 +24,10 @@ for the names) into `.emoji-packages/` (20 MB): the GPU machine cannot reach the
 scripts/gpu_env.sh hands them to `studio data emoji` there.
 
 What travels is the working tree plus the carry, at most 64 MiB. Since `shapes-256` ships with its core inside
-(24 MB), tree + carry is ~74 MB: `park` moves the shipped models no GPU script reads (PARKED_MODELS) into the
-ignored `.gpu-parked/` before a device call, `unpark` puts them back (do it before committing: while parked,
-git sees them deleted). `make` reports the size that would travel.
+(24 MB), tree + carry is ~74 MB: `park` moves the shipped models no GPU script reads (PARKED_MODELS), all but
+their config.json and training.json, and `docs/` (PARKED_TREES) into the ignored `.gpu-parked/` before a device
+call; `unpark` puts them back (do it before committing: while parked, git sees them deleted). With every model
+and `docs/` parked, an emoji call (`--data emoji`) sends ~45 MiB. `make` reports the size that would travel.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ TRAVEL_LIMIT = 64 * 2 ** 20
 PARKED_MODELS = ("shapes-256",)  # the shapes GPU scripts grow from shapes-core-64 and never read these
 EMOJI_PACKAGES = ("fluent3d", "openmoji")  # what `studio data emoji --styles 3d` is built from
 PARK = ROOT / ".gpu-parked"
+RECORD_FILES = ("config.json", "training.json")  # what a parked model leaves in the tree
+PARKED_TREES = ("docs",)  # tracked folders no GPU script reads: docs/results' figures alone are ~28 MB
 
 
 def trimmed_diffusers_wheel(out: Path) -> Path:
@@ -162,17 +165,32 @@ def travel_size() -> int:
 
 
 def park(back: bool = False, names: tuple[str, ...] = PARKED_MODELS) -> None:
-    """Move the shipped models `names` out of the travelling tree (into .gpu-parked/) or, with `back`, every
-    parked model into it again."""
+    """Move the shipped models `names` and the PARKED_TREES out of the travelling tree (into .gpu-parked/) or,
+    with `back`, everything parked into it again. A model's record (RECORD_FILES, a few kB) stays: the scratch
+    twin reads a parked model's architecture and training compute from it (studio.train.twin)."""
+    trees = PARK / "tree"
     if back:
-        names = tuple(p.name for p in PARK.iterdir()) if PARK.is_dir() else ()
+        names = tuple(p.name for p in PARK.iterdir() if p != trees) if PARK.is_dir() else ()
     for name in names:
         home, parked = ROOT / "assets" / "models" / name, PARK / name
         source, target = (parked, home) if back else (home, parked)
+        if not source.is_dir() or target.exists() and not back:
+            continue
+        moved = [f for f in source.iterdir() if back or f.name not in RECORD_FILES]
+        target.mkdir(parents=True, exist_ok=True)
+        for f in moved:
+            shutil.move(str(f), str(target / f.name))
+        if not any(source.iterdir()):
+            source.rmdir()
+        print(f"moved {len(moved)} files of {source.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+    for tree in PARKED_TREES:
+        source, target = (trees / tree, ROOT / tree) if back else (ROOT / tree, trees / tree)
         if source.is_dir() and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(source), str(target))
             print(f"moved {source.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+    if back and trees.is_dir() and not any(trees.iterdir()):
+        trees.rmdir()
 
 
 def report_travel_size() -> None:

@@ -6,6 +6,7 @@
 #   OUT=gpu-out scripts/gpu_train_shipped.sh core   # smoke test, core (3.3 min), ship with 300 captions
 #   OUT=gpu-out scripts/gpu_train_shipped.sh grow   # smoke test, grow the core in $CORE_FROM, ship
 #   OUT=gpu-out scripts/gpu_train_shipped.sh all    # both, on a machine without a time limit per call
+#   DATA=emoji OUT=gpu-out scripts/gpu_train_shipped.sh twin   # emoji-256's scratch twin (studio.train.twin)
 #
 # Measured on one H100 (2026-11-26): the smoke test takes 60 s; the core phase 258 s (60 s rendering 100k
 # scenes and embedding their captions, then 198 s of training at 4,518 images/s, bf16, batch 256); shipping
@@ -31,6 +32,14 @@
 # GROW_SET="--set stages_from=assets/models/shapes-256 --set max_minutes=1.8 --set data_n=15000" ... grow: 216 s,
 # 84k images at 761 images/s.
 #
+# The twin phase trains the shipped grown model's scratch twin, the baseline of issue #22's KID target: the
+# same architecture from scratch, budgeted to the compute the shipped model's training.json and its core's
+# record (printed at the start, kept in its training.json), for at most the preset's max_minutes per leg (8; TWIN_SET="--set max_minutes=M" changes it). A leg that stops early goes on
+# in the next call on the still-warm machine (`studio train resume /tmp/studio-runs/emoji-256-twin`: its
+# checkpoint stays there) or from the returned weights (TWIN_FROM=FOLDER, a fresh optimizer; the budget counts
+# what the earlier legs saw). It returns as $OUT/emoji-256-twin.tar.part-* (fp32, ~55 MB); its KID is measured
+# here: `studio eval fid --model runs/emoji-256-twin --data emoji --n 98 --steps 6 --guidance-interval -6 3`.
+# Carry `python scripts/gpu_carry.py --data emoji` and park (`make gpu-park DATA=emoji`: ~47 MiB travel).
 # The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
 # at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.
 # A GPU machine without diffusers or the MiniLM package: carry .whl/diffusers-*.whl and an fp16 copy of the
@@ -52,7 +61,7 @@ pack_model() {  # NAME: the shipped folder as 15 MiB parts, plus the run logs so
 }
 
 PHASE="${1:-all}"
-case "$PHASE" in core|grow|all) ;; *) echo "usage: $0 [core|grow|all]" >&2; exit 64;; esac
+case "$PHASE" in core|grow|all|twin) ;; *) echo "usage: $0 [core|grow|all|twin]" >&2; exit 64;; esac
 DATA="${DATA:-shapes}"
 case "$DATA" in shapes|emoji) ;; *) echo "DATA must be shapes or emoji, not $DATA" >&2; exit 64;; esac
 CORE="$DATA-core-64" GROWN="$DATA-256"  # the shipped names; the presets add -gpu
@@ -73,7 +82,7 @@ if [ "$DATA" = emoji ]; then
     fi
 fi
 
-if [ "${SMOKE_TEST:-1}" = 1 ]; then  # SMOKE_TEST=0 skips it (60 s) once the same code has run on a GPU or the CPU
+if [ "${SMOKE_TEST:-1}" = 1 ] && [ "$PHASE" != twin ]; then  # SMOKE_TEST=0 skips it (60 s) once the code ran on a GPU or CPU
 stamp smoke test
 SMOKE=(--set max_minutes=null --set max_steps=6 --set checkpoint_every=3 --set validate_every=3
        --set validation_n=4 --set validation_steps=4 --no-progress --overwrite)
@@ -82,6 +91,20 @@ studio train grow --from "$RUNS/smoke-core" --resolution 256 --config "$GROWN-gp
     "${SMOKE[@]}" --out "$RUNS/smoke-grow" &&
 studio ship "$RUNS/smoke-grow" --name smoke --out-root "$RUNS/smoke-models" --align-n 4 --overwrite ||
     { stamp smoke test FAILED; exit 4; }
+fi
+
+if [ "$PHASE" = twin ]; then  # the shipped grown model's scratch twin at its compute: a baseline, not shipped
+    stamp "scratch twin of $GROWN"
+    TWIN_FROM_ARGS=()
+    [ -n "${TWIN_FROM:-}" ] && TWIN_FROM_ARGS=(--from "$TWIN_FROM")
+    timeout "${TWIN_TIMEOUT:-540}" python3 -m studio train scratch --config "$GROWN-gpu" \
+        --set "twin_of=assets/models/$GROWN" --set equal_compute=true ${TWIN_SET:-} "${TWIN_FROM_ARGS[@]}" \
+        --out "$RUNS/$GROWN-twin" --no-progress --overwrite || { stamp twin FAILED; exit 7; }
+    tar cf "$OUT/$GROWN-twin.tar" -C "$RUNS" --exclude=checkpoints "$GROWN-twin" &&
+        split -b 15M -d "$OUT/$GROWN-twin.tar" "$OUT/$GROWN-twin.tar.part-" && rm "$OUT/$GROWN-twin.tar"
+    ls -la "$OUT"
+    stamp done
+    exit 0
 fi
 
 if [ "$PHASE" != grow ]; then

@@ -87,6 +87,9 @@ def test_park_moves_unneeded_models_out_of_the_travelling_tree_and_back(tmp_path
     model = root / "assets" / "models" / "shapes-256"
     model.mkdir(parents=True)
     (model / "weights.bin").write_bytes(b"w" * 5000)
+    (model / "config.json").write_text("{}")  # its record stays: the scratch twin reads it (studio.train.twin)
+    (root / "docs" / "results").mkdir(parents=True)
+    (root / "docs" / "results" / "figure.png").write_bytes(b"p" * 700)
     (root / ".gitignore").write_text("/.gpu-parked/\n/.whl/\n")
     (root / ".whl").mkdir()
     (root / ".whl" / "x.whl").write_bytes(b"x" * 300)
@@ -96,11 +99,13 @@ def test_park_moves_unneeded_models_out_of_the_travelling_tree_and_back(tmp_path
     monkeypatch.setattr(gpu_carry, "PARK", root / ".gpu-parked")
     monkeypatch.setattr(gpu_carry, "CARRY", (".whl",))
     before = gpu_carry.travel_size()
-    assert before >= 5300
+    assert before >= 6000
     gpu_carry.park()
-    assert not model.exists() and gpu_carry.travel_size() == before - 5000
+    assert [f.name for f in model.iterdir()] == ["config.json"] and gpu_carry.travel_size() == before - 5700
+    gpu_carry.park()  # parking again moves nothing more
     gpu_carry.park(back=True)
     assert (model / "weights.bin").read_bytes() == b"w" * 5000 and gpu_carry.travel_size() == before
+    assert (root / "docs" / "results" / "figure.png").is_file() and not any((root / ".gpu-parked").iterdir())
 
 
 def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from studio.train.config import PHASES, list_presets, load_config, parse_overrid
 PHASES_OF = {"tiny": PHASES, "shapes-core-64": ("core",), "emoji-core-64": ("core",),
              "shapes-256": ("grow", "finetune", "scratch"), "emoji-256": ("grow", "finetune", "scratch"),
              "scratch-256": ("scratch",), "shapes-core-64-gpu": ("core",), "shapes-256-gpu": ("grow", "finetune"),
-             "emoji-core-64-gpu": ("core",), "emoji-256-gpu": ("grow", "finetune"),
+             "emoji-core-64-gpu": ("core",), "emoji-256-gpu": ("grow", "finetune", "scratch"),
              "shapes-core-64-layout": ("core",), "emoji-core-64-wordings": ("core",)}
 
 

@@ -4,6 +4,7 @@
     studio train grow --from runs/core64 --resolution 256 --config shapes-256 --out runs/grown256
     studio train finetune --from runs/grown256 --config shapes-256 --out runs/finetuned256
     studio train scratch --resolution 256 --config scratch-256 --out runs/scratch256
+    studio train scratch --config emoji-256-gpu --set twin_of=emoji-256 --set equal_compute=true  # its twin
     studio train resume runs/core64            # continue a killed run from its newest checkpoint
 """
 
@@ -44,6 +45,10 @@ def register(subparsers) -> None:
             p.add_argument("--from", dest="init_from", metavar="MODEL_DIR",
                            help="go on training this core (e.g. a shipped one, on other data) instead of a fresh "
                                 "one; its architecture is kept")
+        if phase == "scratch":
+            p.add_argument("--from", dest="init_from", metavar="MODEL_DIR",
+                           help="go on training this model trained from scratch (a twin trained in several legs: "
+                                "--set twin_of=MODEL --set equal_compute=true counts what it has seen)")
         if phase in ("grow", "scratch"):
             p.add_argument("--resolution", type=int, help="target resolution (default from the config)")
         _common(p, phase)

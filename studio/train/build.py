@@ -4,7 +4,8 @@
             goes on learning (new data: a core that already denoises starts far ahead of a random one)
 - grow:     grow(parent, resolution, stage_channels): new stages trained, the core frozen
 - finetune: the grown parent, everything unfrozen (the optimizer gives the core lr * core_lr_multiplier)
-- scratch:  a fresh GrownUViT of the same architecture: the equal-compute baseline of growing
+- scratch:  a fresh GrownUViT of the same architecture: the equal-compute baseline of growing; with `twin_of`
+            exactly a grown model's (`studio.train.twin`), with `init_from` a scratch model that goes on training
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from studio.errors import ConfigError
 from studio.growth import copy_stages, core_fingerprint, default_stage_channels, freeze_core, grow, unfreeze
 from studio.hub import cast_model, load_model, weights_hash
 from studio.models import GrownUViT, ShallowUViT, core_preset, grown_preset
+from studio.train.twin import twin_architecture
 
 CORE_FIELDS = ("grid", "core_channels", "width", "depth", "heads", "mlp_ratio", "prediction", "text_encoder",
                "text_layers", "text_positions", "joint_attention", "cross_attention_gate", "pixel_channels")
@@ -76,7 +78,15 @@ def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
         arch = core_preset(config.architecture) | _overrides(config, ("resolution", *CORE_FIELDS))
         return ShallowUViT(**arch).train(), None
 
-    if config.phase == "scratch":
+    if config.phase == "scratch" and config.twin_of and not config.init_from:
+        arch = twin_architecture(config.twin_of)
+        given = {k: v for k, v in _overrides(config, ("resolution", *CORE_FIELDS)).items() if arch.get(k) != v}
+        if given:
+            raise ConfigError(f"twin_of copies {config.twin_of}'s architecture; remove "
+                              f"{', '.join(f'{k}={v}' for k, v in given.items())} (it has "
+                              f"{', '.join(f'{k}={arch.get(k)}' for k in given)})")
+        return GrownUViT(**arch).train(), None
+    if config.phase == "scratch" and not config.init_from:
         recipe = grown_preset(config.architecture)
         core = core_preset(recipe["core"]) | _overrides(config, CORE_FIELDS)
         core.pop("skip", None)  # the Shallow-UViT's own skip; a grown model has skips at every stage
@@ -120,6 +130,13 @@ def _build_model(config) -> tuple[torch.nn.Module, dict | None]:
             copy_stages(model, cast_model(source, model.device, model.dtype))
             info["stages_from"] = dict(path=recorded_path(source.folder), weights_hash=weights_hash(source.folder))
         return model.train(), info
+
+    if config.phase == "scratch":  # a scratch run going on from its own weights (a twin trained in several legs)
+        if not isinstance(parent, GrownUViT) or parent.config.training_phase != "scratch":
+            raise ConfigError(f"a scratch run goes on from a model trained from scratch; {config.init_from} is a "
+                              f"{type(parent).__name__} of phase {parent.config.training_phase!r}")
+        unfreeze(parent)
+        return parent.train(), info
 
     # finetune
     if not isinstance(parent, GrownUViT):

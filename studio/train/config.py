@@ -55,6 +55,10 @@ class TrainConfig:
     low_res_path: bool | None = None  # grow: keep the parent's shallow layers as a frozen low-resolution path
     encoder_to_core: bool | None = None  # grow with low_res_path: False feeds the core the parent's input alone
     stages_from: str | None = None  # grow: start the new stages from this grown model's (same architecture)
+    # scratch: the grown model (name or folder) whose architecture this run trains from scratch, its low-resolution
+    # path included (studio.train.twin); with equal_compute the run's steps spend that model's recorded compute
+    twin_of: str | None = None
+    equal_compute: bool = False
     # core: the text pathway and the pixel layers (studio.models.core / uvit; None = the preset's or off)
     text_encoder: str | None = None  # "minilm" (any prompt) or "shapes-vocab" (the closed-vocabulary control)
     text_layers: int | None = None  # a trainable text transformer of this many layers over the text states
@@ -141,7 +145,7 @@ class TrainConfig:
 
     # --- where this config came from (filled in by load_config, not meant to be set)
     preset: str | None = None
-    init_from: str | None = None  # parent model folder (grow, finetune; core: go on training it)
+    init_from: str | None = None  # parent model folder (grow, finetune; core, scratch: go on training it)
 
     def validate(self) -> "TrainConfig":
         """Check values; raises ConfigError naming the key and what is allowed."""
@@ -188,7 +192,11 @@ class TrainConfig:
             need(getattr(self, key) >= 0, f"{key} must be >= 0 (0 = off), got {getattr(self, key)}")
         need(0.0 <= self.cfg_dropout < 1.0, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
-        need(self.max_steps is not None or self.max_minutes is not None,
+        need(self.twin_of is None or self.phase == "scratch",
+             f"twin_of names the grown model a scratch run copies; phase {self.phase!r} has its own architecture")
+        need(not self.equal_compute or bool(self.twin_of),
+             "equal_compute matches the compute of the model in twin_of: set twin_of too")
+        need(self.max_steps is not None or self.max_minutes is not None or self.equal_compute,
              "set a budget: max_steps, max_minutes, or both (whichever comes first ends the run)")
         need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         need(self.max_minutes is None or self.max_minutes > 0, f"max_minutes must be > 0, got {self.max_minutes}")

@@ -44,6 +44,7 @@ from studio.train.config import TrainConfig, parse_overrides, resolve
 from studio.train.ema import EMA
 from studio.train.mixed_precision import resolve_mixed_precision
 from studio.train.step import train_step
+from studio.train.twin import format_budget, with_equal_compute
 from studio.train.validation import build_validation, run_validation, validation_prompts
 
 LOG_FILE = "log.jsonl"
@@ -89,6 +90,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True):
         self.config, self.out, self.progress = config, Path(out_dir), progress
+        self.compute_budget: dict | None = None  # studio.train.twin: the equal-compute budget of a scratch twin
         # Process-wide torch settings are restored when the run ends (tests and notebooks run several).
         self._saved_globals = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
         if config.deterministic:
@@ -421,6 +423,8 @@ class Trainer:
                 core_frozen=self.core_frozen, core_fingerprint=fingerprint,
                 parameters=report_as_dicts(growth_report(self.model)),  # trainable as trained
                 final_metrics=dict(loss=self.last_loss, skipped_steps=self.bad_total, **metrics))
+            if self.compute_budget is not None:
+                training["compute_budget"] = self.compute_budget
             training["legs"] = training_legs(self.parent, c.phase, training)
             training["images_seen_total"] = sum(leg["images_seen"] or 0 for leg in training["legs"])
             (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2))
@@ -462,7 +466,14 @@ def training_legs(parent: dict | None, phase: str, training: dict) -> list[dict]
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one phase and write the model into `out_dir`; returns the folder. See the module docstring."""
-    return Trainer(config, out_dir, resume=resume, overwrite=overwrite, progress=progress).run()
+    config, budget = with_equal_compute(config)
+    trainer = Trainer(config, out_dir, resume=resume, overwrite=overwrite, progress=progress)
+    if budget is not None:  # a scratch twin at its grown model's compute: said up front, kept in training.json
+        trainer.compute_budget = budget
+        trainer.log(event="compute_budget", **budget)
+        if progress:
+            print(format_budget(budget), flush=True)
+    return trainer.run()
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
