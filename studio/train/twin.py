@@ -10,7 +10,7 @@ every leg of its training.json and of its parents' (the core it was grown from),
 training FLOPs per image of its phase (`studio.bench.training_flops`: a core with every weight trained, a grow
 with the core and low-resolution path frozen), divided by the twin's FLOPs per image. A twin that cannot train
 that long in one sitting goes on from its own weights (`studio train scratch --from RUN`, the same two keys):
-the budget counts the images its earlier legs saw. Two approximations, both said in the record: each leg is counted
+the budget counts the images its earlier legs saw. Two approximations: each leg is counted
 at the FLOPs of the model as it is now (a leg trained an earlier version of the architecture), and a grow that
 started its stages from an earlier grown model (`stages_from`) counts that model's stage legs but not the earlier
 core they were first grown around.
@@ -24,13 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from studio.errors import ConfigError
+from studio.eval.experiments_scale import TEXT_TOKENS  # the FLOP count's caption length, as `studio experiment`'s
 from studio.growth import freeze_core, unfreeze
 from studio.hub import WEIGHTS_NAME, read_config, resolve_model, weights_hash
 from studio.models.uvit import MODEL_CLASSES
 from studio.paths import SHIPPED_MODELS_DIR
 
 TRAINING_FILE = "training.json"
-TEXT_TOKENS = 16  # the FLOP count's text length (as `studio experiment`'s)
 
 
 def _architecture(folder: Path) -> tuple[str, dict]:
