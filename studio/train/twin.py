@@ -19,12 +19,10 @@ core they were first grown around.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
 from studio.errors import ConfigError
-from studio.eval.experiments_scale import TEXT_TOKENS  # the FLOP count's caption length, as `studio experiment`'s
 from studio.growth import freeze_core, unfreeze
 from studio.hub import WEIGHTS_NAME, read_config, resolve_model, weights_hash
 from studio.models.uvit import MODEL_CLASSES
@@ -70,7 +68,7 @@ def _parent_folder(parent: dict) -> Path:
 
 def phase_flops_per_image(folder: Path, phase: str, training: dict) -> float:
     """Training FLOPs per image of one phase of the architecture in `folder`, with the weights that phase trains."""
-    from studio.bench.flops import training_flops
+    from studio.eval.experiments import training_flops_per_image  # here: studio.eval imports the trainer
 
     class_name, config = _architecture(folder)
     model = MODEL_CLASSES[class_name](**config)  # fresh weights: only the shapes are counted
@@ -81,7 +79,7 @@ def phase_flops_per_image(folder: Path, phase: str, training: dict) -> float:
             raise ConfigError(f"{folder} grew with its earlier stages frozen: its compute is not counted here")
     elif phase == "finetune" and (training.get("config") or {}).get("core_lr_multiplier") == 0:
         freeze_core(model)
-    return training_flops(model, model.resolution, TEXT_TOKENS)["flops_per_image"]
+    return training_flops_per_image(model)
 
 
 def lineage_compute(name_or_path: str | Path) -> dict:
@@ -107,15 +105,15 @@ def lineage_compute(name_or_path: str | Path) -> dict:
 def equal_compute_budget(config, twin_model, images_before: int = 0) -> dict:
     """How many images and steps the twin trains to spend `config.twin_of`'s recorded compute, less what its
     earlier legs (`images_before`) spent."""
-    from studio.bench.flops import training_flops
+    from studio.eval.experiments import equal_compute_steps, training_flops_per_image
 
     lineage = lineage_compute(config.twin_of)
-    per_image = training_flops(twin_model, twin_model.resolution, TEXT_TOKENS)["flops_per_image"]
-    images = round(lineage["flops"] / per_image)
-    remaining = max(0, images - images_before)
+    per_image = training_flops_per_image(twin_model)
+    remaining = lineage["flops"] - images_before * per_image
+    steps = equal_compute_steps(remaining, per_image, config.batch_size) if remaining > 0 else 1
     return dict(twin_of=str(config.twin_of), flops=lineage["flops"], lineage=lineage["rows"],
-                twin_flops_per_image=per_image, images=images, images_before=images_before,
-                steps=max(1, math.ceil(remaining / config.batch_size)), batch_size=config.batch_size)
+                twin_flops_per_image=per_image, images=round(lineage["flops"] / per_image),
+                images_before=images_before, steps=steps, batch_size=config.batch_size)
 
 
 def with_equal_compute(config) -> tuple[object, dict | None]:
