@@ -121,12 +121,15 @@ def with_equal_compute(config) -> tuple[object, dict | None]:
     recorded compute, in place of `max_steps` (`max_minutes` still ends a leg early)."""
     if config.phase != "scratch" or not config.equal_compute:
         return config, None
-    from studio.train.build import build_model
-
-    model, parent = build_model(config)
     images_before = 0
-    if parent is not None:  # a twin going on from its own weights: its legs so far count
-        images_before = int(_training(Path(parent["path"])).get("images_seen_total") or 0)
+    if config.init_from:  # a twin going on from its own weights: its legs so far count
+        folder = resolve_model(config.init_from)
+        images_before = int(_training(folder).get("images_seen_total") or 0)
+        architecture = _architecture(folder)[1]
+    else:
+        architecture = twin_architecture(config.twin_of)
+    model = MODEL_CLASSES["GrownUViT"](**architecture)  # only its shapes are counted: no weights are loaded
+    unfreeze(model)
     budget = equal_compute_budget(config, model, images_before)
     return replace(config, max_steps=budget["steps"]), budget
 
