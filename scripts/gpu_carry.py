@@ -14,20 +14,24 @@
     python scripts/gpu_carry.py expand .minilm/minilm-fp16
     python scripts/gpu_carry.py park / unpark         # or: make gpu-park / gpu-unpark (see below)
     python scripts/gpu_carry.py --data emoji          # emoji vocabulary + the emoji npm tarballs
+    python scripts/gpu_carry.py twin runs/emoji-256-twin  # a returned twin in bf16 for its next leg (.twin/)
     python scripts/gpu_carry.py park --data emoji     # park every shipped model (emoji scripts read none)
     python scripts/gpu_carry.py --data all            # both vocabularies and the tarballs: one warm machine
                                                       # that trains emoji, then shapes (call 2 carries none)
 
 `--data emoji` (for DATA=emoji scripts/gpu_train_shipped.sh) keeps the vocabulary of the prepared emoji set's
 captions and copies the npm tarballs the 3d style is built from (`@lobehub/fluent-emoji-3d`, and `openmoji`
-for the names) into `.emoji-packages/` (20 MB): the GPU machine cannot reach the npm registry, and
-scripts/gpu_env.sh hands them to `studio data emoji` there.
+for the names) into `.emoji-packages/`, re-packed with only the files that style reads (9.6 MB of 20; the data set
+prepared from them is the same, file for file): the GPU machine cannot reach the npm registry, and
+scripts/gpu_env.sh hands them to `studio data emoji` there. `twin RUN` writes a returned scratch twin in bf16
+to `.twin/` for its next leg (scripts/gpu_train_shipped.sh's TWIN_FROM).
 
 What travels is the working tree plus the carry, at most 64 MiB. Since `shapes-256` ships with its core inside
 (24 MB), tree + carry is ~74 MB: `park` moves the shipped models no GPU script reads (PARKED_MODELS), all but
-their config.json and training.json, and `docs/` (PARKED_TREES) into the ignored `.gpu-parked/` before a device
-call; `unpark` puts them back (do it before committing: while parked, git sees them deleted). With every model
-and `docs/` parked, an emoji call (`--data emoji`) sends ~45 MiB. `make` reports the size that would travel.
+their config.json and training.json, and `docs/`, `tests/` and `notebooks/` (PARKED_TREES) into the ignored
+`.gpu-parked/` before a device call; `unpark` puts them back (do it before committing: while parked, git sees
+them deleted). With every model and those folders parked, an emoji call (`--data emoji`) sends 36 MiB, and 62 MiB
+with a twin in `.twin/`. `make` reports the size that would travel.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -43,13 +48,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 KEPT_IDS, KEPT_ROWS = "studio.kept_token_ids", "studio.kept_word_embeddings"
-CARRY = (".whl", ".minilm", ".emoji-packages")
+CARRY = (".whl", ".minilm", ".emoji-packages", ".twin")
 TRAVEL_LIMIT = 64 * 2 ** 20
 PARKED_MODELS = ("shapes-256",)  # the shapes GPU scripts grow from shapes-core-64 and never read these
 EMOJI_PACKAGES = ("fluent3d", "openmoji")  # what `studio data emoji --styles 3d` is built from
+# the files of each that it reads (path prefixes inside the package; `studio.data.emoji.PACKAGES` extracts more)
+EMOJI_PACKAGE_FILES = {"fluent3d": ("assets/", "package.json", "LICENSE"),
+                       "openmoji": ("data/openmoji.json", "package.json", "LICENSE.txt")}
 PARK = ROOT / ".gpu-parked"
 RECORD_FILES = ("config.json", "training.json")  # what a parked model leaves in the tree
-PARKED_TREES = ("docs",)  # tracked folders no GPU script reads: docs/results' figures alone are ~28 MB
+PARKED_TREES = ("docs", "tests", "notebooks")  # tracked folders no GPU script reads (docs/results: ~28 MB)
 
 
 def trimmed_diffusers_wheel(out: Path) -> Path:
@@ -95,17 +103,45 @@ def vocabulary_texts(data: str) -> list[str]:
 
 
 def copy_emoji_packages(out: Path) -> list[Path]:
-    """The npm tarballs of EMOJI_PACKAGES (downloaded once into the data folder) copied into `out`."""
-    from studio.data.emoji import PACKAGES, fetch_package
+    """The npm tarballs of EMOJI_PACKAGES (downloaded once into the data folder), re-packed into `out` with only
+    what `studio data emoji --styles 3d` reads there (`EMOJI_PACKAGE_FILES`): Fluent 3D without the skin-tone
+    variants, which the data set drops by default, and OpenMoji's names without its SVGs. 9 MB instead of 20."""
+    from studio.data.emoji import PACKAGES, fetch_package, load_emoji_index, scan_style, select_images
     from studio.paths import data_dir
 
     out.mkdir(exist_ok=True)
+    folders = {key: fetch_package(PACKAGES[key], data_dir() / "emoji")[0] for key in EMOJI_PACKAGES}
+    index = load_emoji_index(folders["openmoji"] / "data" / "openmoji.json")
+    _, dropped = select_images(scan_style("3d", folders["fluent3d"], index, []))
+    skin_tones = {f"assets/{d['file']}" for d in dropped["skin_tone"]}
     copies = []
     for key in EMOJI_PACKAGES:
-        package = PACKAGES[key]
-        fetch_package(package, data_dir() / "emoji")
-        copies.append(Path(shutil.copy2(data_dir() / "emoji" / "downloads" / package.tarball_name, out)))
+        folder, tarball = folders[key], out / PACKAGES[key].tarball_name
+        kept = [f for f in sorted(folder.rglob("*")) if f.is_file()
+                and f.relative_to(folder).as_posix().startswith(EMOJI_PACKAGE_FILES[key])
+                and f.relative_to(folder).as_posix() not in skin_tones]
+        with tarfile.open(tarball, "w:gz") as tar:  # npm's layout: everything under package/
+            for f in kept:
+                tar.add(f, arcname=f"package/{f.relative_to(folder).as_posix()}")
+        copies.append(tarball)
     return copies
+
+
+def carry_twin(run: Path, out: Path) -> Path:
+    """A scratch twin's weights in bfloat16 with its records, for its next leg on a fresh device machine
+    (`TWIN_FROM=.twin/NAME scripts/gpu_train_shipped.sh twin`; training loads them back into float32). The
+    returned run is 55 MB in float32, and 27 MB in bfloat16 fits the 64 MiB with the emoji carry."""
+    import torch
+
+    from studio.hub import load_model
+
+    folder = out / run.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    load_model(run, dtype=torch.bfloat16).save_pretrained(folder)
+    for name in RECORD_FILES:  # training.json: the legs so far, which the equal-compute budget subtracts
+        shutil.copy2(run / name, folder / name)
+    return folder
 
 
 def fp16_text_encoder(out: Path, texts: list[str] | None = None) -> Path:
@@ -201,8 +237,10 @@ def report_travel_size() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="?", choices=("make", "expand", "park", "unpark", "size"), default="make")
-    parser.add_argument("folder", nargs="?", type=Path, help="expand: the carried text-encoder folder")
+    parser.add_argument("command", nargs="?", choices=("make", "expand", "park", "unpark", "size", "twin"),
+                        default="make")
+    parser.add_argument("folder", nargs="?", type=Path,
+                        help="expand: the carried text-encoder folder; twin: the returned twin's run folder")
     parser.add_argument("--vocabulary", choices=("data", "full"), default="data",
                         help="data: only the words of --data's captions (default); full: every token")
     parser.add_argument("--data", choices=("shapes", "emoji", "all"), default="shapes",
@@ -211,6 +249,14 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
+        sys.exit(0)
+    if args.command == "twin":
+        if args.folder is None:
+            parser.error("twin needs the returned run folder, e.g. runs/emoji-256-twin")
+        folder = carry_twin(args.folder, ROOT / ".twin")
+        print(f"{folder.relative_to(ROOT)}: {sum(f.stat().st_size for f in folder.iterdir()) / 1e6:.1f} MB "
+              f"(bfloat16): next leg with TWIN_FROM={folder.relative_to(ROOT)}")
+        report_travel_size()
         sys.exit(0)
     if args.command in ("park", "unpark", "size"):
         if args.command != "size":

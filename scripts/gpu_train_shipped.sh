@@ -34,12 +34,15 @@
 #
 # The twin phase trains the shipped grown model's scratch twin, the baseline of issue #22's KID target: the
 # same architecture from scratch, budgeted to the compute the shipped model's training.json and its core's
-# record (printed at the start, kept in its training.json), for at most the preset's max_minutes per leg (8; TWIN_SET="--set max_minutes=M" changes it). A leg that stops early goes on
-# in the next call on the still-warm machine (`studio train resume /tmp/studio-runs/emoji-256-twin`: its
-# checkpoint stays there) or from the returned weights (TWIN_FROM=FOLDER, a fresh optimizer; the budget counts
-# what the earlier legs saw). It returns as $OUT/emoji-256-twin.tar.part-* (fp32, ~55 MB); its KID is measured
-# here: `studio eval fid --model runs/emoji-256-twin --data emoji --n 98 --steps 6 --guidance-interval -6 3`.
-# Carry `python scripts/gpu_carry.py --data emoji` and park (`make gpu-park DATA=emoji`: ~47 MiB travel).
+# record (printed at the start, kept in its training.json), for at most the preset's max_minutes per leg (8;
+# TWIN_SET="--set max_minutes=M" changes it). A leg that stops early goes on in the next call on the still-warm
+# machine (`studio train resume /tmp/studio-runs/emoji-256-twin`: its checkpoint stays there) or, on a fresh
+# one, from the returned weights: `python scripts/gpu_carry.py twin runs/emoji-256-twin` writes them in bf16 to
+# .twin/emoji-256-twin (28 MB; with every model parked the call carries 62.3 MiB of 64), then
+# TWIN_FROM=.twin/emoji-256-twin (a fresh optimizer; the budget counts what the earlier legs saw). It returns as
+# $OUT/emoji-256-twin.tar.part-* (fp32, ~55 MB); its KID is measured here:
+# `studio eval fid --model runs/emoji-256-twin --data emoji --n 98 --steps 6 --guidance-interval -6 3`.
+# Carry `python scripts/gpu_carry.py --data emoji` and park (`make gpu-park DATA=emoji`: 36 MiB travel).
 # The shipped folders come back as $OUT/<name>.tar split into 15 MiB parts (the device tool returns files of
 # at most 16 MiB): `cat NAME.tar.part-* | tar x -C assets/models`. Run logs and validation grids: runs.tar.gz.
 # A GPU machine without diffusers or the MiniLM package: carry .whl/diffusers-*.whl and an fp16 copy of the

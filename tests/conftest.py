@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -75,3 +76,13 @@ def thumb_features(images, batch_size=32, device=None, progress=False):
 
     batch = _as_batch01(images).numpy()
     return batch.mean(axis=(2, 3)) - 0.5  # the mean colour, centred: enough to tell flat colours apart
+
+
+def load_gpu_carry():
+    """scripts/gpu_carry.py as a module (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_carry", Path(__file__).parents[1] / "scripts" / "gpu_carry.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 import torch
 
+from conftest import load_gpu_carry
 from studio.diffusion import training_noise
 from studio.text import TEXT_ENCODER_ENV, TextEncoder, default_text_encoder_path
 from studio.train import batches
@@ -23,19 +24,9 @@ def test_text_encoder_path_from_environment(monkeypatch, tmp_path):
     assert default_text_encoder_path() == tmp_path
 
 
-def _gpu_carry():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("gpu_carry", Path(__file__).parents[1] / "scripts" / "gpu_carry.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("pruned", [False, True])
 def test_fp16_copy_of_the_text_encoder_gives_nearly_the_same_embeddings(tmp_path, monkeypatch, text_encoder, pruned):
-    gpu_carry = _gpu_carry()
+    gpu_carry = load_gpu_carry()
     prompts = ["a red star to the left of a blue circle on a white background", "two green squares", ""]
     folder = gpu_carry.fp16_text_encoder(tmp_path / "minilm-fp16", prompts[:2] if pruned else None)
     size = (folder / "model.safetensors").stat().st_size
@@ -55,7 +46,7 @@ def test_fp16_copy_of_the_text_encoder_gives_nearly_the_same_embeddings(tmp_path
 
 
 def test_shapes_vocabulary_covers_the_caption_grammar():
-    texts = _gpu_carry().shapes_vocabulary_texts(train_scenes=2000, heldout_scenes=200)
+    texts = load_gpu_carry().shapes_vocabulary_texts(train_scenes=2000, heldout_scenes=200)
     words = {w for t in texts for w in t.split()}
     assert {"red", "circle", "star", "left", "above", "background", "three"} <= words
 
@@ -82,7 +73,7 @@ def test_park_moves_unneeded_models_out_of_the_travelling_tree_and_back(tmp_path
     tracked and unignored files plus the carry), `gpu-unpark` restores them byte for byte."""
     import subprocess
 
-    gpu_carry = _gpu_carry()
+    gpu_carry = load_gpu_carry()
     root = tmp_path / "repo"
     model = root / "assets" / "models" / "shapes-256"
     model.mkdir(parents=True)
@@ -116,7 +107,7 @@ def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monke
     from studio.data import emoji as E
 
     fixtures = Path(__file__).parent / "fixtures" / "emoji"
-    gpu_carry = _gpu_carry()
+    gpu_carry = load_gpu_carry()
     here = tmp_path / "here"
     (here / "emoji" / "downloads").mkdir(parents=True)
     for key in gpu_carry.EMOJI_PACKAGES:  # what `npm pack` left on this machine
@@ -126,6 +117,14 @@ def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monke
     monkeypatch.setattr(E, "npm_pack", lambda *a, **k: pytest.fail("npm must not be called"))
     carried = gpu_carry.copy_emoji_packages(tmp_path / ".emoji-packages")
     assert sorted(p.name for p in carried) == sorted(E.PACKAGES[k].tarball_name for k in gpu_carry.EMOJI_PACKAGES)
+    members = {}
+    for tarball in carried:  # re-packed with only what the 3d style reads
+        with tarfile.open(tarball) as tar:
+            members[tarball.name] = set(tar.getnames())
+    fluent, openmoji = (members[E.PACKAGES[k].tarball_name] for k in gpu_carry.EMOJI_PACKAGES)
+    assert "package/assets/1f44d.webp" in fluent and "package/assets/1f44d-1f3fd.webp" not in fluent  # skin tone
+    assert openmoji == {"package/data/openmoji.json", "package/package.json", "package/LICENSE.txt"}
+    whole = E.prepare_emoji(styles=("3d",), size=32, progress=False)  # from the whole packages, here
     texts = gpu_carry.emoji_vocabulary_texts()
     assert texts and all(t.endswith(", 3d style") for t in texts)
     both = gpu_carry.vocabulary_texts("all")  # one carry for a warm machine that trains both data sets
@@ -139,10 +138,14 @@ def test_emoji_carry_prepares_the_data_set_offline_on_the_device(tmp_path, monke
     monkeypatch.setenv("STUDIO_DATA", str(device))
     root = E.prepare_emoji(styles=("3d",), size=32, progress=False)
     assert sorted(r["text"] for r in E.load_emoji_metadata(root)) == sorted(texts)
+    # the same data set as from the whole packages: records and pixels
+    assert (root / "metadata.jsonl").read_text() == (whole / "metadata.jsonl").read_text()
+    for record in E.load_emoji_metadata(root):
+        assert (root / record["file_name"]).read_bytes() == (whole / record["file_name"]).read_bytes()
 
 
 def test_park_can_take_every_shipped_model(tmp_path, monkeypatch):
-    gpu_carry = _gpu_carry()
+    gpu_carry = load_gpu_carry()
     models = tmp_path / "assets" / "models"
     for name in ("shapes-core-64", "shapes-256"):
         (models / name).mkdir(parents=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+from conftest import load_gpu_carry
 from studio.cli import main
 from studio.errors import ConfigError
 
@@ -83,3 +85,27 @@ def test_twin_settings_are_checked(grown_pair, tmp_path, capsys):
     (grown / "training.json").write_text(json.dumps(training))
     with pytest.raises(ConfigError, match="max_steps"):
         lineage_compute(grown)
+
+
+def test_a_twin_travels_in_bfloat16_and_goes_on_from_there(grown_pair, tmp_path):
+    """`scripts/gpu_carry.py twin RUN`: the next leg on a fresh device starts from the twin's weights in
+    bfloat16 (half the bytes of the 64 MiB a call carries), loaded back into float32, with its legs counted."""
+    from studio.hub import load_model
+
+    _, grown = grown_pair
+    twin = tmp_path / "emoji-256-twin"
+    assert _twin(twin, grown) == 0
+    carried = load_gpu_carry().carry_twin(twin, tmp_path / ".twin")
+    assert carried == tmp_path / ".twin" / "emoji-256-twin"
+    assert (carried / "training.json").read_text() == (twin / "training.json").read_text()
+    original, loaded = load_model(twin), load_model(carried)
+    assert next(loaded.parameters()).dtype == torch.float32
+    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a.to(torch.bfloat16).float(), b), name
+    weights = "diffusion_pytorch_model.safetensors"
+    assert (carried / weights).stat().st_size < 0.6 * (twin / weights).stat().st_size
+
+    second = tmp_path / "twin-2"
+    assert _twin(second, grown, "--from", str(carried)) == 0
+    info, info2 = (json.loads((d / "training.json").read_text()) for d in (twin, second))
+    assert info2["compute_budget"]["images_before"] == info["images_seen"] and len(info2["legs"]) == 2
