@@ -31,6 +31,14 @@ def to_uint8(images) -> np.ndarray:
     return np.ascontiguousarray(np.rint(arr).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
+def resized(images: Sequence, resolution: int) -> list:
+    """PIL images at resolution x resolution (bicubic; others, e.g. arrays, unchanged): how a picture of one size
+    is judged against real images of another (a core's 64 px picture against 256 px emoji)."""
+    size = (resolution, resolution)
+    return [im.resize(size, Image.BICUBIC) if isinstance(im, Image.Image) and im.size != size else im
+            for im in images]
+
+
 def save_png(image: Image.Image, path: str | Path, info: dict | None = None) -> Path:
     """Save a PNG with `info` as text chunks: one JSON chunk plus one readable chunk per key."""
     meta = PngImagePlugin.PngInfo()

@@ -225,6 +225,35 @@ def test_fid_model_plumbing(tmp_path, monkeypatch):
     assert main(["eval", "fid", "--model", "fake", "--data", str(tmp_path / "missing"), "--n", "4"]) == 2
 
 
+def test_fid_judged_at_another_resolution(tmp_path, monkeypatch):
+    """`judge_resolution`: a 16 px model's pictures, resized bicubically, are compared with the real images
+    prepared at 32 px (a core judged at its grown model's size)."""
+    from studio.data.shapes import heldout_captions, render_scene
+
+    monkeypatch.setenv("STUDIO_DATA", str(tmp_path))
+    sizes = []
+
+    def features(images, **kwargs):
+        sizes.extend(getattr(im, "size", None) for im in images)
+        return _fake_features(images)
+
+    monkeypatch.setattr(fidmod, "inception_features", features)
+    model = types.SimpleNamespace(name="fake", config=types.SimpleNamespace(resolution=16))
+
+    def generate(model, prompts, seed=0, **kwargs):
+        scenes = {s.caption: s for s in heldout_captions(len(prompts), seed)}
+        return [render_scene(scenes[p], model.config.resolution) for p in prompts]
+
+    monkeypatch.setattr(fidmod, "generate", generate)
+    own = fidmod.fid_model(model, "shapes", n=6, kid_subsets=4, progress=False)
+    assert (own["resolution"], own["judged_at"]) == (16, 16) and own["fid"] == pytest.approx(0.0, abs=1e-3)
+    sizes.clear()
+    judged = fidmod.fid_model(model, "shapes", n=6, kid_subsets=4, progress=False, judge_resolution=32)
+    assert (judged["resolution"], judged["judged_at"]) == (16, 16 * 2)
+    assert sizes[-6:] == [(32, 32)] * 6  # the generated pictures, resized
+    assert 1e-3 < judged["fid"] < 50  # blurrier than the real 32 px images, but the same scenes
+
+
 def test_blur_diagnostic_script(tmp_path, monkeypatch):
     """scripts/fid_blur_diagnostic.py: ground-truth "generations" score ~0 raw, and blurring moves every set away
     from the references (the real images too), more for a larger radius."""

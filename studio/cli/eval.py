@@ -125,6 +125,10 @@ def register(subparsers) -> None:
     fid.add_argument("--split", choices=("eval", "train"), default="eval",
                      help="eval: the held-out images (default); train: the training images, a larger sample "
                           "where the held-out split is small")
+    fid.add_argument("--judge-resolution", type=argtypes.positive_int, metavar="PX",
+                     help="compare at this size (the images resized bicubically, the real ones prepared at it), "
+                          "not the model's own: a core judged at its grown model's size is the bar for what the "
+                          "stages add")
     _sampling_args(fid)
     fid.add_argument("--kid-subsets", type=argtypes.positive_int, default=100, help="KID subsets (default 100)")
     fid.add_argument("--json", type=Path, help="write the result here")
@@ -276,8 +280,9 @@ def _fid(args) -> int:
 
     result = fid_model(args.model, args.data, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                        sampler=args.sampler, batch_size=args.batch_size, kid_subsets=args.kid_subsets,
-                       split=args.split, guidance_interval=_interval(args))
-    print(f"{result['model']} vs {result['data']} ({result['split']} split) at {result['resolution']} px, "
+                       split=args.split, guidance_interval=_interval(args), judge_resolution=args.judge_resolution)
+    judged = f", judged at {result['judged_at']} px" if result["judged_at"] != result["resolution"] else ""
+    print(f"{result['model']} vs {result['data']} ({result['split']} split) at {result['resolution']} px{judged}, "
           f"n = {result['n']}")
     print(f"  FID  {result['fid']:.3f}")
     print(f"  KID  {result['kid_mean']:.5f} +- {result['kid_std']:.5f}  "

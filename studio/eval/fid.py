@@ -39,6 +39,7 @@ from studio.errors import DataError, StudioError
 from studio.eval.alignment import _model_resolution
 from studio.files import atomic_write
 from studio.hub import default_device, load_model
+from studio.images import resized
 from studio.paths import data_dir, data_source_folder
 from studio.sampling import generate
 
@@ -351,28 +352,31 @@ def reference_features(data: str | os.PathLike, resolution: int, n: int, seed: i
 def fid_model(model, data: str | os.PathLike = "shapes", n: int = 1000, seed: int = 0, steps: int = 25,
               guidance: float = 3.0, sampler: str = "dpm++", batch_size: int = 8,
               kid_subsets: int = 100, kid_subset_size: int = 1000, device: str | None = None,
-              progress: bool = True, split: str = "eval", guidance_interval: tuple[float, float] | None = None
-              ) -> dict:
+              progress: bool = True, split: str = "eval", guidance_interval: tuple[float, float] | None = None,
+              judge_resolution: int | None = None) -> dict:
     """FID and KID of a model against a data set, at the model's resolution.
 
     One image is generated per caption of the data's `split` (image i uses seed + i) and compared with the
     data's own images of those captions, both resized to 299 px for InceptionV3. `split="eval"` (held-out
     images) measures generalisation; `"train"` how well the training images were learnt, which is the larger
     sample where the held-out split is small. `model` is a loaded model or a name / path for
-    `studio.hub.load_model`.
+    `studio.hub.load_model`. `judge_resolution` compares at another size than the model draws (its images resized
+    bicubically, the real ones prepared at that size): a core judged at its grown model's size is the bar for
+    what the grown model's stages add to the pictures.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     resolution = _model_resolution(model)
-    ref_feats, captions, cache = reference_features(data, resolution, n, seed, device=device, progress=progress,
+    judged_at = judge_resolution or resolution
+    ref_feats, captions, cache = reference_features(data, judged_at, n, seed, device=device, progress=progress,
                                                     split=split)
     images = generate(model, captions, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
                       guidance_interval=guidance_interval, batch_size=batch_size, progress=progress)
-    gen_feats = inception_features(images, device=device, progress=progress)
+    gen_feats = inception_features(resized(images, judged_at), device=device, progress=progress)
     size = min(kid_subset_size, len(captions))
     kid_mean, kid_std = kid(gen_feats, ref_feats, subsets=kid_subsets, subset_size=size, seed=seed)
     name = str(getattr(model, "name", type(model).__name__))
-    return {"model": name, "data": str(data), "split": split, "resolution": resolution,
+    return {"model": name, "data": str(data), "split": split, "resolution": resolution, "judged_at": judged_at,
             "n": len(captions), "seed": seed, "steps": steps, "guidance": guidance, "sampler": sampler,
             **({"guidance_interval": list(guidance_interval)} if guidance_interval else {}),
             "fid": fid(gen_feats, ref_feats), "kid_mean": kid_mean, "kid_std": kid_std,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from studio.caption_match import match_prompts, matcher_for
 from studio.data.emoji import load_emoji_metadata
@@ -27,6 +26,7 @@ from studio.errors import DataError
 from studio.eval.alignment import _model_resolution
 from studio.eval.fid import inception_features, resolve_data
 from studio.hub import load_model
+from studio.images import resized
 from studio.sampling import generate
 from studio.stats import wilson_interval
 
@@ -83,10 +83,8 @@ class ConceptTest:
 
     def hits(self, images) -> np.ndarray:
         """(K,) bool: image i (PIL) identified as concept i, compared at the test's resolution."""
-        size = (self.resolution, self.resolution)
-        images = [im.resize(size, Image.BICUBIC) if isinstance(im, Image.Image) and im.size != size else im
-                  for im in images]
-        return identify(inception_features(images, progress=False), self.real_features) == np.arange(len(self.records))
+        features = inception_features(resized(images, self.resolution), progress=False)
+        return identify(features, self.real_features) == np.arange(len(self.records))
 
 
 def wordings_model(model, data: str | os.PathLike = "emoji", concepts: int = 60,
