@@ -57,13 +57,15 @@ bench:
 	$(ENV_PYTHON) -m studio bench
 
 # The diffusers wheel and fp16 MiniLM that a GPU machine without them needs (scripts/gpu_train_shipped.sh);
-# DATA=emoji also carries the emoji npm tarballs and parks every shipped model.
+# DATA=emoji also carries the emoji npm tarballs and parks every shipped model but KEEP (e.g. KEEP=emoji-core-64:
+# the model a leg goes on from).
 DATA ?= shapes
+KEEP ?=
 gpu-carry:
 	$(ENV_PYTHON) scripts/gpu_carry.py --data $(DATA)
 
 gpu-park:
-	$(ENV_PYTHON) scripts/gpu_carry.py park --data $(DATA)
+	$(ENV_PYTHON) scripts/gpu_carry.py park --data $(DATA) --keep "$(KEEP)"
 
 gpu-unpark:
 	$(ENV_PYTHON) scripts/gpu_carry.py unpark

@@ -16,6 +16,7 @@
     python scripts/gpu_carry.py --data emoji          # emoji vocabulary + the emoji npm tarballs
     python scripts/gpu_carry.py twin runs/emoji-256-twin  # a returned twin in bf16 for its next leg (.twin/)
     python scripts/gpu_carry.py park --data emoji     # park every shipped model (emoji scripts read none)
+    python scripts/gpu_carry.py park --data emoji --keep emoji-core-64  # all but the core a leg goes on from
     python scripts/gpu_carry.py --data all            # both vocabularies and the tarballs: one warm machine
                                                       # that trains emoji, then shapes (call 2 carries none)
 
@@ -200,6 +201,16 @@ def travel_size() -> int:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
+def models_to_park(data: str, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The shipped models a call for `data` parks: PARKED_MODELS for shapes (its scripts read shapes-core-64),
+    every one for emoji, but never those in `keep`: what a leg goes on from (`--from`, `stages_from`)."""
+    every = tuple(sorted(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir()))
+    unknown = sorted(set(keep) - set(every))
+    if unknown:
+        raise ValueError(f"--keep: no shipped model {', '.join(unknown)} in assets/models")
+    return tuple(n for n in (every if data != "shapes" else PARKED_MODELS) if n not in keep)
+
+
 def park(back: bool = False, names: tuple[str, ...] = PARKED_MODELS) -> None:
     """Move the shipped models `names` and the PARKED_TREES out of the travelling tree (into .gpu-parked/) or,
     with `back`, everything parked into it again. A model's record (RECORD_FILES, a few kB) stays: the scratch
@@ -246,6 +257,9 @@ if __name__ == "__main__":
     parser.add_argument("--data", choices=("shapes", "emoji", "all"), default="shapes",
                         help="what the GPU run trains on (emoji also carries its npm tarballs; all: both data "
                              "sets' vocabularies, for one warm machine that trains both)")
+    parser.add_argument("--keep", default="", metavar="NAME[,NAME]",
+                        help="park: leave these shipped models in the tree, for a leg that goes on from them "
+                             "(an emoji core leg: --keep emoji-core-64, 62 MiB; its regrow: --keep emoji-256)")
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
@@ -260,8 +274,11 @@ if __name__ == "__main__":
         sys.exit(0)
     if args.command in ("park", "unpark", "size"):
         if args.command != "size":
-            every = tuple(p.name for p in (ROOT / "assets" / "models").iterdir() if p.is_dir())
-            park(back=args.command == "unpark", names=every if args.data != "shapes" else PARKED_MODELS)
+            try:
+                names = models_to_park(args.data, tuple(n for n in args.keep.split(",") if n))
+            except ValueError as err:
+                parser.error(str(err))
+            park(back=args.command == "unpark", names=names)
         report_travel_size()
         sys.exit(0)
     wheel = trimmed_diffusers_wheel(ROOT / ".whl")

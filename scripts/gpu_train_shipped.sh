@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train a shipped pair on one GPU with the project's own commands, one phase per call of the device tool
 # (each call may run 10 minutes). DATA=shapes (default: shapes-core-64, shapes-256) or DATA=emoji
-# (emoji-core-64, emoji-256; carry `python scripts/gpu_carry.py --data emoji`, park every shipped model):
+# (emoji-core-64, emoji-256; carry `python scripts/gpu_carry.py --data emoji`, park every shipped model but the one
+# a leg goes on from: `make gpu-park DATA=emoji KEEP=emoji-core-64`; scripts/README.md has the two calls):
 #
 #   OUT=gpu-out scripts/gpu_train_shipped.sh core   # smoke test, core (3.3 min), ship with 300 captions
 #   OUT=gpu-out scripts/gpu_train_shipped.sh grow   # smoke test, grow the core in $CORE_FROM, ship

@@ -156,3 +156,18 @@ def test_park_can_take_every_shipped_model(tmp_path, monkeypatch):
     assert not any(models.iterdir())
     gpu_carry.park(back=True)
     assert sorted(p.name for p in models.iterdir()) == ["shapes-256", "shapes-core-64"]
+
+
+def test_a_leg_keeps_the_model_it_goes_on_from(tmp_path, monkeypatch):
+    """`park --keep`: an emoji core leg from the shipped core carries that core and parks the other models (two
+    shipped models and the emoji carry exceed the 64 MiB of a call)."""
+    gpu_carry = load_gpu_carry()
+    for name in ("emoji-256", "emoji-core-64", "shapes-256", "shapes-core-64"):
+        (tmp_path / "assets" / "models" / name).mkdir(parents=True)
+    monkeypatch.setattr(gpu_carry, "ROOT", tmp_path)
+    assert gpu_carry.models_to_park("emoji") == ("emoji-256", "emoji-core-64", "shapes-256", "shapes-core-64")
+    assert gpu_carry.models_to_park("emoji", ("emoji-core-64",)) == ("emoji-256", "shapes-256", "shapes-core-64")
+    assert gpu_carry.models_to_park("shapes") == ("shapes-256",)
+    assert gpu_carry.models_to_park("shapes", ("shapes-256",)) == ()
+    with pytest.raises(ValueError, match="no shipped model emoji-512"):
+        gpu_carry.models_to_park("emoji", ("emoji-512",))
