@@ -106,7 +106,7 @@ def vocabulary_texts(data: str) -> list[str]:
 def copy_emoji_packages(out: Path) -> list[Path]:
     """The npm tarballs of EMOJI_PACKAGES (downloaded once into the data folder), re-packed into `out` with only
     what `studio data emoji --styles 3d` reads there (`EMOJI_PACKAGE_FILES`): Fluent 3D without the skin-tone
-    variants, which the data set drops by default, and OpenMoji's names without its SVGs. 9 MB instead of 20."""
+    variants, which the data set drops by default, and OpenMoji's names without its SVGs: 9.6 MB instead of 20."""
     from studio.data.emoji import PACKAGES, fetch_package, load_emoji_index, scan_style, select_images
     from studio.paths import data_dir
 
@@ -259,7 +259,7 @@ if __name__ == "__main__":
                              "sets' vocabularies, for one warm machine that trains both)")
     parser.add_argument("--keep", default="", metavar="NAME[,NAME]",
                         help="park: leave these shipped models in the tree, for a leg that goes on from them "
-                             "(an emoji core leg: --keep emoji-core-64, 62 MiB; its regrow: --keep emoji-256)")
+                             "(an emoji core leg: --keep emoji-core-64, 61 MiB; its regrow: --keep emoji-256)")
     args = parser.parse_args()
     if args.command == "expand":
         expand_text_encoder(args.folder or ROOT / ".minilm" / "minilm-fp16")
