@@ -9,6 +9,7 @@ notebook also runs on its own (it trains what it needs when an earlier notebook'
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -46,6 +47,17 @@ def test_outputs_are_stripped(path):
              if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; strip them before committing"
     assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state: save it without (outputs)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_its_own_id(path):
+    """nbformat 4.5 requires a unique id on every cell; nbformat.read fills in missing ones (with a warning that
+    it will become an error), so read the file as written."""
+    cells = json.loads(path.read_text())["cells"]
+    ids = [c.get("id") for c in cells]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{path.name}: cells {missing} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
