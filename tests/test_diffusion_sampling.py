@@ -243,8 +243,8 @@ def test_caption_contrast_adds_a_soft_hinge_on_the_wrong_captions_error(tiny_cor
     k = diffusion.CONTRAST_SHARPNESS
     gap = (per_opposite - per[[1, 3]]) / per[[1, 3]]
     expected = plain + (contrast.weight * per[[1, 3]] / k * torch.nn.functional.softplus(-k * gap)).sum() / 4  # per row
-    assert float(with_contrast) == pytest.approx(float(expected), rel=1e-4)
-    assert float(with_contrast) > float(plain)
+    assert with_contrast.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert with_contrast.item() > plain.item()
     # its gradient reaches the text pathway through the opposite captions
     tiny_core.zero_grad()
     (with_contrast - plain).backward()
@@ -258,6 +258,6 @@ def test_caption_contrast_leaves_the_levels_that_show_the_layout_alone(tiny_core
     plain = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed)
     with_contrast = diffusion_loss(tiny_core, x, text, generator=torch.Generator().manual_seed(0), timesteps=fixed,
                                    contrast=contrast)
-    assert float(with_contrast) == float(plain)
+    assert with_contrast.item() == plain.item()
     with pytest.raises(ValueError, match="reduce=True"):
         diffusion_loss(tiny_core, x, text, timesteps=fixed, contrast=contrast, reduce=False)
